@@ -1,0 +1,219 @@
+//! Startup checks, both listeners, and the shutdown sequence. `main` and the tests build the
+//! service the same way: `App::build(config)` binds (port 0 works) and exposes both addresses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{self, MailSender, RestMailSender, RestUserDirectory, StubMailSender, StubUserDirectory, UserDirectory};
+use crate::config::{Config, ScriptLoading, ServiceMode};
+use crate::flows::Context;
+use crate::store::{self, config_provider::ConfigProvider, scripts::scripts, Redis, Store};
+
+/// The startup components of the runbook, each checked with a bounded PING.
+pub const COMPONENTS: [&str; 5] = [
+    "challenge_store",
+    "session_store",
+    "config_provider",
+    "gateway_projection_publisher",
+    "resend_throttle_protector",
+];
+
+/// Oldest Redis with script shebangs and `flags=no-writes`.
+const MIN_REDIS_MAJOR: u32 = 7;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{component}: redis at {address}: {source}")]
+    Redis {
+        component: &'static str,
+        address: String,
+        #[source]
+        source: store::Error,
+    },
+    #[error("redis at {address} runs version {version}; authsession needs Redis {MIN_REDIS_MAJOR}.0 or newer")]
+    RedisVersion { address: String, version: String },
+    #[error(
+        "redis at {address} lacks script(s) {missing} and AUTHSESSION_REDIS_SCRIPT_LOADING=preloaded; \
+         load them with `authsession scripts export <dir>` + SCRIPT LOAD"
+    )]
+    ScriptsMissing { address: String, missing: String },
+    #[error("{listener} HTTP listener: cannot bind {addr}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct App {
+    public: TcpListener,
+    internal: TcpListener,
+    public_addr: SocketAddr,
+    internal_addr: SocketAddr,
+    ctx: Context,
+    internal_token: Option<String>,
+    shutdown_timeout: Duration,
+}
+
+impl App {
+    /// Connects and checks Redis, builds the clients, binds both listeners. Nothing is served
+    /// until [`App::run_until_stopped`].
+    pub async fn build(config: Config) -> Result<App, StartupError> {
+        let redis = Redis::new(&config.redis).map_err(|source| StartupError::Redis {
+            component: COMPONENTS[0],
+            address: config.redis.addrs.join(","),
+            source,
+        })?;
+        check_redis(&redis, &config).await?;
+
+        let store = Store::new(redis.clone(), &config.redis, &config.gateway, &config.policy);
+        let limits = ConfigProvider::new(redis, &store.keys, &config.policy);
+        let http = clients::http_client();
+        let users: Arc<dyn UserDirectory> = match &config.user_service {
+            ServiceMode::Stub => {
+                tracing::warn!("user service in STUB mode: in-memory directory, for development and isolated testing only");
+                Arc::new(StubUserDirectory::new(&config.stub_blocked_emails))
+            }
+            ServiceMode::Rest(target) => Arc::new(RestUserDirectory::new(http.clone(), target.clone())),
+        };
+        let mail: Arc<dyn MailSender> = match &config.mail_service {
+            ServiceMode::Stub => {
+                tracing::warn!("mail service in STUB mode: codes are logged, not mailed; for development only");
+                Arc::new(StubMailSender)
+            }
+            ServiceMode::Rest(target) => Arc::new(RestMailSender::new(http, target.clone())),
+        };
+
+        let bind = |listener: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { listener, addr, source })
+        };
+        let public = bind("public", config.public_addr).await?;
+        let internal = bind("internal", config.internal_addr).await?;
+        Ok(App {
+            public_addr: public.local_addr().expect("bound socket has an address"),
+            internal_addr: internal.local_addr().expect("bound socket has an address"),
+            public,
+            internal,
+            ctx: Context { store, users, mail, limits },
+            internal_token: config.internal_token,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
+    }
+
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains each listener within the shutdown
+    /// budget and closes the Redis pool and HTTP clients. Returns whether every component
+    /// stopped within its budget.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> bool {
+        let public_router = crate::http::public::router(self.ctx.clone());
+        let internal_router = crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
+        let serve = |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
+            let stop = shutdown.clone();
+            tracing::info!(address = %addr, "{name} HTTP listener started");
+            tokio::spawn(async move {
+                axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            })
+        };
+        let public = serve("public", self.public, self.public_addr, public_router);
+        let internal = serve("internal", self.internal, self.internal_addr, internal_router);
+
+        shutdown.cancelled().await;
+        tracing::info!(budget = ?self.shutdown_timeout, "shutdown requested: draining in-flight requests");
+        let budget = self.shutdown_timeout;
+        let (public_ok, internal_ok) =
+            tokio::join!(drain("public", public, budget), drain("internal", internal, budget));
+
+        // Every handler has finished (or was abandoned): close the pool and the HTTP clients.
+        drop(self.ctx);
+        tracing::info!("redis pool and HTTP clients closed");
+        public_ok && internal_ok
+    }
+}
+
+async fn drain(name: &'static str, task: tokio::task::JoinHandle<std::io::Result<()>>, budget: Duration) -> bool {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(budget, task).await {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!("{name} HTTP listener stopped");
+            true
+        }
+        Ok(Ok(Err(error))) => {
+            tracing::error!(%error, "{name} HTTP listener stopped with an error");
+            false
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "{name} HTTP listener task failed");
+            false
+        }
+        Err(_) => {
+            abort.abort();
+            tracing::error!(budget = ?budget, "{name} HTTP listener did not drain within its budget; connections dropped");
+            false
+        }
+    }
+}
+
+/// Bounded PING per component, the server version, the eviction policy, and in preloaded mode
+/// the script cache.
+async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError> {
+    let address = redis.address().to_owned();
+    let limit = config.redis.connect_timeout;
+    for component in COMPONENTS {
+        redis
+            .query_within::<()>(&redis::cmd("PING"), limit)
+            .await
+            .map_err(|source| StartupError::Redis { component, address: address.clone(), source })?;
+        tracing::info!(component, address = %address, "startup check passed: PING");
+    }
+
+    match redis.query_within::<String>(redis::cmd("INFO").arg("server").arg("memory"), limit).await {
+        Ok(info) => {
+            let field = |name: &str| {
+                info.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':'))).map(str::trim)
+            };
+            let version = field("redis_version").unwrap_or("unknown").to_owned();
+            let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+            if major < MIN_REDIS_MAJOR {
+                return Err(StartupError::RedisVersion { address, version });
+            }
+            match field("maxmemory_policy") {
+                Some("noeviction") => {}
+                policy => tracing::warn!(
+                    maxmemory_policy = policy.unwrap_or("unknown"),
+                    "Redis may evict authsession keys (sessions, throttle windows) under memory pressure: \
+                     set maxmemory-policy noeviction"
+                ),
+            }
+        }
+        // An ACL may deny INFO; the shebang scripts still refuse to run on a pre-7 server.
+        Err(error) => tracing::warn!(%error, "cannot read INFO; skipping the version and eviction-policy checks"),
+    }
+
+    if config.redis.script_loading == ScriptLoading::Preloaded {
+        let all = scripts().all();
+        let exists = redis.scripts_exist(&all).await.map_err(|source| StartupError::Redis {
+            component: "challenge_store",
+            address: address.clone(),
+            source,
+        })?;
+        let missing: Vec<_> =
+            all.iter().zip(exists).filter(|(_, ok)| !ok).map(|(s, _)| format!("{} v{} ({})", s.name, s.version, s.sha1)).collect();
+        if !missing.is_empty() {
+            return Err(StartupError::ScriptsMissing { address, missing: missing.join(", ") });
+        }
+        tracing::info!(scripts = all.len(), "startup check passed: every script is preloaded");
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Subcommands beside `serve`.
+
+pub mod scripts;

@@ -1,0 +1,101 @@
+//! The two external services: the user directory and the mail sender. Each is a trait with an
+//! in-memory stub (dev/testing only) and a REST client whose retry policy is explicit data.
+
+pub mod mail_sender;
+pub mod user_directory;
+
+use std::time::Duration;
+
+pub use mail_sender::{Delivery, MailSender, RestMailSender, StubMailSender};
+pub use user_directory::{RestUserDirectory, StubUserDirectory, UserDirectory};
+
+/// A dependency failure: answers `503 service_unavailable`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{service}: request timed out after {timeout:?}")]
+    Timeout { service: &'static str, timeout: Duration },
+    #[error("{service}: transport error: {source}")]
+    Transport {
+        service: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{service}: unexpected status {status}")]
+    Status { service: &'static str, status: u16 },
+    #[error("{service}: unparseable response body: {detail}")]
+    Body { service: &'static str, detail: String },
+}
+
+/// How a REST call reacts to a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Writes and mail sends: one attempt only.
+    Never,
+    /// Reads: one more attempt after a transport error, a timeout, or 502/503/504.
+    OnceOnTransient,
+}
+
+impl Error {
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Timeout { .. } | Error::Transport { .. } => true,
+            Error::Status { status, .. } => matches!(status, 502..=504),
+            Error::Body { .. } => false,
+        }
+    }
+}
+
+/// One JSON request with the per-attempt timeout and the given retry policy. `Ok(None)` is a 404.
+async fn call_json<T: serde::de::DeserializeOwned>(
+    service: &'static str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+    timeout: Duration,
+    retry: Retry,
+) -> Result<Option<T>, Error> {
+    let attempts = if retry == Retry::OnceOnTransient { 2 } else { 1 };
+    let mut last = None;
+    for attempt in 1..=attempts {
+        match attempt_json(service, request().timeout(timeout), timeout).await {
+            Err(e) if e.is_transient() && attempt < attempts => {
+                tracing::warn!(service, error = %e, "retrying read once");
+                last = Some(e);
+            }
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+async fn attempt_json<T: serde::de::DeserializeOwned>(
+    service: &'static str,
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<Option<T>, Error> {
+    let transport = |source: reqwest::Error| {
+        if source.is_timeout() {
+            Error::Timeout { service, timeout }
+        } else {
+            Error::Transport { service, source }
+        }
+    };
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(Error::Status { service, status: status.as_u16() });
+    }
+    let body = response.bytes().await.map_err(transport)?;
+    serde_json::from_slice(&body).map(Some).map_err(|e| Error::Body { service, detail: e.to_string() })
+}
+
+/// The shared HTTP client: connection pooling across calls, no redirects (a redirect from an
+/// internal service is a misconfiguration, not something to follow with an e-mail in the body).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .expect("the TLS backend initialises")
+}

@@ -1,0 +1,304 @@
+//! Newtypes that can only hold valid values. Handlers never see a raw string for an e-mail, an id
+//! or a code: input is parsed into these types or rejected as `400 invalid_request`.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
+
+/// Why a value was rejected; the message names the field and never echoes the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub &'static str);
+
+fn sha256_hex(input: &str) -> String {
+    hex::encode(Sha256::digest(input.as_bytes()))
+}
+
+/// 128 random bits as 22 URL-safe characters: opaque, unguessable ids.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// A normalized (trimmed, lower-cased) e-mail address. Its `Debug` is masked so it cannot leak
+/// into logs by accident.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Email({})", self.masked())
+    }
+}
+string_newtype!(
+    /// `[A-Za-z0-9_-]{1,128}`.
+    ChallengeId
+);
+string_newtype!(
+    /// `[A-Za-z0-9_-]{1,128}`.
+    DeviceSessionId
+);
+string_newtype!(
+    /// `[A-Za-z0-9._:@-]{1,128}`.
+    UserId
+);
+string_newtype!(
+    /// `[a-z0-9_]{1,64}`: revoke reasons and actor types.
+    Code
+);
+string_newtype!(
+    /// At most 128 printable ASCII characters.
+    ActorId
+);
+string_newtype!(
+    /// A BCP 47 language tag, at most 35 characters.
+    Locale
+);
+string_newtype!(
+    /// Standard base64 (padded) of a 32-byte Ed25519 public key.
+    ClientPublicKey
+);
+
+impl Email {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        const BAD: Invalid = Invalid("email must be a valid e-mail address");
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() || email.len() > 254 {
+            return Err(BAD);
+        }
+        let (local, domain) = email.split_once('@').ok_or(BAD)?;
+        if local.is_empty() || local.len() > 64 || domain.contains('@') {
+            return Err(BAD);
+        }
+        if !local.chars().all(|c| !c.is_control() && !c.is_whitespace()) {
+            return Err(BAD);
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        let label_ok = |l: &&str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        };
+        if labels.len() < 2 || !labels.iter().all(label_ok) {
+            return Err(BAD);
+        }
+        Ok(Self(email))
+    }
+
+    /// Lowercase hex SHA-256: how the address appears in key names.
+    pub fn hash(&self) -> String {
+        sha256_hex(&self.0)
+    }
+
+    /// `j***@example.com`, for operator output.
+    pub fn masked(&self) -> String {
+        mask_email(&self.0)
+    }
+}
+
+/// Masks the local part of an address, keeping its first character and the domain.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => "***".to_owned(),
+    }
+}
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+impl ChallengeId {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        parse_token(raw, 128, is_id_char).map(Self).ok_or(Invalid("challenge_id is malformed"))
+    }
+
+    pub fn generate() -> Self {
+        Self(random_id())
+    }
+}
+
+impl DeviceSessionId {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        parse_token(raw, 128, is_id_char).map(Self).ok_or(Invalid("device_session_id is malformed"))
+    }
+
+    pub fn generate() -> Self {
+        Self(random_id())
+    }
+}
+
+impl UserId {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        parse_token(raw, 128, |c| c.is_ascii_alphanumeric() || "._:@-".contains(c))
+            .map(Self)
+            .ok_or(Invalid("user_id is malformed"))
+    }
+}
+
+impl Code {
+    pub fn parse(raw: &str, field: &'static str) -> Result<Self, Invalid> {
+        parse_token(raw, 64, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            .map(Self)
+            .ok_or(Invalid(field))
+    }
+
+    /// A code the service itself uses (`admin_revoke`, `user_blocked`, ...).
+    pub fn known(code: &'static str) -> Self {
+        Self(code.to_owned())
+    }
+}
+
+impl ActorId {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        (raw.len() <= 128 && raw.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+            .then(|| Self(raw.to_owned()))
+            .ok_or(Invalid("actor_id must be at most 128 printable characters"))
+    }
+}
+
+impl Locale {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        const BAD: Invalid = Invalid("locale must be a BCP 47 language tag of at most 35 characters");
+        let ok = !raw.is_empty()
+            && raw.len() <= 35
+            && raw.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        ok.then(|| Self(raw.to_owned())).ok_or(BAD)
+    }
+}
+
+impl ClientPublicKey {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        const BAD: Invalid = Invalid("client_public_key must be standard base64 of 32 bytes");
+        match STANDARD.decode(raw) {
+            Ok(bytes) if bytes.len() == 32 && raw.len() == 44 => Ok(Self(raw.to_owned())),
+            _ => Err(BAD),
+        }
+    }
+}
+
+fn parse_token(raw: &str, max: usize, allowed: impl Fn(char) -> bool) -> Option<String> {
+    (!raw.is_empty() && raw.len() <= max && raw.chars().all(allowed)).then(|| raw.to_owned())
+}
+
+/// A six-digit login code. `Debug` is redacted: codes never reach logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginCode(String);
+
+impl std::fmt::Debug for LoginCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginCode(******)")
+    }
+}
+
+impl LoginCode {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        (raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Self(raw.to_owned()))
+            .ok_or(Invalid("code must be exactly 6 digits"))
+    }
+
+    /// Uniform over 000000..=999999, from the thread-local CSPRNG.
+    pub fn generate() -> Self {
+        Self(format!("{:06}", rand::rng().random_range(0..1_000_000u32)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `code_hash`: lowercase hex SHA-256 of `"<challenge_id>:<code>"`.
+    pub fn hash(&self, challenge_id: &ChallengeId) -> String {
+        sha256_hex(&format!("{}:{}", challenge_id.as_str(), self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_validated() {
+        assert_eq!(Email::parse("  User@Example.COM ").unwrap().as_str(), "user@example.com");
+        for bad in ["", "a", "@example.com", "a@", "a@b", "a@@b.com", "a@b..com", "a@-b.com", "a b@c.com", "a@b_c.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn email_hash_is_sha256_of_the_normalized_address() {
+        let email = Email::parse("A@Example.com").unwrap();
+        assert_eq!(email.hash(), sha256_hex("a@example.com"));
+        assert_eq!(email.masked(), "a***@example.com");
+    }
+
+    #[test]
+    fn codes_are_six_digits_and_hash_with_the_challenge_id() {
+        let code = LoginCode::generate();
+        assert!(LoginCode::parse(code.as_str()).is_ok());
+        for bad in ["12345", "1234567", "12345a", "١٢٣٤٥٦"] {
+            assert!(LoginCode::parse(bad).is_err(), "{bad}");
+        }
+        let id = ChallengeId::parse("c1").unwrap();
+        assert_eq!(LoginCode::parse("123456").unwrap().hash(&id), sha256_hex("c1:123456"));
+        assert_eq!(format!("{code:?}"), "LoginCode(******)");
+    }
+
+    #[test]
+    fn ids_accept_only_their_alphabet() {
+        assert!(ChallengeId::parse(ChallengeId::generate().as_str()).is_ok());
+        assert!(ChallengeId::parse("a/b").is_err());
+        assert!(ChallengeId::parse(&"a".repeat(129)).is_err());
+        assert!(UserId::parse("user-1@tenant:x.y").is_ok());
+        assert!(UserId::parse("user 1").is_err());
+        assert!(Code::parse("admin_revoke", "reason_code").is_ok());
+        assert!(Code::parse("Admin", "reason_code").is_err());
+    }
+
+    #[test]
+    fn public_keys_are_32_bytes_of_padded_standard_base64() {
+        let key = STANDARD.encode([7u8; 32]);
+        assert!(ClientPublicKey::parse(&key).is_ok());
+        assert!(ClientPublicKey::parse(&STANDARD.encode([7u8; 31])).is_err());
+        assert!(ClientPublicKey::parse(&URL_SAFE_NO_PAD.encode([0xffu8; 32])).is_err());
+        assert!(ClientPublicKey::parse(key.trim_end_matches('=')).is_err());
+    }
+
+    #[test]
+    fn locales_are_bcp47_shaped() {
+        assert!(Locale::parse("en-GB").is_ok());
+        assert!(Locale::parse("zh-Hant-TW").is_ok());
+        assert!(Locale::parse("en_GB").is_err());
+        assert!(Locale::parse(&"a".repeat(36)).is_err());
+    }
+}

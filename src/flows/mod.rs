@@ -1,0 +1,32 @@
+//! Use cases, one file each. A flow validates nothing (its inputs are domain types), talks to the
+//! store and the external services, and returns its own outcome; HTTP mapping happens once, in
+//! `http::error`.
+
+pub mod block;
+pub mod confirm_email_code;
+pub mod revoke;
+pub mod send_email_code;
+pub mod sessions;
+
+use std::sync::Arc;
+
+use crate::clients::{self, MailSender, UserDirectory};
+use crate::store::{self, config_provider::ConfigProvider, Store};
+
+/// What every flow needs.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Store,
+    pub users: Arc<dyn UserDirectory>,
+    pub mail: Arc<dyn MailSender>,
+    pub limits: ConfigProvider,
+}
+
+/// A fault in Redis or a dependency: answers `503 service_unavailable`, details only in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Dependency(#[from] clients::Error),
+}

@@ -1,0 +1,234 @@
+//! The trusted internal surface: list, inspect and revoke sessions, block users. Optional bearer
+//! auth on every route, including fallbacks.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::extract::{OptionalJson, PathParam, StrictQuery};
+use crate::clients::user_directory::BlockOutcome;
+use crate::domain::{ActorId, Code, DeviceSessionId, Invalid, UserId};
+use crate::flows::{block, revoke, sessions, Context};
+use crate::store::sessions::{Cursor, RevokeOutcome, Revocation, Session, StatusFilter};
+
+pub const USER_SESSIONS: &str = "/api/v1/internal/users/{user_id}/sessions";
+pub const SESSION: &str = "/api/v1/internal/sessions/{device_session_id}";
+pub const SESSION_REVOKE: &str = "/api/v1/internal/sessions/{device_session_id}/revoke";
+pub const USER_REVOKE_ALL: &str = "/api/v1/internal/users/{user_id}/sessions/revoke-all";
+pub const USER_BLOCK: &str = "/api/v1/internal/users/{user_id}/block";
+
+pub fn router(ctx: Context, token: Option<String>) -> Router {
+    let routes = Router::new()
+        .route(USER_SESSIONS, get(list_sessions))
+        .route(SESSION, get(get_session))
+        .route(SESSION_REVOKE, post(revoke_session))
+        .route(USER_REVOKE_ALL, post(revoke_all))
+        .route(USER_BLOCK, post(block_user))
+        .with_state(ctx);
+    let router = super::finish(routes, "internal");
+    match token {
+        Some(token) => {
+            let token: Arc<[u8]> = token.into_bytes().into();
+            router.layer(axum::middleware::from_fn(move |req, next| bearer(token.clone(), req, next)))
+        }
+        None => router,
+    }
+}
+
+async fn bearer(token: Arc<[u8]>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes)
+        .unwrap_or_default();
+    if bool::from(presented.ct_eq(&token)) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+fn invalid(e: Invalid) -> ApiError {
+    ApiError::invalid_request(e.0)
+}
+
+/// The session JSON of both list and get.
+#[derive(Serialize)]
+pub struct SessionView {
+    device_session_id: String,
+    user_id: String,
+    status: String,
+    client_public_key: String,
+    created_at: String,
+    revoked_at: Option<String>,
+    revoke_reason_code: Option<String>,
+    version: u64,
+}
+
+fn rfc3339(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        Self {
+            created_at: rfc3339(s.created_at_ms),
+            revoked_at: s.revoked_at_ms.map(rfc3339),
+            device_session_id: s.device_session_id,
+            user_id: s.user_id,
+            status: s.status,
+            client_public_key: s.client_public_key,
+            revoke_reason_code: s.revoke_reason_code,
+            version: s.version,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SessionList {
+    sessions: Vec<SessionView>,
+    next_cursor: Option<String>,
+}
+
+async fn list_sessions(
+    State(ctx): State<Context>,
+    PathParam(user_id): PathParam,
+    StrictQuery(query): StrictQuery<ListQuery>,
+) -> Result<Json<SessionList>, ApiError> {
+    let user_id = UserId::parse(&user_id).map_err(invalid)?;
+    let filter = match query.status.as_deref() {
+        None => None,
+        Some("active") => Some(StatusFilter::Active),
+        Some("revoked") => Some(StatusFilter::Revoked),
+        Some(_) => return Err(ApiError::invalid_request("status must be `active` or `revoked`")),
+    };
+    let limit = match query.limit.as_deref() {
+        None => 100,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid_request("limit must be an integer from 1 to 1000"))?,
+    };
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(|c| Cursor::parse(c).ok_or_else(|| ApiError::invalid_request("cursor is malformed")))
+        .transpose()?;
+    let page = sessions::list_sessions(&ctx.store, &user_id, filter, limit, cursor.as_ref()).await?;
+    Ok(Json(SessionList {
+        sessions: page.sessions.into_iter().map(SessionView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+fn session_not_found() -> ApiError {
+    ApiError::new(axum::http::StatusCode::NOT_FOUND, "session_not_found", "no such session")
+}
+
+async fn get_session(
+    State(ctx): State<Context>,
+    PathParam(id): PathParam,
+) -> Result<Json<SessionView>, ApiError> {
+    let id = DeviceSessionId::parse(&id).map_err(invalid)?;
+    let session = sessions::get_session(&ctx.store, &id).await?.ok_or_else(session_not_found)?;
+    Ok(Json(session.into()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    reason_code: Option<String>,
+    actor_type: Option<String>,
+    actor_id: Option<String>,
+}
+
+impl RevokeBody {
+    fn revocation(self, default_reason: &'static str) -> Result<Revocation, ApiError> {
+        let reason_code = match self.reason_code {
+            Some(raw) => Code::parse(&raw, "reason_code must match [a-z0-9_]{1,64}").map_err(invalid)?,
+            None => Code::known(default_reason),
+        };
+        let actor_type = match self.actor_type {
+            Some(raw) => Code::parse(&raw, "actor_type must match [a-z0-9_]{1,64}").map_err(invalid)?,
+            None => Code::known("admin"),
+        };
+        let actor_id = self.actor_id.as_deref().map(ActorId::parse).transpose().map_err(invalid)?;
+        Ok(Revocation { reason_code, actor_type, actor_id })
+    }
+}
+
+#[derive(Serialize)]
+struct RevokeReply {
+    outcome: &'static str,
+    session: SessionView,
+}
+
+async fn revoke_session(
+    State(ctx): State<Context>,
+    PathParam(id): PathParam,
+    OptionalJson(body): OptionalJson<RevokeBody>,
+) -> Result<Json<RevokeReply>, ApiError> {
+    let id = DeviceSessionId::parse(&id).map_err(invalid)?;
+    let revocation = body.unwrap_or_default().revocation("admin_revoke")?;
+    let (outcome, session) = revoke::revoke_session(&ctx, &id, &revocation).await?.ok_or_else(session_not_found)?;
+    let outcome = match outcome {
+        RevokeOutcome::Revoked => "revoked",
+        RevokeOutcome::AlreadyRevoked => "already_revoked",
+    };
+    Ok(Json(RevokeReply { outcome, session: session.into() }))
+}
+
+#[derive(Serialize)]
+struct RevokeAllReply {
+    outcome: &'static str,
+    revoked_count: u64,
+}
+
+async fn revoke_all(
+    State(ctx): State<Context>,
+    PathParam(user_id): PathParam,
+    OptionalJson(body): OptionalJson<RevokeBody>,
+) -> Result<Json<RevokeAllReply>, ApiError> {
+    let user_id = UserId::parse(&user_id).map_err(invalid)?;
+    let revocation = body.unwrap_or_default().revocation("admin_revoke")?;
+    let revoked_count = revoke::revoke_all(&ctx, &user_id, &revocation).await?;
+    let outcome = if revoked_count == 0 { "no_active_sessions" } else { "revoked" };
+    Ok(Json(RevokeAllReply { outcome, revoked_count }))
+}
+
+async fn block_user(
+    State(ctx): State<Context>,
+    PathParam(user_id): PathParam,
+    OptionalJson(body): OptionalJson<RevokeBody>,
+) -> Result<Json<RevokeAllReply>, ApiError> {
+    let user_id = UserId::parse(&user_id).map_err(invalid)?;
+    let revocation = body.unwrap_or_default().revocation("user_blocked")?;
+    let (outcome, revoked_count) =
+        block::block_user(&ctx, &user_id, &revocation.reason_code, revocation.actor_type, revocation.actor_id).await?;
+    let outcome = match outcome {
+        BlockOutcome::Blocked => "blocked",
+        BlockOutcome::AlreadyBlocked => "already_blocked",
+    };
+    Ok(Json(RevokeAllReply { outcome, revoked_count }))
+}

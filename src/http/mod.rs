@@ -1,0 +1,62 @@
+//! The two HTTP surfaces and what they share: the error envelope on fallbacks, the body limit,
+//! a per-request deadline and a tracing span per request.
+
+pub mod error;
+pub mod extract;
+pub mod internal;
+pub mod public;
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use error::ApiError;
+use extract::MAX_BODY_BYTES;
+
+/// Longest a request may take end to end; every Redis and dependency call has a shorter bound of
+/// its own, so this only catches what those miss.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Adds what both surfaces share to a router of routes.
+fn finish(router: Router, surface: &'static str) -> Router {
+    router
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn(guard))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(move |req: &Request| {
+                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
+                    let request_id =
+                        req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    tracing::info_span!("request", surface, method = %req.method(), route, request_id)
+                })
+                .on_request(())
+                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "request");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Refuses oversized bodies up front (413 with the envelope) and bounds each request's duration.
+async fn guard(req: Request, next: Next) -> Response {
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return ApiError::payload_too_large().into_response();
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("request exceeded {REQUEST_TIMEOUT:?}");
+            ApiError::unavailable().into_response()
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! authsession: passwordless e-mail-code login with device-bound sessions, backed by Redis.
+//! Routes live in `http`, use cases in `flows`, Redis and its Lua scripts in `store`.
+
+pub mod app;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod domain;
+pub mod flows;
+pub mod http;
+pub mod store;
+pub mod telemetry;

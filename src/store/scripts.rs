@@ -1,0 +1,211 @@
+//! The Lua script engine: scripts embedded from `lua/`, `--!include` fragments inlined from
+//! `lua/include/`, each addressed by the SHA1 of its assembled text, versioned in its header and
+//! recorded in `lua/scripts.lock` for the platform team's audit.
+
+use std::sync::LazyLock;
+
+use include_dir::{include_dir, Dir};
+
+static LUA: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/lua");
+
+/// One assembled script.
+#[derive(Debug)]
+pub struct Script {
+    pub name: &'static str,
+    /// From the header line `-- <name>, version: N`; bumped with every change of the text.
+    pub version: u32,
+    /// The text sent by `SCRIPT LOAD`, fragments inlined.
+    pub body: String,
+    /// Lowercase hex SHA1 of `body`, as `EVALSHA` wants it.
+    pub sha1: String,
+}
+
+/// Every script, by operation.
+#[derive(Debug)]
+pub struct Scripts {
+    pub challenge_create: Script,
+    pub challenge_mark_delivery: Script,
+    pub challenge_verify: Script,
+    pub challenge_confirm: Script,
+    pub session_revoke: Script,
+    pub user_sessions_revoke: Script,
+    pub session_projection_republish: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    challenge_create: assemble("challenge_create"),
+    challenge_mark_delivery: assemble("challenge_mark_delivery"),
+    challenge_verify: assemble("challenge_verify"),
+    challenge_confirm: assemble("challenge_confirm"),
+    session_revoke: assemble("session_revoke"),
+    user_sessions_revoke: assemble("user_sessions_revoke"),
+    session_projection_republish: assemble("session_projection_republish"),
+});
+
+/// The embedded scripts, assembled once.
+pub fn scripts() -> &'static Scripts {
+    &SCRIPTS
+}
+
+impl Scripts {
+    /// All scripts, sorted by name.
+    pub fn all(&self) -> Vec<&Script> {
+        let mut all = vec![
+            &self.challenge_create,
+            &self.challenge_mark_delivery,
+            &self.challenge_verify,
+            &self.challenge_confirm,
+            &self.session_revoke,
+            &self.user_sessions_revoke,
+            &self.session_projection_republish,
+        ];
+        all.sort_by_key(|s| s.name);
+        all
+    }
+
+    /// `lua/scripts.lock` as it should read for the embedded scripts.
+    pub fn lock(&self) -> String {
+        self.all().iter().map(|s| format!("{} {} {}\n", s.name, s.version, s.sha1)).collect()
+    }
+}
+
+/// Assembles `lua/<name>.lua`. The scripts are compiled in, so a malformed one is a build
+/// defect: this panics with the reason, and the unit tests below run it for every script.
+fn assemble(name: &'static str) -> Script {
+    let file = LUA.get_file(format!("{name}.lua")).unwrap_or_else(|| panic!("lua/{name}.lua is missing"));
+    let source = file.contents_utf8().unwrap_or_else(|| panic!("lua/{name}.lua is not UTF-8"));
+    let body = inline_includes(name, source);
+    let version = parse_version(name, &body);
+    let sha1 = sha1_smol::Sha1::from(&body).digest().to_string();
+    Script { name, version, body, sha1 }
+}
+
+fn inline_includes(name: &str, source: &str) -> String {
+    let mut body = String::with_capacity(source.len() * 3);
+    for line in source.lines() {
+        match line.strip_prefix("--!include ") {
+            Some(fragment) => {
+                let path = format!("include/{}", fragment.trim());
+                let text = LUA
+                    .get_file(&path)
+                    .and_then(|f| f.contents_utf8())
+                    .unwrap_or_else(|| panic!("lua/{name}.lua includes lua/{path}, which is missing"));
+                body.push_str(text);
+            }
+            None => {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+    }
+    body
+}
+
+fn parse_version(name: &str, body: &str) -> u32 {
+    let mut lines = body.lines();
+    let shebang = lines.next().unwrap_or_default();
+    assert!(shebang.starts_with("#!lua"), "lua/{name}.lua must start with a `#!lua` shebang");
+    let header = lines.next().unwrap_or_default();
+    header
+        .strip_prefix(&format!("-- {name}, version: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("lua/{name}.lua: second line must be `-- {name}, version: N`"))
+}
+
+/// One script invocation: `EVALSHA sha numkeys KEYS... ARGV...`.
+pub struct ScriptCall<'a> {
+    script: &'a Script,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl<'a> ScriptCall<'a> {
+    pub fn new(script: &'a Script) -> Self {
+        Self { script, keys: Vec::with_capacity(6), args: Vec::with_capacity(12) }
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.keys.push(key.into());
+        self
+    }
+
+    pub fn arg(mut self, arg: impl ToString) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    pub fn script(&self) -> &'a Script {
+        self.script
+    }
+
+    pub fn evalsha(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.script.sha1).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const LOCK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lua/scripts.lock");
+
+    fn parse_lock(text: &str) -> HashMap<String, (u32, String)> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let parts: Vec<_> = l.split_whitespace().collect();
+                assert_eq!(parts.len(), 3, "lock line `{l}` must be `name version sha1`");
+                (parts[0].to_owned(), (parts[1].parse().expect("version"), parts[2].to_owned()))
+            })
+            .collect()
+    }
+
+    /// The audit gate: a script whose text changed must carry a new version, and the lock must
+    /// record exactly what is embedded. `AUTHSESSION_UPDATE_SCRIPTS_LOCK=1` rewrites a stale lock,
+    /// but never excuses a missing version bump.
+    #[test]
+    fn scripts_lock_matches_the_embedded_scripts() {
+        let on_disk = std::fs::read_to_string(LOCK_PATH).unwrap_or_default();
+        let locked = parse_lock(&on_disk);
+        for script in scripts().all() {
+            if let Some((version, sha1)) = locked.get(script.name) {
+                assert!(
+                    !(*version == script.version && *sha1 != script.sha1),
+                    "lua/{}.lua changed (sha1 {} -> {}) without a version bump: raise `version: {}`",
+                    script.name,
+                    sha1,
+                    script.sha1,
+                    version
+                );
+            }
+        }
+        let expected = scripts().lock();
+        if on_disk != expected && std::env::var_os("AUTHSESSION_UPDATE_SCRIPTS_LOCK").is_some() {
+            std::fs::write(LOCK_PATH, &expected).unwrap();
+            return;
+        }
+        assert_eq!(
+            on_disk, expected,
+            "lua/scripts.lock is stale: rerun with AUTHSESSION_UPDATE_SCRIPTS_LOCK=1 and commit the diff"
+        );
+    }
+
+    #[test]
+    fn every_script_has_a_shebang_version_and_no_unresolved_include() {
+        for script in scripts().all() {
+            assert!(script.body.starts_with("#!lua"), "{}", script.name);
+            assert!(!script.body.contains("--!include"), "{}", script.name);
+            assert_eq!(script.sha1.len(), 40);
+        }
+    }
+
+    #[test]
+    fn include_lines_are_replaced_by_the_fragment() {
+        let body = inline_includes("t", "#!lua\n-- t, version: 3\n--!include common.lua\nreturn int(1)\n");
+        assert!(body.contains("local function now_ms()"));
+        assert_eq!(parse_version("t", &body), 3);
+    }
+}

@@ -1,0 +1,266 @@
+//! Sessions: typed wrappers of the revoke and republish scripts, and the read paths (get, list).
+
+use std::collections::HashMap;
+
+use super::{millis, reply_strings, unexpected, Error, Store};
+use crate::domain::{ActorId, Code, DeviceSessionId, UserId};
+use crate::store::scripts::ScriptCall;
+
+/// Sessions revoked per `user_sessions_revoke` call, so one call never blocks Redis for long.
+pub const REVOKE_BATCH: u32 = 200;
+/// Most index entries one listing request examines, whatever the filter.
+const LIST_SCAN_LIMIT: usize = 5000;
+
+/// A session's source-of-truth record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub device_session_id: String,
+    pub user_id: String,
+    pub status: String,
+    pub client_public_key: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+    pub revoke_reason_code: Option<String>,
+    pub revoke_actor_type: Option<String>,
+    pub revoke_actor_id: Option<String>,
+    pub version: u64,
+    pub challenge_id: Option<String>,
+}
+
+impl Session {
+    /// From the hash's fields; `None` when a required field is missing or malformed.
+    pub fn from_fields(mut f: HashMap<String, String>) -> Option<Self> {
+        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Some(Self {
+            device_session_id: f.remove("device_session_id")?,
+            user_id: f.remove("user_id")?,
+            status: f.remove("status")?,
+            client_public_key: f.remove("client_public_key")?,
+            created_at_ms: f.remove("created_at_ms")?.parse().ok()?,
+            revoked_at_ms: non_empty(f.remove("revoked_at_ms")).and_then(|v| v.parse().ok()),
+            revoke_reason_code: non_empty(f.remove("revoke_reason_code")),
+            revoke_actor_type: non_empty(f.remove("revoke_actor_type")),
+            revoke_actor_id: non_empty(f.remove("revoke_actor_id")),
+            version: f.remove("version")?.parse().ok()?,
+            challenge_id: non_empty(f.remove("challenge_id")),
+        })
+    }
+
+    fn from_flat(script: &'static str, flat: &[String]) -> Result<Self, Error> {
+        let fields = flat.chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+        Self::from_fields(fields).ok_or_else(|| unexpected(script, flat))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    Revoked,
+    AlreadyRevoked,
+}
+
+/// Who revokes and why.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    pub reason_code: Code,
+    pub actor_type: Code,
+    pub actor_id: Option<ActorId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Active,
+    Revoked,
+}
+
+/// A page of sessions, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub sessions: Vec<Session>,
+    pub next_cursor: Option<String>,
+}
+
+/// Position after the last listed entry: `<created_at_ms>.<device_session_id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    score: i64,
+    member: String,
+}
+
+impl Cursor {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (score, member) = raw.split_once('.')?;
+        let member = DeviceSessionId::parse(member).ok()?;
+        Some(Self { score: score.parse().ok().filter(|s| *s >= 0)?, member: member.as_str().to_owned() })
+    }
+
+    fn render(&self) -> String {
+        format!("{}.{}", self.score, self.member)
+    }
+}
+
+/// Outcome of republishing a session's projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Republished {
+    Repaired { version: u64 },
+    Current { version: u64 },
+    NotFound,
+}
+
+impl Store {
+    pub async fn session_get(&self, id: &DeviceSessionId) -> Result<Option<Session>, Error> {
+        let fields: HashMap<String, String> = self.redis.query(redis::cmd("HGETALL").arg(self.keys.session(id.as_str()))).await?;
+        Ok(if fields.is_empty() { None } else { Session::from_fields(fields) })
+    }
+
+    pub async fn session_revoke(
+        &self,
+        id: &DeviceSessionId,
+        revocation: &Revocation,
+    ) -> Result<Option<(RevokeOutcome, Session)>, Error> {
+        let script = &self.scripts.session_revoke;
+        let (head, tail) = self.keys.user_active_sessions_parts();
+        let call = ScriptCall::new(script)
+            .key(self.keys.session(id.as_str()))
+            .key(self.keys.gateway_session(id.as_str()))
+            .key(self.keys.stream())
+            .arg(&revocation.reason_code)
+            .arg(&revocation.actor_type)
+            .arg(revocation.actor_id.as_ref().map(ActorId::as_str).unwrap_or(""))
+            .arg(millis(self.policy.revoked_session_retention))
+            .arg(self.stream_maxlen)
+            .arg(head)
+            .arg(tail);
+        let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
+        let outcome = match reply.first().map(String::as_str) {
+            Some("not_found") => return Ok(None),
+            Some("revoked") => RevokeOutcome::Revoked,
+            Some("already_revoked") => RevokeOutcome::AlreadyRevoked,
+            _ => return Err(unexpected(script.name, &reply)),
+        };
+        Ok(Some((outcome, Session::from_flat(script.name, &reply[1..])?)))
+    }
+
+    /// Revokes every active session of a user in batches of [`REVOKE_BATCH`]; returns how many.
+    pub async fn user_sessions_revoke(&self, user_id: &UserId, revocation: &Revocation) -> Result<u64, Error> {
+        let script = &self.scripts.user_sessions_revoke;
+        let mut revoked = 0u64;
+        loop {
+            let call = ScriptCall::new(script)
+                .key(self.keys.user_active_sessions(user_id.as_str()))
+                .key(self.keys.stream())
+                .arg(&revocation.reason_code)
+                .arg(&revocation.actor_type)
+                .arg(revocation.actor_id.as_ref().map(ActorId::as_str).unwrap_or(""))
+                .arg(REVOKE_BATCH)
+                .arg(millis(self.policy.revoked_session_retention))
+                .arg(self.stream_maxlen)
+                .arg(self.keys.session(""))
+                .arg(self.keys.gateway_session_prefix());
+            let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
+            let [batch, remaining] = reply.as_slice() else { return Err(unexpected(script.name, &reply)) };
+            let (batch, remaining): (u64, u64) = match (batch.parse(), remaining.parse()) {
+                (Ok(b), Ok(r)) => (b, r),
+                _ => return Err(unexpected(script.name, &reply)),
+            };
+            revoked += batch;
+            // Each call removes every entry it looked at from the active index, so this ends.
+            if remaining == 0 {
+                return Ok(revoked);
+            }
+        }
+    }
+
+    pub async fn session_republish(&self, id: &DeviceSessionId) -> Result<Republished, Error> {
+        let script = &self.scripts.session_projection_republish;
+        let call = ScriptCall::new(script)
+            .key(self.keys.session(id.as_str()))
+            .key(self.keys.gateway_session(id.as_str()))
+            .key(self.keys.stream())
+            .arg(self.stream_maxlen)
+            .arg(millis(self.policy.revoked_session_retention));
+        let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
+        let version = || reply.get(1).and_then(|v| v.parse().ok()).ok_or_else(|| unexpected(script.name, &reply));
+        match reply.first().map(String::as_str) {
+            Some("not_found") => Ok(Republished::NotFound),
+            Some("repaired") => Ok(Republished::Repaired { version: version()? }),
+            Some("current") => Ok(Republished::Current { version: version()? }),
+            _ => Err(unexpected(script.name, &reply)),
+        }
+    }
+
+    /// A page of a user's sessions, newest first. Index entries whose record has expired are
+    /// skipped (the confirm script prunes them lazily).
+    pub async fn sessions_list(
+        &self,
+        user_id: &UserId,
+        filter: Option<StatusFilter>,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page, Error> {
+        let index = match filter {
+            Some(StatusFilter::Active) => self.keys.user_active_sessions(user_id.as_str()),
+            _ => self.keys.user_sessions(user_id.as_str()),
+        };
+        let max = cursor.map(|c| c.score.to_string()).unwrap_or_else(|| "+inf".to_owned());
+        let mut sessions = Vec::with_capacity(limit);
+        let mut offset = 0usize;
+        let mut last: Option<Cursor> = None;
+        let mut scanned: Option<Cursor> = None;
+        while offset < LIST_SCAN_LIMIT {
+            let chunk = (limit + 1).clamp(16, 1000);
+            let entries: Vec<(String, i64)> = self
+                .redis
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(&index)
+                        .arg(&max)
+                        .arg("-inf")
+                        .arg("BYSCORE")
+                        .arg("REV")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(chunk)
+                        .arg("WITHSCORES"),
+                )
+                .await?;
+            let fetched = entries.len();
+            offset += fetched;
+            if let Some((member, score)) = entries.last() {
+                scanned = Some(Cursor { score: *score, member: member.clone() });
+            }
+            // Entries at the cursor's score sort by member, descending: skip up to the cursor.
+            let entries: Vec<_> = entries
+                .into_iter()
+                .filter(|(member, score)| cursor.is_none_or(|c| *score < c.score || member < &c.member))
+                .collect();
+            if !entries.is_empty() {
+                let mut pipe = redis::pipe();
+                for (member, _) in &entries {
+                    pipe.cmd("HGETALL").arg(self.keys.session(member));
+                }
+                let records: Vec<HashMap<String, String>> = self.redis.query_pipe(&pipe).await?;
+                for ((member, score), fields) in entries.into_iter().zip(records) {
+                    let Some(session) = Session::from_fields(fields) else { continue };
+                    let wanted = match filter {
+                        Some(StatusFilter::Active) => session.status == "active",
+                        Some(StatusFilter::Revoked) => session.status == "revoked",
+                        None => true,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    if sessions.len() == limit {
+                        return Ok(Page { sessions, next_cursor: last.map(|c| c.render()) });
+                    }
+                    sessions.push(session);
+                    last = Some(Cursor { score, member });
+                }
+            }
+            if fetched < chunk {
+                return Ok(Page { sessions, next_cursor: None });
+            }
+        }
+        // Scan bound reached: hand out a cursor so the caller continues from here.
+        Ok(Page { sessions, next_cursor: scanned.map(|c| c.render()) })
+    }
+}
