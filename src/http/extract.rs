@@ -40,6 +40,10 @@ fn is_json(req: &Request) -> bool {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would also accept a struct written as a JSON array; bodies must be objects.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid_request("request body must be a JSON object"));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let message = match e.classify() {
             serde_json::error::Category::Data => "request body has missing, unknown or mistyped fields",

@@ -26,12 +26,13 @@ pub struct Conn {
 
 impl Conn {
     /// A transport-level failure leaves the connection unusable: bb8 drops it on return.
-    fn note<T>(&mut self, result: &Result<T, RedisError>) {
-        if let Err(e) = result {
-            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                self.broken = true;
-            }
+    /// Returns true when the connection was lost (as opposed to a timeout or a server error).
+    fn note<T>(&mut self, result: &Result<T, RedisError>) -> bool {
+        let Err(e) = result else { return false };
+        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+            self.broken = true;
         }
+        !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped())
     }
 }
 
@@ -150,8 +151,15 @@ impl Redis {
         let attempt = async {
             let mut conn = self.checkout(limit).await?;
             let result = cmd.query_async::<Value>(&mut conn.inner).await;
-            conn.note(&result);
-            result.map_err(Error::Redis)
+            if !conn.note(&result) {
+                return result.map_err(Error::Redis);
+            }
+            // The pooled connection died (Redis restarted, failover, idle reset). Every command
+            // sent here is a read or a replay-safe script, so one retry on a fresh connection
+            // is safe; the other dead pooled connections are replaced as they surface.
+            drop(conn);
+            let mut fresh = self.pool.dedicated_connection().await?;
+            cmd.query_async::<Value>(&mut fresh.inner).await.map_err(Error::Redis)
         };
         tokio::time::timeout(limit, attempt).await.map_err(|_| Error::Timeout(limit))?
     }

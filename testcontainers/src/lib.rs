@@ -1,1 +1,25 @@
+//! authsession's test bench: real `redis-server` processes on free ports, real HTTP fakes of the
+//! user and mail services, the service in-process (`spawn_app`) or as a child process
+//! (`ServiceProcess`). No mock of Redis anywhere.
 
+pub mod app;
+pub mod fakes;
+pub mod process;
+pub mod proxy;
+pub mod redis_server;
+
+pub use app::{spawn_app, TestApp};
+pub use fakes::{Behaviour, FakeMailService, FakeUserService, RecordedCall};
+pub use process::ServiceProcess;
+pub use proxy::{Fault, FaultProxy};
+pub use redis_server::RedisServer;
+
+/// A key prefix no other test uses, for tests sharing one server.
+pub fn unique_prefix(label: &str) -> String {
+    format!("t{:08x}{label}:", rand::random::<u32>())
+}
+
+/// A port that was free a moment ago (the kernel picks it; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind port 0")
+}

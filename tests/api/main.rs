@@ -1,1 +1,9 @@
-fn main(){}
+//! Black-box tests of authsession against real Redis servers and real HTTP fakes.
+
+mod confirm;
+mod helpers;
+mod internal;
+mod lifecycle;
+mod routing;
+mod script_engine;
+mod send;

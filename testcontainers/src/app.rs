@@ -1,0 +1,157 @@
+//! `spawn_app`: the service in-process on port 0, configured through a map (never `set_var`),
+//! with a unique key prefix so tests can share a Redis server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use authsession::app::App;
+use authsession::config::{self, Config};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::RedisServer;
+
+pub struct TestApp {
+    pub public_addr: SocketAddr,
+    pub internal_addr: SocketAddr,
+    pub config: Config,
+    pub http: reqwest::Client,
+    pub redis: redis::aio::MultiplexedConnection,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<bool>>,
+}
+
+/// The environment `spawn_app` starts from: this Redis, ephemeral ports, unique namespaces.
+pub fn test_env(redis: &RedisServer) -> HashMap<String, String> {
+    let prefix = crate::unique_prefix("");
+    [
+        (config::REDIS_ADDR, redis.addr()),
+        (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0".to_owned()),
+        (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0".to_owned()),
+        (config::REDIS_KEY_PREFIX, format!("{prefix}authsession:")),
+        (config::GATEWAY_SESSION_KEY_PREFIX, format!("{prefix}gateway:session:")),
+        (config::GATEWAY_SESSION_EVENTS_STREAM, format!("{prefix}gateway:session_events")),
+        (config::SHUTDOWN_TIMEOUT, "5s".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Starts the service against `redis` with `overrides` on top of [`test_env`].
+pub async fn spawn_app(redis: &RedisServer, overrides: &[(&str, &str)]) -> TestApp {
+    let mut env = test_env(redis);
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    spawn_app_with_env(redis, env).await
+}
+
+pub async fn spawn_app_with_env(redis: &RedisServer, env: HashMap<String, String>) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        authsession::telemetry::init(config::LogFormat::Text, "debug");
+    }
+    let config = Config::from_source(&env).expect("test configuration is valid");
+    let app = App::build(config.clone()).await.expect("app starts");
+    let (public_addr, internal_addr) = (app.public_addr(), app.internal_addr());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        public_addr,
+        internal_addr,
+        config,
+        http: reqwest::Client::new(),
+        redis: redis.connection().await,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// A JSON response: status and body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// `error.code` of the envelope, if any.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+impl TestApp {
+    pub fn public_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public_addr)
+    }
+
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.internal_addr)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request reaches the service");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    pub async fn post_public(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.post(self.public_url(path)).json(&body)).await
+    }
+
+    pub async fn send_email_code(&self, email: &str) -> Reply {
+        self.post_public("/api/v1/public/auth/send-email-code", serde_json::json!({ "email": email })).await
+    }
+
+    pub async fn confirm(&self, challenge_id: &str, code: &str, client_public_key: &str) -> Reply {
+        let body = serde_json::json!({
+            "challenge_id": challenge_id, "code": code, "client_public_key": client_public_key,
+        });
+        self.post_public("/api/v1/public/auth/confirm-email-code", body).await
+    }
+
+    pub async fn get_internal(&self, path: &str) -> Reply {
+        self.send(self.http.get(self.internal_url(path))).await
+    }
+
+    pub async fn post_internal(&self, path: &str, body: Option<Value>) -> Reply {
+        let request = self.http.post(self.internal_url(path));
+        self.send(match body {
+            Some(body) => request.json(&body),
+            None => request,
+        })
+        .await
+    }
+
+    /// The source-of-truth key prefix of this app.
+    pub fn prefix(&self) -> &str {
+        &self.config.redis.key_prefix
+    }
+
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.config.redis.key_prefix)
+    }
+
+    pub fn snapshot_key(&self, device_session_id: &str) -> String {
+        format!("{}{device_session_id}", self.config.gateway.session_key_prefix)
+    }
+
+    pub fn stream_key(&self) -> &str {
+        &self.config.gateway.events_stream
+    }
+
+    /// Cancels the shutdown token and waits; returns whether shutdown was clean.
+    pub async fn stop(mut self) -> bool {
+        self.shutdown.cancel();
+        self.task.take().expect("running").await.expect("app task")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,102 @@
+//! What most tests share: a Redis server, both fakes, and the app in REST mode against them.
+
+use authsession::config;
+use base64::Engine;
+use redis::AsyncCommands;
+use serde_json::Value;
+use testcontainers::app::Reply;
+use testcontainers::{spawn_app, FakeMailService, FakeUserService, RedisServer, TestApp};
+
+pub struct Harness {
+    pub redis: RedisServer,
+    pub users: FakeUserService,
+    pub mail: FakeMailService,
+    pub app: TestApp,
+}
+
+/// A fresh Redis, both fakes, and the app in REST mode (1 s dependency timeouts).
+pub async fn harness(overrides: &[(&str, &str)]) -> Harness {
+    let redis = RedisServer::start().await;
+    let users = FakeUserService::start().await;
+    let mail = FakeMailService::start().await;
+    let (user_url, mail_url) = (users.base_url(), mail.base_url());
+    let mut env: Vec<(&str, &str)> = vec![
+        (config::USER_SERVICE_MODE, "rest"),
+        (config::USER_SERVICE_BASE_URL, &user_url),
+        (config::USER_SERVICE_REQUEST_TIMEOUT, "1s"),
+        (config::MAIL_SERVICE_MODE, "rest"),
+        (config::MAIL_SERVICE_BASE_URL, &mail_url),
+        (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+    ];
+    env.extend_from_slice(overrides);
+    let app = spawn_app(&redis, &env).await;
+    Harness { redis, users, mail, app }
+}
+
+/// A random Ed25519-sized public key, base64.
+pub fn public_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+pub fn unique_email() -> String {
+    format!("user{:x}@example.com", rand::random::<u64>())
+}
+
+impl Harness {
+    /// Sends a code to `email` and returns (challenge_id, code as the mail fake received it).
+    pub async fn send_code(&self, email: &str) -> (String, String) {
+        let reply = self.app.send_email_code(email).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let challenge_id = reply.body["challenge_id"].as_str().expect("challenge_id").to_owned();
+        let code = self.mail.code_for(&challenge_id).expect("a delivery for this challenge");
+        (challenge_id, code)
+    }
+
+    /// A full login; returns (device_session_id, user_id).
+    pub async fn login(&self, email: &str) -> (String, String) {
+        let (challenge_id, code) = self.send_code(email).await;
+        let reply = self.app.confirm(&challenge_id, &code, &public_key()).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let id = reply.body["device_session_id"].as_str().expect("device_session_id").to_owned();
+        let user_id = self.session_field(&id, "user_id").await.expect("user_id");
+        (id, user_id)
+    }
+
+    pub async fn challenge_field(&self, challenge_id: &str, field: &str) -> Option<String> {
+        let mut redis = self.app.redis.clone();
+        redis.hget(self.app.key(&format!("challenge:{challenge_id}")), field).await.unwrap()
+    }
+
+    pub async fn session_field(&self, id: &str, field: &str) -> Option<String> {
+        let mut redis = self.app.redis.clone();
+        redis.hget(self.app.key(&format!("session:{id}")), field).await.unwrap()
+    }
+
+    pub async fn snapshot(&self, id: &str) -> Option<Value> {
+        let mut redis = self.app.redis.clone();
+        let raw: Option<String> = redis.get(self.app.snapshot_key(id)).await.unwrap();
+        raw.map(|r| serde_json::from_str(&r).expect("snapshot is JSON"))
+    }
+
+    /// Stream events (field maps) for one session, oldest first.
+    pub async fn events_for(&self, id: &str) -> Vec<std::collections::HashMap<String, String>> {
+        let mut redis = self.app.redis.clone();
+        let entries: Vec<(String, Vec<(String, String)>)> =
+            redis::cmd("XRANGE").arg(self.app.stream_key()).arg("-").arg("+").query_async(&mut redis).await.unwrap();
+        entries
+            .into_iter()
+            .map(|(_, fields)| fields.into_iter().collect::<std::collections::HashMap<_, _>>())
+            .filter(|f| f.get("device_session_id").map(String::as_str) == Some(id))
+            .collect()
+    }
+
+    pub async fn all_keys(&self) -> Vec<String> {
+        let mut redis = self.app.redis.clone();
+        redis.keys("*").await.unwrap()
+    }
+}
+
+pub fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!((reply.status, reply.error_code()), (status, Some(code)), "{reply:?}");
+    assert!(reply.body["error"]["message"].is_string(), "{reply:?}");
+}

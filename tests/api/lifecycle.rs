@@ -1,0 +1,109 @@
+//! The runbook's startup and shutdown, against the real binary.
+
+use std::time::{Duration, Instant};
+
+use authsession::config;
+use nix::sys::signal::Signal;
+use testcontainers::{free_port, RedisServer, ServiceProcess};
+
+fn binary() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_authsession"))
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn invalid_configuration_lists_every_bad_variable_and_exits_1_without_connecting() {
+    // Arrange: a listener posing as Redis, to notice any connection attempt.
+    let fake_redis = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    fake_redis.set_nonblocking(true).unwrap();
+    let addr = fake_redis.local_addr().unwrap().to_string();
+
+    // Act
+    let mut process = ServiceProcess::spawn(
+        binary(),
+        &[],
+        &env(&[
+            (config::REDIS_ADDR, &addr),
+            (config::REDIS_COMMAND_TIMEOUT, "fast"),
+            (config::PUBLIC_HTTP_ADDR, "nowhere"),
+            (config::USER_SERVICE_MODE, "rest"),
+        ]),
+    );
+    let status = process.wait_exit(Duration::from_secs(10)).await.expect("exits");
+
+    // Assert
+    assert_eq!(status.code(), Some(1));
+    let output = process.lines().join("\n");
+    for variable in [
+        config::REDIS_COMMAND_TIMEOUT,
+        config::PUBLIC_HTTP_ADDR,
+        config::USER_SERVICE_BASE_URL,
+        config::USER_SERVICE_REQUEST_TIMEOUT,
+    ] {
+        assert!(output.contains(variable), "{variable} missing from:\n{output}");
+    }
+    assert!(fake_redis.accept().is_err(), "the process connected to Redis despite a bad configuration");
+}
+
+#[tokio::test]
+async fn unreachable_redis_exits_1_within_the_connect_timeout_naming_a_component() {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let mut process = ServiceProcess::spawn(
+        binary(),
+        &["serve"],
+        &env(&[
+            (config::REDIS_ADDR, &dead),
+            (config::REDIS_CONNECT_TIMEOUT, "1s"),
+            (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0"),
+            (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0"),
+        ]),
+    );
+    let status = process.wait_exit(Duration::from_secs(10)).await.expect("exits");
+
+    assert_eq!(status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    let output = process.lines().join("\n");
+    assert!(output.contains("challenge_store") && output.contains(&dead), "{output}");
+}
+
+#[tokio::test]
+async fn healthy_start_logs_both_listeners_and_each_signal_stops_cleanly() {
+    let redis = RedisServer::start().await;
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut process = ServiceProcess::spawn(
+            binary(),
+            &[],
+            &env(&[
+                (config::REDIS_ADDR, &redis.addr()),
+                (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0"),
+                (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0"),
+            ]),
+        );
+
+        for listener in ["public", "internal"] {
+            let line = process
+                .wait_for_line(&format!("{listener} HTTP listener started"), Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("no start line for {listener}: {:?}", process.lines()));
+            let log: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            let address = log["address"].as_str().expect("address field");
+            tokio::net::TcpStream::connect(address).await.expect("listener accepts connections");
+        }
+        for component in authsession::app::COMPONENTS {
+            assert!(process.lines().iter().any(|l| l.contains(component)), "no startup check logged for {component}");
+        }
+
+        process.signal(signal);
+        let status = process.wait_exit(Duration::from_secs(10)).await.expect("exits after the signal");
+
+        assert_eq!(status.code(), Some(0), "{signal}: {:?}", process.lines());
+        let output = process.lines().join("\n");
+        for line in ["public HTTP listener stopped", "internal HTTP listener stopped", "shutdown complete"] {
+            assert!(output.contains(line), "{signal}: missing `{line}` in:\n{output}");
+        }
+    }
+}
