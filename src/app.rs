@@ -8,7 +8,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::{self, MailSender, RestMailSender, RestUserDirectory, StubMailSender, StubUserDirectory, UserDirectory};
+use crate::clients::{
+    self, MailSender, RestMailSender, RestUserDirectory, StubMailSender, StubUserDirectory,
+    UserDirectory,
+};
 use crate::config::{Config, ScriptLoading, ServiceMode};
 use crate::flows::Context;
 use crate::store::{self, config_provider::ConfigProvider, scripts::scripts, Redis, Store};
@@ -71,7 +74,12 @@ impl App {
         })?;
         check_redis(&redis, &config).await?;
 
-        let store = Store::new(redis.clone(), &config.redis, &config.gateway, &config.policy);
+        let store = Store::new(
+            redis.clone(),
+            &config.redis,
+            &config.gateway,
+            &config.policy,
+        );
         let limits = ConfigProvider::new(redis, &store.keys, &config.policy);
         let http = clients::http_client();
         let users: Arc<dyn UserDirectory> = match &config.user_service {
@@ -79,18 +87,28 @@ impl App {
                 tracing::warn!("user service in STUB mode: in-memory directory, for development and isolated testing only");
                 Arc::new(StubUserDirectory::new(&config.stub_blocked_emails))
             }
-            ServiceMode::Rest(target) => Arc::new(RestUserDirectory::new(http.clone(), target.clone())),
+            ServiceMode::Rest(target) => {
+                Arc::new(RestUserDirectory::new(http.clone(), target.clone()))
+            }
         };
         let mail: Arc<dyn MailSender> = match &config.mail_service {
             ServiceMode::Stub => {
-                tracing::warn!("mail service in STUB mode: codes are logged, not mailed; for development only");
+                tracing::warn!(
+                    "mail service in STUB mode: codes are logged, not mailed; for development only"
+                );
                 Arc::new(StubMailSender)
             }
             ServiceMode::Rest(target) => Arc::new(RestMailSender::new(http, target.clone())),
         };
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { listener, addr, source })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    listener,
+                    addr,
+                    source,
+                })
         };
         let public = bind("public", config.public_addr).await?;
         let internal = bind("internal", config.internal_addr).await?;
@@ -99,7 +117,12 @@ impl App {
             internal_addr: internal.local_addr().expect("bound socket has an address"),
             public,
             internal,
-            ctx: Context { store, users, mail, limits },
+            ctx: Context {
+                store,
+                users,
+                mail,
+                limits,
+            },
             internal_token: config.internal_token,
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -118,22 +141,33 @@ impl App {
     /// stopped within its budget.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> bool {
         let public_router = crate::http::public::router(self.ctx.clone());
-        let internal_router = crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
-        let serve = |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
-            let stop = shutdown.clone();
-            tracing::info!(address = %addr, "{name} HTTP listener started");
-            tokio::spawn(async move {
-                axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
-            })
-        };
+        let internal_router =
+            crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
+        let serve =
+            |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
+                let stop = shutdown.clone();
+                tracing::info!(address = %addr, "{name} HTTP listener started");
+                tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                })
+            };
         let public = serve("public", self.public, self.public_addr, public_router);
-        let internal = serve("internal", self.internal, self.internal_addr, internal_router);
+        let internal = serve(
+            "internal",
+            self.internal,
+            self.internal_addr,
+            internal_router,
+        );
 
         shutdown.cancelled().await;
         tracing::info!(budget = ?self.shutdown_timeout, "shutdown requested: draining in-flight requests");
         let budget = self.shutdown_timeout;
-        let (public_ok, internal_ok) =
-            tokio::join!(drain("public", public, budget), drain("internal", internal, budget));
+        let (public_ok, internal_ok) = tokio::join!(
+            drain("public", public, budget),
+            drain("internal", internal, budget)
+        );
 
         // Every handler has finished (or was abandoned): close the pool and the HTTP clients.
         drop(self.ctx);
@@ -142,7 +176,11 @@ impl App {
     }
 }
 
-async fn drain(name: &'static str, task: tokio::task::JoinHandle<std::io::Result<()>>, budget: Duration) -> bool {
+async fn drain(
+    name: &'static str,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    budget: Duration,
+) -> bool {
     let abort = task.abort_handle();
     match tokio::time::timeout(budget, task).await {
         Ok(Ok(Ok(()))) => {
@@ -174,17 +212,30 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
         redis
             .query_within::<()>(&redis::cmd("PING"), limit)
             .await
-            .map_err(|source| StartupError::Redis { component, address: address.clone(), source })?;
+            .map_err(|source| StartupError::Redis {
+                component,
+                address: address.clone(),
+                source,
+            })?;
         tracing::info!(component, address = %address, "startup check passed: PING");
     }
 
-    match redis.query_within::<String>(redis::cmd("INFO").arg("server").arg("memory"), limit).await {
+    match redis
+        .query_within::<String>(redis::cmd("INFO").arg("server").arg("memory"), limit)
+        .await
+    {
         Ok(info) => {
             let field = |name: &str| {
-                info.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':'))).map(str::trim)
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                    .map(str::trim)
             };
             let version = field("redis_version").unwrap_or("unknown").to_owned();
-            let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+            let major = version
+                .split('.')
+                .next()
+                .and_then(|m| m.parse::<u32>().ok())
+                .unwrap_or(0);
             if major < MIN_REDIS_MAJOR {
                 return Err(StartupError::RedisVersion { address, version });
             }
@@ -198,22 +249,37 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
             }
         }
         // An ACL may deny INFO; the shebang scripts still refuse to run on a pre-7 server.
-        Err(error) => tracing::warn!(%error, "cannot read INFO; skipping the version and eviction-policy checks"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read INFO; skipping the version and eviction-policy checks")
+        }
     }
 
     if config.redis.script_loading == ScriptLoading::Preloaded {
         let all = scripts().all();
-        let exists = redis.scripts_exist(&all).await.map_err(|source| StartupError::Redis {
-            component: "challenge_store",
-            address: address.clone(),
-            source,
-        })?;
-        let missing: Vec<_> =
-            all.iter().zip(exists).filter(|(_, ok)| !ok).map(|(s, _)| format!("{} v{} ({})", s.name, s.version, s.sha1)).collect();
+        let exists = redis
+            .scripts_exist(&all)
+            .await
+            .map_err(|source| StartupError::Redis {
+                component: "challenge_store",
+                address: address.clone(),
+                source,
+            })?;
+        let missing: Vec<_> = all
+            .iter()
+            .zip(exists)
+            .filter(|(_, ok)| !ok)
+            .map(|(s, _)| format!("{} v{} ({})", s.name, s.version, s.sha1))
+            .collect();
         if !missing.is_empty() {
-            return Err(StartupError::ScriptsMissing { address, missing: missing.join(", ") });
+            return Err(StartupError::ScriptsMissing {
+                address,
+                missing: missing.join(", "),
+            });
         }
-        tracing::info!(scripts = all.len(), "startup check passed: every script is preloaded");
+        tracing::info!(
+            scripts = all.len(),
+            "startup check passed: every script is preloaded"
+        );
     }
     Ok(())
 }

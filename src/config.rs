@@ -215,8 +215,16 @@ pub struct Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.value {
-            Some(value) => write!(f, "{}={:?}: expected {}", self.variable, value, self.expected),
-            None => write!(f, "{} is not set: expected {}", self.variable, self.expected),
+            Some(value) => write!(
+                f,
+                "{}={:?}: expected {}",
+                self.variable, value, self.expected
+            ),
+            None => write!(
+                f,
+                "{} is not set: expected {}",
+                self.variable, self.expected
+            ),
         }
     }
 }
@@ -227,7 +235,11 @@ impl std::fmt::Display for Problem {
 pub struct ConfigError(pub Vec<Problem>);
 
 fn render(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Config {
@@ -237,17 +249,30 @@ impl Config {
     }
 
     pub fn from_source(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let mut p = Parser { env, problems: Vec::new() };
+        let mut p = Parser {
+            env,
+            problems: Vec::new(),
+        };
 
-        let mode = p.parse(REDIS_MODE, "standalone", "`standalone` or `cluster`", |v| match v {
-            "standalone" => Some(RedisMode::Standalone),
-            "cluster" => Some(RedisMode::Cluster),
-            _ => None,
-        });
-        let addrs = p.parse(REDIS_ADDR, "127.0.0.1:6379", "`host:port` (comma-separated in cluster mode)", |v| {
-            let addrs: Vec<String> = v.split(',').map(|a| a.trim().to_owned()).collect();
-            addrs.iter().all(|a| valid_host_port(a)).then_some(addrs)
-        });
+        let mode = p.parse(
+            REDIS_MODE,
+            "standalone",
+            "`standalone` or `cluster`",
+            |v| match v {
+                "standalone" => Some(RedisMode::Standalone),
+                "cluster" => Some(RedisMode::Cluster),
+                _ => None,
+            },
+        );
+        let addrs = p.parse(
+            REDIS_ADDR,
+            "127.0.0.1:6379",
+            "`host:port` (comma-separated in cluster mode)",
+            |v| {
+                let addrs: Vec<String> = v.split(',').map(|a| a.trim().to_owned()).collect();
+                addrs.iter().all(|a| valid_host_port(a)).then_some(addrs)
+            },
+        );
         let username = p.optional(REDIS_USERNAME);
         let password = p.optional(REDIS_PASSWORD);
         let db = p.parse(REDIS_DB, "0", "an integer from 0 to 15", |v| {
@@ -261,20 +286,37 @@ impl Config {
         });
         let connect_timeout = p.duration(REDIS_CONNECT_TIMEOUT, "2s");
         let command_timeout = p.duration(REDIS_COMMAND_TIMEOUT, "1s");
-        let script_loading = p.parse(REDIS_SCRIPT_LOADING, "auto", "`auto` or `preloaded`", |v| match v {
-            "auto" => Some(ScriptLoading::Auto),
-            "preloaded" => Some(ScriptLoading::Preloaded),
-            _ => None,
-        });
+        let script_loading =
+            p.parse(
+                REDIS_SCRIPT_LOADING,
+                "auto",
+                "`auto` or `preloaded`",
+                |v| match v {
+                    "auto" => Some(ScriptLoading::Auto),
+                    "preloaded" => Some(ScriptLoading::Preloaded),
+                    _ => None,
+                },
+            );
 
         let session_key_prefix = p.prefix(GATEWAY_SESSION_KEY_PREFIX, "gateway:session:");
         let events_stream = p.prefix(GATEWAY_SESSION_EVENTS_STREAM, "gateway:session_events");
-        let events_maxlen = p.parse(GATEWAY_SESSION_EVENTS_MAXLEN, "1000000", "an integer >= 1000", |v| {
-            v.parse::<u64>().ok().filter(|n| *n >= 1000)
-        });
+        let events_maxlen = p.parse(
+            GATEWAY_SESSION_EVENTS_MAXLEN,
+            "1000000",
+            "an integer >= 1000",
+            |v| v.parse::<u64>().ok().filter(|n| *n >= 1000),
+        );
 
-        let user_service = p.service(USER_SERVICE_MODE, USER_SERVICE_BASE_URL, USER_SERVICE_REQUEST_TIMEOUT);
-        let mail_service = p.service(MAIL_SERVICE_MODE, MAIL_SERVICE_BASE_URL, MAIL_SERVICE_REQUEST_TIMEOUT);
+        let user_service = p.service(
+            USER_SERVICE_MODE,
+            USER_SERVICE_BASE_URL,
+            USER_SERVICE_REQUEST_TIMEOUT,
+        );
+        let mail_service = p.service(
+            MAIL_SERVICE_MODE,
+            MAIL_SERVICE_BASE_URL,
+            MAIL_SERVICE_REQUEST_TIMEOUT,
+        );
         let stub_blocked_emails = p
             .optional(STUB_BLOCKED_EMAILS)
             .map(|v| {
@@ -285,11 +327,25 @@ impl Config {
             })
             .unwrap_or_default();
 
-        let public_addr = p.parse(PUBLIC_HTTP_ADDR, ":8080", "`:port`, `host:port` or `[v6]:port`", parse_listen_addr);
-        let internal_addr = p.parse(INTERNAL_HTTP_ADDR, ":8081", "`:port`, `host:port` or `[v6]:port`", parse_listen_addr);
+        let public_addr = p.parse(
+            PUBLIC_HTTP_ADDR,
+            ":8080",
+            "`:port`, `host:port` or `[v6]:port`",
+            parse_listen_addr,
+        );
+        let internal_addr = p.parse(
+            INTERNAL_HTTP_ADDR,
+            ":8081",
+            "`:port`, `host:port` or `[v6]:port`",
+            parse_listen_addr,
+        );
         let internal_token = p.optional(INTERNAL_HTTP_TOKEN);
         if internal_token.as_deref().is_some_and(|t| t.len() < 16) {
-            p.problem(INTERNAL_HTTP_TOKEN, Some("<redacted>".into()), "a token of at least 16 characters");
+            p.problem(
+                INTERNAL_HTTP_TOKEN,
+                Some("<redacted>".into()),
+                "a token of at least 16 characters",
+            );
         }
         let shutdown_timeout = p.duration(SHUTDOWN_TIMEOUT, "10s");
 
@@ -315,35 +371,66 @@ impl Config {
             "text" => Some(LogFormat::Text),
             _ => None,
         });
-        let log_level = p.parse(LOG_LEVEL, "info", "a tracing filter such as `info` or `authsession=debug`", |v| {
-            tracing_subscriber::EnvFilter::try_new(v).ok().map(|_| v.to_owned())
-        });
+        let log_level = p.parse(
+            LOG_LEVEL,
+            "info",
+            "a tracing filter such as `info` or `authsession=debug`",
+            |v| {
+                tracing_subscriber::EnvFilter::try_new(v)
+                    .ok()
+                    .map(|_| v.to_owned())
+            },
+        );
 
         // Cross-field rules.
         if let (Some(RedisMode::Cluster), Some(db)) = (mode, db) {
             if db != 0 {
-                p.problem(REDIS_DB, Some(db.to_string()), "0 in cluster mode (Redis Cluster has one database)");
+                p.problem(
+                    REDIS_DB,
+                    Some(db.to_string()),
+                    "0 in cluster mode (Redis Cluster has one database)",
+                );
             }
         }
         if let (Some(RedisMode::Standalone), Some(addrs)) = (mode, &addrs) {
             if addrs.len() != 1 {
-                p.problem(REDIS_ADDR, p.env.get(REDIS_ADDR), "exactly one `host:port` in standalone mode");
+                p.problem(
+                    REDIS_ADDR,
+                    p.env.get(REDIS_ADDR),
+                    "exactly one `host:port` in standalone mode",
+                );
             }
         }
         if password.is_none() && username.is_some() {
-            p.problem(REDIS_PASSWORD, None, "a password when AUTHSESSION_REDIS_USERNAME is set");
+            p.problem(
+                REDIS_PASSWORD,
+                None,
+                "a password when AUTHSESSION_REDIS_USERNAME is set",
+            );
         }
         if tls_ca_file.is_some() && tls_enabled == Some(false) {
-            p.problem(REDIS_TLS_ENABLED, Some("false".into()), "`true` when AUTHSESSION_REDIS_TLS_CA_FILE is set");
+            p.problem(
+                REDIS_TLS_ENABLED,
+                Some("false".into()),
+                "`true` when AUTHSESSION_REDIS_TLS_CA_FILE is set",
+            );
         }
         if let Some(path) = &tls_ca_file {
             if !path.is_file() {
-                p.problem(REDIS_TLS_CA_FILE, Some(path.display().to_string()), "a readable PEM file");
+                p.problem(
+                    REDIS_TLS_CA_FILE,
+                    Some(path.display().to_string()),
+                    "a readable PEM file",
+                );
             }
         }
         if let (Some(public), Some(internal)) = (public_addr, internal_addr) {
             if public == internal && public.port() != 0 {
-                p.problem(INTERNAL_HTTP_ADDR, Some(internal.to_string()), "an address other than the public listener's");
+                p.problem(
+                    INTERNAL_HTTP_ADDR,
+                    Some(internal.to_string()),
+                    "an address other than the public listener's",
+                );
             }
         }
         if let (Some(RedisMode::Cluster), Some(k), Some(g), Some(s)) =
@@ -424,7 +511,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn problem(&mut self, variable: &'static str, value: Option<String>, expected: &str) {
-        self.problems.push(Problem { variable, value, expected: expected.to_owned() });
+        self.problems.push(Problem {
+            variable,
+            value,
+            expected: expected.to_owned(),
+        });
     }
 
     /// An unset or empty variable is absent.
@@ -449,33 +540,55 @@ impl Parser<'_> {
     }
 
     fn duration(&mut self, name: &'static str, default: &str) -> Option<Duration> {
-        self.parse(name, default, "a positive duration such as `500ms`, `2s`, `1m` or `720h`", |v| {
-            humantime::parse_duration(v).ok().filter(|d| *d >= Duration::from_millis(1))
-        })
+        self.parse(
+            name,
+            default,
+            "a positive duration such as `500ms`, `2s`, `1m` or `720h`",
+            |v| {
+                humantime::parse_duration(v)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_millis(1))
+            },
+        )
     }
 
     fn bool(&mut self, name: &'static str, default: bool) -> Option<bool> {
         let default = if default { "true" } else { "false" };
-        self.parse(name, default, "`true` or `false`", |v| match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Some(true),
-            "false" | "0" | "no" => Some(false),
-            _ => None,
+        self.parse(name, default, "`true` or `false`", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Some(true),
+                "false" | "0" | "no" => Some(false),
+                _ => None,
+            }
         })
     }
 
     fn bounded(&mut self, name: &'static str, default: &str, max: u32) -> Option<u32> {
         let expected = format!("an integer from 1 to {max}");
-        self.parse(name, default, &expected, |v| v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)))
+        self.parse(name, default, &expected, |v| {
+            v.parse::<u32>().ok().filter(|n| (1..=max).contains(n))
+        })
     }
 
     /// Key prefixes and names: printable ASCII without spaces, at most 128 bytes.
     fn prefix(&mut self, name: &'static str, default: &str) -> Option<String> {
-        self.parse(name, default, "1 to 128 printable ASCII characters without spaces", |v| {
-            (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.to_owned())
-        })
+        self.parse(
+            name,
+            default,
+            "1 to 128 printable ASCII characters without spaces",
+            |v| {
+                (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+                    .then(|| v.to_owned())
+            },
+        )
     }
 
-    fn service(&mut self, mode: &'static str, url: &'static str, timeout: &'static str) -> Option<ServiceMode> {
+    fn service(
+        &mut self,
+        mode: &'static str,
+        url: &'static str,
+        timeout: &'static str,
+    ) -> Option<ServiceMode> {
         let rest = self.parse(mode, "stub", "`stub` or `rest`", |v| match v {
             "stub" => Some(false),
             "rest" => Some(true),
@@ -490,7 +603,9 @@ impl Parser<'_> {
                 None
             }
             Some(raw) => {
-                let parsed = Url::parse(raw.trim()).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+                let parsed = Url::parse(raw.trim())
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"));
                 if parsed.is_none() {
                     self.problem(url, Some(raw), "an absolute http(s) URL");
                 }
@@ -499,12 +614,19 @@ impl Parser<'_> {
         };
         let request_timeout = match self.optional(timeout) {
             None => {
-                self.problem(timeout, None, &format!("a duration such as `2s` when {mode}=rest"));
+                self.problem(
+                    timeout,
+                    None,
+                    &format!("a duration such as `2s` when {mode}=rest"),
+                );
                 None
             }
             Some(_) => self.duration(timeout, ""),
         };
-        Some(ServiceMode::Rest(RestTarget { base_url: base_url?, request_timeout: request_timeout? }))
+        Some(ServiceMode::Rest(RestTarget {
+            base_url: base_url?,
+            request_timeout: request_timeout?,
+        }))
     }
 }
 
@@ -518,7 +640,10 @@ fn valid_host_port(addr: &str) -> bool {
 /// `:8080` (all interfaces), `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`.
 fn parse_listen_addr(value: &str) -> Option<SocketAddr> {
     if let Some(port) = value.strip_prefix(':') {
-        return port.parse::<u16>().ok().map(|p| SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p));
+        return port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p));
     }
     if let Ok(addr) = SocketAddr::from_str(value) {
         return Some(addr);
@@ -539,7 +664,11 @@ pub fn hash_tag(key: &str) -> Option<&str> {
 /// In cluster mode every key a script touches must live in one slot, so the three names must
 /// carry the same hash tag.
 fn check_hash_tags(key_prefix: &str, gateway_prefix: &str, stream: &str) -> Result<(), String> {
-    let tags = [hash_tag(key_prefix), hash_tag(gateway_prefix), hash_tag(stream)];
+    let tags = [
+        hash_tag(key_prefix),
+        hash_tag(gateway_prefix),
+        hash_tag(stream),
+    ];
     if tags[0].is_some() && tags.iter().all(|t| *t == tags[0]) {
         return Ok(());
     }
@@ -556,7 +685,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -569,7 +701,10 @@ mod tests {
         assert_eq!(config.internal_addr.port(), 8081);
         assert_eq!(config.gateway.session_key_prefix, "gateway:session:");
         assert_eq!(config.gateway.events_stream, "gateway:session_events");
-        assert_eq!(config.policy.revoked_session_retention, Duration::from_secs(720 * 3600));
+        assert_eq!(
+            config.policy.revoked_session_retention,
+            Duration::from_secs(720 * 3600)
+        );
         assert_eq!(config.policy.max_active_sessions_per_user, 50);
         assert!(matches!(config.user_service, ServiceMode::Stub));
     }
@@ -597,7 +732,8 @@ mod tests {
             ]
         );
         let text = err.to_string();
-        assert!(text.contains("AUTHSESSION_REDIS_COMMAND_TIMEOUT=\"soon\": expected a positive duration"));
+        assert!(text
+            .contains("AUTHSESSION_REDIS_COMMAND_TIMEOUT=\"soon\": expected a positive duration"));
     }
 
     #[test]
@@ -608,7 +744,9 @@ mod tests {
             (USER_SERVICE_REQUEST_TIMEOUT, "750ms"),
         ]))
         .unwrap();
-        let ServiceMode::Rest(target) = config.user_service else { panic!("expected rest") };
+        let ServiceMode::Rest(target) = config.user_service else {
+            panic!("expected rest")
+        };
         assert_eq!(target.base_url.as_str(), "http://users.internal:9000/");
         assert_eq!(target.request_timeout, Duration::from_millis(750));
     }
@@ -616,16 +754,26 @@ mod tests {
     #[test]
     fn listen_addresses_accept_the_documented_forms() {
         assert_eq!(parse_listen_addr(":8080").unwrap().port(), 8080);
-        assert_eq!(parse_listen_addr("127.0.0.1:1").unwrap().to_string(), "127.0.0.1:1");
-        assert_eq!(parse_listen_addr("[::1]:80").unwrap().to_string(), "[::1]:80");
-        assert_eq!(parse_listen_addr("localhost:9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:1").unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:80").unwrap().to_string(),
+            "[::1]:80"
+        );
+        assert_eq!(
+            parse_listen_addr("localhost:9").unwrap().to_string(),
+            "127.0.0.1:9"
+        );
         assert!(parse_listen_addr("8080").is_none());
         assert!(parse_listen_addr("example.com:80").is_none());
     }
 
     #[test]
     fn cluster_mode_needs_db_zero_and_one_hash_tag() {
-        let err = Config::from_source(&env(&[(REDIS_MODE, "cluster"), (REDIS_DB, "3")])).unwrap_err();
+        let err =
+            Config::from_source(&env(&[(REDIS_MODE, "cluster"), (REDIS_DB, "3")])).unwrap_err();
         let vars: Vec<_> = err.0.iter().map(|p| p.variable).collect();
         assert_eq!(vars, [REDIS_DB, REDIS_KEY_PREFIX]);
         assert!(err.to_string().contains("{auth}authsession:"));
@@ -635,7 +783,10 @@ mod tests {
             (REDIS_ADDR, "127.0.0.1:7000,127.0.0.1:7001"),
             (REDIS_KEY_PREFIX, "{auth}authsession:"),
             (GATEWAY_SESSION_KEY_PREFIX, "{auth}gateway:session:"),
-            (GATEWAY_SESSION_EVENTS_STREAM, "{auth}gateway:session_events"),
+            (
+                GATEWAY_SESSION_EVENTS_STREAM,
+                "{auth}gateway:session_events",
+            ),
         ]));
         assert!(ok.is_ok(), "{:?}", ok.err());
     }

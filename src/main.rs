@@ -11,7 +11,11 @@ use authsession::config::Config;
 use authsession::{cli, telemetry};
 
 #[derive(Parser)]
-#[command(name = "authsession", version, about = "Passwordless e-mail-code login with device-bound sessions")]
+#[command(
+    name = "authsession",
+    version,
+    about = "Passwordless e-mail-code login with device-bound sessions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -42,16 +46,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Scripts { action: ScriptsAction::List } => exit(cli::scripts::list(&mut stdout).is_ok()),
-        Command::Scripts { action: ScriptsAction::Export { dir } } => match cli::scripts::export(&dir, &mut stdout) {
+        Command::Scripts {
+            action: ScriptsAction::List,
+        } => exit(cli::scripts::list(&mut stdout).is_ok()),
+        Command::Scripts {
+            action: ScriptsAction::Export { dir },
+        } => match cli::scripts::export(&dir, &mut stdout) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("authsession scripts export: {e}");
                 ExitCode::FAILURE
             }
         },
-        Command::Scripts { action: ScriptsAction::Check } => {
-            let Some(config) = load_config() else { return ExitCode::FAILURE };
+        Command::Scripts {
+            action: ScriptsAction::Check,
+        } => {
+            let Some(config) = load_config() else {
+                return ExitCode::FAILURE;
+            };
             match runtime().block_on(cli::scripts::check(&config, &mut stdout)) {
                 Ok(all) => exit(all),
                 Err(e) => {
@@ -61,7 +73,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => {
-            let Some(config) = load_config() else { return ExitCode::FAILURE };
+            let Some(config) = load_config() else {
+                return ExitCode::FAILURE;
+            };
             telemetry::init(config.log_format, &config.log_level);
             let clean = runtime().block_on(serve(config));
             telemetry::shutdown();
@@ -90,7 +104,10 @@ fn load_config() -> Option<Config> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
 }
 
 async fn serve(config: Config) -> bool {

@@ -18,7 +18,14 @@ pub fn export(dir: &Path, out: &mut impl Write) -> std::io::Result<()> {
     for script in scripts().all() {
         let path = dir.join(format!("{}.lua", script.name));
         std::fs::write(&path, &script.body)?;
-        writeln!(out, "{} {} {} -> {}", script.name, script.version, script.sha1, path.display())?;
+        writeln!(
+            out,
+            "{} {} {} -> {}",
+            script.name,
+            script.version,
+            script.sha1,
+            path.display()
+        )?;
     }
     Ok(())
 }
@@ -30,7 +37,11 @@ pub async fn check(config: &Config, out: &mut impl Write) -> Result<bool, CheckE
     let exists = redis.scripts_exist(&all).await?;
     for (script, ok) in all.iter().zip(&exists) {
         let state = if *ok { "cached" } else { "MISSING" };
-        writeln!(out, "{state:8} {} {} {}", script.name, script.version, script.sha1)?;
+        writeln!(
+            out,
+            "{state:8} {} {} {}",
+            script.name, script.version, script.sha1
+        )?;
     }
     Ok(exists.iter().all(|ok| *ok))
 }

@@ -62,7 +62,11 @@ impl RestMailSender {
 #[async_trait]
 impl MailSender for RestMailSender {
     async fn send(&self, delivery: &Delivery<'_>) -> Result<(), Error> {
-        let url = self.target.base_url.join("api/v1/internal/login-code-deliveries").expect("valid path");
+        let url = self
+            .target
+            .base_url
+            .join("api/v1/internal/login-code-deliveries")
+            .expect("valid path");
         let body = DeliveryBody {
             email: delivery.email.as_str(),
             code: delivery.code.as_str(),
@@ -70,12 +74,25 @@ impl MailSender for RestMailSender {
             locale: delivery.locale.map(Locale::as_str),
         };
         let request = || {
-            self.http.post(url.clone()).header("Idempotency-Key", delivery.challenge_id.as_str()).json(&body)
+            self.http
+                .post(url.clone())
+                .header("Idempotency-Key", delivery.challenge_id.as_str())
+                .json(&body)
         };
         // Any 2xx is success, whatever its body; a 404 is a misrouted call, so a failure.
-        match call_json::<serde::de::IgnoredAny>(SERVICE, request, self.target.request_timeout, Retry::Never).await {
+        match call_json::<serde::de::IgnoredAny>(
+            SERVICE,
+            request,
+            self.target.request_timeout,
+            Retry::Never,
+        )
+        .await
+        {
             Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(Error::Status { service: SERVICE, status: 404 }),
+            Ok(None) => Err(Error::Status {
+                service: SERVICE,
+                status: 404,
+            }),
             Err(Error::Body { .. }) => Ok(()),
             Err(e) => Err(e),
         }

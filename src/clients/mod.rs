@@ -13,7 +13,10 @@ pub use user_directory::{RestUserDirectory, StubUserDirectory, UserDirectory};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{service}: request timed out after {timeout:?}")]
-    Timeout { service: &'static str, timeout: Duration },
+    Timeout {
+        service: &'static str,
+        timeout: Duration,
+    },
     #[error("{service}: transport error: {source}")]
     Transport {
         service: &'static str,
@@ -23,7 +26,10 @@ pub enum Error {
     #[error("{service}: unexpected status {status}")]
     Status { service: &'static str, status: u16 },
     #[error("{service}: unparseable response body: {detail}")]
-    Body { service: &'static str, detail: String },
+    Body {
+        service: &'static str,
+        detail: String,
+    },
 }
 
 /// How a REST call reacts to a failed attempt.
@@ -52,7 +58,11 @@ async fn call_json<T: serde::de::DeserializeOwned>(
     timeout: Duration,
     retry: Retry,
 ) -> Result<Option<T>, Error> {
-    let attempts = if retry == Retry::OnceOnTransient { 2 } else { 1 };
+    let attempts = if retry == Retry::OnceOnTransient {
+        2
+    } else {
+        1
+    };
     let mut last = None;
     for attempt in 1..=attempts {
         match attempt_json(service, request().timeout(timeout), timeout).await {
@@ -84,10 +94,18 @@ async fn attempt_json<T: serde::de::DeserializeOwned>(
         return Ok(None);
     }
     if !status.is_success() {
-        return Err(Error::Status { service, status: status.as_u16() });
+        return Err(Error::Status {
+            service,
+            status: status.as_u16(),
+        });
     }
     let body = response.bytes().await.map_err(transport)?;
-    serde_json::from_slice(&body).map(Some).map_err(|e| Error::Body { service, detail: e.to_string() })
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| Error::Body {
+            service,
+            detail: e.to_string(),
+        })
 }
 
 /// The shared HTTP client: connection pooling across calls, no redirects (a redirect from an

@@ -52,7 +52,11 @@ pub trait UserDirectory: Send + Sync {
     /// Read: `None` when the user does not exist.
     async fn get_user(&self, user_id: &UserId) -> Result<Option<UserStatus>, Error>;
     /// Write: `None` when the user does not exist.
-    async fn block_user(&self, user_id: &UserId, reason: &Code) -> Result<Option<BlockOutcome>, Error>;
+    async fn block_user(
+        &self,
+        user_id: &UserId,
+        reason: &Code,
+    ) -> Result<Option<BlockOutcome>, Error>;
 }
 
 /// In-memory directory for development and tests: unknown addresses are creatable, `ensure`
@@ -77,7 +81,10 @@ impl StubUserDirectory {
     }
 
     fn user_id_for(email: &Email) -> String {
-        format!("user-{}", &hex::encode(Sha256::digest(email.as_str().as_bytes()))[..16])
+        format!(
+            "user-{}",
+            &hex::encode(Sha256::digest(email.as_str().as_bytes()))[..16]
+        )
     }
 }
 
@@ -90,7 +97,9 @@ impl UserDirectory for StubUserDirectory {
             || user_id.is_some_and(|u| state.blocked_users.contains(u));
         Ok(match (blocked, user_id) {
             (true, _) => Resolution::Blocked,
-            (false, Some(user_id)) => Resolution::Existing { user_id: user_id.clone() },
+            (false, Some(user_id)) => Resolution::Existing {
+                user_id: user_id.clone(),
+            },
             (false, None) => Resolution::Creatable,
         })
     }
@@ -100,11 +109,17 @@ impl UserDirectory for StubUserDirectory {
         if state.blocked_emails.contains(email.as_str()) {
             return Ok(Ensured::Blocked);
         }
-        let user_id = state.users.entry(email.as_str().to_owned()).or_insert_with(|| Self::user_id_for(email)).clone();
+        let user_id = state
+            .users
+            .entry(email.as_str().to_owned())
+            .or_insert_with(|| Self::user_id_for(email))
+            .clone();
         if state.blocked_users.contains(&user_id) {
             return Ok(Ensured::Blocked);
         }
-        Ok(Ensured::User(UserId::parse(&user_id).expect("stub ids are valid")))
+        Ok(Ensured::User(
+            UserId::parse(&user_id).expect("stub ids are valid"),
+        ))
     }
 
     async fn get_user(&self, user_id: &UserId) -> Result<Option<UserStatus>, Error> {
@@ -119,16 +134,22 @@ impl UserDirectory for StubUserDirectory {
         }))
     }
 
-    async fn block_user(&self, user_id: &UserId, _reason: &Code) -> Result<Option<BlockOutcome>, Error> {
+    async fn block_user(
+        &self,
+        user_id: &UserId,
+        _reason: &Code,
+    ) -> Result<Option<BlockOutcome>, Error> {
         let mut state = self.state.lock().unwrap();
         if !state.users.values().any(|u| u == user_id.as_str()) {
             return Ok(None);
         }
-        Ok(Some(if state.blocked_users.insert(user_id.as_str().to_owned()) {
-            BlockOutcome::Blocked
-        } else {
-            BlockOutcome::AlreadyBlocked
-        }))
+        Ok(Some(
+            if state.blocked_users.insert(user_id.as_str().to_owned()) {
+                BlockOutcome::Blocked
+            } else {
+                BlockOutcome::AlreadyBlocked
+            },
+        ))
     }
 }
 
@@ -170,16 +191,25 @@ impl RestUserDirectory {
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        self.target.base_url.join(path).expect("paths are relative and valid")
+        self.target
+            .base_url
+            .join(path)
+            .expect("paths are relative and valid")
     }
 
     fn user_path(&self, user_id: &UserId, suffix: &str) -> reqwest::Url {
         // User ids are `[A-Za-z0-9._:@-]`, all safe in a path segment.
-        self.url(&format!("api/v1/internal/users/{}{suffix}", user_id.as_str()))
+        self.url(&format!(
+            "api/v1/internal/users/{}{suffix}",
+            user_id.as_str()
+        ))
     }
 
     fn body_error(detail: &str) -> Error {
-        Error::Body { service: SERVICE, detail: detail.to_owned() }
+        Error::Body {
+            service: SERVICE,
+            detail: detail.to_owned(),
+        }
     }
 }
 
@@ -187,7 +217,9 @@ impl RestUserDirectory {
 impl UserDirectory for RestUserDirectory {
     async fn resolve_by_email(&self, email: &Email) -> Result<Resolution, Error> {
         let url = self.url("api/v1/internal/users/resolve-by-email");
-        let body = EmailBody { email: email.as_str() };
+        let body = EmailBody {
+            email: email.as_str(),
+        };
         let reply: Option<Resolution> = call_json(
             SERVICE,
             || self.http.post(url.clone()).json(&body),
@@ -196,17 +228,22 @@ impl UserDirectory for RestUserDirectory {
         )
         .await?;
         match reply {
-            Some(Resolution::Existing { user_id }) if UserId::parse(&user_id).is_err() => {
-                Err(Self::body_error("resolve-by-email returned a malformed user_id"))
-            }
+            Some(Resolution::Existing { user_id }) if UserId::parse(&user_id).is_err() => Err(
+                Self::body_error("resolve-by-email returned a malformed user_id"),
+            ),
             Some(resolution) => Ok(resolution),
-            None => Err(Error::Status { service: SERVICE, status: 404 }),
+            None => Err(Error::Status {
+                service: SERVICE,
+                status: 404,
+            }),
         }
     }
 
     async fn ensure_by_email(&self, email: &Email) -> Result<Ensured, Error> {
         let url = self.url("api/v1/internal/users/ensure-by-email");
-        let body = EmailBody { email: email.as_str() };
+        let body = EmailBody {
+            email: email.as_str(),
+        };
         let reply: Option<EnsureReply> = call_json(
             SERVICE,
             || self.http.post(url.clone()).json(&body),
@@ -214,27 +251,42 @@ impl UserDirectory for RestUserDirectory {
             Retry::Never,
         )
         .await?;
-        let reply = reply.ok_or(Error::Status { service: SERVICE, status: 404 })?;
+        let reply = reply.ok_or(Error::Status {
+            service: SERVICE,
+            status: 404,
+        })?;
         match (reply.outcome.as_str(), reply.user_id) {
             ("blocked", _) => Ok(Ensured::Blocked),
             ("existing" | "created", Some(user_id)) => UserId::parse(&user_id)
                 .map(Ensured::User)
                 .map_err(|_| Self::body_error("ensure-by-email returned a malformed user_id")),
-            _ => Err(Self::body_error("ensure-by-email returned an unknown outcome")),
+            _ => Err(Self::body_error(
+                "ensure-by-email returned an unknown outcome",
+            )),
         }
     }
 
     async fn get_user(&self, user_id: &UserId) -> Result<Option<UserStatus>, Error> {
         let url = self.user_path(user_id, "");
-        let reply: Option<UserReply> =
-            call_json(SERVICE, || self.http.get(url.clone()), self.target.request_timeout, Retry::OnceOnTransient)
-                .await?;
+        let reply: Option<UserReply> = call_json(
+            SERVICE,
+            || self.http.get(url.clone()),
+            self.target.request_timeout,
+            Retry::OnceOnTransient,
+        )
+        .await?;
         Ok(reply.map(|r| r.status))
     }
 
-    async fn block_user(&self, user_id: &UserId, reason: &Code) -> Result<Option<BlockOutcome>, Error> {
+    async fn block_user(
+        &self,
+        user_id: &UserId,
+        reason: &Code,
+    ) -> Result<Option<BlockOutcome>, Error> {
         let url = self.user_path(user_id, "/block");
-        let body = BlockBody { reason_code: reason.as_str() };
+        let body = BlockBody {
+            reason_code: reason.as_str(),
+        };
         let reply: Option<BlockReply> = call_json(
             SERVICE,
             || self.http.post(url.clone()).json(&body),

@@ -139,7 +139,9 @@ fn is_id_char(c: char) -> bool {
 
 impl ChallengeId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        parse_token(raw, 128, is_id_char).map(Self).ok_or(Invalid("challenge_id is malformed"))
+        parse_token(raw, 128, is_id_char)
+            .map(Self)
+            .ok_or(Invalid("challenge_id is malformed"))
     }
 
     pub fn generate() -> Self {
@@ -149,7 +151,9 @@ impl ChallengeId {
 
 impl DeviceSessionId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        parse_token(raw, 128, is_id_char).map(Self).ok_or(Invalid("device_session_id is malformed"))
+        parse_token(raw, 128, is_id_char)
+            .map(Self)
+            .ok_or(Invalid("device_session_id is malformed"))
     }
 
     pub fn generate() -> Self {
@@ -159,17 +163,21 @@ impl DeviceSessionId {
 
 impl UserId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        parse_token(raw, 128, |c| c.is_ascii_alphanumeric() || "._:@-".contains(c))
-            .map(Self)
-            .ok_or(Invalid("user_id is malformed"))
+        parse_token(raw, 128, |c| {
+            c.is_ascii_alphanumeric() || "._:@-".contains(c)
+        })
+        .map(Self)
+        .ok_or(Invalid("user_id is malformed"))
     }
 }
 
 impl Code {
     pub fn parse(raw: &str, field: &'static str) -> Result<Self, Invalid> {
-        parse_token(raw, 64, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            .map(Self)
-            .ok_or(Invalid(field))
+        parse_token(raw, 64, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+        })
+        .map(Self)
+        .ok_or(Invalid(field))
     }
 
     /// A code the service itself uses (`admin_revoke`, `user_blocked`, ...).
@@ -188,10 +196,13 @@ impl ActorId {
 
 impl Locale {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        const BAD: Invalid = Invalid("locale must be a BCP 47 language tag of at most 35 characters");
+        const BAD: Invalid =
+            Invalid("locale must be a BCP 47 language tag of at most 35 characters");
         let ok = !raw.is_empty()
             && raw.len() <= 35
-            && raw.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
+            && raw.split('-').all(|p| {
+                !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())
+            });
         ok.then(|| Self(raw.to_owned())).ok_or(BAD)
     }
 }
@@ -248,8 +259,22 @@ mod tests {
 
     #[test]
     fn emails_are_normalized_and_validated() {
-        assert_eq!(Email::parse("  User@Example.COM ").unwrap().as_str(), "user@example.com");
-        for bad in ["", "a", "@example.com", "a@", "a@b", "a@@b.com", "a@b..com", "a@-b.com", "a b@c.com", "a@b_c.com"] {
+        assert_eq!(
+            Email::parse("  User@Example.COM ").unwrap().as_str(),
+            "user@example.com"
+        );
+        for bad in [
+            "",
+            "a",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a@b..com",
+            "a@-b.com",
+            "a b@c.com",
+            "a@b_c.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
@@ -270,7 +295,10 @@ mod tests {
             assert!(LoginCode::parse(bad).is_err(), "{bad}");
         }
         let id = ChallengeId::parse("c1").unwrap();
-        assert_eq!(LoginCode::parse("123456").unwrap().hash(&id), sha256_hex("c1:123456"));
+        assert_eq!(
+            LoginCode::parse("123456").unwrap().hash(&id),
+            sha256_hex("c1:123456")
+        );
         assert_eq!(format!("{code:?}"), "LoginCode(******)");
     }
 

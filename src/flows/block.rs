@@ -15,8 +15,16 @@ pub async fn block_user(
     actor_type: Code,
     actor_id: Option<ActorId>,
 ) -> Result<(BlockOutcome, u64), RevokeAllError> {
-    let outcome = ctx.users.block_user(user_id, reason).await?.ok_or(RevokeAllError::UserNotFound)?;
-    let revocation = Revocation { reason_code: Code::known("user_blocked"), actor_type, actor_id };
+    let outcome = ctx
+        .users
+        .block_user(user_id, reason)
+        .await?
+        .ok_or(RevokeAllError::UserNotFound)?;
+    let revocation = Revocation {
+        reason_code: Code::known("user_blocked"),
+        actor_type,
+        actor_id,
+    };
     let revoked = ctx.store.user_sessions_revoke(user_id, &revocation).await?;
     tracing::info!(%user_id, ?outcome, revoked, "user blocked");
     Ok((outcome, revoked))

@@ -38,8 +38,15 @@ pub async fn confirm_email_code(
 ) -> Result<DeviceSessionId, ConfirmError> {
     let limits = ctx.limits.limits().await;
     let code_hash = code.hash(challenge_id);
-    let verified =
-        ctx.store.challenge_verify(challenge_id, &code_hash, client_public_key, limits.challenge_max_attempts).await?;
+    let verified = ctx
+        .store
+        .challenge_verify(
+            challenge_id,
+            &code_hash,
+            client_public_key,
+            limits.challenge_max_attempts,
+        )
+        .await?;
     let email = match verified {
         Verified::Rejected(rejection) => return Err(ConfirmError::Rejected(rejection)),
         Verified::Confirmed(device_session_id) => return repair(ctx, device_session_id).await,
@@ -75,13 +82,18 @@ pub async fn confirm_email_code(
 }
 
 /// An identical retry: the session exists; make sure the gateway sees it.
-async fn repair(ctx: &Context, device_session_id: DeviceSessionId) -> Result<DeviceSessionId, ConfirmError> {
+async fn repair(
+    ctx: &Context,
+    device_session_id: DeviceSessionId,
+) -> Result<DeviceSessionId, ConfirmError> {
     match ctx.store.session_republish(&device_session_id).await? {
         Republished::Repaired { version } => {
             tracing::warn!(%device_session_id, version, "confirm retry repaired a missing or stale projection");
         }
         Republished::Current { .. } => {}
-        Republished::NotFound => tracing::warn!(%device_session_id, "confirm retry: session record is gone"),
+        Republished::NotFound => {
+            tracing::warn!(%device_session_id, "confirm retry: session record is gone")
+        }
     }
     Ok(device_session_id)
 }

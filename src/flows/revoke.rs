@@ -4,7 +4,7 @@
 use super::{Context, Unavailable};
 use crate::clients;
 use crate::domain::{DeviceSessionId, UserId};
-use crate::store::sessions::{RevokeOutcome, Revocation, Session};
+use crate::store::sessions::{Revocation, RevokeOutcome, Session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RevokeAllError {
@@ -40,7 +40,11 @@ pub async fn revoke_session(
 }
 
 /// Checks the user exists, then revokes every active session; returns how many were revoked.
-pub async fn revoke_all(ctx: &Context, user_id: &UserId, revocation: &Revocation) -> Result<u64, RevokeAllError> {
+pub async fn revoke_all(
+    ctx: &Context,
+    user_id: &UserId,
+    revocation: &Revocation,
+) -> Result<u64, RevokeAllError> {
     if ctx.users.get_user(user_id).await?.is_none() {
         return Err(RevokeAllError::UserNotFound);
     }

@@ -8,10 +8,17 @@ use crate::clients::Delivery as Mail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
 use crate::store::challenges::{Created, Delivery};
 
-pub async fn send_email_code(ctx: &Context, email: &Email, locale: Option<&Locale>) -> Result<ChallengeId, Unavailable> {
+pub async fn send_email_code(
+    ctx: &Context,
+    email: &Email,
+    locale: Option<&Locale>,
+) -> Result<ChallengeId, Unavailable> {
     let challenge_id = ChallengeId::generate();
     let code = LoginCode::generate();
-    let created = ctx.store.challenge_create(&challenge_id, email, &code.hash(&challenge_id), locale).await?;
+    let created = ctx
+        .store
+        .challenge_create(&challenge_id, email, &code.hash(&challenge_id), locale)
+        .await?;
     if created == Created::Throttled {
         tracing::info!(%challenge_id, outcome = "throttled", "send-email-code");
         return Ok(challenge_id);
@@ -20,22 +27,37 @@ pub async fn send_email_code(ctx: &Context, email: &Email, locale: Option<&Local
     let delivered = match ctx.users.resolve_by_email(email).await {
         Ok(Resolution::Blocked) => Ok(Delivery::Suppressed),
         Ok(Resolution::Existing { .. } | Resolution::Creatable) => {
-            let mail = Mail { email, code: &code, challenge_id: &challenge_id, locale };
+            let mail = Mail {
+                email,
+                code: &code,
+                challenge_id: &challenge_id,
+                locale,
+            };
             ctx.mail.send(&mail).await.map(|()| Delivery::Sent)
         }
         Err(e) => Err(e),
     };
     match delivered {
         Ok(outcome) => {
-            ctx.store.challenge_mark_delivery(&challenge_id, email, outcome).await?;
-            let outcome = if outcome == Delivery::Sent { "sent" } else { "suppressed" };
+            ctx.store
+                .challenge_mark_delivery(&challenge_id, email, outcome)
+                .await?;
+            let outcome = if outcome == Delivery::Sent {
+                "sent"
+            } else {
+                "suppressed"
+            };
             tracing::info!(%challenge_id, outcome, "send-email-code");
             Ok(challenge_id)
         }
         Err(error) => {
             // Release the resend window so the user can retry at once; if Redis fails too, the
             // window simply runs out.
-            if let Err(store_error) = ctx.store.challenge_mark_delivery(&challenge_id, email, Delivery::Failed).await {
+            if let Err(store_error) = ctx
+                .store
+                .challenge_mark_delivery(&challenge_id, email, Delivery::Failed)
+                .await
+            {
                 tracing::warn!(%challenge_id, error = %store_error, "could not mark the challenge delivery_failed");
             }
             tracing::warn!(%challenge_id, outcome = "failed", %error, "send-email-code");

@@ -16,6 +16,9 @@ pub async fn list_sessions(
     Ok(store.sessions_list(user_id, filter, limit, cursor).await?)
 }
 
-pub async fn get_session(store: &Store, id: &DeviceSessionId) -> Result<Option<Session>, Unavailable> {
+pub async fn get_session(
+    store: &Store,
+    id: &DeviceSessionId,
+) -> Result<Option<Session>, Unavailable> {
     Ok(store.session_get(id).await?)
 }

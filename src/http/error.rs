@@ -20,8 +20,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into() }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
@@ -33,19 +41,35 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
     }
 
     pub fn payload_too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body exceeds 16 KiB")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body exceeds 16 KiB",
+        )
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token",
+        )
     }
 
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "service temporarily unavailable; retry later")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "service temporarily unavailable; retry later",
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -70,15 +94,31 @@ impl From<Unavailable> for ApiError {
 impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
         let (status, code, message) = match rejection {
-            Rejection::NotFound => (StatusCode::NOT_FOUND, "challenge_not_found", "no such challenge"),
-            Rejection::Expired => (StatusCode::GONE, "challenge_expired", "the login code has expired"),
-            Rejection::InvalidCode => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_code", "the login code is not valid"),
-            Rejection::TooManyAttempts => {
-                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many attempts; request a new code later")
-            }
-            Rejection::AlreadyConfirmed => {
-                (StatusCode::CONFLICT, "challenge_already_confirmed", "the challenge was confirmed with another key")
-            }
+            Rejection::NotFound => (
+                StatusCode::NOT_FOUND,
+                "challenge_not_found",
+                "no such challenge",
+            ),
+            Rejection::Expired => (
+                StatusCode::GONE,
+                "challenge_expired",
+                "the login code has expired",
+            ),
+            Rejection::InvalidCode => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_code",
+                "the login code is not valid",
+            ),
+            Rejection::TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many attempts; request a new code later",
+            ),
+            Rejection::AlreadyConfirmed => (
+                StatusCode::CONFLICT,
+                "challenge_already_confirmed",
+                "the challenge was confirmed with another key",
+            ),
         };
         ApiError::new(status, code, message)
     }
@@ -88,7 +128,9 @@ impl From<ConfirmError> for ApiError {
     fn from(error: ConfirmError) -> Self {
         match error {
             ConfirmError::Rejected(rejection) => rejection.into(),
-            ConfirmError::UserBlocked => ApiError::new(StatusCode::FORBIDDEN, "user_blocked", "the user is blocked"),
+            ConfirmError::UserBlocked => {
+                ApiError::new(StatusCode::FORBIDDEN, "user_blocked", "the user is blocked")
+            }
             ConfirmError::Unavailable(e) => e.into(),
         }
     }
@@ -97,7 +139,9 @@ impl From<ConfirmError> for ApiError {
 impl From<RevokeAllError> for ApiError {
     fn from(error: RevokeAllError) -> Self {
         match error {
-            RevokeAllError::UserNotFound => ApiError::new(StatusCode::NOT_FOUND, "user_not_found", "no such user"),
+            RevokeAllError::UserNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "user_not_found", "no such user")
+            }
             RevokeAllError::Unavailable(e) => e.into(),
         }
     }

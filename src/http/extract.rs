@@ -18,23 +18,31 @@ pub struct StrictJson<T>(pub T);
 pub struct OptionalJson<T>(pub Option<T>);
 
 async fn read_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|e| {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        let mut too_large = false;
-        while let Some(c) = cause {
-            too_large |= c.is::<http_body_util::LengthLimitError>();
-            cause = c.source();
-        }
-        if too_large {
-            ApiError::payload_too_large()
-        } else {
-            ApiError::invalid_request("could not read the request body")
-        }
-    })
+    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut too_large = false;
+            while let Some(c) = cause {
+                too_large |= c.is::<http_body_util::LengthLimitError>();
+                cause = c.source();
+            }
+            if too_large {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::invalid_request("could not read the request body")
+            }
+        })
 }
 
 fn is_json(req: &Request) -> bool {
-    let Some(value) = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(value) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
     let essence = value.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("application/json")
 }
@@ -42,11 +50,15 @@ fn is_json(req: &Request) -> bool {
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde would also accept a struct written as a JSON array; bodies must be objects.
     if bytes.trim_ascii_start().first() != Some(&b'{') {
-        return Err(ApiError::invalid_request("request body must be a JSON object"));
+        return Err(ApiError::invalid_request(
+            "request body must be a JSON object",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let message = match e.classify() {
-            serde_json::error::Category::Data => "request body has missing, unknown or mistyped fields",
+            serde_json::error::Category::Data => {
+                "request body has missing, unknown or mistyped fields"
+            }
             _ => "request body is not valid JSON",
         };
         ApiError::invalid_request(message)
@@ -58,7 +70,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         if !is_json(&req) {
-            return Err(ApiError::invalid_request("Content-Type must be application/json"));
+            return Err(ApiError::invalid_request(
+                "Content-Type must be application/json",
+            ));
         }
         let bytes = read_body(req).await?;
         parse(&bytes).map(StrictJson)
@@ -75,7 +89,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
             return Ok(OptionalJson(None));
         }
         if !json {
-            return Err(ApiError::invalid_request("Content-Type must be application/json"));
+            return Err(ApiError::invalid_request(
+                "Content-Type must be application/json",
+            ));
         }
         parse(&bytes).map(|v| OptionalJson(Some(v)))
     }

@@ -18,7 +18,7 @@ use super::extract::{OptionalJson, PathParam, StrictQuery};
 use crate::clients::user_directory::BlockOutcome;
 use crate::domain::{ActorId, Code, DeviceSessionId, Invalid, UserId};
 use crate::flows::{block, revoke, sessions, Context};
-use crate::store::sessions::{Cursor, RevokeOutcome, Revocation, Session, StatusFilter};
+use crate::store::sessions::{Cursor, Revocation, RevokeOutcome, Session, StatusFilter};
 
 pub const USER_SESSIONS: &str = "/api/v1/internal/users/{user_id}/sessions";
 pub const SESSION: &str = "/api/v1/internal/sessions/{device_session_id}";
@@ -38,7 +38,9 @@ pub fn router(ctx: Context, token: Option<String>) -> Router {
     match token {
         Some(token) => {
             let token: Arc<[u8]> = token.into_bytes().into();
-            router.layer(axum::middleware::from_fn(move |req, next| bearer(token.clone(), req, next)))
+            router.layer(axum::middleware::from_fn(move |req, next| {
+                bearer(token.clone(), req, next)
+            }))
         }
         None => router,
     }
@@ -120,7 +122,11 @@ async fn list_sessions(
         None => None,
         Some("active") => Some(StatusFilter::Active),
         Some("revoked") => Some(StatusFilter::Revoked),
-        Some(_) => return Err(ApiError::invalid_request("status must be `active` or `revoked`")),
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                "status must be `active` or `revoked`",
+            ))
+        }
     };
     let limit = match query.limit.as_deref() {
         None => 100,
@@ -135,7 +141,8 @@ async fn list_sessions(
         .as_deref()
         .map(|c| Cursor::parse(c).ok_or_else(|| ApiError::invalid_request("cursor is malformed")))
         .transpose()?;
-    let page = sessions::list_sessions(&ctx.store, &user_id, filter, limit, cursor.as_ref()).await?;
+    let page =
+        sessions::list_sessions(&ctx.store, &user_id, filter, limit, cursor.as_ref()).await?;
     Ok(Json(SessionList {
         sessions: page.sessions.into_iter().map(SessionView::from).collect(),
         next_cursor: page.next_cursor,
@@ -143,7 +150,11 @@ async fn list_sessions(
 }
 
 fn session_not_found() -> ApiError {
-    ApiError::new(axum::http::StatusCode::NOT_FOUND, "session_not_found", "no such session")
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "session_not_found",
+        "no such session",
+    )
 }
 
 async fn get_session(
@@ -151,7 +162,9 @@ async fn get_session(
     PathParam(id): PathParam,
 ) -> Result<Json<SessionView>, ApiError> {
     let id = DeviceSessionId::parse(&id).map_err(invalid)?;
-    let session = sessions::get_session(&ctx.store, &id).await?.ok_or_else(session_not_found)?;
+    let session = sessions::get_session(&ctx.store, &id)
+        .await?
+        .ok_or_else(session_not_found)?;
     Ok(Json(session.into()))
 }
 
@@ -166,15 +179,28 @@ struct RevokeBody {
 impl RevokeBody {
     fn revocation(self, default_reason: &'static str) -> Result<Revocation, ApiError> {
         let reason_code = match self.reason_code {
-            Some(raw) => Code::parse(&raw, "reason_code must match [a-z0-9_]{1,64}").map_err(invalid)?,
+            Some(raw) => {
+                Code::parse(&raw, "reason_code must match [a-z0-9_]{1,64}").map_err(invalid)?
+            }
             None => Code::known(default_reason),
         };
         let actor_type = match self.actor_type {
-            Some(raw) => Code::parse(&raw, "actor_type must match [a-z0-9_]{1,64}").map_err(invalid)?,
+            Some(raw) => {
+                Code::parse(&raw, "actor_type must match [a-z0-9_]{1,64}").map_err(invalid)?
+            }
             None => Code::known("admin"),
         };
-        let actor_id = self.actor_id.as_deref().map(ActorId::parse).transpose().map_err(invalid)?;
-        Ok(Revocation { reason_code, actor_type, actor_id })
+        let actor_id = self
+            .actor_id
+            .as_deref()
+            .map(ActorId::parse)
+            .transpose()
+            .map_err(invalid)?;
+        Ok(Revocation {
+            reason_code,
+            actor_type,
+            actor_id,
+        })
     }
 }
 
@@ -191,12 +217,17 @@ async fn revoke_session(
 ) -> Result<Json<RevokeReply>, ApiError> {
     let id = DeviceSessionId::parse(&id).map_err(invalid)?;
     let revocation = body.unwrap_or_default().revocation("admin_revoke")?;
-    let (outcome, session) = revoke::revoke_session(&ctx, &id, &revocation).await?.ok_or_else(session_not_found)?;
+    let (outcome, session) = revoke::revoke_session(&ctx, &id, &revocation)
+        .await?
+        .ok_or_else(session_not_found)?;
     let outcome = match outcome {
         RevokeOutcome::Revoked => "revoked",
         RevokeOutcome::AlreadyRevoked => "already_revoked",
     };
-    Ok(Json(RevokeReply { outcome, session: session.into() }))
+    Ok(Json(RevokeReply {
+        outcome,
+        session: session.into(),
+    }))
 }
 
 #[derive(Serialize)]
@@ -213,8 +244,15 @@ async fn revoke_all(
     let user_id = UserId::parse(&user_id).map_err(invalid)?;
     let revocation = body.unwrap_or_default().revocation("admin_revoke")?;
     let revoked_count = revoke::revoke_all(&ctx, &user_id, &revocation).await?;
-    let outcome = if revoked_count == 0 { "no_active_sessions" } else { "revoked" };
-    Ok(Json(RevokeAllReply { outcome, revoked_count }))
+    let outcome = if revoked_count == 0 {
+        "no_active_sessions"
+    } else {
+        "revoked"
+    };
+    Ok(Json(RevokeAllReply {
+        outcome,
+        revoked_count,
+    }))
 }
 
 async fn block_user(
@@ -224,11 +262,20 @@ async fn block_user(
 ) -> Result<Json<RevokeAllReply>, ApiError> {
     let user_id = UserId::parse(&user_id).map_err(invalid)?;
     let revocation = body.unwrap_or_default().revocation("user_blocked")?;
-    let (outcome, revoked_count) =
-        block::block_user(&ctx, &user_id, &revocation.reason_code, revocation.actor_type, revocation.actor_id).await?;
+    let (outcome, revoked_count) = block::block_user(
+        &ctx,
+        &user_id,
+        &revocation.reason_code,
+        revocation.actor_type,
+        revocation.actor_id,
+    )
+    .await?;
     let outcome = match outcome {
         BlockOutcome::Blocked => "blocked",
         BlockOutcome::AlreadyBlocked => "already_blocked",
     };
-    Ok(Json(RevokeAllReply { outcome, revoked_count }))
+    Ok(Json(RevokeAllReply {
+        outcome,
+        revoked_count,
+    }))
 }

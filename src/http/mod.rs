@@ -48,7 +48,11 @@ fn finish(router: Router, surface: &'static str) -> Router {
 
 /// Refuses oversized bodies up front (413 with the envelope) and bounds each request's duration.
 async fn guard(req: Request, next: Next) -> Response {
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return ApiError::payload_too_large().into_response();
     }

@@ -39,7 +39,12 @@ async fn send_email_code(
     StrictJson(body): StrictJson<SendEmailCode>,
 ) -> Result<Json<ChallengeCreated>, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid_request(e.0))?;
-    let locale = body.locale.as_deref().map(Locale::parse).transpose().map_err(|e| ApiError::invalid_request(e.0))?;
+    let locale = body
+        .locale
+        .as_deref()
+        .map(Locale::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(e.0))?;
     let challenge_id = send_email_code::send_email_code(&ctx, &email, locale.as_ref()).await?;
     Ok(Json(ChallengeCreated { challenge_id }))
 }
@@ -66,5 +71,7 @@ async fn confirm_email_code(
     let code = LoginCode::parse(&body.code).map_err(invalid)?;
     let key = ClientPublicKey::parse(&body.client_public_key).map_err(invalid)?;
     let id = confirm_email_code::confirm_email_code(&ctx, &challenge_id, &code, &key).await?;
-    Ok(Json(SessionCreated { device_session_id: id.as_str().to_owned() }))
+    Ok(Json(SessionCreated {
+        device_session_id: id.as_str().to_owned(),
+    }))
 }

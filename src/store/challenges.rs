@@ -45,7 +45,9 @@ pub enum Rejection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
     /// The code is right; the challenge's normalized e-mail address.
-    Ok { email: String },
+    Ok {
+        email: String,
+    },
     /// An identical confirm already succeeded: its session.
     Confirmed(DeviceSessionId),
     Rejected(Rejection),
@@ -102,9 +104,18 @@ impl Store {
             .arg(millis(self.policy.challenge_ttl))
             .arg(millis(self.policy.expired_challenge_retention))
             .arg(millis(self.policy.resend_cooldown));
-        let status: String = redis::FromRedisValue::from_redis_value(self.redis.invoke(&call).await?)
-            .map_err(|e: redis::ParsingError| Error::Reply { script: script.name, detail: e.to_string() })?;
-        Ok(if status == "pending_delivery" { Created::Pending } else { Created::Throttled })
+        let status: String = redis::FromRedisValue::from_redis_value(
+            self.redis.invoke(&call).await?,
+        )
+        .map_err(|e: redis::ParsingError| Error::Reply {
+            script: script.name,
+            detail: e.to_string(),
+        })?;
+        Ok(if status == "pending_delivery" {
+            Created::Pending
+        } else {
+            Created::Throttled
+        })
     }
 
     /// Returns false when the challenge was no longer pending (already marked, or gone).
@@ -120,8 +131,13 @@ impl Store {
             .key(self.keys.resend_throttle(&email.hash()))
             .arg(id)
             .arg(outcome.status());
-        let reply: String = redis::FromRedisValue::from_redis_value(self.redis.invoke(&call).await?)
-            .map_err(|e: redis::ParsingError| Error::Reply { script: script.name, detail: e.to_string() })?;
+        let reply: String = redis::FromRedisValue::from_redis_value(
+            self.redis.invoke(&call).await?,
+        )
+        .map_err(|e: redis::ParsingError| Error::Reply {
+            script: script.name,
+            detail: e.to_string(),
+        })?;
         Ok(reply == "marked")
     }
 
@@ -143,11 +159,15 @@ impl Store {
             .arg(self.keys.confirm_failures(""));
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         match reply.as_slice() {
-            [ok, email] if ok == "ok" => Ok(Verified::Ok { email: email.clone() }),
+            [ok, email] if ok == "ok" => Ok(Verified::Ok {
+                email: email.clone(),
+            }),
             [confirmed, id] if confirmed == "confirmed" => Ok(Verified::Confirmed(
                 DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply))?,
             )),
-            [word] => rejection(word).map(Verified::Rejected).ok_or_else(|| unexpected(script.name, &reply)),
+            [word] => rejection(word)
+                .map(Verified::Rejected)
+                .ok_or_else(|| unexpected(script.name, &reply)),
             _ => Err(unexpected(script.name, &reply)),
         }
     }
@@ -176,11 +196,16 @@ impl Store {
             .arg(self.keys.gateway_session_prefix())
             .arg(req.challenge_id);
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
-        let parse_id = |id: &str| DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply));
+        let parse_id =
+            |id: &str| DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply));
         match reply.as_slice() {
-            [created, id, _created_at] if created == "created" => Ok(Confirmed::Created(parse_id(id)?)),
+            [created, id, _created_at] if created == "created" => {
+                Ok(Confirmed::Created(parse_id(id)?))
+            }
             [confirmed, id] if confirmed == "confirmed" => Ok(Confirmed::Existing(parse_id(id)?)),
-            [word] => rejection(word).map(Confirmed::Rejected).ok_or_else(|| unexpected(script.name, &reply)),
+            [word] => rejection(word)
+                .map(Confirmed::Rejected)
+                .ok_or_else(|| unexpected(script.name, &reply)),
             _ => Err(unexpected(script.name, &reply)),
         }
     }

@@ -63,7 +63,12 @@ impl ConfigProvider {
     async fn read(&self) -> Result<Limits, super::Error> {
         let (sessions, attempts): (Option<String>, Option<String>) = self
             .redis
-            .query(redis::cmd("HMGET").arg(&self.key).arg("max_active_sessions_per_user").arg("challenge_max_attempts"))
+            .query(
+                redis::cmd("HMGET")
+                    .arg(&self.key)
+                    .arg("max_active_sessions_per_user")
+                    .arg("challenge_max_attempts"),
+            )
             .await?;
         Ok(Limits {
             max_active_sessions_per_user: override_or(

@@ -98,7 +98,10 @@ mod tests {
         assert_eq!(keys.session("s1"), "authsession:session:s1");
         assert_eq!(keys.session(""), "authsession:session:");
         assert_eq!(keys.user_sessions("u1"), "authsession:user:u1:sessions");
-        assert_eq!(keys.user_active_sessions("u1"), "authsession:user:u1:active_sessions");
+        assert_eq!(
+            keys.user_active_sessions("u1"),
+            "authsession:user:u1:active_sessions"
+        );
         assert_eq!(keys.config(), "authsession:config");
         assert_eq!(keys.gateway_session("s1"), "gateway:session:s1");
         assert_eq!(keys.stream(), "gateway:session_events");

@@ -22,7 +22,10 @@ pub enum Error {
     #[error("script {script} v{version} is not cached in Redis and script loading is `preloaded`")]
     NotPreloaded { script: &'static str, version: u32 },
     #[error("unexpected reply from script {script}: {detail}")]
-    Reply { script: &'static str, detail: String },
+    Reply {
+        script: &'static str,
+        detail: String,
+    },
 }
 
 use crate::config::{GatewayConfig, Policy, RedisConfig};
@@ -39,7 +42,12 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(redis: Redis, redis_config: &RedisConfig, gateway: &GatewayConfig, policy: &Policy) -> Self {
+    pub fn new(
+        redis: Redis,
+        redis_config: &RedisConfig,
+        gateway: &GatewayConfig,
+        policy: &Policy,
+    ) -> Self {
         Self {
             redis,
             keys: Keys::new(redis_config, gateway),
@@ -56,10 +64,15 @@ fn millis(d: Duration) -> u128 {
 
 /// A script reply as a list of strings (Redis integers become their digits).
 fn reply_strings(script: &'static str, value: redis::Value) -> Result<Vec<String>, Error> {
-    redis::FromRedisValue::from_redis_value(value)
-        .map_err(|e: redis::ParsingError| Error::Reply { script, detail: e.to_string() })
+    redis::FromRedisValue::from_redis_value(value).map_err(|e: redis::ParsingError| Error::Reply {
+        script,
+        detail: e.to_string(),
+    })
 }
 
 fn unexpected(script: &'static str, reply: &[String]) -> Error {
-    Error::Reply { script, detail: format!("{reply:?}") }
+    Error::Reply {
+        script,
+        detail: format!("{reply:?}"),
+    }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo, RedisError,
-    ServerErrorKind, Value,
+    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    RedisConnectionInfo, RedisError, ServerErrorKind, Value,
 };
 
 use super::scripts::{Script, ScriptCall};
@@ -29,7 +29,11 @@ impl Conn {
     /// Returns true when the connection was lost (as opposed to a timeout or a server error).
     fn note<T>(&mut self, result: &Result<T, RedisError>) -> bool {
         let Err(e) = result else { return false };
-        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error()
+        {
             self.broken = true;
         }
         !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped())
@@ -46,8 +50,14 @@ impl bb8::ManageConnection for Manager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Conn, RedisError> {
-        let inner = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
-        Ok(Conn { inner, broken: false })
+        let inner = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        Ok(Conn {
+            inner,
+            broken: false,
+        })
     }
 
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), RedisError> {
@@ -79,7 +89,11 @@ impl Redis {
             ))));
         }
         let address = config.addrs[0].clone();
-        let scheme = if config.tls_enabled { "rediss" } else { "redis" };
+        let scheme = if config.tls_enabled {
+            "rediss"
+        } else {
+            "redis"
+        };
         let mut settings = RedisConnectionInfo::default().set_db(config.db);
         if let Some(username) = &config.username {
             settings = settings.set_username(username);
@@ -87,13 +101,22 @@ impl Redis {
         if let Some(password) = &config.password {
             settings = settings.set_password(password);
         }
-        let info = format!("{scheme}://{address}").into_connection_info()?.set_redis_settings(settings);
+        let info = format!("{scheme}://{address}")
+            .into_connection_info()?
+            .set_redis_settings(settings);
         let client = match &config.tls_ca_file {
             Some(path) => {
                 let root_cert = std::fs::read(path).map_err(|e| {
-                    RedisError::from((ErrorKind::InvalidClientConfig, "cannot read the TLS CA file", e.to_string()))
+                    RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "cannot read the TLS CA file",
+                        e.to_string(),
+                    ))
                 })?;
-                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
                 Client::build_with_tls(info, certs)?
             }
             None => Client::open(info)?,
@@ -137,12 +160,18 @@ impl Redis {
             conn.note(&result);
             result.map_err(Error::Redis)
         };
-        let value = tokio::time::timeout(limit, attempt).await.map_err(|_| Error::Timeout(limit))??;
+        let value = tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| Error::Timeout(limit))??;
         T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
     }
 
     /// Like [`Redis::query`] with an explicit bound, for startup checks.
-    pub async fn query_within<T: FromRedisValue>(&self, cmd: &redis::Cmd, limit: Duration) -> Result<T, Error> {
+    pub async fn query_within<T: FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<T, Error> {
         let value = self.query_value(cmd, limit).await?;
         T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
     }
@@ -159,9 +188,13 @@ impl Redis {
             // is safe; the other dead pooled connections are replaced as they surface.
             drop(conn);
             let mut fresh = self.pool.dedicated_connection().await?;
-            cmd.query_async::<Value>(&mut fresh.inner).await.map_err(Error::Redis)
+            cmd.query_async::<Value>(&mut fresh.inner)
+                .await
+                .map_err(Error::Redis)
         };
-        tokio::time::timeout(limit, attempt).await.map_err(|_| Error::Timeout(limit))?
+        tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| Error::Timeout(limit))?
     }
 
     async fn checkout(&self, limit: Duration) -> Result<bb8::PooledConnection<'_, Manager>, Error> {
@@ -176,14 +209,25 @@ impl Redis {
     pub async fn invoke(&self, call: &ScriptCall<'_>) -> Result<Value, Error> {
         let script = call.script();
         let started = std::time::Instant::now();
-        let result = match self.query_value(&call.evalsha(), self.command_timeout).await {
+        let result = match self
+            .query_value(&call.evalsha(), self.command_timeout)
+            .await
+        {
             Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 if self.script_loading == ScriptLoading::Preloaded {
-                    return Err(Error::NotPreloaded { script: script.name, version: script.version });
+                    return Err(Error::NotPreloaded {
+                        script: script.name,
+                        version: script.version,
+                    });
                 }
-                tracing::info!(script = script.name, version = script.version, "NOSCRIPT: loading script");
+                tracing::info!(
+                    script = script.name,
+                    version = script.version,
+                    "NOSCRIPT: loading script"
+                );
                 self.load(script).await?;
-                self.query_value(&call.evalsha(), self.command_timeout).await
+                self.query_value(&call.evalsha(), self.command_timeout)
+                    .await
             }
             other => other,
         };
@@ -199,9 +243,14 @@ impl Redis {
 
     /// `SCRIPT LOAD`, checking that Redis computed the SHA1 we address the script by.
     pub async fn load(&self, script: &Script) -> Result<(), Error> {
-        let sha: String = self.query(redis::cmd("SCRIPT").arg("LOAD").arg(&script.body)).await?;
+        let sha: String = self
+            .query(redis::cmd("SCRIPT").arg("LOAD").arg(&script.body))
+            .await?;
         if sha != script.sha1 {
-            return Err(Error::Reply { script: script.name, detail: format!("SCRIPT LOAD returned {sha}") });
+            return Err(Error::Reply {
+                script: script.name,
+                detail: format!("SCRIPT LOAD returned {sha}"),
+            });
         }
         Ok(())
     }

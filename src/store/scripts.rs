@@ -65,19 +65,31 @@ impl Scripts {
 
     /// `lua/scripts.lock` as it should read for the embedded scripts.
     pub fn lock(&self) -> String {
-        self.all().iter().map(|s| format!("{} {} {}\n", s.name, s.version, s.sha1)).collect()
+        self.all()
+            .iter()
+            .map(|s| format!("{} {} {}\n", s.name, s.version, s.sha1))
+            .collect()
     }
 }
 
 /// Assembles `lua/<name>.lua`. The scripts are compiled in, so a malformed one is a build
 /// defect: this panics with the reason, and the unit tests below run it for every script.
 fn assemble(name: &'static str) -> Script {
-    let file = LUA.get_file(format!("{name}.lua")).unwrap_or_else(|| panic!("lua/{name}.lua is missing"));
-    let source = file.contents_utf8().unwrap_or_else(|| panic!("lua/{name}.lua is not UTF-8"));
+    let file = LUA
+        .get_file(format!("{name}.lua"))
+        .unwrap_or_else(|| panic!("lua/{name}.lua is missing"));
+    let source = file
+        .contents_utf8()
+        .unwrap_or_else(|| panic!("lua/{name}.lua is not UTF-8"));
     let body = inline_includes(name, source);
     let version = parse_version(name, &body);
     let sha1 = sha1_smol::Sha1::from(&body).digest().to_string();
-    Script { name, version, body, sha1 }
+    Script {
+        name,
+        version,
+        body,
+        sha1,
+    }
 }
 
 fn inline_includes(name: &str, source: &str) -> String {
@@ -89,7 +101,9 @@ fn inline_includes(name: &str, source: &str) -> String {
                 let text = LUA
                     .get_file(&path)
                     .and_then(|f| f.contents_utf8())
-                    .unwrap_or_else(|| panic!("lua/{name}.lua includes lua/{path}, which is missing"));
+                    .unwrap_or_else(|| {
+                        panic!("lua/{name}.lua includes lua/{path}, which is missing")
+                    });
                 body.push_str(text);
             }
             None => {
@@ -104,7 +118,10 @@ fn inline_includes(name: &str, source: &str) -> String {
 fn parse_version(name: &str, body: &str) -> u32 {
     let mut lines = body.lines();
     let shebang = lines.next().unwrap_or_default();
-    assert!(shebang.starts_with("#!lua"), "lua/{name}.lua must start with a `#!lua` shebang");
+    assert!(
+        shebang.starts_with("#!lua"),
+        "lua/{name}.lua must start with a `#!lua` shebang"
+    );
     let header = lines.next().unwrap_or_default();
     header
         .strip_prefix(&format!("-- {name}, version: "))
@@ -121,7 +138,11 @@ pub struct ScriptCall<'a> {
 
 impl<'a> ScriptCall<'a> {
     pub fn new(script: &'a Script) -> Self {
-        Self { script, keys: Vec::with_capacity(6), args: Vec::with_capacity(12) }
+        Self {
+            script,
+            keys: Vec::with_capacity(6),
+            args: Vec::with_capacity(12),
+        }
     }
 
     pub fn key(mut self, key: impl Into<String>) -> Self {
@@ -140,7 +161,10 @@ impl<'a> ScriptCall<'a> {
 
     pub fn evalsha(&self) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.script.sha1).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+        cmd.arg(&self.script.sha1)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
         cmd
     }
 }
@@ -157,8 +181,15 @@ mod tests {
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
             .map(|l| {
                 let parts: Vec<_> = l.split_whitespace().collect();
-                assert_eq!(parts.len(), 3, "lock line `{l}` must be `name version sha1`");
-                (parts[0].to_owned(), (parts[1].parse().expect("version"), parts[2].to_owned()))
+                assert_eq!(
+                    parts.len(),
+                    3,
+                    "lock line `{l}` must be `name version sha1`"
+                );
+                (
+                    parts[0].to_owned(),
+                    (parts[1].parse().expect("version"), parts[2].to_owned()),
+                )
             })
             .collect()
     }
@@ -204,7 +235,10 @@ mod tests {
 
     #[test]
     fn include_lines_are_replaced_by_the_fragment() {
-        let body = inline_includes("t", "#!lua\n-- t, version: 3\n--!include common.lua\nreturn int(1)\n");
+        let body = inline_includes(
+            "t",
+            "#!lua\n-- t, version: 3\n--!include common.lua\nreturn int(1)\n",
+        );
         assert!(body.contains("local function now_ms()"));
         assert_eq!(parse_version("t", &body), 3);
     }

@@ -47,7 +47,10 @@ impl Session {
     }
 
     fn from_flat(script: &'static str, flat: &[String]) -> Result<Self, Error> {
-        let fields = flat.chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+        let fields = flat
+            .chunks_exact(2)
+            .map(|kv| (kv[0].clone(), kv[1].clone()))
+            .collect();
         Self::from_fields(fields).ok_or_else(|| unexpected(script, flat))
     }
 }
@@ -90,7 +93,10 @@ impl Cursor {
     pub fn parse(raw: &str) -> Option<Self> {
         let (score, member) = raw.split_once('.')?;
         let member = DeviceSessionId::parse(member).ok()?;
-        Some(Self { score: score.parse().ok().filter(|s| *s >= 0)?, member: member.as_str().to_owned() })
+        Some(Self {
+            score: score.parse().ok().filter(|s| *s >= 0)?,
+            member: member.as_str().to_owned(),
+        })
     }
 
     fn render(&self) -> String {
@@ -108,8 +114,15 @@ pub enum Republished {
 
 impl Store {
     pub async fn session_get(&self, id: &DeviceSessionId) -> Result<Option<Session>, Error> {
-        let fields: HashMap<String, String> = self.redis.query(redis::cmd("HGETALL").arg(self.keys.session(id.as_str()))).await?;
-        Ok(if fields.is_empty() { None } else { Session::from_fields(fields) })
+        let fields: HashMap<String, String> = self
+            .redis
+            .query(redis::cmd("HGETALL").arg(self.keys.session(id.as_str())))
+            .await?;
+        Ok(if fields.is_empty() {
+            None
+        } else {
+            Session::from_fields(fields)
+        })
     }
 
     pub async fn session_revoke(
@@ -125,7 +138,13 @@ impl Store {
             .key(self.keys.stream())
             .arg(&revocation.reason_code)
             .arg(&revocation.actor_type)
-            .arg(revocation.actor_id.as_ref().map(ActorId::as_str).unwrap_or(""))
+            .arg(
+                revocation
+                    .actor_id
+                    .as_ref()
+                    .map(ActorId::as_str)
+                    .unwrap_or(""),
+            )
             .arg(millis(self.policy.revoked_session_retention))
             .arg(self.stream_maxlen)
             .arg(head)
@@ -137,11 +156,18 @@ impl Store {
             Some("already_revoked") => RevokeOutcome::AlreadyRevoked,
             _ => return Err(unexpected(script.name, &reply)),
         };
-        Ok(Some((outcome, Session::from_flat(script.name, &reply[1..])?)))
+        Ok(Some((
+            outcome,
+            Session::from_flat(script.name, &reply[1..])?,
+        )))
     }
 
     /// Revokes every active session of a user in batches of [`REVOKE_BATCH`]; returns how many.
-    pub async fn user_sessions_revoke(&self, user_id: &UserId, revocation: &Revocation) -> Result<u64, Error> {
+    pub async fn user_sessions_revoke(
+        &self,
+        user_id: &UserId,
+        revocation: &Revocation,
+    ) -> Result<u64, Error> {
         let script = &self.scripts.user_sessions_revoke;
         let mut revoked = 0u64;
         loop {
@@ -150,14 +176,22 @@ impl Store {
                 .key(self.keys.stream())
                 .arg(&revocation.reason_code)
                 .arg(&revocation.actor_type)
-                .arg(revocation.actor_id.as_ref().map(ActorId::as_str).unwrap_or(""))
+                .arg(
+                    revocation
+                        .actor_id
+                        .as_ref()
+                        .map(ActorId::as_str)
+                        .unwrap_or(""),
+                )
                 .arg(REVOKE_BATCH)
                 .arg(millis(self.policy.revoked_session_retention))
                 .arg(self.stream_maxlen)
                 .arg(self.keys.session(""))
                 .arg(self.keys.gateway_session_prefix());
             let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
-            let [batch, remaining] = reply.as_slice() else { return Err(unexpected(script.name, &reply)) };
+            let [batch, remaining] = reply.as_slice() else {
+                return Err(unexpected(script.name, &reply));
+            };
             let (batch, remaining): (u64, u64) = match (batch.parse(), remaining.parse()) {
                 (Ok(b), Ok(r)) => (b, r),
                 _ => return Err(unexpected(script.name, &reply)),
@@ -179,11 +213,20 @@ impl Store {
             .arg(self.stream_maxlen)
             .arg(millis(self.policy.revoked_session_retention));
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
-        let version = || reply.get(1).and_then(|v| v.parse().ok()).ok_or_else(|| unexpected(script.name, &reply));
+        let version = || {
+            reply
+                .get(1)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| unexpected(script.name, &reply))
+        };
         match reply.first().map(String::as_str) {
             Some("not_found") => Ok(Republished::NotFound),
-            Some("repaired") => Ok(Republished::Repaired { version: version()? }),
-            Some("current") => Ok(Republished::Current { version: version()? }),
+            Some("repaired") => Ok(Republished::Repaired {
+                version: version()?,
+            }),
+            Some("current") => Ok(Republished::Current {
+                version: version()?,
+            }),
             _ => Err(unexpected(script.name, &reply)),
         }
     }
@@ -201,7 +244,9 @@ impl Store {
             Some(StatusFilter::Active) => self.keys.user_active_sessions(user_id.as_str()),
             _ => self.keys.user_sessions(user_id.as_str()),
         };
-        let max = cursor.map(|c| c.score.to_string()).unwrap_or_else(|| "+inf".to_owned());
+        let max = cursor
+            .map(|c| c.score.to_string())
+            .unwrap_or_else(|| "+inf".to_owned());
         let mut sessions = Vec::with_capacity(limit);
         let mut offset = 0usize;
         let mut last: Option<Cursor> = None;
@@ -226,12 +271,17 @@ impl Store {
             let fetched = entries.len();
             offset += fetched;
             if let Some((member, score)) = entries.last() {
-                scanned = Some(Cursor { score: *score, member: member.clone() });
+                scanned = Some(Cursor {
+                    score: *score,
+                    member: member.clone(),
+                });
             }
             // Entries at the cursor's score sort by member, descending: skip up to the cursor.
             let entries: Vec<_> = entries
                 .into_iter()
-                .filter(|(member, score)| cursor.is_none_or(|c| *score < c.score || member < &c.member))
+                .filter(|(member, score)| {
+                    cursor.is_none_or(|c| *score < c.score || member < &c.member)
+                })
                 .collect();
             if !entries.is_empty() {
                 let mut pipe = redis::pipe();
@@ -240,7 +290,9 @@ impl Store {
                 }
                 let records: Vec<HashMap<String, String>> = self.redis.query_pipe(&pipe).await?;
                 for ((member, score), fields) in entries.into_iter().zip(records) {
-                    let Some(session) = Session::from_fields(fields) else { continue };
+                    let Some(session) = Session::from_fields(fields) else {
+                        continue;
+                    };
                     let wanted = match filter {
                         Some(StatusFilter::Active) => session.status == "active",
                         Some(StatusFilter::Revoked) => session.status == "revoked",
@@ -250,17 +302,26 @@ impl Store {
                         continue;
                     }
                     if sessions.len() == limit {
-                        return Ok(Page { sessions, next_cursor: last.map(|c| c.render()) });
+                        return Ok(Page {
+                            sessions,
+                            next_cursor: last.map(|c| c.render()),
+                        });
                     }
                     sessions.push(session);
                     last = Some(Cursor { score, member });
                 }
             }
             if fetched < chunk {
-                return Ok(Page { sessions, next_cursor: None });
+                return Ok(Page {
+                    sessions,
+                    next_cursor: None,
+                });
             }
         }
         // Scan bound reached: hand out a cursor so the caller continues from here.
-        Ok(Page { sessions, next_cursor: scanned.map(|c| c.render()) })
+        Ok(Page {
+            sessions,
+            next_cursor: scanned.map(|c| c.render()),
+        })
     }
 }

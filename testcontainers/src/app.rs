@@ -30,8 +30,14 @@ pub fn test_env(redis: &RedisServer) -> HashMap<String, String> {
         (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0".to_owned()),
         (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0".to_owned()),
         (config::REDIS_KEY_PREFIX, format!("{prefix}authsession:")),
-        (config::GATEWAY_SESSION_KEY_PREFIX, format!("{prefix}gateway:session:")),
-        (config::GATEWAY_SESSION_EVENTS_STREAM, format!("{prefix}gateway:session_events")),
+        (
+            config::GATEWAY_SESSION_KEY_PREFIX,
+            format!("{prefix}gateway:session:"),
+        ),
+        (
+            config::GATEWAY_SESSION_EVENTS_STREAM,
+            format!("{prefix}gateway:session_events"),
+        ),
         (config::SHUTDOWN_TIMEOUT, "5s".to_owned()),
     ]
     .into_iter()
@@ -95,22 +101,31 @@ impl TestApp {
         let response = request.send().await.expect("request reaches the service");
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap_or_default();
-        Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+        Reply {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
     }
 
     pub async fn post_public(&self, path: &str, body: Value) -> Reply {
-        self.send(self.http.post(self.public_url(path)).json(&body)).await
+        self.send(self.http.post(self.public_url(path)).json(&body))
+            .await
     }
 
     pub async fn send_email_code(&self, email: &str) -> Reply {
-        self.post_public("/api/v1/public/auth/send-email-code", serde_json::json!({ "email": email })).await
+        self.post_public(
+            "/api/v1/public/auth/send-email-code",
+            serde_json::json!({ "email": email }),
+        )
+        .await
     }
 
     pub async fn confirm(&self, challenge_id: &str, code: &str, client_public_key: &str) -> Reply {
         let body = serde_json::json!({
             "challenge_id": challenge_id, "code": code, "client_public_key": client_public_key,
         });
-        self.post_public("/api/v1/public/auth/confirm-email-code", body).await
+        self.post_public("/api/v1/public/auth/confirm-email-code", body)
+            .await
     }
 
     pub async fn get_internal(&self, path: &str) -> Reply {
@@ -136,7 +151,10 @@ impl TestApp {
     }
 
     pub fn snapshot_key(&self, device_session_id: &str) -> String {
-        format!("{}{device_session_id}", self.config.gateway.session_key_prefix)
+        format!(
+            "{}{device_session_id}",
+            self.config.gateway.session_key_prefix
+        )
     }
 
     pub fn stream_key(&self) -> &str {

@@ -56,14 +56,23 @@ async fn start(answer: Answer) -> (SocketAddr, Arc<Shared>) {
         behaviour: Mutex::new(Behaviour::Normal),
         users: Mutex::new(Users::default()),
     });
-    let handler = move |State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+    let handler = move |State(shared): State<Arc<Shared>>,
+                        method: Method,
+                        uri: Uri,
+                        headers: HeaderMap,
+                        body: Bytes| async move {
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let call = RecordedCall {
             method: method.to_string(),
             path: uri.path().to_owned(),
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect(),
             body: body.clone(),
         };
@@ -74,9 +83,11 @@ async fn start(answer: Answer) -> (SocketAddr, Arc<Shared>) {
                 let (status, reply) = answer(&shared, &method, uri.path(), &body);
                 (status, axum::Json(reply)).into_response()
             }
-            Behaviour::Status(code) => {
-                (StatusCode::from_u16(code).expect("valid status"), axum::Json(json!({}))).into_response()
-            }
+            Behaviour::Status(code) => (
+                StatusCode::from_u16(code).expect("valid status"),
+                axum::Json(json!({})),
+            )
+                .into_response(),
             Behaviour::Malformed => (StatusCode::OK, "{not json").into_response(),
             Behaviour::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -86,7 +97,9 @@ async fn start(answer: Answer) -> (SocketAddr, Arc<Shared>) {
         response
     };
     let router = Router::new().fallback(handler).with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await });
     (addr, shared)
@@ -128,18 +141,32 @@ impl FakeUserService {
     common_methods!();
 
     pub fn block_email(&self, email: &str) {
-        self.shared.users.lock().unwrap().blocked_emails.insert(email.to_owned());
+        self.shared
+            .users
+            .lock()
+            .unwrap()
+            .blocked_emails
+            .insert(email.to_owned());
     }
 
     /// Adds a user and returns its id.
     pub fn add_user(&self, email: &str) -> String {
         let mut users = self.shared.users.lock().unwrap();
         let next = users.by_email.len() + 1;
-        users.by_email.entry(email.to_owned()).or_insert_with(|| format!("u-{next}")).clone()
+        users
+            .by_email
+            .entry(email.to_owned())
+            .or_insert_with(|| format!("u-{next}"))
+            .clone()
     }
 
     pub fn is_blocked(&self, user_id: &str) -> bool {
-        self.shared.users.lock().unwrap().blocked_users.contains(user_id)
+        self.shared
+            .users
+            .lock()
+            .unwrap()
+            .blocked_users
+            .contains(user_id)
     }
 }
 
@@ -147,15 +174,24 @@ fn answer_user(shared: &Shared, method: &Method, path: &str, body: &Value) -> (S
     let mut users = shared.users.lock().unwrap();
     let email = body["email"].as_str().unwrap_or_default().to_owned();
     let blocked = |users: &Users, email: &str| {
-        users.blocked_emails.contains(email) || users.by_email.get(email).is_some_and(|u| users.blocked_users.contains(u))
+        users.blocked_emails.contains(email)
+            || users
+                .by_email
+                .get(email)
+                .is_some_and(|u| users.blocked_users.contains(u))
     };
-    let rest = path.strip_prefix("/api/v1/internal/users/").unwrap_or_default();
+    let rest = path
+        .strip_prefix("/api/v1/internal/users/")
+        .unwrap_or_default();
     match (method.as_str(), rest) {
         ("POST", "resolve-by-email") => {
             if blocked(&users, &email) {
                 (StatusCode::OK, json!({"kind": "blocked"}))
             } else if let Some(user_id) = users.by_email.get(&email) {
-                (StatusCode::OK, json!({"kind": "existing", "user_id": user_id}))
+                (
+                    StatusCode::OK,
+                    json!({"kind": "existing", "user_id": user_id}),
+                )
             } else {
                 (StatusCode::OK, json!({"kind": "creatable"}))
             }
@@ -166,23 +202,41 @@ fn answer_user(shared: &Shared, method: &Method, path: &str, body: &Value) -> (S
             }
             let next = users.by_email.len() + 1;
             let created = !users.by_email.contains_key(&email);
-            let user_id = users.by_email.entry(email).or_insert_with(|| format!("u-{next}")).clone();
+            let user_id = users
+                .by_email
+                .entry(email)
+                .or_insert_with(|| format!("u-{next}"))
+                .clone();
             let outcome = if created { "created" } else { "existing" };
-            (StatusCode::OK, json!({"outcome": outcome, "user_id": user_id}))
+            (
+                StatusCode::OK,
+                json!({"outcome": outcome, "user_id": user_id}),
+            )
         }
         ("GET", user_id) if !user_id.contains('/') => {
             if !users.by_email.values().any(|u| u == user_id) {
                 return (StatusCode::NOT_FOUND, json!({}));
             }
-            let status = if users.blocked_users.contains(user_id) { "blocked" } else { "active" };
-            (StatusCode::OK, json!({"user_id": user_id, "status": status}))
+            let status = if users.blocked_users.contains(user_id) {
+                "blocked"
+            } else {
+                "active"
+            };
+            (
+                StatusCode::OK,
+                json!({"user_id": user_id, "status": status}),
+            )
         }
         ("POST", rest) if rest.ends_with("/block") => {
             let user_id = rest.trim_end_matches("/block").to_owned();
             if !users.by_email.values().any(|u| *u == user_id) {
                 return (StatusCode::NOT_FOUND, json!({}));
             }
-            let outcome = if users.blocked_users.insert(user_id) { "blocked" } else { "already_blocked" };
+            let outcome = if users.blocked_users.insert(user_id) {
+                "blocked"
+            } else {
+                "already_blocked"
+            };
             (StatusCode::OK, json!({"outcome": outcome}))
         }
         _ => (StatusCode::NOT_FOUND, json!({})),
@@ -197,7 +251,8 @@ pub struct FakeMailService {
 
 impl FakeMailService {
     pub async fn start() -> Self {
-        let (addr, shared) = start(|_, _, _, _| (StatusCode::ACCEPTED, json!({"status": "queued"}))).await;
+        let (addr, shared) =
+            start(|_, _, _, _| (StatusCode::ACCEPTED, json!({"status": "queued"}))).await;
         Self { addr, shared }
     }
 

@@ -21,5 +21,8 @@ pub fn unique_prefix(label: &str) -> String {
 
 /// A port that was free a moment ago (the kernel picks it; the caller binds it soon after).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind port 0")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind port 0")
 }

@@ -18,7 +18,11 @@ impl ServiceProcess {
     /// Runs `binary args...` with a clean `AUTHSESSION_*` environment plus `env`.
     pub fn spawn(binary: &Path, args: &[&str], env: &[(String, String)]) -> Self {
         let mut command = Command::new(binary);
-        command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (name, _) in std::env::vars() {
             if name.starts_with("AUTHSESSION_") || name == "RUST_LOG" || name.starts_with("OTEL_") {
                 command.env_remove(name);
@@ -29,7 +33,10 @@ impl ServiceProcess {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -52,7 +59,13 @@ impl ServiceProcess {
     pub async fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
                 return Some(line.clone());
             }
             if Instant::now() > deadline {

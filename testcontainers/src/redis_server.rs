@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const INSTALL_HINT: &str = "redis-server (7.0 or newer) is not installed: run `apt-get install -y redis-server` \
+const INSTALL_HINT: &str =
+    "redis-server (7.0 or newer) is not installed: run `apt-get install -y redis-server` \
                             (the README's test command does this for you)";
 
 pub struct RedisServer {
@@ -28,7 +29,12 @@ impl RedisServer {
         let mut dir = tempfile::tempdir().expect("temp dir");
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         for _ in 0..5 {
-            let mut server = Self { port: crate::free_port(), args: args.clone(), child: None, dir };
+            let mut server = Self {
+                port: crate::free_port(),
+                args: args.clone(),
+                child: None,
+                dir,
+            };
             if server.launch().await {
                 return server;
             }
@@ -39,7 +45,16 @@ impl RedisServer {
 
     async fn launch(&mut self) -> bool {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -71,13 +86,17 @@ impl RedisServer {
     }
 
     async fn pings(&self) -> bool {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else { return false };
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
         if stream.write_all(b"PING\r\n").await.is_err() {
             return false;
         }
         let mut buf = [0u8; 7];
-        matches!(tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await, Ok(Ok(_)))
-            && &buf == b"+PONG\r\n"
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
+            Ok(Ok(_))
+        ) && &buf == b"+PONG\r\n"
     }
 
     pub fn port(&self) -> u16 {

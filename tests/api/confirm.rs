@@ -3,7 +3,7 @@
 use authsession::config;
 use authsession::store::scripts::scripts;
 use redis::AsyncCommands;
-use testcontainers::{spawn_app, Fault, FaultProxy, FakeMailService, FakeUserService, RedisServer};
+use testcontainers::{spawn_app, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer};
 
 use crate::helpers::{assert_error, harness, public_key, unique_email, Harness};
 
@@ -18,12 +18,21 @@ async fn a_full_login_creates_a_session_whose_record_indexes_snapshot_and_event_
     assert_eq!(reply.status, 200, "{reply:?}");
     let id = reply.body["device_session_id"].as_str().unwrap();
     let user_id = h.session_field(id, "user_id").await.expect("session hash");
-    assert_eq!(h.session_field(id, "status").await.as_deref(), Some("active"));
+    assert_eq!(
+        h.session_field(id, "status").await.as_deref(),
+        Some("active")
+    );
     assert_eq!(h.session_field(id, "version").await.as_deref(), Some("1"));
-    assert_eq!(h.session_field(id, "client_public_key").await.as_deref(), Some(key.as_str()));
+    assert_eq!(
+        h.session_field(id, "client_public_key").await.as_deref(),
+        Some(key.as_str())
+    );
     let mut redis = h.app.redis.clone();
     for index in ["sessions", "active_sessions"] {
-        let score: Option<i64> = redis.zscore(h.app.key(&format!("user:{user_id}:{index}")), id).await.unwrap();
+        let score: Option<i64> = redis
+            .zscore(h.app.key(&format!("user:{user_id}:{index}")), id)
+            .await
+            .unwrap();
         assert!(score.is_some(), "{index} lacks the session");
     }
     let snapshot = h.snapshot(id).await.expect("snapshot");
@@ -38,9 +47,20 @@ async fn a_full_login_creates_a_session_whose_record_indexes_snapshot_and_event_
     assert_eq!(events[0]["status"], "active");
     assert_eq!(events[0]["version"], "1");
     assert_eq!(events[0]["user_id"], user_id);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&events[0]["snapshot"]).unwrap(), snapshot);
-    assert_eq!(h.challenge_field(&challenge_id, "status").await.as_deref(), Some("confirmed_pending_expire"));
-    assert_eq!(h.challenge_field(&challenge_id, "device_session_id").await.as_deref(), Some(id));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&events[0]["snapshot"]).unwrap(),
+        snapshot
+    );
+    assert_eq!(
+        h.challenge_field(&challenge_id, "status").await.as_deref(),
+        Some("confirmed_pending_expire")
+    );
+    assert_eq!(
+        h.challenge_field(&challenge_id, "device_session_id")
+            .await
+            .as_deref(),
+        Some(id)
+    );
 }
 
 #[tokio::test]
@@ -53,7 +73,11 @@ async fn an_identical_retry_returns_the_same_session_and_repairs_only_a_missing_
 
     let retry = h.app.confirm(&challenge_id, &code, &key).await;
     assert_eq!(retry.body["device_session_id"], id.as_str(), "{retry:?}");
-    assert_eq!(h.events_for(&id).await.len(), 1, "a retry of a healthy projection appends nothing");
+    assert_eq!(
+        h.events_for(&id).await.len(),
+        1,
+        "a retry of a healthy projection appends nothing"
+    );
     let mut redis = h.app.redis.clone();
     let sessions: Vec<String> = redis.keys(h.app.key("session:*")).await.unwrap();
     assert_eq!(sessions.len(), 1);
@@ -62,7 +86,11 @@ async fn an_identical_retry_returns_the_same_session_and_repairs_only_a_missing_
     let repair = h.app.confirm(&challenge_id, &code, &key).await;
     assert_eq!(repair.body["device_session_id"], id.as_str());
     assert_eq!(h.snapshot(&id).await.expect("repaired")["status"], "active");
-    assert_eq!(h.events_for(&id).await.len(), 2, "the repair appends one event");
+    assert_eq!(
+        h.events_for(&id).await.len(),
+        2,
+        "the repair appends one event"
+    );
 }
 
 #[tokio::test]
@@ -108,25 +136,43 @@ async fn a_lost_confirm_reply_answers_503_and_the_retry_returns_the_committed_se
     )
     .await;
     app.redis = redis.connection().await;
-    let h = Harness { redis, users, mail, app };
+    let h = Harness {
+        redis,
+        users,
+        mail,
+        app,
+    };
     let (challenge_id, code) = h.send_code(&unique_email()).await;
     let key = public_key();
     // Cached beforehand, so the lost reply is the script's own and not a NOSCRIPT.
     let mut direct = h.redis.connection().await;
     let body = &scripts().challenge_confirm.body;
-    let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(body).query_async(&mut direct).await.unwrap();
+    let _: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(body)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
 
-    proxy.set(Fault::DropReplyTo(scripts().challenge_confirm.sha1.clone().into_bytes()));
+    proxy.set(Fault::DropReplyTo(
+        scripts().challenge_confirm.sha1.clone().into_bytes(),
+    ));
     let lost = h.app.confirm(&challenge_id, &code, &key).await;
     assert_error(&lost, 503, "service_unavailable");
-    let committed = h.challenge_field(&challenge_id, "device_session_id").await.expect("Redis committed the confirm");
+    let committed = h
+        .challenge_field(&challenge_id, "device_session_id")
+        .await
+        .expect("Redis committed the confirm");
 
     proxy.set(Fault::PassThrough);
     let retry = h.app.confirm(&challenge_id, &code, &key).await;
 
     assert_eq!(retry.status, 200, "{retry:?}");
     assert_eq!(retry.body["device_session_id"], committed.as_str());
-    assert_eq!(h.snapshot(&committed).await.expect("projection")["status"], "active");
+    assert_eq!(
+        h.snapshot(&committed).await.expect("projection")["status"],
+        "active"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +192,10 @@ async fn a_stream_key_of_the_wrong_type_fails_the_confirm_without_writing_anythi
     let mut expected = before.clone();
     expected.sort();
     assert_eq!(after, expected, "no key was created");
-    assert_eq!(h.challenge_field(&challenge_id, "status").await.as_deref(), Some("sent"));
+    assert_eq!(
+        h.challenge_field(&challenge_id, "status").await.as_deref(),
+        Some("sent")
+    );
 
     let () = redis.del(h.app.stream_key()).await.unwrap();
     let retry = h.app.confirm(&challenge_id, &code, &key).await;
@@ -160,41 +209,84 @@ async fn refusals_follow_the_status_table() {
     // Wrong code: 422 and one attempt counted.
     let (id, code) = h.send_code(&unique_email()).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    assert_error(&h.app.confirm(&id, wrong, &public_key()).await, 422, "invalid_code");
-    assert_eq!(h.challenge_field(&id, "attempts").await.as_deref(), Some("1"));
+    assert_error(
+        &h.app.confirm(&id, wrong, &public_key()).await,
+        422,
+        "invalid_code",
+    );
+    assert_eq!(
+        h.challenge_field(&id, "attempts").await.as_deref(),
+        Some("1")
+    );
 
     // At the limit: 429 even with the right code.
     for _ in 0..4 {
         h.app.confirm(&id, wrong, &public_key()).await;
     }
-    assert_error(&h.app.confirm(&id, &code, &public_key()).await, 429, "too_many_attempts");
+    assert_error(
+        &h.app.confirm(&id, &code, &public_key()).await,
+        429,
+        "too_many_attempts",
+    );
 
     // A throttled challenge never carried a code.
     let email = unique_email();
     let (_, code) = h.send_code(&email).await;
-    let throttled = h.app.send_email_code(&email).await.body["challenge_id"].as_str().unwrap().to_owned();
-    assert_error(&h.app.confirm(&throttled, &code, &public_key()).await, 422, "invalid_code");
+    let throttled = h.app.send_email_code(&email).await.body["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_error(
+        &h.app.confirm(&throttled, &code, &public_key()).await,
+        422,
+        "invalid_code",
+    );
 
     // Suppressed likewise.
     let blocked = unique_email();
     h.users.block_email(&blocked);
-    let suppressed = h.app.send_email_code(&blocked).await.body["challenge_id"].as_str().unwrap().to_owned();
-    assert_error(&h.app.confirm(&suppressed, "123456", &public_key()).await, 422, "invalid_code");
+    let suppressed = h.app.send_email_code(&blocked).await.body["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_error(
+        &h.app.confirm(&suppressed, "123456", &public_key()).await,
+        422,
+        "invalid_code",
+    );
 
     // Expired: the record exists past expires_at_ms.
     let (id, code) = h.send_code(&unique_email()).await;
     let mut redis = h.app.redis.clone();
-    let () = redis.hset(h.app.key(&format!("challenge:{id}")), "expires_at_ms", 1000).await.unwrap();
-    assert_error(&h.app.confirm(&id, &code, &public_key()).await, 410, "challenge_expired");
+    let () = redis
+        .hset(h.app.key(&format!("challenge:{id}")), "expires_at_ms", 1000)
+        .await
+        .unwrap();
+    assert_error(
+        &h.app.confirm(&id, &code, &public_key()).await,
+        410,
+        "challenge_expired",
+    );
 
     // Removed by TTL cleanup (or never existed).
-    let () = redis.del(h.app.key(&format!("challenge:{id}"))).await.unwrap();
-    assert_error(&h.app.confirm(&id, &code, &public_key()).await, 404, "challenge_not_found");
+    let () = redis
+        .del(h.app.key(&format!("challenge:{id}")))
+        .await
+        .unwrap();
+    assert_error(
+        &h.app.confirm(&id, &code, &public_key()).await,
+        404,
+        "challenge_not_found",
+    );
 
     // Confirmed with another key.
     let (id, code) = h.send_code(&unique_email()).await;
     assert_eq!(h.app.confirm(&id, &code, &public_key()).await.status, 200);
-    assert_error(&h.app.confirm(&id, &code, &public_key()).await, 409, "challenge_already_confirmed");
+    assert_error(
+        &h.app.confirm(&id, &code, &public_key()).await,
+        409,
+        "challenge_already_confirmed",
+    );
 }
 
 #[tokio::test]
@@ -204,7 +296,11 @@ async fn a_user_blocked_at_confirm_time_gets_403_and_no_session() {
     let (id, code) = h.send_code(&email).await;
     h.users.block_email(&email);
 
-    assert_error(&h.app.confirm(&id, &code, &public_key()).await, 403, "user_blocked");
+    assert_error(
+        &h.app.confirm(&id, &code, &public_key()).await,
+        403,
+        "user_blocked",
+    );
 
     let mut redis = h.app.redis.clone();
     let sessions: Vec<String> = redis.keys(h.app.key("session:*")).await.unwrap();
@@ -218,36 +314,69 @@ async fn a_hundred_concurrent_wrong_guesses_count_exactly_up_to_the_limit() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let key = public_key();
 
-    let replies = futures::future::join_all((0..100).map(|_| h.app.confirm(&id, wrong, &key))).await;
+    let replies =
+        futures::future::join_all((0..100).map(|_| h.app.confirm(&id, wrong, &key))).await;
 
-    let invalid = replies.iter().filter(|r| r.error_code() == Some("invalid_code")).count();
-    let locked = replies.iter().filter(|r| r.error_code() == Some("too_many_attempts")).count();
+    let invalid = replies
+        .iter()
+        .filter(|r| r.error_code() == Some("invalid_code"))
+        .count();
+    let locked = replies
+        .iter()
+        .filter(|r| r.error_code() == Some("too_many_attempts"))
+        .count();
     assert_eq!((invalid, locked), (5, 95));
-    assert_eq!(h.challenge_field(&id, "attempts").await.as_deref(), Some("5"));
-    assert_error(&h.app.confirm(&id, &code, &key).await, 429, "too_many_attempts");
+    assert_eq!(
+        h.challenge_field(&id, "attempts").await.as_deref(),
+        Some("5")
+    );
+    assert_error(
+        &h.app.confirm(&id, &code, &key).await,
+        429,
+        "too_many_attempts",
+    );
 }
 
 #[tokio::test]
 async fn once_the_address_budget_is_spent_a_fresh_challenge_answers_429_even_with_the_right_code() {
-    let h = harness(&[(config::CONFIRM_FAILURE_BUDGET, "3"), (config::RESEND_COOLDOWN, "1ms")]).await;
+    let h = harness(&[
+        (config::CONFIRM_FAILURE_BUDGET, "3"),
+        (config::RESEND_COOLDOWN, "1ms"),
+    ])
+    .await;
     let email = unique_email();
     for _ in 0..3 {
         let (id, code) = h.send_code(&email).await;
         let wrong = if code == "000000" { "111111" } else { "000000" };
-        assert_error(&h.app.confirm(&id, wrong, &public_key()).await, 422, "invalid_code");
+        assert_error(
+            &h.app.confirm(&id, wrong, &public_key()).await,
+            422,
+            "invalid_code",
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 
     let (id, code) = h.send_code(&email).await;
 
-    assert_error(&h.app.confirm(&id, &code, &public_key()).await, 429, "too_many_attempts");
+    assert_error(
+        &h.app.confirm(&id, &code, &public_key()).await,
+        429,
+        "too_many_attempts",
+    );
 }
 
 #[tokio::test]
 async fn a_runtime_limit_of_two_sessions_revokes_the_oldest_on_the_third_login() {
-    let h = harness(&[(config::CONFIG_REFRESH_INTERVAL, "1ms"), (config::RESEND_COOLDOWN, "1ms")]).await;
+    let h = harness(&[
+        (config::CONFIG_REFRESH_INTERVAL, "1ms"),
+        (config::RESEND_COOLDOWN, "1ms"),
+    ])
+    .await;
     let mut redis = h.app.redis.clone();
-    let () = redis.hset(h.app.key("config"), "max_active_sessions_per_user", 2).await.unwrap();
+    let () = redis
+        .hset(h.app.key("config"), "max_active_sessions_per_user", 2)
+        .await
+        .unwrap();
     let email = unique_email();
     let (oldest, user_id) = h.login(&email).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -256,12 +385,26 @@ async fn a_runtime_limit_of_two_sessions_revokes_the_oldest_on_the_third_login()
 
     let (third, _) = h.login(&email).await;
 
-    assert_eq!(h.session_field(&oldest, "status").await.as_deref(), Some("revoked"));
-    assert_eq!(h.session_field(&oldest, "revoke_reason_code").await.as_deref(), Some("session_limit_exceeded"));
+    assert_eq!(
+        h.session_field(&oldest, "status").await.as_deref(),
+        Some("revoked")
+    );
+    assert_eq!(
+        h.session_field(&oldest, "revoke_reason_code")
+            .await
+            .as_deref(),
+        Some("session_limit_exceeded")
+    );
     let snapshot = h.snapshot(&oldest).await.unwrap();
-    assert_eq!((snapshot["status"].as_str(), snapshot["version"].as_u64()), (Some("revoked"), Some(2)));
+    assert_eq!(
+        (snapshot["status"].as_str(), snapshot["version"].as_u64()),
+        (Some("revoked"), Some(2))
+    );
     assert_eq!(snapshot["revoke_reason_code"], "session_limit_exceeded");
     assert_eq!(h.events_for(&oldest).await.len(), 2);
-    let active: Vec<String> = redis.zrange(h.app.key(&format!("user:{user_id}:active_sessions")), 0, -1).await.unwrap();
+    let active: Vec<String> = redis
+        .zrange(h.app.key(&format!("user:{user_id}:active_sessions")), 0, -1)
+        .await
+        .unwrap();
     assert_eq!(active, [second, third]);
 }

@@ -30,7 +30,12 @@ pub async fn harness(overrides: &[(&str, &str)]) -> Harness {
     ];
     env.extend_from_slice(overrides);
     let app = spawn_app(&redis, &env).await;
-    Harness { redis, users, mail, app }
+    Harness {
+        redis,
+        users,
+        mail,
+        app,
+    }
 }
 
 /// A random Ed25519-sized public key, base64.
@@ -47,8 +52,14 @@ impl Harness {
     pub async fn send_code(&self, email: &str) -> (String, String) {
         let reply = self.app.send_email_code(email).await;
         assert_eq!(reply.status, 200, "{reply:?}");
-        let challenge_id = reply.body["challenge_id"].as_str().expect("challenge_id").to_owned();
-        let code = self.mail.code_for(&challenge_id).expect("a delivery for this challenge");
+        let challenge_id = reply.body["challenge_id"]
+            .as_str()
+            .expect("challenge_id")
+            .to_owned();
+        let code = self
+            .mail
+            .code_for(&challenge_id)
+            .expect("a delivery for this challenge");
         (challenge_id, code)
     }
 
@@ -57,19 +68,28 @@ impl Harness {
         let (challenge_id, code) = self.send_code(email).await;
         let reply = self.app.confirm(&challenge_id, &code, &public_key()).await;
         assert_eq!(reply.status, 200, "{reply:?}");
-        let id = reply.body["device_session_id"].as_str().expect("device_session_id").to_owned();
+        let id = reply.body["device_session_id"]
+            .as_str()
+            .expect("device_session_id")
+            .to_owned();
         let user_id = self.session_field(&id, "user_id").await.expect("user_id");
         (id, user_id)
     }
 
     pub async fn challenge_field(&self, challenge_id: &str, field: &str) -> Option<String> {
         let mut redis = self.app.redis.clone();
-        redis.hget(self.app.key(&format!("challenge:{challenge_id}")), field).await.unwrap()
+        redis
+            .hget(self.app.key(&format!("challenge:{challenge_id}")), field)
+            .await
+            .unwrap()
     }
 
     pub async fn session_field(&self, id: &str, field: &str) -> Option<String> {
         let mut redis = self.app.redis.clone();
-        redis.hget(self.app.key(&format!("session:{id}")), field).await.unwrap()
+        redis
+            .hget(self.app.key(&format!("session:{id}")), field)
+            .await
+            .unwrap()
     }
 
     pub async fn snapshot(&self, id: &str) -> Option<Value> {
@@ -81,11 +101,20 @@ impl Harness {
     /// Stream events (field maps) for one session, oldest first.
     pub async fn events_for(&self, id: &str) -> Vec<std::collections::HashMap<String, String>> {
         let mut redis = self.app.redis.clone();
-        let entries: Vec<(String, Vec<(String, String)>)> =
-            redis::cmd("XRANGE").arg(self.app.stream_key()).arg("-").arg("+").query_async(&mut redis).await.unwrap();
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(self.app.stream_key())
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
         entries
             .into_iter()
-            .map(|(_, fields)| fields.into_iter().collect::<std::collections::HashMap<_, _>>())
+            .map(|(_, fields)| {
+                fields
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>()
+            })
             .filter(|f| f.get("device_session_id").map(String::as_str) == Some(id))
             .collect()
     }
@@ -97,6 +126,10 @@ impl Harness {
 }
 
 pub fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!((reply.status, reply.error_code()), (status, Some(code)), "{reply:?}");
+    assert_eq!(
+        (reply.status, reply.error_code()),
+        (status, Some(code)),
+        "{reply:?}"
+    );
     assert!(reply.body["error"]["message"].is_string(), "{reply:?}");
 }

@@ -1,7 +1,9 @@
 //! The trusted internal surface: list, get, revoke, revoke-all, block, bearer auth.
 
 use authsession::config::{self, Config};
-use authsession::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, LoginCode, UserId};
+use authsession::domain::{
+    ChallengeId, ClientPublicKey, DeviceSessionId, Email, LoginCode, UserId,
+};
 use authsession::store::challenges::{ConfirmRequest, Delivery};
 use authsession::store::{Redis, Store};
 use serde_json::json;
@@ -13,11 +15,17 @@ use crate::helpers::{assert_error, harness, public_key, unique_email, Harness};
 async fn the_runbook_smoke_request_lists_no_sessions_for_an_unknown_user() {
     let h = harness(&[]).await;
 
-    let reply = h.app.get_internal("/api/v1/internal/users/nobody-here/sessions").await;
+    let reply = h
+        .app
+        .get_internal("/api/v1/internal/users/nobody-here/sessions")
+        .await;
 
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body, json!({"sessions": [], "next_cursor": null}));
-    assert!(h.users.calls().is_empty(), "listing must not call the user service");
+    assert!(
+        h.users.calls().is_empty(),
+        "listing must not call the user service"
+    );
 }
 
 #[tokio::test]
@@ -30,32 +38,63 @@ async fn get_and_list_show_sessions_newest_first_with_filters_and_cursors() {
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
     let user_id = ids[0].1.clone();
-    h.app.post_internal(&format!("/api/v1/internal/sessions/{}/revoke", ids[0].0), None).await;
+    h.app
+        .post_internal(
+            &format!("/api/v1/internal/sessions/{}/revoke", ids[0].0),
+            None,
+        )
+        .await;
 
-    let one = h.app.get_internal(&format!("/api/v1/internal/sessions/{}", ids[1].0)).await;
+    let one = h
+        .app
+        .get_internal(&format!("/api/v1/internal/sessions/{}", ids[1].0))
+        .await;
     assert_eq!(one.status, 200);
     assert_eq!(one.body["status"], "active");
     assert_eq!(one.body["user_id"], user_id.as_str());
     assert!(one.body["created_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(one.body["revoked_at"], serde_json::Value::Null);
-    assert_error(&h.app.get_internal("/api/v1/internal/sessions/missing").await, 404, "session_not_found");
+    assert_error(
+        &h.app
+            .get_internal("/api/v1/internal/sessions/missing")
+            .await,
+        404,
+        "session_not_found",
+    );
 
     let base = format!("/api/v1/internal/users/{user_id}/sessions");
     let all = h.app.get_internal(&base).await;
-    let listed: Vec<_> = all.body["sessions"].as_array().unwrap().iter().map(|s| s["device_session_id"].clone()).collect();
+    let listed: Vec<_> = all.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["device_session_id"].clone())
+        .collect();
     assert_eq!(listed, [json!(ids[2].0), json!(ids[1].0), json!(ids[0].0)]);
 
     let page1 = h.app.get_internal(&format!("{base}?limit=2")).await;
     assert_eq!(page1.body["sessions"].as_array().unwrap().len(), 2);
-    let cursor = page1.body["next_cursor"].as_str().expect("a second page").to_owned();
-    let page2 = h.app.get_internal(&format!("{base}?limit=2&cursor={cursor}")).await;
-    assert_eq!(page2.body["sessions"][0]["device_session_id"], ids[0].0.as_str());
+    let cursor = page1.body["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let page2 = h
+        .app
+        .get_internal(&format!("{base}?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(
+        page2.body["sessions"][0]["device_session_id"],
+        ids[0].0.as_str()
+    );
     assert_eq!(page2.body["next_cursor"], serde_json::Value::Null);
 
     let active = h.app.get_internal(&format!("{base}?status=active")).await;
     assert_eq!(active.body["sessions"].as_array().unwrap().len(), 2);
     let revoked = h.app.get_internal(&format!("{base}?status=revoked")).await;
-    assert_eq!(revoked.body["sessions"][0]["revoke_reason_code"], "admin_revoke");
+    assert_eq!(
+        revoked.body["sessions"][0]["revoke_reason_code"],
+        "admin_revoke"
+    );
     assert!(revoked.body["sessions"][0]["revoked_at"].is_string());
 }
 
@@ -64,7 +103,10 @@ async fn revoke_writes_the_revoked_snapshot_and_one_event_and_is_terminal() {
     let h = harness(&[]).await;
     let (challenge_id, code) = h.send_code(&unique_email()).await;
     let key = public_key();
-    let id = h.app.confirm(&challenge_id, &code, &key).await.body["device_session_id"].as_str().unwrap().to_owned();
+    let id = h.app.confirm(&challenge_id, &code, &key).await.body["device_session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let path = format!("/api/v1/internal/sessions/{id}/revoke");
 
     let reply = h
@@ -76,27 +118,55 @@ async fn revoke_writes_the_revoked_snapshot_and_one_event_and_is_terminal() {
     assert_eq!(reply.body["outcome"], "revoked");
     assert_eq!(reply.body["session"]["status"], "revoked");
     assert_eq!(reply.body["session"]["version"], 2);
-    assert_eq!(h.session_field(&id, "revoke_actor_id").await.as_deref(), Some("ops-42"));
+    assert_eq!(
+        h.session_field(&id, "revoke_actor_id").await.as_deref(),
+        Some("ops-42")
+    );
     let snapshot = h.snapshot(&id).await.unwrap();
-    assert_eq!((snapshot["status"].as_str(), snapshot["version"].as_u64()), (Some("revoked"), Some(2)));
+    assert_eq!(
+        (snapshot["status"].as_str(), snapshot["version"].as_u64()),
+        (Some("revoked"), Some(2))
+    );
     assert_eq!(snapshot["revoke_reason_code"], "suspicious_login");
     let events = h.events_for(&id).await;
     assert_eq!(events.len(), 2);
-    assert_eq!((events[1]["status"].as_str(), events[1]["version"].as_str()), ("revoked", "2"));
+    assert_eq!(
+        (events[1]["status"].as_str(), events[1]["version"].as_str()),
+        ("revoked", "2")
+    );
 
     let again = h.app.post_internal(&path, None).await;
     assert_eq!(again.body["outcome"], "already_revoked");
-    assert_eq!(h.events_for(&id).await.len(), 2, "a repeated revoke appends nothing");
+    assert_eq!(
+        h.events_for(&id).await.len(),
+        2,
+        "a repeated revoke appends nothing"
+    );
 
     let retry = h.app.confirm(&challenge_id, &code, &key).await;
     assert_eq!(retry.body["device_session_id"], id.as_str());
-    assert_eq!(h.snapshot(&id).await.unwrap()["status"], "revoked", "a confirm retry never resurrects");
-    assert_error(&h.app.post_internal("/api/v1/internal/sessions/nope/revoke", None).await, 404, "session_not_found");
+    assert_eq!(
+        h.snapshot(&id).await.unwrap()["status"],
+        "revoked",
+        "a confirm retry never resurrects"
+    );
+    assert_error(
+        &h.app
+            .post_internal("/api/v1/internal/sessions/nope/revoke", None)
+            .await,
+        404,
+        "session_not_found",
+    );
 }
 
 /// Creates `count` active sessions for `user_id` straight through the store's scripts.
 async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, count: usize) {
-    let store = Store::new(Redis::new(&app_config.redis).unwrap(), &app_config.redis, &app_config.gateway, &app_config.policy);
+    let store = Store::new(
+        Redis::new(&app_config.redis).unwrap(),
+        &app_config.redis,
+        &app_config.gateway,
+        &app_config.policy,
+    );
     let user_id = UserId::parse(user_id).unwrap();
     let _ = redis;
     let tasks = (0..count).map(|i| {
@@ -107,8 +177,14 @@ async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, 
             let challenge_id = ChallengeId::generate();
             let code = LoginCode::generate();
             let hash = code.hash(&challenge_id);
-            store.challenge_create(&challenge_id, &email, &hash, None).await.unwrap();
-            store.challenge_mark_delivery(&challenge_id, &email, Delivery::Sent).await.unwrap();
+            store
+                .challenge_create(&challenge_id, &email, &hash, None)
+                .await
+                .unwrap();
+            store
+                .challenge_mark_delivery(&challenge_id, &email, Delivery::Sent)
+                .await
+                .unwrap();
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let request = ConfirmRequest {
                 challenge_id: &challenge_id,
@@ -122,14 +198,21 @@ async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, 
             store.challenge_confirm(&request).await.unwrap();
         }
     });
-    futures::stream::iter(tasks).buffer_unordered(16).collect::<Vec<_>>().await;
+    futures::stream::iter(tasks)
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
 }
 
 use futures::StreamExt;
 
 async fn evalsha_calls(h: &Harness) -> u64 {
     let mut redis = h.app.redis.clone();
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut redis).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     info.lines()
         .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
         .and_then(|rest| rest.split(',').next())
@@ -144,22 +227,50 @@ async fn revoke_all_over_a_thousand_sessions_revokes_every_one_in_batches_of_at_
     seed_sessions(&h.redis, &h.app.config, &user_id, 1000).await;
     let calls_before = evalsha_calls(&h).await;
 
-    let reply = h.app.post_internal(&format!("/api/v1/internal/users/{user_id}/sessions/revoke-all"), None).await;
+    let reply = h
+        .app
+        .post_internal(
+            &format!("/api/v1/internal/users/{user_id}/sessions/revoke-all"),
+            None,
+        )
+        .await;
 
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.body, json!({"outcome": "revoked", "revoked_count": 1000}));
-    assert!(evalsha_calls(&h).await - calls_before >= 5, "revoked in fewer than 5 script calls");
-    let listed = h.app.get_internal(&format!("/api/v1/internal/users/{user_id}/sessions?status=revoked&limit=1000")).await;
+    assert_eq!(
+        reply.body,
+        json!({"outcome": "revoked", "revoked_count": 1000})
+    );
+    assert!(
+        evalsha_calls(&h).await - calls_before >= 5,
+        "revoked in fewer than 5 script calls"
+    );
+    let listed = h
+        .app
+        .get_internal(&format!(
+            "/api/v1/internal/users/{user_id}/sessions?status=revoked&limit=1000"
+        ))
+        .await;
     let sessions = listed.body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1000);
     for session in sessions {
         let id = session["device_session_id"].as_str().unwrap();
         assert_eq!(h.snapshot(id).await.unwrap()["status"], "revoked", "{id}");
     }
-    let again = h.app.post_internal(&format!("/api/v1/internal/users/{user_id}/sessions/revoke-all"), None).await;
-    assert_eq!(again.body, json!({"outcome": "no_active_sessions", "revoked_count": 0}));
+    let again = h
+        .app
+        .post_internal(
+            &format!("/api/v1/internal/users/{user_id}/sessions/revoke-all"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        again.body,
+        json!({"outcome": "no_active_sessions", "revoked_count": 0})
+    );
     assert_error(
-        &h.app.post_internal("/api/v1/internal/users/ghost/sessions/revoke-all", None).await,
+        &h.app
+            .post_internal("/api/v1/internal/users/ghost/sessions/revoke-all", None)
+            .await,
         404,
         "user_not_found",
     );
@@ -173,25 +284,50 @@ async fn block_calls_the_user_service_once_revokes_every_session_and_suppresses_
     let (second, _) = h.login(&email).await;
     h.users.clear_calls();
 
-    let reply = h.app.post_internal(&format!("/api/v1/internal/users/{user_id}/block"), Some(json!({"reason_code": "fraud"}))).await;
+    let reply = h
+        .app
+        .post_internal(
+            &format!("/api/v1/internal/users/{user_id}/block"),
+            Some(json!({"reason_code": "fraud"})),
+        )
+        .await;
 
-    assert_eq!(reply.body, json!({"outcome": "blocked", "revoked_count": 2}), "{reply:?}");
+    assert_eq!(
+        reply.body,
+        json!({"outcome": "blocked", "revoked_count": 2}),
+        "{reply:?}"
+    );
     let calls = h.users.calls();
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].path, format!("/api/v1/internal/users/{user_id}/block"));
+    assert_eq!(
+        calls[0].path,
+        format!("/api/v1/internal/users/{user_id}/block")
+    );
     assert_eq!(calls[0].body["reason_code"], "fraud");
     for id in [&first, &second] {
-        assert_eq!(h.session_field(id, "revoke_reason_code").await.as_deref(), Some("user_blocked"));
+        assert_eq!(
+            h.session_field(id, "revoke_reason_code").await.as_deref(),
+            Some("user_blocked")
+        );
         assert_eq!(h.snapshot(id).await.unwrap()["status"], "revoked");
     }
     h.mail.clear_calls();
     let later = h.app.send_email_code(&email).await;
     let challenge = later.body["challenge_id"].as_str().unwrap();
-    assert_eq!(h.challenge_field(challenge, "status").await.as_deref(), Some("delivery_suppressed"));
+    assert_eq!(
+        h.challenge_field(challenge, "status").await.as_deref(),
+        Some("delivery_suppressed")
+    );
     assert!(h.mail.calls().is_empty());
 
-    let again = h.app.post_internal(&format!("/api/v1/internal/users/{user_id}/block"), None).await;
-    assert_eq!(again.body, json!({"outcome": "already_blocked", "revoked_count": 0}));
+    let again = h
+        .app
+        .post_internal(&format!("/api/v1/internal/users/{user_id}/block"), None)
+        .await;
+    assert_eq!(
+        again.body,
+        json!({"outcome": "already_blocked", "revoked_count": 0})
+    );
 }
 
 #[tokio::test]
@@ -200,14 +336,31 @@ async fn a_user_service_failure_during_block_revokes_nothing() {
     let (id, user_id) = h.login(&unique_email()).await;
     h.users.set_behaviour(Behaviour::Status(503));
 
-    let reply = h.app.post_internal(&format!("/api/v1/internal/users/{user_id}/block"), None).await;
+    let reply = h
+        .app
+        .post_internal(&format!("/api/v1/internal/users/{user_id}/block"), None)
+        .await;
 
     assert_error(&reply, 503, "service_unavailable");
-    assert_eq!(h.users.calls().iter().filter(|c| c.path.ends_with("/block")).count(), 1, "writes are never retried");
-    assert_eq!(h.session_field(&id, "status").await.as_deref(), Some("active"));
+    assert_eq!(
+        h.users
+            .calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/block"))
+            .count(),
+        1,
+        "writes are never retried"
+    );
+    assert_eq!(
+        h.session_field(&id, "status").await.as_deref(),
+        Some("active")
+    );
 
     h.users.set_behaviour(Behaviour::Normal);
-    let retry = h.app.post_internal(&format!("/api/v1/internal/users/{user_id}/block"), None).await;
+    let retry = h
+        .app
+        .post_internal(&format!("/api/v1/internal/users/{user_id}/block"), None)
+        .await;
     assert_eq!(retry.body["revoked_count"], 1, "{retry:?}");
 }
 
@@ -216,27 +369,66 @@ async fn bad_ids_and_reason_codes_answer_400() {
     let h = harness(&[]).await;
     let cases = [
         ("GET", "/api/v1/internal/users/bad%20id/sessions", None),
-        ("GET", "/api/v1/internal/users/u1/sessions?status=gone", None),
+        (
+            "GET",
+            "/api/v1/internal/users/u1/sessions?status=gone",
+            None,
+        ),
         ("GET", "/api/v1/internal/users/u1/sessions?limit=0", None),
         ("GET", "/api/v1/internal/users/u1/sessions?limit=1001", None),
-        ("GET", "/api/v1/internal/users/u1/sessions?cursor=garbage", None),
+        (
+            "GET",
+            "/api/v1/internal/users/u1/sessions?cursor=garbage",
+            None,
+        ),
         ("GET", "/api/v1/internal/users/u1/sessions?unknown=1", None),
         ("GET", "/api/v1/internal/sessions/has.dot", None),
-        ("POST", "/api/v1/internal/sessions/s1/revoke", Some(json!({"reason_code": "Not-Valid"}))),
-        ("POST", "/api/v1/internal/sessions/s1/revoke", Some(json!({"actor_type": ""}))),
-        ("POST", "/api/v1/internal/sessions/s1/revoke", Some(json!({"extra": true}))),
-        ("POST", "/api/v1/internal/sessions/s1/revoke", Some(json!({"actor_id": "x".repeat(129)}))),
-        ("POST", "/api/v1/internal/users/u1/block", Some(json!({"reason_code": 7}))),
-        ("POST", "/api/v1/internal/users/u%2F1/sessions/revoke-all", None),
+        (
+            "POST",
+            "/api/v1/internal/sessions/s1/revoke",
+            Some(json!({"reason_code": "Not-Valid"})),
+        ),
+        (
+            "POST",
+            "/api/v1/internal/sessions/s1/revoke",
+            Some(json!({"actor_type": ""})),
+        ),
+        (
+            "POST",
+            "/api/v1/internal/sessions/s1/revoke",
+            Some(json!({"extra": true})),
+        ),
+        (
+            "POST",
+            "/api/v1/internal/sessions/s1/revoke",
+            Some(json!({"actor_id": "x".repeat(129)})),
+        ),
+        (
+            "POST",
+            "/api/v1/internal/users/u1/block",
+            Some(json!({"reason_code": 7})),
+        ),
+        (
+            "POST",
+            "/api/v1/internal/users/u%2F1/sessions/revoke-all",
+            None,
+        ),
     ];
     for (method, path, body) in cases {
-        let request = h.app.http.request(method.parse().unwrap(), h.app.internal_url(path));
+        let request = h
+            .app
+            .http
+            .request(method.parse().unwrap(), h.app.internal_url(path));
         let request = match body {
             Some(body) => request.json(&body),
             None => request,
         };
         let reply = h.app.send(request).await;
-        assert_eq!((reply.status, reply.error_code()), (400, Some("invalid_request")), "{method} {path}: {reply:?}");
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (400, Some("invalid_request")),
+            "{method} {path}: {reply:?}"
+        );
     }
     assert!(h.users.calls().is_empty());
 }
@@ -248,7 +440,12 @@ async fn a_missing_or_wrong_bearer_token_answers_401_on_every_internal_route() {
     let app = spawn_app(&redis, &[(config::INTERNAL_HTTP_TOKEN, token)]).await;
     let path = "/api/v1/internal/users/u1/sessions";
 
-    for header in [None, Some("Bearer wrong-token"), Some("Basic abc"), Some(&format!("bearer {token}")[..])] {
+    for header in [
+        None,
+        Some("Bearer wrong-token"),
+        Some("Basic abc"),
+        Some(&format!("bearer {token}")[..]),
+    ] {
         let mut request = app.http.get(app.internal_url(path));
         if let Some(header) = header {
             request = request.header("authorization", header);
@@ -258,6 +455,8 @@ async fn a_missing_or_wrong_bearer_token_answers_401_on_every_internal_route() {
     let unknown = app.send(app.http.get(app.internal_url("/nope"))).await;
     assert_error(&unknown, 401, "unauthorized");
 
-    let ok = app.send(app.http.get(app.internal_url(path)).bearer_auth(token)).await;
+    let ok = app
+        .send(app.http.get(app.internal_url(path)).bearer_auth(token))
+        .await;
     assert_eq!(ok.status, 200, "{ok:?}");
 }

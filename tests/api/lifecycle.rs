@@ -11,7 +11,10 @@ fn binary() -> &'static std::path::Path {
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[tokio::test]
@@ -32,7 +35,10 @@ async fn invalid_configuration_lists_every_bad_variable_and_exits_1_without_conn
             (config::USER_SERVICE_MODE, "rest"),
         ]),
     );
-    let status = process.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    let status = process
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
 
     // Assert
     assert_eq!(status.code(), Some(1));
@@ -43,9 +49,15 @@ async fn invalid_configuration_lists_every_bad_variable_and_exits_1_without_conn
         config::USER_SERVICE_BASE_URL,
         config::USER_SERVICE_REQUEST_TIMEOUT,
     ] {
-        assert!(output.contains(variable), "{variable} missing from:\n{output}");
+        assert!(
+            output.contains(variable),
+            "{variable} missing from:\n{output}"
+        );
     }
-    assert!(fake_redis.accept().is_err(), "the process connected to Redis despite a bad configuration");
+    assert!(
+        fake_redis.accept().is_err(),
+        "the process connected to Redis despite a bad configuration"
+    );
 }
 
 #[tokio::test]
@@ -62,12 +74,22 @@ async fn unreachable_redis_exits_1_within_the_connect_timeout_naming_a_component
             (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0"),
         ]),
     );
-    let status = process.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    let status = process
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
 
     assert_eq!(status.code(), Some(1));
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     let output = process.lines().join("\n");
-    assert!(output.contains("challenge_store") && output.contains(&dead), "{output}");
+    assert!(
+        output.contains("challenge_store") && output.contains(&dead),
+        "{output}"
+    );
 }
 
 #[tokio::test]
@@ -86,24 +108,42 @@ async fn healthy_start_logs_both_listeners_and_each_signal_stops_cleanly() {
 
         for listener in ["public", "internal"] {
             let line = process
-                .wait_for_line(&format!("{listener} HTTP listener started"), Duration::from_secs(10))
+                .wait_for_line(
+                    &format!("{listener} HTTP listener started"),
+                    Duration::from_secs(10),
+                )
                 .await
                 .unwrap_or_else(|| panic!("no start line for {listener}: {:?}", process.lines()));
             let log: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
             let address = log["address"].as_str().expect("address field");
-            tokio::net::TcpStream::connect(address).await.expect("listener accepts connections");
+            tokio::net::TcpStream::connect(address)
+                .await
+                .expect("listener accepts connections");
         }
         for component in authsession::app::COMPONENTS {
-            assert!(process.lines().iter().any(|l| l.contains(component)), "no startup check logged for {component}");
+            assert!(
+                process.lines().iter().any(|l| l.contains(component)),
+                "no startup check logged for {component}"
+            );
         }
 
         process.signal(signal);
-        let status = process.wait_exit(Duration::from_secs(10)).await.expect("exits after the signal");
+        let status = process
+            .wait_exit(Duration::from_secs(10))
+            .await
+            .expect("exits after the signal");
 
         assert_eq!(status.code(), Some(0), "{signal}: {:?}", process.lines());
         let output = process.lines().join("\n");
-        for line in ["public HTTP listener stopped", "internal HTTP listener stopped", "shutdown complete"] {
-            assert!(output.contains(line), "{signal}: missing `{line}` in:\n{output}");
+        for line in [
+            "public HTTP listener stopped",
+            "internal HTTP listener stopped",
+            "shutdown complete",
+        ] {
+            assert!(
+                output.contains(line),
+                "{signal}: missing `{line}` in:\n{output}"
+            );
         }
     }
 }

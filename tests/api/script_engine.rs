@@ -14,7 +14,11 @@ async fn script_calls_keep_working_after_script_flush() {
     h.login(&unique_email()).await;
 
     let mut redis = h.app.redis.clone();
-    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut redis).await.unwrap();
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
 
     h.login(&unique_email()).await;
 }
@@ -38,14 +42,21 @@ async fn preloaded_mode_refuses_to_start_when_a_script_is_missing_and_starts_onc
 
     let refused = App::build(Config::from_source(&env).unwrap()).await;
     match refused {
-        Err(StartupError::ScriptsMissing { missing, .. }) => assert!(missing.contains("challenge_confirm"), "{missing}"),
+        Err(StartupError::ScriptsMissing { missing, .. }) => {
+            assert!(missing.contains("challenge_confirm"), "{missing}")
+        }
         Err(other) => panic!("unexpected error: {other}"),
         Ok(_) => panic!("started without its scripts"),
     }
 
     let mut conn = redis.connection().await;
     for script in scripts().all() {
-        let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(&script.body).query_async(&mut conn).await.unwrap();
+        let sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(&script.body)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(sha, script.sha1, "{}", script.name);
     }
     let app = spawn_app(&redis, &[(config::REDIS_SCRIPT_LOADING, "preloaded")]).await;
@@ -58,15 +69,32 @@ async fn preloaded_mode_answers_503_instead_of_sending_a_script_body() {
     let redis = RedisServer::start().await;
     let mut conn = redis.connection().await;
     for script in scripts().all() {
-        let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(&script.body).query_async(&mut conn).await.unwrap();
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(&script.body)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
     let app = spawn_app(&redis, &[(config::REDIS_SCRIPT_LOADING, "preloaded")]).await;
-    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 
     let reply = app.send_email_code(&unique_email()).await;
 
     assert_eq!(reply.status, 503, "{reply:?}");
-    let cached: Vec<bool> =
-        redis::cmd("SCRIPT").arg("EXISTS").arg(&scripts().challenge_create.sha1).query_async(&mut conn).await.unwrap();
-    assert_eq!(cached, [false], "the service loaded a script body in preloaded mode");
+    let cached: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&scripts().challenge_create.sha1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        cached,
+        [false],
+        "the service loaded a script body in preloaded mode"
+    );
 }

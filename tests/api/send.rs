@@ -12,22 +12,42 @@ async fn a_send_creates_a_sent_challenge_and_one_delivery_with_the_idempotency_k
     let h = harness(&[]).await;
     let email = unique_email();
 
-    let reply = h.app.send_email_code(&format!("  {}  ", email.to_uppercase())).await;
+    let reply = h
+        .app
+        .send_email_code(&format!("  {}  ", email.to_uppercase()))
+        .await;
 
     assert_eq!(reply.status, 200, "{reply:?}");
     let challenge_id = reply.body["challenge_id"].as_str().unwrap();
-    assert_eq!(reply.body.as_object().unwrap().len(), 1, "only challenge_id in the answer");
-    assert_eq!(h.challenge_field(challenge_id, "status").await.as_deref(), Some("sent"));
+    assert_eq!(
+        reply.body.as_object().unwrap().len(),
+        1,
+        "only challenge_id in the answer"
+    );
+    assert_eq!(
+        h.challenge_field(challenge_id, "status").await.as_deref(),
+        Some("sent")
+    );
     let deliveries = h.mail.calls();
     assert_eq!(deliveries.len(), 1);
     let delivery = &deliveries[0];
     assert_eq!(delivery.path, "/api/v1/internal/login-code-deliveries");
-    assert_eq!(delivery.headers.get("idempotency-key").map(String::as_str), Some(challenge_id));
+    assert_eq!(
+        delivery.headers.get("idempotency-key").map(String::as_str),
+        Some(challenge_id)
+    );
     assert_eq!(delivery.body["email"], email.as_str());
     let code = delivery.body["code"].as_str().unwrap();
-    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{code}");
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
     let keys = h.all_keys().await;
-    assert!(keys.iter().all(|k| !k.contains(&email) && !k.contains("example.com")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains(&email) && !k.contains("example.com")),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]
@@ -38,12 +58,18 @@ async fn a_second_send_inside_the_cooldown_is_throttled_and_calls_neither_direct
     h.users.clear_calls();
     h.mail.clear_calls();
 
-    let second = h.app.send_email_code(&format!(" {} ", email.to_uppercase())).await;
+    let second = h
+        .app
+        .send_email_code(&format!(" {} ", email.to_uppercase()))
+        .await;
 
     assert_eq!(second.status, 200, "{second:?}");
     assert_ne!(first.body["challenge_id"], second.body["challenge_id"]);
     let id = second.body["challenge_id"].as_str().unwrap();
-    assert_eq!(h.challenge_field(id, "status").await.as_deref(), Some("delivery_throttled"));
+    assert_eq!(
+        h.challenge_field(id, "status").await.as_deref(),
+        Some("delivery_throttled")
+    );
     assert!(h.users.calls().is_empty(), "{:?}", h.users.calls());
     assert!(h.mail.calls().is_empty(), "{:?}", h.mail.calls());
 }
@@ -58,7 +84,10 @@ async fn a_blocked_address_gets_a_challenge_id_a_suppressed_challenge_and_no_mai
 
     assert_eq!(reply.status, 200, "{reply:?}");
     let id = reply.body["challenge_id"].as_str().unwrap();
-    assert_eq!(h.challenge_field(id, "status").await.as_deref(), Some("delivery_suppressed"));
+    assert_eq!(
+        h.challenge_field(id, "status").await.as_deref(),
+        Some("delivery_suppressed")
+    );
     assert!(h.mail.calls().is_empty());
 }
 
@@ -74,16 +103,28 @@ async fn a_user_service_503_is_retried_once_then_fails_and_releases_the_resend_w
     assert_eq!(h.users.calls().len(), 2, "one retry on 503");
     assert!(h.mail.calls().is_empty());
     let mut redis = h.app.redis.clone();
-    let challenge_keys: Vec<String> =
-        redis::cmd("KEYS").arg(h.app.key("challenge:*")).query_async(&mut redis).await.unwrap();
+    let challenge_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(h.app.key("challenge:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(challenge_keys.len(), 1);
-    let status: String = redis::cmd("HGET").arg(&challenge_keys[0]).arg("status").query_async(&mut redis).await.unwrap();
+    let status: String = redis::cmd("HGET")
+        .arg(&challenge_keys[0])
+        .arg("status")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(status, "delivery_failed");
 
     h.users.set_behaviour(Behaviour::Normal);
     let retry = h.app.send_email_code(&email).await;
     let id = retry.body["challenge_id"].as_str().unwrap();
-    assert_eq!(h.challenge_field(id, "status").await.as_deref(), Some("sent"), "the retry was throttled");
+    assert_eq!(
+        h.challenge_field(id, "status").await.as_deref(),
+        Some("sent"),
+        "the retry was throttled"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +151,11 @@ async fn a_hanging_user_service_answers_503_after_the_timeouts() {
 
     assert_error(&reply, 503, "service_unavailable");
     // Two attempts of 1 s each (a timeout is transient, so the read is retried once).
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(h.users.calls().len(), 2);
 }
 
@@ -171,7 +216,11 @@ async fn malformed_bodies_answer_400_invalid_request() {
     ];
     for body in json_bodies {
         let reply = h.app.send(h.app.http.post(&url).json(&body)).await;
-        assert_eq!((reply.status, reply.error_code()), (400, Some("invalid_request")), "{body}: {reply:?}");
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (400, Some("invalid_request")),
+            "{body}: {reply:?}"
+        );
     }
     let raw_bodies = [
         ("application/json", "{"),
@@ -182,9 +231,18 @@ async fn malformed_bodies_answer_400_invalid_request() {
         ("application/x-www-form-urlencoded", "email=a%40example.com"),
     ];
     for (content_type, body) in raw_bodies {
-        let request = h.app.http.post(&url).header("content-type", content_type).body(body);
+        let request = h
+            .app
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body);
         let reply = h.app.send(request).await;
-        assert_eq!((reply.status, reply.error_code()), (400, Some("invalid_request")), "{body}: {reply:?}");
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (400, Some("invalid_request")),
+            "{body}: {reply:?}"
+        );
     }
     let no_type = h.app.http.post(&url).body(r#"{"email":"a@example.com"}"#);
     assert_error(&h.app.send(no_type).await, 400, "invalid_request");
