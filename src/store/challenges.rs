@@ -1,6 +1,6 @@
 //! Typed wrappers of the challenge scripts: create, mark delivery, verify, confirm.
 
-use super::{millis, reply_strings, unexpected, Error, Store};
+use super::{millis, reply_string, reply_strings, unexpected, Error, Store};
 use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, Locale, UserId};
 use crate::store::scripts::ScriptCall;
 
@@ -104,13 +104,7 @@ impl Store {
             .arg(millis(self.policy.challenge_ttl))
             .arg(millis(self.policy.expired_challenge_retention))
             .arg(millis(self.policy.resend_cooldown));
-        let status: String = redis::FromRedisValue::from_redis_value(
-            self.redis.invoke(&call).await?,
-        )
-        .map_err(|e: redis::ParsingError| Error::Reply {
-            script: script.name,
-            detail: e.to_string(),
-        })?;
+        let status = reply_string(script.name, self.redis.invoke(&call).await?)?;
         Ok(if status == "pending_delivery" {
             Created::Pending
         } else {
@@ -131,13 +125,7 @@ impl Store {
             .key(self.keys.resend_throttle(&email.hash()))
             .arg(id)
             .arg(outcome.status());
-        let reply: String = redis::FromRedisValue::from_redis_value(
-            self.redis.invoke(&call).await?,
-        )
-        .map_err(|e: redis::ParsingError| Error::Reply {
-            script: script.name,
-            detail: e.to_string(),
-        })?;
+        let reply = reply_string(script.name, self.redis.invoke(&call).await?)?;
         Ok(reply == "marked")
     }
 

@@ -62,6 +62,14 @@ fn millis(d: Duration) -> u128 {
     d.as_millis()
 }
 
+/// A script reply that is one string.
+fn reply_string(script: &'static str, value: redis::Value) -> Result<String, Error> {
+    redis::FromRedisValue::from_redis_value(value).map_err(|e: redis::ParsingError| Error::Reply {
+        script,
+        detail: e.to_string(),
+    })
+}
+
 /// A script reply as a list of strings (Redis integers become their digits).
 fn reply_strings(script: &'static str, value: redis::Value) -> Result<Vec<String>, Error> {
     redis::FromRedisValue::from_redis_value(value).map_err(|e: redis::ParsingError| Error::Reply {

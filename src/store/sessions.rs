@@ -69,6 +69,15 @@ pub struct Revocation {
     pub actor_id: Option<ActorId>,
 }
 
+impl ScriptCall<'_> {
+    /// `reason_code actor_type actor_id` ('' when none): the ARGV both revoke scripts start with.
+    fn revocation(self, r: &Revocation) -> Self {
+        self.arg(&r.reason_code)
+            .arg(&r.actor_type)
+            .arg(r.actor_id.as_ref().map(ActorId::as_str).unwrap_or(""))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     Active,
@@ -136,15 +145,7 @@ impl Store {
             .key(self.keys.session(id.as_str()))
             .key(self.keys.gateway_session(id.as_str()))
             .key(self.keys.stream())
-            .arg(&revocation.reason_code)
-            .arg(&revocation.actor_type)
-            .arg(
-                revocation
-                    .actor_id
-                    .as_ref()
-                    .map(ActorId::as_str)
-                    .unwrap_or(""),
-            )
+            .revocation(revocation)
             .arg(millis(self.policy.revoked_session_retention))
             .arg(self.stream_maxlen)
             .arg(head)
@@ -174,15 +175,7 @@ impl Store {
             let call = ScriptCall::new(script)
                 .key(self.keys.user_active_sessions(user_id.as_str()))
                 .key(self.keys.stream())
-                .arg(&revocation.reason_code)
-                .arg(&revocation.actor_type)
-                .arg(
-                    revocation
-                        .actor_id
-                        .as_ref()
-                        .map(ActorId::as_str)
-                        .unwrap_or(""),
-                )
+                .revocation(revocation)
                 .arg(REVOKE_BATCH)
                 .arg(millis(self.policy.revoked_session_retention))
                 .arg(self.stream_maxlen)
