@@ -80,6 +80,18 @@ impl App {
             &config.gateway,
             &config.policy,
         );
+        store
+            .probe_scripts()
+            .await
+            .map_err(|source| StartupError::Redis {
+                component: COMPONENTS[0],
+                address: config.redis.addrs.join(","),
+                source,
+            })?;
+        tracing::info!(
+            component = COMPONENTS[0],
+            "startup check passed: script call (EVALSHA and key permissions)"
+        );
         let limits = ConfigProvider::new(redis, &store.keys, &config.policy);
         let http = clients::http_client();
         let users: Arc<dyn UserDirectory> = match &config.user_service {
@@ -210,7 +222,7 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
     let limit = config.redis.connect_timeout;
     for component in COMPONENTS {
         redis
-            .query_within::<()>(&redis::cmd("PING"), limit)
+            .check::<()>(&redis::cmd("PING"), limit)
             .await
             .map_err(|source| StartupError::Redis {
                 component,
@@ -221,7 +233,7 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
     }
 
     match redis
-        .query_within::<String>(redis::cmd("INFO").arg("server").arg("memory"), limit)
+        .query_server::<String>(redis::cmd("INFO").arg("server").arg("memory"), limit)
         .await
     {
         Ok(info) => {

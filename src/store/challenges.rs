@@ -129,6 +129,22 @@ impl Store {
         Ok(reply == "marked")
     }
 
+    /// Startup probe: runs `challenge_mark_delivery` on a challenge that cannot exist, which
+    /// writes nothing but proves EVALSHA (and SCRIPT LOAD in `auto` mode) and the key-pattern
+    /// ACLs work for the configured user and namespace.
+    pub async fn probe_scripts(&self) -> Result<(), Error> {
+        let script = &self.scripts.challenge_mark_delivery;
+        let call = ScriptCall::new(script)
+            .key(self.keys.challenge("startup-probe"))
+            .key(self.keys.resend_throttle("startup-probe"))
+            .arg("startup-probe")
+            .arg(Delivery::Failed.status());
+        match reply_string(script.name, self.redis.invoke(&call).await?)?.as_str() {
+            "not_found" => Ok(()),
+            other => Err(unexpected(script.name, &[other.to_owned()])),
+        }
+    }
+
     pub async fn challenge_verify(
         &self,
         id: &ChallengeId,

@@ -1,18 +1,27 @@
-//! The Redis connection pool and the two ways the service talks to Redis: plain commands and
-//! `EVALSHA` with one transparent reload on `NOSCRIPT`.
+//! Connections to Redis and the two ways the service talks to it: plain commands and `EVALSHA`
+//! with one transparent reload on `NOSCRIPT`.
 //!
-//! bb8 pools multiplexed connections. The manager is our own rather than `bb8-redis`'s because
-//! that one PINGs on every checkout (one extra round trip per request) and can neither take a
-//! custom CA nor notice a dead connection; here a connection whose command failed at the
-//! transport level is marked broken and bb8 replaces it.
+//! Standalone: bb8 pools multiplexed connections. The manager is our own rather than
+//! `bb8-redis`'s because that one PINGs on every checkout (one extra round trip per request) and
+//! can neither take a custom CA nor notice a dead connection; here a connection whose command
+//! failed at the transport level is marked broken and bb8 replaces it.
+//!
+//! Cluster: one multiplexed `ClusterConnection` (it already multiplexes, follows MOVED/ASK and
+//! reconnects per node), created on first use. Script loads and server checks are routed to the
+//! primary that owns the slot of the configured hash tag, never to every node, so one unreachable
+//! replica cannot fail requests.
 
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
     AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, IntoConnectionInfo,
     RedisConnectionInfo, RedisError, ServerErrorKind, Value,
 };
+use tokio::sync::OnceCell;
 
 use super::scripts::{Script, ScriptCall};
 use super::Error;
@@ -69,31 +78,66 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
-/// A cheap, clonable handle on the pool.
+#[derive(Clone)]
+enum Backend {
+    Standalone(bb8::Pool<Manager>),
+    Cluster {
+        client: Box<ClusterClient>,
+        conn: std::sync::Arc<OnceCell<ClusterConnection>>,
+        /// A key in the slot every authsession key lives in (the configured hash tag).
+        slot_key: String,
+    },
+}
+
+/// A cheap, clonable handle on Redis.
 #[derive(Clone)]
 pub struct Redis {
-    pool: bb8::Pool<Manager>,
+    backend: Backend,
     command_timeout: Duration,
     script_loading: ScriptLoading,
-    /// `host:port` for log lines; never contains credentials.
+    /// `host:port` (comma-separated seeds in cluster mode) for log lines; never credentials.
     address: String,
 }
 
+fn tls_certs(config: &RedisConfig) -> Result<Option<redis::TlsCertificates>, RedisError> {
+    let Some(path) = &config.tls_ca_file else {
+        return Ok(None);
+    };
+    let root_cert = std::fs::read(path).map_err(|e| {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "cannot read the TLS CA file",
+            e.to_string(),
+        ))
+    })?;
+    Ok(Some(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    }))
+}
+
 impl Redis {
-    /// Builds the pool without connecting: the first command (the startup PING) connects.
+    /// Prepares the connections without connecting: the first command (the startup PING)
+    /// connects.
     pub fn new(config: &RedisConfig) -> Result<Self, Error> {
-        if config.mode == RedisMode::Cluster {
-            return Err(Error::Redis(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "AUTHSESSION_REDIS_MODE=cluster is not supported by this build yet; use standalone",
-            ))));
-        }
-        let address = config.addrs[0].clone();
         let scheme = if config.tls_enabled {
             "rediss"
         } else {
             "redis"
         };
+        let backend = match config.mode {
+            RedisMode::Standalone => Self::standalone(config, scheme)?,
+            RedisMode::Cluster => Self::cluster(config, scheme)?,
+        };
+        Ok(Self {
+            backend,
+            command_timeout: config.command_timeout,
+            script_loading: config.script_loading,
+            address: config.addrs.join(","),
+        })
+    }
+
+    fn standalone(config: &RedisConfig, scheme: &str) -> Result<Backend, Error> {
         let mut settings = RedisConnectionInfo::default().set_db(config.db);
         if let Some(username) = &config.username {
             settings = settings.set_username(username);
@@ -101,24 +145,11 @@ impl Redis {
         if let Some(password) = &config.password {
             settings = settings.set_password(password);
         }
-        let info = format!("{scheme}://{address}")
+        let info = format!("{scheme}://{}", config.addrs[0])
             .into_connection_info()?
             .set_redis_settings(settings);
-        let client = match &config.tls_ca_file {
-            Some(path) => {
-                let root_cert = std::fs::read(path).map_err(|e| {
-                    RedisError::from((
-                        ErrorKind::InvalidClientConfig,
-                        "cannot read the TLS CA file",
-                        e.to_string(),
-                    ))
-                })?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                };
-                Client::build_with_tls(info, certs)?
-            }
+        let client = match tls_certs(config)? {
+            Some(certs) => Client::build_with_tls(info, certs)?,
             None => Client::open(info)?,
         };
         let manager = Manager {
@@ -133,11 +164,33 @@ impl Redis {
             .test_on_check_out(false)
             .retry_connection(false)
             .build_unchecked(manager);
-        Ok(Self {
-            pool,
-            command_timeout: config.command_timeout,
-            script_loading: config.script_loading,
-            address,
+        Ok(Backend::Standalone(pool))
+    }
+
+    fn cluster(config: &RedisConfig, scheme: &str) -> Result<Backend, Error> {
+        let seeds: Vec<String> = config
+            .addrs
+            .iter()
+            .map(|a| format!("{scheme}://{a}"))
+            .collect();
+        let mut builder = ClusterClientBuilder::new(seeds)
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.command_timeout)
+            // Few, quick retries: the command timeout bounds the whole call anyway.
+            .retries(3);
+        if let Some(username) = &config.username {
+            builder = builder.username(username);
+        }
+        if let Some(password) = &config.password {
+            builder = builder.password(password);
+        }
+        if let Some(certs) = tls_certs(config)? {
+            builder = builder.certs(certs);
+        }
+        Ok(Backend::Cluster {
+            client: Box::new(builder.build()?),
+            conn: Default::default(),
+            slot_key: config.key_prefix.clone(),
         })
     }
 
@@ -151,14 +204,29 @@ impl Redis {
         T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
     }
 
-    /// Runs a pipeline as one round trip within the command timeout.
-    pub async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
-        let limit = self.command_timeout;
+    /// A startup check: runs `cmd` on a fresh connection (standalone) within `limit`, so a
+    /// connection failure (refused, WRONGPASS, TLS) comes back as itself rather than as a pool
+    /// timeout.
+    pub async fn check<T: FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<T, Error> {
         let attempt = async {
-            let mut conn = self.checkout(limit).await?;
-            let result = pipe.query_async::<Value>(&mut conn.inner).await;
-            conn.note(&result);
-            result.map_err(Error::Redis)
+            match &self.backend {
+                Backend::Standalone(pool) => {
+                    let mut conn = pool.dedicated_connection().await?;
+                    cmd.query_async::<Value>(&mut conn.inner)
+                        .await
+                        .map_err(Error::Redis)
+                }
+                Backend::Cluster { .. } => {
+                    let mut conn = self.cluster_conn().await?;
+                    cmd.query_async::<Value>(&mut conn)
+                        .await
+                        .map_err(Error::Redis)
+                }
+            }
         };
         let value = tokio::time::timeout(limit, attempt)
             .await
@@ -166,29 +234,96 @@ impl Redis {
         T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
     }
 
-    /// Like [`Redis::query`] with an explicit bound, for startup checks.
-    pub async fn query_within<T: FromRedisValue>(
+    /// A server-level command (INFO, SCRIPT ...): in cluster mode it goes to the primary owning
+    /// the authsession slot, elsewhere to the one server.
+    pub async fn query_server<T: FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
         limit: Duration,
     ) -> Result<T, Error> {
-        let value = self.query_value(cmd, limit).await?;
+        let value = match &self.backend {
+            Backend::Standalone(_) => self.query_value(cmd, limit).await?,
+            Backend::Cluster { slot_key, .. } => self.route(cmd, slot_key, limit).await?,
+        };
         T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
+    }
+
+    /// Runs a pipeline as one round trip within the command timeout (cluster: its keys must
+    /// share a slot, as all authsession keys do).
+    pub async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
+        let limit = self.command_timeout;
+        let attempt = async {
+            match &self.backend {
+                Backend::Standalone(pool) => {
+                    let mut conn = checkout(pool, limit).await?;
+                    let result = pipe.query_async::<Value>(&mut conn.inner).await;
+                    conn.note(&result);
+                    result.map_err(Error::Redis)
+                }
+                Backend::Cluster { .. } => {
+                    let mut conn = self.cluster_conn().await?;
+                    pipe.query_async::<Value>(&mut conn)
+                        .await
+                        .map_err(Error::Redis)
+                }
+            }
+        };
+        let value = tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| Error::Timeout(limit))??;
+        T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
+    }
+
+    async fn cluster_conn(&self) -> Result<ClusterConnection, Error> {
+        let Backend::Cluster { client, conn, .. } = &self.backend else {
+            unreachable!("cluster_conn in standalone mode")
+        };
+        let conn = conn
+            .get_or_try_init(|| client.get_async_connection())
+            .await?;
+        Ok(conn.clone())
     }
 
     async fn query_value(&self, cmd: &redis::Cmd, limit: Duration) -> Result<Value, Error> {
         let attempt = async {
-            let mut conn = self.checkout(limit).await?;
-            let result = cmd.query_async::<Value>(&mut conn.inner).await;
-            if !conn.note(&result) {
-                return result.map_err(Error::Redis);
+            match &self.backend {
+                Backend::Standalone(pool) => {
+                    let mut conn = checkout(pool, limit).await?;
+                    let result = cmd.query_async::<Value>(&mut conn.inner).await;
+                    if !conn.note(&result) {
+                        return result.map_err(Error::Redis);
+                    }
+                    // The pooled connection died (Redis restarted, idle reset). Every command
+                    // sent here is a read or a replay-safe script, so one retry on a fresh
+                    // connection is safe; other dead pooled connections are replaced as they
+                    // surface.
+                    drop(conn);
+                    let mut fresh = pool.dedicated_connection().await?;
+                    cmd.query_async::<Value>(&mut fresh.inner)
+                        .await
+                        .map_err(Error::Redis)
+                }
+                Backend::Cluster { .. } => {
+                    let mut conn = self.cluster_conn().await?;
+                    cmd.query_async::<Value>(&mut conn)
+                        .await
+                        .map_err(Error::Redis)
+                }
             }
-            // The pooled connection died (Redis restarted, failover, idle reset). Every command
-            // sent here is a read or a replay-safe script, so one retry on a fresh connection
-            // is safe; the other dead pooled connections are replaced as they surface.
-            drop(conn);
-            let mut fresh = self.pool.dedicated_connection().await?;
-            cmd.query_async::<Value>(&mut fresh.inner)
+        };
+        tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| Error::Timeout(limit))?
+    }
+
+    /// Cluster only: `cmd` on the primary owning `key`'s slot.
+    async fn route(&self, cmd: &redis::Cmd, key: &str, limit: Duration) -> Result<Value, Error> {
+        let attempt = async {
+            let mut conn = self.cluster_conn().await?;
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                Route::with_key(key, SlotAddr::Master),
+            ));
+            conn.route_command(cmd.clone(), routing)
                 .await
                 .map_err(Error::Redis)
         };
@@ -197,15 +332,9 @@ impl Redis {
             .map_err(|_| Error::Timeout(limit))?
     }
 
-    async fn checkout(&self, limit: Duration) -> Result<bb8::PooledConnection<'_, Manager>, Error> {
-        self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => Error::Redis(e),
-            bb8::RunError::TimedOut => Error::Timeout(limit),
-        })
-    }
-
-    /// `EVALSHA`; on `NOSCRIPT` (restart, failover, `SCRIPT FLUSH`) loads the script with
-    /// `SCRIPT LOAD` and retries once, unless scripts are `preloaded`.
+    /// `EVALSHA`; on `NOSCRIPT` (restart, failover, `SCRIPT FLUSH`, a new cluster node) loads
+    /// the script with `SCRIPT LOAD` on the node that answered and retries once, unless scripts
+    /// are `preloaded`.
     pub async fn invoke(&self, call: &ScriptCall<'_>) -> Result<Value, Error> {
         let script = call.script();
         let started = std::time::Instant::now();
@@ -225,7 +354,7 @@ impl Redis {
                     version = script.version,
                     "NOSCRIPT: loading script"
                 );
-                self.load(script).await?;
+                self.load_for(script, call.first_key()).await?;
                 self.query_value(&call.evalsha(), self.command_timeout)
                     .await
             }
@@ -241,11 +370,21 @@ impl Redis {
         result
     }
 
-    /// `SCRIPT LOAD`, checking that Redis computed the SHA1 we address the script by.
+    /// `SCRIPT LOAD` where the scripts run (the authsession slot's primary in cluster mode).
     pub async fn load(&self, script: &Script) -> Result<(), Error> {
-        let sha: String = self
-            .query(redis::cmd("SCRIPT").arg("LOAD").arg(&script.body))
-            .await?;
+        self.load_for(script, None).await
+    }
+
+    async fn load_for(&self, script: &Script, key: Option<&str>) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(&script.body);
+        let sha: String = match (&self.backend, key) {
+            (Backend::Cluster { .. }, Some(key)) => {
+                let value = self.route(&cmd, key, self.command_timeout).await?;
+                String::from_redis_value(value).map_err(|e| Error::Redis(e.into()))?
+            }
+            _ => self.query_server(&cmd, self.command_timeout).await?,
+        };
         if sha != script.sha1 {
             return Err(Error::Reply {
                 script: script.name,
@@ -262,6 +401,16 @@ impl Redis {
         for script in scripts {
             cmd.arg(&script.sha1);
         }
-        self.query(&cmd).await
+        self.query_server(&cmd, self.command_timeout).await
     }
+}
+
+async fn checkout(
+    pool: &bb8::Pool<Manager>,
+    limit: Duration,
+) -> Result<bb8::PooledConnection<'_, Manager>, Error> {
+    pool.get().await.map_err(|e| match e {
+        bb8::RunError::User(e) => Error::Redis(e),
+        bb8::RunError::TimedOut => Error::Timeout(limit),
+    })
 }

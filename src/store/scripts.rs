@@ -155,6 +155,11 @@ impl<'a> ScriptCall<'a> {
         self
     }
 
+    /// The key that routes the call in cluster mode.
+    pub fn first_key(&self) -> Option<&str> {
+        self.keys.first().map(String::as_str)
+    }
+
     pub fn script(&self) -> &'a Script {
         self.script
     }

@@ -6,12 +6,14 @@ pub mod app;
 pub mod fakes;
 pub mod process;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod redis_server;
 
 pub use app::{spawn_app, TestApp};
 pub use fakes::{Behaviour, FakeMailService, FakeUserService, RecordedCall};
 pub use process::ServiceProcess;
 pub use proxy::{Fault, FaultProxy};
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 
 /// A key prefix no other test uses, for tests sharing one server.

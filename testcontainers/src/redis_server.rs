@@ -16,6 +16,16 @@ pub struct RedisServer {
     args: Vec<String>,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The TLS settings and the directory holding the certificates (kept for restarts).
+    tls: Option<(Tls, tempfile::TempDir)>,
+}
+
+/// The TLS side of a server started with [`RedisServer::start_tls`].
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub port: u16,
+    /// PEM of the CA that signed the server certificate, for `AUTHSESSION_REDIS_TLS_CA_FILE`.
+    pub ca_file: PathBuf,
 }
 
 impl RedisServer {
@@ -34,6 +44,7 @@ impl RedisServer {
                 args: args.clone(),
                 child: None,
                 dir,
+                tls: None,
             };
             if server.launch().await {
                 return server;
@@ -97,6 +108,87 @@ impl RedisServer {
             tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
             Ok(Ok(_))
         ) && &buf == b"+PONG\r\n"
+    }
+
+    /// A server that also listens with TLS (certificate for 127.0.0.1 and localhost, signed by
+    /// a CA generated here); the plain port stays open for arranging and asserting.
+    pub async fn start_tls() -> Self {
+        let certs = tempfile::tempdir().expect("temp dir");
+        let ca_file = certs.path().join("ca.pem");
+        let (cert_file, key_file) = (
+            certs.path().join("server.pem"),
+            certs.path().join("server.key"),
+        );
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("ca params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "authsession test CA");
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        let server_key = rcgen::KeyPair::generate().expect("server key");
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let cert = params.signed_by(&server_key, &issuer).expect("server cert");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
+        let tls_port = crate::free_port();
+        let args = [
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            cert_file.display().to_string(),
+            "--tls-key-file".to_owned(),
+            key_file.display().to_string(),
+            "--tls-ca-cert-file".to_owned(),
+            ca_file.display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut server = Self::start_with(&args).await;
+        server.tls = Some((
+            Tls {
+                port: tls_port,
+                ca_file,
+            },
+            certs,
+        ));
+        server
+    }
+
+    /// The TLS listener, when started with [`RedisServer::start_tls`].
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref().map(|(tls, _)| tls)
+    }
+
+    /// Adds an ACL user that may only touch keys matching `key_patterns` (e.g. `prefix*`) and
+    /// run `commands` (e.g. `+evalsha`).
+    pub async fn create_acl_user(
+        &self,
+        name: &str,
+        password: &str,
+        key_patterns: &[&str],
+        commands: &[&str],
+    ) {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg(name)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{password}"));
+        for pattern in key_patterns {
+            cmd.arg(format!("~{pattern}"));
+        }
+        cmd.arg("-@all");
+        for command in commands {
+            cmd.arg(command);
+        }
+        let mut conn = self.connection().await;
+        let () = cmd.query_async(&mut conn).await.expect("ACL SETUSER");
     }
 
     pub fn port(&self) -> u16 {

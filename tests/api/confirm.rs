@@ -3,9 +3,9 @@
 use authsession::config;
 use authsession::store::scripts::scripts;
 use redis::AsyncCommands;
-use testcontainers::{spawn_app, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer};
+use testcontainers::{Fault, FaultProxy, RedisServer};
 
-use crate::helpers::{assert_error, harness, public_key, unique_email, Harness};
+use crate::helpers::{assert_error, harness, harness_on, public_key, unique_email};
 
 #[tokio::test]
 async fn a_full_login_creates_a_session_whose_record_indexes_snapshot_and_event_agree() {
@@ -120,28 +120,8 @@ async fn fifty_concurrent_identical_confirms_create_exactly_one_session() {
 async fn a_lost_confirm_reply_answers_503_and_the_retry_returns_the_committed_session() {
     let redis = RedisServer::start().await;
     let proxy = FaultProxy::start(redis.addr()).await;
-    let users = FakeUserService::start().await;
-    let mail = FakeMailService::start().await;
-    let mut app = spawn_app(
-        &redis,
-        &[
-            (config::REDIS_ADDR, &proxy.addr()),
-            (config::USER_SERVICE_MODE, "rest"),
-            (config::USER_SERVICE_BASE_URL, &users.base_url()),
-            (config::USER_SERVICE_REQUEST_TIMEOUT, "1s"),
-            (config::MAIL_SERVICE_MODE, "rest"),
-            (config::MAIL_SERVICE_BASE_URL, &mail.base_url()),
-            (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
-        ],
-    )
-    .await;
-    app.redis = redis.connection().await;
-    let h = Harness {
-        redis,
-        users,
-        mail,
-        app,
-    };
+    // The service talks to Redis through the proxy; the harness's own connection does not.
+    let h = harness_on(redis, &[(config::REDIS_ADDR, &proxy.addr())]).await;
     let (challenge_id, code) = h.send_code(&unique_email()).await;
     let key = public_key();
     // Cached beforehand, so the lost reply is the script's own and not a NOSCRIPT.

@@ -16,18 +16,15 @@ pub struct Harness {
 
 /// A fresh Redis, both fakes, and the app in REST mode (1 s dependency timeouts).
 pub async fn harness(overrides: &[(&str, &str)]) -> Harness {
-    let redis = RedisServer::start().await;
+    harness_on(RedisServer::start().await, overrides).await
+}
+
+/// Both fakes and the app in REST mode against `redis` (overrides may point elsewhere).
+pub async fn harness_on(redis: RedisServer, overrides: &[(&str, &str)]) -> Harness {
     let users = FakeUserService::start().await;
     let mail = FakeMailService::start().await;
-    let (user_url, mail_url) = (users.base_url(), mail.base_url());
-    let mut env: Vec<(&str, &str)> = vec![
-        (config::USER_SERVICE_MODE, "rest"),
-        (config::USER_SERVICE_BASE_URL, &user_url),
-        (config::USER_SERVICE_REQUEST_TIMEOUT, "1s"),
-        (config::MAIL_SERVICE_MODE, "rest"),
-        (config::MAIL_SERVICE_BASE_URL, &mail_url),
-        (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
-    ];
+    let rest = rest_env(&users, &mail);
+    let mut env: Vec<(&str, &str)> = rest.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend_from_slice(overrides);
     let app = spawn_app(&redis, &env).await;
     Harness {
@@ -36,6 +33,18 @@ pub async fn harness(overrides: &[(&str, &str)]) -> Harness {
         mail,
         app,
     }
+}
+
+/// REST mode against the two fakes, 1 s per attempt.
+pub fn rest_env(users: &FakeUserService, mail: &FakeMailService) -> Vec<(&'static str, String)> {
+    vec![
+        (config::USER_SERVICE_MODE, "rest".into()),
+        (config::USER_SERVICE_BASE_URL, users.base_url()),
+        (config::USER_SERVICE_REQUEST_TIMEOUT, "1s".into()),
+        (config::MAIL_SERVICE_MODE, "rest".into()),
+        (config::MAIL_SERVICE_BASE_URL, mail.base_url()),
+        (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s".into()),
+    ]
 }
 
 /// A random Ed25519-sized public key, base64.
@@ -72,7 +81,15 @@ impl Harness {
             .as_str()
             .expect("device_session_id")
             .to_owned();
-        let user_id = self.session_field(&id, "user_id").await.expect("user_id");
+        // Through the internal API, so this works in every deployment mode.
+        let session = self
+            .app
+            .get_internal(&format!("/api/v1/internal/sessions/{id}"))
+            .await;
+        let user_id = session.body["user_id"]
+            .as_str()
+            .expect("user_id")
+            .to_owned();
         (id, user_id)
     }
 

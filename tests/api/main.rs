@@ -1,6 +1,7 @@
 //! Black-box tests of authsession against real Redis servers and real HTTP fakes.
 
 mod confirm;
+mod deployments;
 mod helpers;
 mod internal;
 mod lifecycle;

@@ -1,0 +1,193 @@
+//! A real Redis Cluster: `redis-server --cluster-enabled yes` nodes joined by
+//! `redis-cli --cluster create`, each primary with replicas so failover can be exercised.
+
+use std::time::{Duration, Instant};
+
+use crate::RedisServer;
+
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// `primaries` primaries with `replicas` replicas each, all slots covered, state `ok`.
+    pub async fn start(primaries: usize, replicas: usize) -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..primaries * (1 + replicas) {
+            let bus = crate::free_port().to_string();
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-port",
+                &bus,
+            ];
+            nodes.push(RedisServer::start_with(&args).await);
+        }
+        let mut create = tokio::process::Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(node.addr());
+        }
+        create
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes");
+        let output = create
+            .output()
+            .await
+            .expect("redis-cli is installed with redis-server");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_until_ok().await;
+        cluster
+    }
+
+    /// Comma-separated seed nodes, for `AUTHSESSION_REDIS_ADDR`.
+    pub fn seeds(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        'poll: while Instant::now() < deadline {
+            for node in &self.nodes {
+                let mut conn = node.connection().await;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if !info.contains("cluster_state:ok") || !info.contains("cluster_slots_ok:16384") {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue 'poll;
+                }
+            }
+            return;
+        }
+        panic!("the cluster did not reach cluster_state:ok");
+    }
+
+    /// `CLUSTER NODES` as seen by the first node: (id, port, flags, primary id, slot ranges).
+    async fn topology(&self) -> Vec<(String, u16, String, String, Vec<(u16, u16)>)> {
+        let mut conn = self.nodes[0].connection().await;
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        text.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let port = f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+                let ranges = f[8..]
+                    .iter()
+                    .filter(|r| !r.starts_with('['))
+                    .map(|r| match r.split_once('-') {
+                        Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                        None => (r.parse().unwrap(), r.parse().unwrap()),
+                    })
+                    .collect();
+                (
+                    f[0].to_owned(),
+                    port,
+                    f[2].to_owned(),
+                    f[3].to_owned(),
+                    ranges,
+                )
+            })
+            .collect()
+    }
+
+    /// Port of the primary serving `key`'s slot.
+    pub async fn primary_port_for(&self, key: &str) -> u16 {
+        let mut conn = self.nodes[0].connection().await;
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        self.topology()
+            .await
+            .into_iter()
+            .find(|(_, _, flags, _, ranges)| {
+                flags.contains("master") && ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot))
+            })
+            .map(|(_, port, ..)| port)
+            .expect("a primary serves every slot")
+    }
+
+    /// A node replicating the primary on `primary_port`, as the nodes themselves report it.
+    async fn replica_of(&self, primary_port: u16) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            for node in &self.nodes {
+                let mut conn = node.connection().await;
+                let role: Vec<redis::Value> =
+                    redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
+                let port = match role.as_slice() {
+                    [redis::Value::BulkString(kind), _, redis::Value::Int(port), ..]
+                        if kind == b"slave" =>
+                    {
+                        *port
+                    }
+                    _ => continue,
+                };
+                if port == i64::from(primary_port) {
+                    return node.port();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no replica of the primary on port {primary_port}");
+    }
+
+    /// Promotes a replica of the primary serving `key` with `CLUSTER FAILOVER` (no data loss:
+    /// the replica catches up first) and waits until it serves the slot. Returns the new
+    /// primary's port.
+    pub async fn failover_primary_of(&self, key: &str) -> u16 {
+        let old = self.primary_port_for(key).await;
+        let replica = self.replica_of(old).await;
+        let node = self.nodes.iter().find(|n| n.port() == replica).unwrap();
+        let mut conn = node.connection().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // A manual failover needs a replica in sync; a fresh cluster's replicas may still be
+        // loading their first copy, so wait for the link and ask again until it happens.
+        while Instant::now() < deadline {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if info.contains("master_link_status:up") {
+                let () = redis::cmd("CLUSTER")
+                    .arg("FAILOVER")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let asked = Instant::now();
+                while asked.elapsed() < Duration::from_secs(5) {
+                    let role: Vec<redis::Value> =
+                        redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
+                    if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+                        return replica;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the failover did not complete");
+    }
+}

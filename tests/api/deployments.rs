@@ -1,0 +1,434 @@
+//! Shared Redis deployments: one login -> revoke -> block story on standalone, a 3-primary
+//! cluster, an ACL-restricted user and TLS; failover; bad credentials; namespace isolation.
+
+use std::time::{Duration, Instant};
+
+use authsession::app::App;
+use authsession::config::{self, Config};
+use authsession::store::Redis;
+use serde_json::{json, Value};
+use testcontainers::app::test_env;
+use testcontainers::{free_port, RedisCluster, RedisServer, ServiceProcess};
+
+use crate::helpers::{harness, harness_on, public_key, unique_email, Harness};
+
+/// Every command authsession needs, for the platform team's ACL (README "Redis ACL").
+pub const ACL_COMMANDS: &[&str] = &[
+    // connection setup and startup checks
+    "+ping",
+    "+hello",
+    "+auth",
+    "+info",
+    // script engine and read paths
+    "+evalsha",
+    "+script|load",
+    "+script|exists",
+    "+hgetall",
+    "+hmget",
+    "+zrange",
+    // what the scripts run
+    "+hget",
+    "+hset",
+    "+hincrby",
+    "+exists",
+    "+set",
+    "+get",
+    "+del",
+    "+pexpire",
+    "+pttl",
+    "+incr",
+    "+zadd",
+    "+zrem",
+    "+zcard",
+    "+xadd",
+    "+type",
+    "+time",
+];
+
+/// The snapshot the gateway would read, through the service's own Redis handle (works in every
+/// deployment mode).
+async fn gateway_view(h: &Harness, id: &str) -> Option<Value> {
+    let redis = Redis::new(&h.app.config.redis).unwrap();
+    let raw: Option<String> = redis
+        .query(redis::cmd("GET").arg(h.app.snapshot_key(id)))
+        .await
+        .unwrap();
+    raw.map(|r| serde_json::from_str(&r).unwrap())
+}
+
+/// The operator story of the runbook, through both HTTP surfaces only.
+async fn login_revoke_block_story(h: &Harness) {
+    let email = unique_email();
+    let (first, user_id) = h.login(&email).await;
+    let (second, _) = h.login(&email).await;
+
+    let session = h
+        .app
+        .get_internal(&format!("/api/v1/internal/sessions/{first}"))
+        .await;
+    assert_eq!(
+        (
+            session.body["status"].as_str(),
+            session.body["version"].as_u64()
+        ),
+        (Some("active"), Some(1))
+    );
+    assert_eq!(
+        gateway_view(h, &first).await.expect("snapshot")["status"],
+        "active"
+    );
+
+    let revoked = h
+        .app
+        .post_internal(&format!("/api/v1/internal/sessions/{first}/revoke"), None)
+        .await;
+    assert_eq!(revoked.body["outcome"], "revoked", "{revoked:?}");
+    let view = gateway_view(h, &first).await.unwrap();
+    assert_eq!(
+        (view["status"].as_str(), view["version"].as_u64()),
+        (Some("revoked"), Some(2))
+    );
+
+    let blocked = h
+        .app
+        .post_internal(&format!("/api/v1/internal/users/{user_id}/block"), None)
+        .await;
+    assert_eq!(
+        blocked.body,
+        json!({"outcome": "blocked", "revoked_count": 1}),
+        "{blocked:?}"
+    );
+    assert_eq!(gateway_view(h, &second).await.unwrap()["status"], "revoked");
+
+    let listed = h
+        .app
+        .get_internal(&format!(
+            "/api/v1/internal/users/{user_id}/sessions?status=revoked"
+        ))
+        .await;
+    assert_eq!(
+        listed.body["sessions"].as_array().unwrap().len(),
+        2,
+        "{listed:?}"
+    );
+    h.mail.clear_calls();
+    assert_eq!(h.app.send_email_code(&email).await.status, 200);
+    assert!(
+        h.mail.calls().is_empty(),
+        "a blocked user's send is suppressed"
+    );
+}
+
+const COOLDOWN: (&str, &str) = (config::RESEND_COOLDOWN, "1ms");
+
+#[tokio::test]
+async fn the_story_passes_on_standalone() {
+    let h = harness(&[COOLDOWN]).await;
+    login_revoke_block_story(&h).await;
+}
+
+/// Prefixes sharing one hash tag, as cluster mode requires.
+fn tagged_prefixes() -> (String, String, String) {
+    let tag = format!("{{t{:x}}}", rand::random::<u32>());
+    (
+        format!("{tag}authsession:"),
+        format!("{tag}gateway:session:"),
+        format!("{tag}gateway:session_events"),
+    )
+}
+
+async fn cluster_harness(cluster: &RedisCluster, extra: &[(&str, &str)]) -> Harness {
+    let (prefix, gateway, stream) = tagged_prefixes();
+    let seeds = cluster.seeds();
+    let mut env = vec![
+        (config::REDIS_MODE, "cluster"),
+        (config::REDIS_ADDR, seeds.as_str()),
+        (config::REDIS_KEY_PREFIX, prefix.as_str()),
+        (config::GATEWAY_SESSION_KEY_PREFIX, gateway.as_str()),
+        (config::GATEWAY_SESSION_EVENTS_STREAM, stream.as_str()),
+        COOLDOWN,
+    ];
+    env.extend_from_slice(extra);
+    // The harness's own server is unused here; the cluster is the store.
+    harness_on(RedisServer::start().await, &env).await
+}
+
+#[tokio::test]
+async fn the_story_passes_on_a_three_primary_cluster() {
+    let cluster = RedisCluster::start(3, 1).await;
+    let h = cluster_harness(&cluster, &[]).await;
+    login_revoke_block_story(&h).await;
+}
+
+fn acl_env(redis: &RedisServer, password: &str) -> (String, Vec<(&'static str, String)>) {
+    let prefix = testcontainers::unique_prefix("acl");
+    let env = vec![
+        (config::REDIS_ADDR, redis.addr()),
+        (config::REDIS_USERNAME, "authsession".to_owned()),
+        (config::REDIS_PASSWORD, password.to_owned()),
+        (config::REDIS_KEY_PREFIX, format!("{prefix}authsession:")),
+        (
+            config::GATEWAY_SESSION_KEY_PREFIX,
+            format!("{prefix}gateway:session:"),
+        ),
+        (
+            config::GATEWAY_SESSION_EVENTS_STREAM,
+            format!("{prefix}gateway:session_events"),
+        ),
+    ];
+    (prefix, env)
+}
+
+#[tokio::test]
+async fn the_story_passes_with_an_acl_user_restricted_to_its_keys_and_commands() {
+    let redis = RedisServer::start().await;
+    let (prefix, env) = acl_env(&redis, "acl-secret");
+    let patterns = [
+        format!("{prefix}authsession:*"),
+        format!("{prefix}gateway:*"),
+    ];
+    let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    redis
+        .create_acl_user("authsession", "acl-secret", &patterns, ACL_COMMANDS)
+        .await;
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain([COOLDOWN])
+        .collect();
+
+    let h = harness_on(redis, &env).await;
+
+    login_revoke_block_story(&h).await;
+}
+
+#[tokio::test]
+async fn the_story_passes_over_tls() {
+    let redis = RedisServer::start_tls().await;
+    let tls = redis.tls().unwrap().clone();
+    let addr = format!("127.0.0.1:{}", tls.port);
+    let ca = tls.ca_file.display().to_string();
+
+    let h = harness_on(
+        redis,
+        &[
+            (config::REDIS_ADDR, &addr),
+            (config::REDIS_TLS_ENABLED, "true"),
+            (config::REDIS_TLS_CA_FILE, &ca),
+            COOLDOWN,
+        ],
+    )
+    .await;
+
+    login_revoke_block_story(&h).await;
+}
+
+/// Startup against `env`: the error text, or a panic if it started.
+async fn startup_error(env: std::collections::HashMap<String, String>) -> String {
+    match App::build(Config::from_source(&env).expect("valid configuration")).await {
+        Ok(_) => panic!("started despite a broken Redis setup"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_a_wrong_ca_or_a_user_without_evalsha_fails_startup_naming_the_cause() {
+    // Wrong password.
+    let redis = RedisServer::start().await;
+    let (prefix, env) = acl_env(&redis, "not-the-password");
+    let pattern = format!("{prefix}*");
+    redis
+        .create_acl_user("authsession", "right-password", &[&pattern], ACL_COMMANDS)
+        .await;
+    let mut map = test_env(&redis);
+    map.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let error = startup_error(map).await;
+    assert!(
+        error.contains("challenge_store") && error.to_lowercase().contains("authentication failed"),
+        "{error}"
+    );
+
+    // No EVALSHA permission.
+    let without: Vec<&str> = ACL_COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| *c != "+evalsha")
+        .collect();
+    redis
+        .create_acl_user("noeval", "pw", &[&pattern], &without)
+        .await;
+    let mut map = test_env(&redis);
+    map.insert(config::REDIS_USERNAME.into(), "noeval".into());
+    map.insert(config::REDIS_PASSWORD.into(), "pw".into());
+    map.insert(
+        config::REDIS_KEY_PREFIX.into(),
+        format!("{prefix}authsession:"),
+    );
+    let error = startup_error(map).await;
+    assert!(
+        error.contains("challenge_store")
+            && error.to_lowercase().contains("no permissions")
+            && error.contains("evalsha"),
+        "{error}"
+    );
+
+    // A CA that did not sign the server's certificate.
+    let tls_server = RedisServer::start_tls().await;
+    let other = RedisServer::start_tls().await;
+    let mut map = test_env(&tls_server);
+    map.insert(
+        config::REDIS_ADDR.into(),
+        format!("127.0.0.1:{}", tls_server.tls().unwrap().port),
+    );
+    map.insert(config::REDIS_TLS_ENABLED.into(), "true".into());
+    map.insert(
+        config::REDIS_TLS_CA_FILE.into(),
+        other.tls().unwrap().ca_file.display().to_string(),
+    );
+    map.insert(config::REDIS_CONNECT_TIMEOUT.into(), "1s".into());
+    let error = startup_error(map).await;
+    assert!(
+        error.contains("challenge_store") && error.to_lowercase().contains("certificate"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_mode_without_a_shared_hash_tag_exits_1_showing_the_fix() {
+    let mut process = ServiceProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_authsession")),
+        &[],
+        &[
+            (config::REDIS_MODE.to_owned(), "cluster".to_owned()),
+            (
+                config::REDIS_ADDR.to_owned(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
+        ],
+    );
+    let status = process
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
+    assert_eq!(status.code(), Some(1));
+    let output = process.lines().join("\n");
+    assert!(
+        output.contains("hash tag") && output.contains("{auth}authsession:"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_failover_mid_run_costs_at_most_some_503s_and_loses_no_session() {
+    let cluster = RedisCluster::start(3, 1).await;
+    let h = cluster_harness(&cluster, &[]).await;
+    let slot_key = h.app.config.redis.key_prefix.clone();
+    h.login(&unique_email()).await; // scripts cached on the current primary
+
+    let done: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let failover = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let port = cluster.failover_primary_of(&slot_key).await;
+        *done.lock().unwrap() = Some(Instant::now());
+        port
+    };
+    let load = async {
+        let mut created = Vec::new();
+        let started = Instant::now();
+        // Until two seconds after the switch (bounded, whatever happens).
+        while started.elapsed() < Duration::from_secs(40)
+            && done
+                .lock()
+                .unwrap()
+                .is_none_or(|at| at.elapsed() < Duration::from_secs(2))
+        {
+            let send = h.app.send_email_code(&unique_email()).await;
+            assert!(matches!(send.status, 200 | 503), "{send:?}");
+            let Some(challenge_id) = send.body["challenge_id"].as_str() else {
+                continue;
+            };
+            let Some(code) = h.mail.code_for(challenge_id) else {
+                continue;
+            };
+            let confirm = h.app.confirm(challenge_id, &code, &public_key()).await;
+            assert!(matches!(confirm.status, 200 | 503), "{confirm:?}");
+            if confirm.status == 200 {
+                let id = confirm.body["device_session_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                created.push((Instant::now(), id));
+            }
+        }
+        created
+    };
+    let (new_primary, created) = tokio::join!(failover, load);
+
+    assert_eq!(cluster.primary_port_for(&slot_key).await, new_primary);
+    let switched = done.lock().unwrap().expect("failover completed");
+    assert!(
+        created.iter().any(|(at, _)| *at > switched),
+        "no login succeeded after the failover"
+    );
+    for (_, id) in &created {
+        let session = h
+            .app
+            .get_internal(&format!("/api/v1/internal/sessions/{id}"))
+            .await;
+        assert_eq!(session.status, 200, "session {id} was lost");
+    }
+    let after = h.login(&unique_email()).await;
+    assert!(!after.0.is_empty());
+}
+
+#[tokio::test]
+async fn two_prefixes_on_one_server_never_see_each_other() {
+    let a = harness(&[]).await;
+    let b = harness_on(
+        RedisServer::start().await,
+        &[(config::REDIS_ADDR, &a.redis.addr())],
+    )
+    .await;
+    let email = unique_email();
+
+    let (id, user_id) = a.login(&email).await;
+
+    assert_eq!(
+        b.app
+            .get_internal(&format!("/api/v1/internal/sessions/{id}"))
+            .await
+            .status,
+        404
+    );
+    let listed = b
+        .app
+        .get_internal(&format!("/api/v1/internal/users/{user_id}/sessions"))
+        .await;
+    assert_eq!(listed.body["sessions"], json!([]));
+    assert!(
+        b.snapshot(&id).await.is_none(),
+        "b's gateway prefix holds a's snapshot"
+    );
+    assert!(
+        b.events_for(&id).await.is_empty(),
+        "b's stream holds a's event"
+    );
+    // b's own login is not throttled by a's window: the namespaces do not share throttle keys.
+    let (b_challenge, _) = b.send_code(&email).await;
+    assert!(!b_challenge.is_empty());
+    let keys = a.all_keys().await;
+    let a_prefix = a.app.prefix().split(':').next().unwrap().to_owned();
+    let b_prefix = b.app.prefix().split(':').next().unwrap().to_owned();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&a_prefix) || k.starts_with(&b_prefix)),
+        "{keys:?}"
+    );
+    assert_eq!(
+        a.app
+            .get_internal(&format!("/api/v1/internal/sessions/{id}"))
+            .await
+            .status,
+        200
+    );
+}
