@@ -1,5 +1,6 @@
 //! The `authsession` binary: parse the CLI and the configuration, then serve or run a tool.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,7 +8,9 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use authsession::app::App;
+use authsession::cli::inspect::Target;
 use authsession::config::Config;
+use authsession::domain::{ChallengeId, DeviceSessionId, UserId};
 use authsession::{cli, telemetry};
 
 #[derive(Parser)]
@@ -25,11 +28,36 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Serve,
+    /// The runbook's steady-state verification against the configured listeners and Redis.
+    Verify {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a record, its gateway projection and recent events, with a triage verdict.
+    Inspect {
+        #[command(subcommand)]
+        target: InspectTarget,
+    },
+    /// Repair a session's gateway projection from source of truth.
+    Republish { device_session_id: String },
     /// Inspect the Lua scripts: names, versions, SHA1s.
     Scripts {
         #[command(subcommand)]
         action: ScriptsAction,
     },
+    /// Print the OpenAPI 3.1 document of both HTTP surfaces.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum InspectTarget {
+    /// A login challenge by challenge_id.
+    Challenge { id: String },
+    /// A device session by device_session_id.
+    Session { id: String },
+    /// A user's sessions by user_id.
+    User { id: String },
 }
 
 #[derive(Subcommand)]
@@ -44,42 +72,74 @@ enum ScriptsAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut stdout = std::io::stdout();
-    match cli.command.unwrap_or(Command::Serve) {
+    let mut out = std::io::stdout();
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Commands that need neither configuration nor Redis.
+    match &command {
+        Command::Openapi => return exit(out.write_all(cli::openapi::DOCUMENT.as_bytes()).is_ok()),
         Command::Scripts {
             action: ScriptsAction::List,
-        } => exit(cli::scripts::list(&mut stdout).is_ok()),
+        } => return exit(cli::scripts::list(&mut out).is_ok()),
         Command::Scripts {
             action: ScriptsAction::Export { dir },
-        } => match cli::scripts::export(&dir, &mut stdout) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("authsession scripts export: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Scripts {
-            action: ScriptsAction::Check,
         } => {
-            let Some(config) = load_config() else {
-                return ExitCode::FAILURE;
-            };
-            match runtime().block_on(cli::scripts::check(&config, &mut stdout)) {
-                Ok(all) => exit(all),
-                Err(e) => {
-                    eprintln!("authsession scripts check: {e}");
-                    ExitCode::FAILURE
+            return report(
+                "scripts export",
+                cli::scripts::export(dir, &mut out)
+                    .map(|()| true)
+                    .map_err(Into::into),
+            )
+        }
+        _ => {}
+    }
+    let Some(config) = load_config() else {
+        return ExitCode::FAILURE;
+    };
+    if let Command::Serve = command {
+        telemetry::init(config.log_format, &config.log_level);
+        let clean = runtime().block_on(serve(config));
+        telemetry::shutdown();
+        return exit(clean);
+    }
+    let outcome = runtime().block_on(async {
+        match command {
+            Command::Verify { json } => cli::verify::run(&config, json, &mut out).await,
+            Command::Inspect { target } => {
+                let target = match target {
+                    InspectTarget::Challenge { id } => {
+                        ChallengeId::parse(&id).map(Target::Challenge)
+                    }
+                    InspectTarget::Session { id } => {
+                        DeviceSessionId::parse(&id).map(Target::Session)
+                    }
+                    InspectTarget::User { id } => UserId::parse(&id).map(Target::User),
                 }
+                .map_err(|e| cli::Error::Usage(e.0.to_owned()))?;
+                cli::inspect::run(&config, &target, &mut out).await
+            }
+            Command::Republish { device_session_id } => {
+                let id = DeviceSessionId::parse(&device_session_id)
+                    .map_err(|e| cli::Error::Usage(e.0.to_owned()))?;
+                cli::republish::run(&config, &id, &mut out).await
+            }
+            Command::Scripts {
+                action: ScriptsAction::Check,
+            } => cli::scripts::check(&config, &mut out).await,
+            Command::Serve | Command::Openapi | Command::Scripts { .. } => {
+                unreachable!("handled above")
             }
         }
-        Command::Serve => {
-            let Some(config) = load_config() else {
-                return ExitCode::FAILURE;
-            };
-            telemetry::init(config.log_format, &config.log_level);
-            let clean = runtime().block_on(serve(config));
-            telemetry::shutdown();
-            exit(clean)
+    });
+    report("command", outcome)
+}
+
+/// Exit 0 when the command found everything healthy, 1 when it did not or could not answer.
+fn report(what: &str, outcome: Result<bool, cli::Error>) -> ExitCode {
+    match outcome {
+        Ok(healthy) => exit(healthy),
+        Err(e) => {
+            eprintln!("authsession {what}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

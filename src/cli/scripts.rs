@@ -31,7 +31,7 @@ pub fn export(dir: &Path, out: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// Reports which scripts the configured Redis has cached; true when all are.
-pub async fn check(config: &Config, out: &mut impl Write) -> Result<bool, CheckError> {
+pub async fn check(config: &Config, out: &mut impl Write) -> Result<bool, super::Error> {
     let redis = Redis::new(&config.redis)?;
     let all = scripts().all();
     let exists = redis.scripts_exist(&all).await?;
@@ -44,13 +44,4 @@ pub async fn check(config: &Config, out: &mut impl Write) -> Result<bool, CheckE
         )?;
     }
     Ok(exists.iter().all(|ok| *ok))
-}
-
-/// Why `scripts check` could not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    #[error(transparent)]
-    Store(#[from] crate::store::Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::RedisServer;
 
 pub struct TestApp {
+    /// The environment the app was configured from (listeners as requested, e.g. port 0).
+    pub env: HashMap<String, String>,
     pub public_addr: SocketAddr,
     pub internal_addr: SocketAddr,
     pub config: Config,
@@ -59,11 +61,13 @@ pub async fn spawn_app_with_env(redis: &RedisServer, env: HashMap<String, String
         authsession::telemetry::init(config::LogFormat::Text, "debug");
     }
     let config = Config::from_source(&env).expect("test configuration is valid");
+    let requested = env.clone();
     let app = App::build(config.clone()).await.expect("app starts");
     let (public_addr, internal_addr) = (app.public_addr(), app.internal_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
+        env: requested,
         public_addr,
         internal_addr,
         config,
@@ -139,6 +143,21 @@ impl TestApp {
             None => request,
         })
         .await
+    }
+
+    /// The environment for running the `authsession` binary's operator commands against this
+    /// app: its configuration, with the listeners it actually bound.
+    pub fn cli_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.insert(
+            config::PUBLIC_HTTP_ADDR.into(),
+            self.public_addr.to_string(),
+        );
+        env.insert(
+            config::INTERNAL_HTTP_ADDR.into(),
+            self.internal_addr.to_string(),
+        );
+        env.into_iter().collect()
     }
 
     /// The source-of-truth key prefix of this app.

@@ -1,10 +1,12 @@
 //! Black-box tests of authsession against real Redis servers and real HTTP fakes.
 
 mod confirm;
+mod contract;
 mod deployments;
 mod helpers;
 mod internal;
 mod lifecycle;
+mod operator;
 mod routing;
 mod script_engine;
 mod send;

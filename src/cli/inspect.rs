@@ -1,0 +1,313 @@
+//! `authsession inspect challenge|session|user <id>`: the source-of-truth record, its TTL, the
+//! gateway snapshot and the recent stream events, with a verdict line answering the runbook's
+//! triage questions. E-mail addresses are masked; code hashes are never printed.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::config::Config;
+use crate::domain::{mask_email, ChallengeId, DeviceSessionId, UserId};
+use crate::store::sessions::Session;
+use crate::store::{Keys, Redis};
+
+/// Stream entries examined, newest first, when looking for a session's events.
+pub const EVENT_SCAN: usize = 2000;
+
+pub enum Target {
+    Challenge(ChallengeId),
+    Session(DeviceSessionId),
+    User(UserId),
+}
+
+/// Returns false when something needs an operator (a missing or stale projection).
+pub async fn run(
+    config: &Config,
+    target: &Target,
+    out: &mut impl Write,
+) -> Result<bool, super::Error> {
+    let redis = Redis::new(&config.redis)?;
+    let keys = Keys::new(&config.redis, &config.gateway);
+    let view = View { redis, keys };
+    match target {
+        Target::Challenge(id) => view.challenge(id, out).await,
+        Target::Session(id) => view.session(id.as_str(), true, out).await,
+        Target::User(id) => view.user(id, out).await,
+    }
+}
+
+struct View {
+    redis: Redis,
+    keys: Keys,
+}
+
+fn ttl(ms: i64) -> String {
+    match ms {
+        -1 => "none".to_owned(),
+        -2 => "gone".to_owned(),
+        ms => humantime::format_duration(std::time::Duration::from_millis(ms as u64)).to_string(),
+    }
+}
+
+impl View {
+    async fn now_ms(&self) -> Result<i64, super::Error> {
+        let (secs, micros): (i64, i64) = self.redis.query(&redis::cmd("TIME")).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    async fn hash(&self, key: &str) -> Result<(HashMap<String, String>, i64), super::Error> {
+        let fields: HashMap<String, String> =
+            self.redis.query(redis::cmd("HGETALL").arg(key)).await?;
+        let ttl: i64 = self.redis.query(redis::cmd("PTTL").arg(key)).await?;
+        Ok((fields, ttl))
+    }
+
+    async fn challenge(
+        &self,
+        id: &ChallengeId,
+        out: &mut impl Write,
+    ) -> Result<bool, super::Error> {
+        let key = self.keys.challenge(id.as_str());
+        let (fields, pttl) = self.hash(&key).await?;
+        writeln!(out, "challenge {id} ({key})")?;
+        if fields.is_empty() {
+            writeln!(out, "verdict: not found: confirm answers challenge_not_found (never existed, or removed by TTL)")?;
+            return Ok(true);
+        }
+        let get = |f: &str| fields.get(f).map(String::as_str).unwrap_or("");
+        let now = self.now_ms().await?;
+        let expires_at: i64 = get("expires_at_ms").parse().unwrap_or(0);
+        writeln!(out, "  status: {}", get("status"))?;
+        writeln!(out, "  email: {}", mask_email(get("email")))?;
+        writeln!(
+            out,
+            "  code: {}",
+            if get("code_hash").is_empty() {
+                "none (no code was generated for delivery)"
+            } else {
+                "set (hash hidden)"
+            }
+        )?;
+        writeln!(out, "  attempts: {}", get("attempts"))?;
+        writeln!(
+            out,
+            "  expires: in {} (Redis clock)",
+            if expires_at > now {
+                ttl(expires_at - now)
+            } else {
+                "the past".to_owned()
+            }
+        )?;
+        writeln!(out, "  key ttl: {}", ttl(pttl))?;
+        let verdict = match get("status") {
+            "confirmed_pending_expire" => {
+                writeln!(out, "  device_session_id: {}", get("device_session_id"))?;
+                writeln!(out, "  user_id: {}", get("user_id"))?;
+                format!(
+                    "confirmed: identical confirms return session {} until the key expires",
+                    get("device_session_id")
+                )
+            }
+            _ if now >= expires_at => "expired: confirm answers challenge_expired until Redis removes the record".to_owned(),
+            "delivery_throttled" => "throttled: inside the address's resend window; no code was sent, user and mail services were not called".to_owned(),
+            "delivery_suppressed" => "suppressed: the user service said the address is blocked; no mail".to_owned(),
+            "delivery_failed" => "delivery failed: user or mail service error; the resend window was released".to_owned(),
+            "pending_delivery" => "pending delivery: the send did not finish (crash or timeout mid-send)".to_owned(),
+            "sent" => "sent: awaiting confirm".to_owned(),
+            other => format!("unknown status {other:?}"),
+        };
+        writeln!(out, "verdict: {verdict}")?;
+        if get("status") == "confirmed_pending_expire" {
+            writeln!(out)?;
+            return Box::pin(self.session(get("device_session_id"), true, out)).await;
+        }
+        Ok(true)
+    }
+
+    /// Prints one session and its projection; returns whether the projection is consistent.
+    async fn session(
+        &self,
+        id: &str,
+        with_events: bool,
+        out: &mut impl Write,
+    ) -> Result<bool, super::Error> {
+        let key = self.keys.session(id);
+        let (fields, pttl) = self.hash(&key).await?;
+        writeln!(out, "session {id} ({key})")?;
+        let Some(session) = Session::from_fields(fields.clone()) else {
+            let detail = if fields.is_empty() {
+                "not found (never existed, or its revoked retention ended)"
+            } else {
+                "record is malformed"
+            };
+            writeln!(out, "verdict: {detail}")?;
+            return Ok(fields.is_empty());
+        };
+        writeln!(
+            out,
+            "  source of truth: status={} version={} user_id={} created_at_ms={} ttl={}",
+            session.status,
+            session.version,
+            session.user_id,
+            session.created_at_ms,
+            ttl(pttl)
+        )?;
+        if let Some(reason) = &session.revoke_reason_code {
+            writeln!(
+                out,
+                "  revoked: at_ms={} reason={reason} actor={}/{}",
+                session.revoked_at_ms.unwrap_or_default(),
+                session.revoke_actor_type.as_deref().unwrap_or("-"),
+                session.revoke_actor_id.as_deref().unwrap_or("-")
+            )?;
+        }
+        let snapshot_key = self.keys.gateway_session(id);
+        let raw: Option<String> = self
+            .redis
+            .query(redis::cmd("GET").arg(&snapshot_key))
+            .await?;
+        let snapshot_ttl: i64 = self
+            .redis
+            .query(redis::cmd("PTTL").arg(&snapshot_key))
+            .await?;
+        let snapshot: Option<serde_json::Value> =
+            raw.as_deref().and_then(|r| serde_json::from_str(r).ok());
+        match &snapshot {
+            Some(s) => writeln!(
+                out,
+                "  gateway snapshot ({snapshot_key}): status={} version={} ttl={}",
+                s["status"],
+                s["version"],
+                ttl(snapshot_ttl)
+            )?,
+            None if raw.is_some() => {
+                writeln!(out, "  gateway snapshot ({snapshot_key}): UNREADABLE JSON")?
+            }
+            None => writeln!(out, "  gateway snapshot ({snapshot_key}): missing")?,
+        }
+        if with_events {
+            self.events(&session, out).await?;
+        }
+        let (ok, verdict) = projection_verdict(&session, snapshot.as_ref());
+        writeln!(out, "verdict: {verdict}")?;
+        Ok(ok)
+    }
+
+    async fn events(&self, session: &Session, out: &mut impl Write) -> Result<(), super::Error> {
+        let entries: Vec<(String, HashMap<String, String>)> = self
+            .redis
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(self.keys.stream())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(EVENT_SCAN),
+            )
+            .await?;
+        let mine: Vec<_> = entries
+            .iter()
+            .filter(|(_, f)| {
+                f.get("device_session_id").map(String::as_str)
+                    == Some(session.device_session_id.as_str())
+            })
+            .collect();
+        writeln!(
+            out,
+            "  stream {}: {} event(s) for this session in the last {} entries",
+            self.keys.stream(),
+            mine.len(),
+            entries.len()
+        )?;
+        for (entry, f) in mine.iter().rev() {
+            let field = |n: &str| f.get(n).map(String::as_str).unwrap_or("?");
+            writeln!(
+                out,
+                "    {entry} status={} version={} occurred_at_ms={}",
+                field("status"),
+                field("version"),
+                field("occurred_at_ms")
+            )?;
+        }
+        let latest = session.version.to_string();
+        if !mine.iter().any(|(_, f)| f.get("version") == Some(&latest)) {
+            writeln!(out, "  note: no event for version {latest} among the scanned entries (trimmed, or never appended)")?;
+        }
+        Ok(())
+    }
+
+    async fn user(&self, id: &UserId, out: &mut impl Write) -> Result<bool, super::Error> {
+        let all: u64 = self
+            .redis
+            .query(redis::cmd("ZCARD").arg(self.keys.user_sessions(id.as_str())))
+            .await?;
+        let active: Vec<String> = self
+            .redis
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(self.keys.user_active_sessions(id.as_str()))
+                    .arg(0)
+                    .arg(-1)
+                    .arg("REV"),
+            )
+            .await?;
+        writeln!(
+            out,
+            "user {id}: {all} session(s) indexed, {} active",
+            active.len()
+        )?;
+        let mut healthy = true;
+        for session in active.iter().take(50) {
+            writeln!(out)?;
+            healthy &= self.session(session, false, out).await?;
+        }
+        if active.len() > 50 {
+            writeln!(
+                out,
+                "\n({} more active sessions not shown)",
+                active.len() - 50
+            )?;
+        }
+        writeln!(
+            out,
+            "\nverdict: {}",
+            if healthy {
+                "every active session's projection is consistent"
+            } else {
+                "some projections need `authsession republish <id>`"
+            }
+        )?;
+        Ok(healthy)
+    }
+}
+
+/// Compares the gateway snapshot with the source of truth.
+pub fn projection_verdict(
+    session: &Session,
+    snapshot: Option<&serde_json::Value>,
+) -> (bool, String) {
+    let id = &session.device_session_id;
+    let Some(snapshot) = snapshot else {
+        return (false, format!("projection MISSING: the gateway cannot see this session; run `authsession republish {id}`"));
+    };
+    let version = snapshot["version"].as_u64().unwrap_or(0);
+    let status = snapshot["status"].as_str().unwrap_or("?");
+    if version < session.version {
+        return (
+            false,
+            format!(
+                "projection STALE: snapshot version {version} < source of truth version {}: run `authsession republish {id}`",
+                session.version
+            ),
+        );
+    }
+    if version > session.version {
+        return (false, format!("snapshot version {version} is AHEAD of source of truth {}: investigate writers of this key", session.version));
+    }
+    if status != session.status {
+        return (false, format!("snapshot says {status} but source of truth says {} at the same version: investigate", session.status));
+    }
+    (
+        true,
+        format!("projection consistent (version {version}, {status})"),
+    )
+}

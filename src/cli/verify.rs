@@ -1,0 +1,219 @@
+//! `authsession verify`: the runbook's steady-state verification. TCP to both listeners, the two
+//! recommended smoke requests, Redis reachability, the namespace in use and the script cache.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{Config, ScriptLoading};
+use crate::store::scripts::scripts;
+use crate::store::{Keys, Redis};
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Where to reach a listener bound to `addr` from this host.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+    } else {
+        addr
+    }
+}
+
+pub async fn run(
+    config: &Config,
+    json_output: bool,
+    out: &mut impl Write,
+) -> Result<bool, super::Error> {
+    let checks = checks(config).await;
+    let ok = checks.iter().all(|c| c.ok);
+    if json_output {
+        serde_json::to_writer_pretty(&mut *out, &json!({"ok": ok, "checks": checks}))
+            .map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "authsession steady-state verification (runbook)")?;
+        for check in &checks {
+            writeln!(
+                out,
+                "  [{}] {}: {}",
+                if check.ok { "PASS" } else { "FAIL" },
+                check.name,
+                check.detail
+            )?;
+        }
+        let passed = checks.iter().filter(|c| c.ok).count();
+        writeln!(
+            out,
+            "result: {} ({passed}/{} checks passed)",
+            if ok { "PASS" } else { "FAIL" },
+            checks.len()
+        )?;
+    }
+    Ok(ok)
+}
+
+async fn checks(config: &Config) -> Vec<Check> {
+    let limit = config.redis.connect_timeout;
+    let public = reachable(config.public_addr);
+    let internal = reachable(config.internal_addr);
+    let http = reqwest::Client::builder()
+        .timeout(limit.max(Duration::from_secs(2)))
+        .build()
+        .expect("HTTP client");
+    let mut checks = vec![
+        tcp("public listener", public, limit).await,
+        tcp("internal listener", internal, limit).await,
+    ];
+
+    let smoke = http
+        .post(format!(
+            "http://{public}/api/v1/public/auth/send-email-code"
+        ))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await;
+    checks.push(
+        expect_reply(
+            "public smoke request",
+            "malformed send-email-code",
+            smoke,
+            400,
+            |body| body["error"]["code"] == "invalid_request",
+        )
+        .await,
+    );
+
+    let mut request = http.get(format!(
+        "http://{internal}/api/v1/internal/users/authsession-verify-unknown/sessions"
+    ));
+    if let Some(token) = &config.internal_token {
+        request = request.bearer_auth(token);
+    }
+    checks.push(
+        expect_reply(
+            "internal smoke request",
+            "sessions of an unknown user",
+            request.send().await,
+            200,
+            |body| body["sessions"] == json!([]),
+        )
+        .await,
+    );
+
+    checks.extend(redis_checks(config, limit).await);
+    checks
+}
+
+async fn tcp(name: &'static str, addr: SocketAddr, limit: Duration) -> Check {
+    let result = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await;
+    let (ok, detail) = match result {
+        Ok(Ok(_)) => (true, format!("TCP connect to {addr}")),
+        Ok(Err(e)) => (false, format!("TCP connect to {addr} failed: {e}")),
+        Err(_) => (
+            false,
+            format!("TCP connect to {addr} timed out after {limit:?}"),
+        ),
+    };
+    Check { name, ok, detail }
+}
+
+async fn expect_reply(
+    name: &'static str,
+    what: &str,
+    response: reqwest::Result<reqwest::Response>,
+    status: u16,
+    body_ok: impl Fn(&serde_json::Value) -> bool,
+) -> Check {
+    let (ok, detail) = match response {
+        Err(e) => (false, format!("{what}: request failed: {e}")),
+        Ok(response) => {
+            let got = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let ok = got == status && body_ok(&body);
+            (ok, format!("{what}: expected {status}, got {got} {body}"))
+        }
+    };
+    Check { name, ok, detail }
+}
+
+async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
+    let address = config.redis.addrs.join(",");
+    let redis = match Redis::new(&config.redis) {
+        Ok(redis) => redis,
+        Err(e) => {
+            return vec![Check {
+                name: "redis",
+                ok: false,
+                detail: format!("{address}: {e}"),
+            }]
+        }
+    };
+    if let Err(e) = redis.check::<()>(&redis::cmd("PING"), limit).await {
+        return vec![Check {
+            name: "redis",
+            ok: false,
+            detail: format!("PING {address}: {e}"),
+        }];
+    }
+    let mut checks = vec![Check {
+        name: "redis",
+        ok: true,
+        detail: format!("PING {address}"),
+    }];
+
+    let keys = Keys::new(&config.redis, &config.gateway);
+    let stream_type: Result<String, _> = redis.query(redis::cmd("TYPE").arg(keys.stream())).await;
+    let (ok, detail) = match stream_type.as_deref() {
+        Ok("stream" | "none") => (
+            true,
+            format!(
+                "key prefix {:?}, gateway prefix {:?}, stream {:?} (gateway must use the same names)",
+                keys.prefix(),
+                keys.gateway_session_prefix(),
+                keys.stream()
+            ),
+        ),
+        Ok(other) => (false, format!("stream {:?} holds a {other}, not a stream: every confirm and revoke fails", keys.stream())),
+        Err(e) => (false, format!("TYPE {:?}: {e}", keys.stream())),
+    };
+    checks.push(Check {
+        name: "namespace",
+        ok,
+        detail,
+    });
+
+    let all = scripts().all();
+    let (ok, detail) = match redis.scripts_exist(&all).await {
+        Ok(exists) => {
+            let cached = exists.iter().filter(|e| **e).count();
+            let preloaded = config.redis.script_loading == ScriptLoading::Preloaded;
+            let ok = cached == all.len() || !preloaded;
+            let note = if preloaded {
+                "preloaded mode: all must be cached"
+            } else {
+                "auto mode: missing ones load on first use"
+            };
+            (
+                ok,
+                format!("{cached}/{} scripts cached ({note})", all.len()),
+            )
+        }
+        Err(e) => (false, format!("SCRIPT EXISTS: {e}")),
+    };
+    checks.push(Check {
+        name: "script cache",
+        ok,
+        detail,
+    });
+    checks
+}

@@ -1,0 +1,248 @@
+//! Operator commands against a real Redis and a running service: verify, inspect, republish,
+//! scripts check.
+
+use std::time::Duration;
+
+use authsession::config;
+use authsession::store::scripts::scripts;
+use redis::AsyncCommands;
+use testcontainers::{free_port, ServiceProcess, TestApp};
+
+use crate::helpers::{harness, unique_email};
+
+/// Runs `authsession <args>` with the app's configuration plus `overrides`; (exit code, output).
+async fn run_cli(app: &TestApp, args: &[&str], overrides: &[(&str, String)]) -> (i32, String) {
+    let mut env = app.cli_env();
+    for (k, v) in overrides {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.clone()));
+    }
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_authsession"));
+    let mut process = ServiceProcess::spawn(binary, args, &env);
+    let status = process
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .expect("the command finishes");
+    (status.code().unwrap_or(-1), process.lines().join("\n"))
+}
+
+#[tokio::test]
+async fn verify_passes_on_a_healthy_service() {
+    let h = harness(&[]).await;
+
+    let (code, output) = run_cli(&h.app, &["verify"], &[]).await;
+
+    assert_eq!(code, 0, "{output}");
+    for item in [
+        "public listener",
+        "internal listener",
+        "public smoke request",
+        "internal smoke request",
+        "redis",
+        "namespace",
+        "script cache",
+    ] {
+        assert!(
+            output.contains(&format!("[PASS] {item}")),
+            "{item} missing:\n{output}"
+        );
+    }
+    let (code, json) = run_cli(&h.app, &["verify", "--json"], &[]).await;
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 7);
+}
+
+#[tokio::test]
+async fn verify_fails_naming_the_internal_listener_when_it_is_down() {
+    let h = harness(&[]).await;
+    let nothing_there = format!("127.0.0.1:{}", free_port());
+
+    let (code, output) = run_cli(
+        &h.app,
+        &["verify"],
+        &[(config::INTERNAL_HTTP_ADDR, nothing_there)],
+    )
+    .await;
+
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("[FAIL] internal listener"), "{output}");
+    assert!(output.contains("[FAIL] internal smoke request"), "{output}");
+    assert!(output.contains("[PASS] public listener"), "{output}");
+}
+
+#[tokio::test]
+async fn verify_fails_naming_redis_when_it_is_unreachable() {
+    let mut h = harness(&[]).await;
+    h.redis.stop();
+
+    let (code, output) = run_cli(
+        &h.app,
+        &["verify"],
+        &[(config::REDIS_CONNECT_TIMEOUT, "500ms".into())],
+    )
+    .await;
+
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("[FAIL] redis"), "{output}");
+}
+
+#[tokio::test]
+async fn inspect_reports_a_stale_projection_and_republish_repairs_it() {
+    let h = harness(&[]).await;
+    let (id, _) = h.login(&unique_email()).await;
+    let active_view = serde_json::to_string(&h.snapshot(&id).await.unwrap()).unwrap();
+    h.app
+        .post_internal(&format!("/api/v1/internal/sessions/{id}/revoke"), None)
+        .await;
+    // Made stale on purpose: the gateway key goes back to the version 1 active view.
+    let mut redis = h.app.redis.clone();
+    let () = redis
+        .set(h.app.snapshot_key(&id), &active_view)
+        .await
+        .unwrap();
+
+    let (code, output) = run_cli(&h.app, &["inspect", "session", &id], &[]).await;
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("snapshot version 1 < source of truth version 2"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("authsession republish {id}")),
+        "{output}"
+    );
+
+    let (code, output) = run_cli(&h.app, &["republish", &id], &[]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("repaired"), "{output}");
+    let repaired = h.snapshot(&id).await.unwrap();
+    assert_eq!(
+        (repaired["status"].as_str(), repaired["version"].as_u64()),
+        (Some("revoked"), Some(2))
+    );
+
+    let (code, output) = run_cli(&h.app, &["inspect", "session", &id], &[]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("projection consistent (version 2, revoked)"),
+        "{output}"
+    );
+    let (_, output) = run_cli(&h.app, &["republish", &id], &[]).await;
+    assert!(
+        output.contains("current"),
+        "a second republish writes nothing: {output}"
+    );
+}
+
+#[tokio::test]
+async fn inspect_explains_challenges_and_users_without_revealing_addresses_or_codes() {
+    let h = harness(&[]).await;
+    let email = unique_email();
+    let (challenge_id, code) = h.send_code(&email).await;
+    let throttled = h.app.send_email_code(&email).await.body["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (exit, output) = run_cli(&h.app, &["inspect", "challenge", &throttled], &[]).await;
+    assert_eq!(exit, 0, "{output}");
+    assert!(output.contains("verdict: throttled"), "{output}");
+    assert!(
+        !output.contains(&email) && output.contains("***@example.com"),
+        "{output}"
+    );
+
+    let reply = h
+        .app
+        .confirm(&challenge_id, &code, &crate::helpers::public_key())
+        .await;
+    let id = reply.body["device_session_id"].as_str().unwrap();
+    let (exit, output) = run_cli(&h.app, &["inspect", "challenge", &challenge_id], &[]).await;
+    assert_eq!(exit, 0, "{output}");
+    assert!(
+        output.contains("verdict: confirmed") && output.contains(id),
+        "{output}"
+    );
+    assert!(!output.contains(&code), "the code leaked: {output}");
+
+    let user_id = h.session_field(id, "user_id").await.unwrap();
+    let (exit, output) = run_cli(&h.app, &["inspect", "user", &user_id], &[]).await;
+    assert_eq!(exit, 0, "{output}");
+    assert!(
+        output.contains("1 active")
+            && output.contains("every active session's projection is consistent"),
+        "{output}"
+    );
+
+    let (exit, output) = run_cli(&h.app, &["inspect", "challenge", "never-existed"], &[]).await;
+    assert_eq!(exit, 0);
+    assert!(output.contains("challenge_not_found"), "{output}");
+}
+
+#[tokio::test]
+async fn scripts_check_fails_after_script_flush_and_passes_after_loading() {
+    let h = harness(&[]).await;
+    let mut redis = h.app.redis.clone();
+    for script in scripts().all() {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(&script.body)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
+    assert_eq!(code, 0, "{output}");
+
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
+
+    assert_eq!(code, 1, "{output}");
+    assert_eq!(
+        output.matches("MISSING").count(),
+        scripts().all().len(),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn scripts_export_writes_the_exact_bodies_the_lock_records() {
+    let h = harness(&[]).await;
+    let dir = tempfile_dir();
+
+    let (code, output) = run_cli(&h.app, &["scripts", "export", dir.to_str().unwrap()], &[]).await;
+
+    assert_eq!(code, 0, "{output}");
+    for script in scripts().all() {
+        let body = std::fs::read_to_string(dir.join(format!("{}.lua", script.name))).unwrap();
+        assert_eq!(sha1_hex(&body), script.sha1, "{}", script.name);
+    }
+    let (_, lock) = run_cli(&h.app, &["scripts", "list"], &[]).await;
+    assert_eq!(
+        lock.trim(),
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lua/scripts.lock"))
+            .unwrap()
+            .trim()
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("authsession-export-{:x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sha1_hex(body: &str) -> String {
+    let mut redis_style = String::new();
+    for byte in sha1_smol::Sha1::from(body).digest().bytes() {
+        redis_style.push_str(&format!("{byte:02x}"));
+    }
+    redis_style
+}
