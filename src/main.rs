@@ -96,10 +96,24 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     if let Command::Serve = command {
-        telemetry::init(config.log_format, &config.log_level);
-        let clean = runtime().block_on(serve(config));
-        telemetry::shutdown();
-        return exit(clean);
+        let budget = config.shutdown_timeout;
+        let telemetry = telemetry::init(config.log_format, &config.log_level);
+        let served = runtime().block_on(serve(config));
+        // Telemetry last: the runtime (and every task that could still emit) is gone by now.
+        let flushed = telemetry.shutdown(budget);
+        let Some(clean) = served else {
+            return ExitCode::FAILURE; // startup failed; already logged
+        };
+        if clean && flushed {
+            tracing::info!("shutdown complete");
+        } else {
+            tracing::error!(
+                clean,
+                flushed,
+                "shutdown complete: a component overran its budget or failed"
+            );
+        }
+        return exit(clean && flushed);
     }
     let outcome = runtime().block_on(async {
         match command {
@@ -170,23 +184,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime starts")
 }
 
-async fn serve(config: Config) -> bool {
+/// `None` when startup failed; otherwise whether every listener drained within its budget.
+async fn serve(config: Config) -> Option<bool> {
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(error) => {
             tracing::error!(error = %error, "startup failed");
-            return false;
+            return None;
         }
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let clean = app.run_until_stopped(shutdown).await;
-    if clean {
-        tracing::info!("shutdown complete");
-    } else {
-        tracing::error!("shutdown complete: a component overran its budget");
-    }
-    clean
+    Some(app.run_until_stopped(shutdown).await)
 }
 
 /// SIGINT or SIGTERM cancels the one shutdown token.

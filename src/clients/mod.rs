@@ -6,6 +6,8 @@ pub mod user_directory;
 
 use std::time::Duration;
 
+use crate::telemetry::metrics::metrics;
+
 pub use mail_sender::{Delivery, MailSender, RestMailSender, StubMailSender};
 pub use user_directory::{RestUserDirectory, StubUserDirectory, UserDirectory};
 
@@ -65,15 +67,21 @@ async fn call_json<T: serde::de::DeserializeOwned>(
     };
     let mut last = None;
     for attempt in 1..=attempts {
-        match attempt_json(service, request().timeout(timeout), timeout).await {
+        let result = attempt_json(service, request().timeout(timeout), timeout).await;
+        match &result {
             Err(e) if e.is_transient() && attempt < attempts => {
+                metrics().dependency(service, "retried");
                 tracing::warn!(service, error = %e, "retrying read once");
-                last = Some(e);
+                last = Some(result);
+                continue;
             }
-            other => return other,
+            Ok(_) => metrics().dependency(service, "ok"),
+            Err(Error::Body { .. }) => metrics().dependency(service, "bad_body"),
+            Err(_) => metrics().dependency(service, "failed"),
         }
+        return result;
     }
-    Err(last.expect("at least one attempt"))
+    last.expect("at least one attempt")
 }
 
 async fn attempt_json<T: serde::de::DeserializeOwned>(

@@ -7,6 +7,7 @@ use super::Context;
 use crate::clients::user_directory::BlockOutcome;
 use crate::domain::{ActorId, Code, UserId};
 use crate::store::sessions::Revocation;
+use crate::telemetry::metrics::metrics;
 
 pub async fn block_user(
     ctx: &Context,
@@ -26,6 +27,13 @@ pub async fn block_user(
         actor_id,
     };
     let revoked = ctx.store.user_sessions_revoke(user_id, &revocation).await?;
+    metrics().revoke(
+        "block",
+        match outcome {
+            BlockOutcome::Blocked => "blocked",
+            BlockOutcome::AlreadyBlocked => "already_blocked",
+        },
+    );
     tracing::info!(%user_id, ?outcome, revoked, "user blocked");
     Ok((outcome, revoked))
 }

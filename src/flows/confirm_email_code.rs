@@ -7,6 +7,7 @@ use crate::clients::user_directory::Ensured;
 use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, LoginCode};
 use crate::store::challenges::{ConfirmRequest, Confirmed, Rejection, Verified};
 use crate::store::sessions::Republished;
+use crate::telemetry::metrics::metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfirmError {
@@ -36,6 +37,23 @@ pub async fn confirm_email_code(
     code: &LoginCode,
     client_public_key: &ClientPublicKey,
 ) -> Result<DeviceSessionId, ConfirmError> {
+    let result = confirm(ctx, challenge_id, code, client_public_key).await;
+    metrics().confirm(match &result {
+        Ok((_, outcome)) => outcome,
+        Err(ConfirmError::Rejected(rejection)) => rejection.code(),
+        Err(ConfirmError::UserBlocked) => "user_blocked",
+        Err(ConfirmError::Unavailable(_)) => "service_unavailable",
+    });
+    result.map(|(id, _)| id)
+}
+
+/// The session and whether this call `created` it or `retried` an earlier confirm.
+async fn confirm(
+    ctx: &Context,
+    challenge_id: &ChallengeId,
+    code: &LoginCode,
+    client_public_key: &ClientPublicKey,
+) -> Result<(DeviceSessionId, &'static str), ConfirmError> {
     let limits = ctx.limits.limits().await;
     let code_hash = code.hash(challenge_id);
     let verified = ctx
@@ -49,7 +67,11 @@ pub async fn confirm_email_code(
         .await?;
     let email = match verified {
         Verified::Rejected(rejection) => return Err(ConfirmError::Rejected(rejection)),
-        Verified::Confirmed(device_session_id) => return repair(ctx, device_session_id).await,
+        Verified::Confirmed(device_session_id) => {
+            return repair(ctx, device_session_id)
+                .await
+                .map(|id| (id, "retried"))
+        }
         Verified::Ok { email } => Email::parse(&email).map_err(|_| crate::store::Error::Reply {
             script: "challenge_verify",
             detail: "stored e-mail does not parse".into(),
@@ -73,10 +95,10 @@ pub async fn confirm_email_code(
     match ctx.store.challenge_confirm(&request).await? {
         Confirmed::Created(id) => {
             tracing::info!(%challenge_id, device_session_id = %id, %user_id, "session created");
-            Ok(id)
+            Ok((id, "created"))
         }
         // A concurrent identical confirm won the race; its script wrote the projection.
-        Confirmed::Existing(id) => Ok(id),
+        Confirmed::Existing(id) => Ok((id, "retried")),
         Confirmed::Rejected(rejection) => Err(ConfirmError::Rejected(rejection)),
     }
 }

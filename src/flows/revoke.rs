@@ -5,6 +5,7 @@ use super::{Context, Unavailable};
 use crate::clients;
 use crate::domain::{DeviceSessionId, UserId};
 use crate::store::sessions::{Revocation, RevokeOutcome, Session};
+use crate::telemetry::metrics::metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RevokeAllError {
@@ -34,6 +35,13 @@ pub async fn revoke_session(
 ) -> Result<Option<(RevokeOutcome, Session)>, Unavailable> {
     let result = ctx.store.session_revoke(id, revocation).await?;
     if let Some((outcome, _)) = &result {
+        metrics().revoke(
+            "session",
+            match outcome {
+                RevokeOutcome::Revoked => "revoked",
+                RevokeOutcome::AlreadyRevoked => "already_revoked",
+            },
+        );
         tracing::info!(device_session_id = %id, reason = %revocation.reason_code, ?outcome, "session revoke");
     }
     Ok(result)
@@ -46,9 +54,18 @@ pub async fn revoke_all(
     revocation: &Revocation,
 ) -> Result<u64, RevokeAllError> {
     if ctx.users.get_user(user_id).await?.is_none() {
+        metrics().revoke("all", "user_not_found");
         return Err(RevokeAllError::UserNotFound);
     }
     let revoked = ctx.store.user_sessions_revoke(user_id, revocation).await?;
+    metrics().revoke(
+        "all",
+        if revoked == 0 {
+            "no_active_sessions"
+        } else {
+            "revoked"
+        },
+    );
     tracing::info!(%user_id, reason = %revocation.reason_code, revoked, "revoke-all");
     Ok(revoked)
 }

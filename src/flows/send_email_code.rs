@@ -7,6 +7,7 @@ use crate::clients::user_directory::Resolution;
 use crate::clients::Delivery as Mail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
 use crate::store::challenges::{Created, Delivery};
+use crate::telemetry::metrics::metrics;
 
 pub async fn send_email_code(
     ctx: &Context,
@@ -20,6 +21,7 @@ pub async fn send_email_code(
         .challenge_create(&challenge_id, email, &code.hash(&challenge_id), locale)
         .await?;
     if created == Created::Throttled {
+        metrics().send("throttled");
         tracing::info!(%challenge_id, outcome = "throttled", "send-email-code");
         return Ok(challenge_id);
     }
@@ -47,6 +49,7 @@ pub async fn send_email_code(
             } else {
                 "suppressed"
             };
+            metrics().send(outcome);
             tracing::info!(%challenge_id, outcome, "send-email-code");
             Ok(challenge_id)
         }
@@ -60,6 +63,7 @@ pub async fn send_email_code(
             {
                 tracing::warn!(%challenge_id, error = %store_error, "could not mark the challenge delivery_failed");
             }
+            metrics().send("failed");
             tracing::warn!(%challenge_id, outcome = "failed", %error, "send-email-code");
             Err(error.into())
         }

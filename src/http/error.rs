@@ -93,34 +93,23 @@ impl From<Unavailable> for ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
-        let (status, code, message) = match rejection {
-            Rejection::NotFound => (
-                StatusCode::NOT_FOUND,
-                "challenge_not_found",
-                "no such challenge",
-            ),
-            Rejection::Expired => (
-                StatusCode::GONE,
-                "challenge_expired",
-                "the login code has expired",
-            ),
+        let (status, message) = match rejection {
+            Rejection::NotFound => (StatusCode::NOT_FOUND, "no such challenge"),
+            Rejection::Expired => (StatusCode::GONE, "the login code has expired"),
             Rejection::InvalidCode => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_code",
                 "the login code is not valid",
             ),
             Rejection::TooManyAttempts => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
                 "too many attempts; request a new code later",
             ),
             Rejection::AlreadyConfirmed => (
                 StatusCode::CONFLICT,
-                "challenge_already_confirmed",
                 "the challenge was confirmed with another key",
             ),
         };
-        ApiError::new(status, code, message)
+        ApiError::new(status, rejection.code(), message)
     }
 }
 

@@ -16,6 +16,7 @@ use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::telemetry::metrics::metrics;
 use error::ApiError;
 use extract::MAX_BODY_BYTES;
 
@@ -28,26 +29,67 @@ fn finish(router: Router, surface: &'static str) -> Router {
     router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(axum::middleware::from_fn(guard))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard(surface, req, next)
+        }))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(move |req: &Request| {
-                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
-                    let request_id =
-                        req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-                    tracing::info_span!("request", surface, method = %req.method(), route, request_id)
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str)
+                        .unwrap_or("unmatched");
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        surface,
+                        method = %req.method(),
+                        route,
+                        request_id,
+                        status = tracing::field::Empty,
+                    )
                 })
                 .on_request(())
-                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "request");
+                .on_response(|res: &Response, latency: Duration, span: &tracing::Span| {
+                    span.record("status", res.status().as_u16());
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "request"
+                    );
                 }),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Refuses oversized bodies up front (413 with the envelope) and bounds each request's duration.
-async fn guard(req: Request, next: Next) -> Response {
+/// Refuses oversized bodies up front (413 with the envelope), bounds each request's duration,
+/// and records it per route template and status.
+async fn guard(surface: &'static str, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let response = bounded(req, next).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    metrics().http(
+        surface,
+        method.as_str(),
+        route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn bounded(req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

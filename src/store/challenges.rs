@@ -41,6 +41,19 @@ pub enum Rejection {
     AlreadyConfirmed,
 }
 
+impl Rejection {
+    /// The error code of the HTTP contract.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::NotFound => "challenge_not_found",
+            Rejection::Expired => "challenge_expired",
+            Rejection::InvalidCode => "invalid_code",
+            Rejection::TooManyAttempts => "too_many_attempts",
+            Rejection::AlreadyConfirmed => "challenge_already_confirmed",
+        }
+    }
+}
+
 /// `challenge_verify`'s verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {

@@ -23,9 +23,12 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
+use tracing::Instrument;
+
 use super::scripts::{Script, ScriptCall};
 use super::Error;
 use crate::config::{RedisConfig, RedisMode, ScriptLoading};
+use crate::telemetry::metrics::metrics;
 
 /// A pooled multiplexed connection that remembers a transport failure.
 pub struct Conn {
@@ -337,8 +340,41 @@ impl Redis {
     /// are `preloaded`.
     pub async fn invoke(&self, call: &ScriptCall<'_>) -> Result<Value, Error> {
         let script = call.script();
+        let span = tracing::info_span!(
+            "script",
+            script = script.name,
+            version = script.version,
+            outcome = tracing::field::Empty,
+            noscript_reload = false,
+        );
         let started = std::time::Instant::now();
-        let result = match self
+        let result = self
+            .invoke_once_reloading(call, &span)
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+        metrics().script(
+            script.name,
+            script.version,
+            result.is_ok(),
+            elapsed,
+            script.writes_projection,
+        );
+        if let Err(error) = &result {
+            let _entered = span.enter();
+            tracing::warn!(%error, elapsed_ms = elapsed.as_millis() as u64, "script call failed");
+        }
+        result
+    }
+
+    async fn invoke_once_reloading(
+        &self,
+        call: &ScriptCall<'_>,
+        span: &tracing::Span,
+    ) -> Result<Value, Error> {
+        let script = call.script();
+        match self
             .query_value(&call.evalsha(), self.command_timeout)
             .await
         {
@@ -349,25 +385,15 @@ impl Redis {
                         version: script.version,
                     });
                 }
-                tracing::info!(
-                    script = script.name,
-                    version = script.version,
-                    "NOSCRIPT: loading script"
-                );
+                span.record("noscript_reload", true);
+                metrics().noscript_reload(script.name);
+                tracing::info!("NOSCRIPT: loading script");
                 self.load_for(script, call.first_key()).await?;
                 self.query_value(&call.evalsha(), self.command_timeout)
                     .await
             }
             other => other,
-        };
-        tracing::debug!(
-            script = script.name,
-            version = script.version,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            ok = result.is_ok(),
-            "script call"
-        );
-        result
+        }
     }
 
     /// `SCRIPT LOAD` where the scripts run (the authsession slot's primary in cluster mode).
@@ -409,8 +435,11 @@ async fn checkout(
     pool: &bb8::Pool<Manager>,
     limit: Duration,
 ) -> Result<bb8::PooledConnection<'_, Manager>, Error> {
-    pool.get().await.map_err(|e| match e {
+    let started = std::time::Instant::now();
+    let conn = pool.get().await.map_err(|e| match e {
         bb8::RunError::User(e) => Error::Redis(e),
         bb8::RunError::TimedOut => Error::Timeout(limit),
-    })
+    });
+    metrics().pool_wait(started.elapsed());
+    conn
 }

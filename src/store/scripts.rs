@@ -18,6 +18,8 @@ pub struct Script {
     pub body: String,
     /// Lowercase hex SHA1 of `body`, as `EVALSHA` wants it.
     pub sha1: String,
+    /// Whether the script writes the gateway projection (its failures are counted apart).
+    pub writes_projection: bool,
 }
 
 /// Every script, by operation.
@@ -84,11 +86,15 @@ fn assemble(name: &'static str) -> Script {
     let body = inline_includes(name, source);
     let version = parse_version(name, &body);
     let sha1 = sha1_smol::Sha1::from(&body).digest().to_string();
+    let writes_projection = body
+        .lines()
+        .any(|l| l.trim_start().starts_with("projection_write("));
     Script {
         name,
         version,
         body,
         sha1,
+        writes_projection,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod fakes;
+pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod redis_cluster;
@@ -11,6 +12,7 @@ pub mod redis_server;
 
 pub use app::{spawn_app, TestApp};
 pub use fakes::{Behaviour, FakeMailService, FakeUserService, RecordedCall};
+pub use otlp::OtlpReceiver;
 pub use process::ServiceProcess;
 pub use proxy::{Fault, FaultProxy};
 pub use redis_cluster::RedisCluster;

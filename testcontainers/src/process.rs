@@ -75,6 +75,24 @@ impl ServiceProcess {
         }
     }
 
+    /// The address from the JSON `<name> HTTP listener started` line (`public` or `internal`).
+    pub async fn listener_addr(&self, name: &str) -> std::net::SocketAddr {
+        let line = self
+            .wait_for_line(
+                &format!("{name} HTTP listener started"),
+                Duration::from_secs(15),
+            )
+            .await
+            .unwrap_or_else(|| {
+                panic!("no `{name} HTTP listener started` line: {:?}", self.lines())
+            });
+        let log: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        log["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("an address field")
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).expect("deliver signal");
     }

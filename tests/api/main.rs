@@ -10,3 +10,4 @@ mod operator;
 mod routing;
 mod script_engine;
 mod send;
+mod telemetry;

@@ -1,0 +1,154 @@
+//! The service's metric instruments, created once from the global meter (a no-op until OTLP
+//! export is configured). Attribute values are bounded sets (outcomes, route templates, script
+//! names), never ids or addresses.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::KeyValue;
+
+pub struct Metrics {
+    send_outcomes: Counter<u64>,
+    confirm_outcomes: Counter<u64>,
+    revoke_outcomes: Counter<u64>,
+    script_duration: Histogram<f64>,
+    noscript_reloads: Counter<u64>,
+    projection_failures: Counter<u64>,
+    dependency_calls: Counter<u64>,
+    http_duration: Histogram<f64>,
+    pool_wait: Histogram<f64>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let meter = opentelemetry::global::meter("authsession");
+    Metrics {
+        send_outcomes: meter
+            .u64_counter("authsession.send.outcomes")
+            .with_description("send-email-code results: sent, throttled, suppressed, failed")
+            .build(),
+        confirm_outcomes: meter
+            .u64_counter("authsession.confirm.outcomes")
+            .with_description("confirm-email-code results: created, retried, or the error code")
+            .build(),
+        revoke_outcomes: meter
+            .u64_counter("authsession.revoke.outcomes")
+            .with_description("revoke, revoke-all and block results")
+            .build(),
+        script_duration: meter
+            .f64_histogram("authsession.script.duration")
+            .with_unit("s")
+            .with_description("Lua script call latency, NOSCRIPT reload included")
+            .build(),
+        noscript_reloads: meter
+            .u64_counter("authsession.script.noscript_reloads")
+            .with_description("scripts loaded after Redis answered NOSCRIPT")
+            .build(),
+        projection_failures: meter
+            .u64_counter("authsession.projection.publish_failures")
+            .with_description("failed calls of scripts that write the gateway projection")
+            .build(),
+        dependency_calls: meter
+            .u64_counter("authsession.dependency.calls")
+            .with_description("user/mail service attempts by outcome (ok, retried, failed)")
+            .build(),
+        http_duration: meter
+            .f64_histogram("http.server.request.duration")
+            .with_unit("s")
+            .with_description("HTTP request duration per route and status")
+            .build(),
+        pool_wait: meter
+            .f64_histogram("authsession.redis.pool.wait")
+            .with_unit("s")
+            .with_description("time waiting for a pooled Redis connection")
+            .build(),
+    }
+});
+
+/// The instruments.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    pub fn send(&self, outcome: &'static str) {
+        self.send_outcomes
+            .add(1, &[KeyValue::new("outcome", outcome)]);
+    }
+
+    pub fn confirm(&self, outcome: &'static str) {
+        self.confirm_outcomes
+            .add(1, &[KeyValue::new("outcome", outcome)]);
+    }
+
+    pub fn revoke(&self, operation: &'static str, outcome: &'static str) {
+        self.revoke_outcomes.add(
+            1,
+            &[
+                KeyValue::new("operation", operation),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+    }
+
+    pub fn script(
+        &self,
+        script: &'static str,
+        version: u32,
+        ok: bool,
+        elapsed: Duration,
+        writes_projection: bool,
+    ) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.script_duration.record(
+            elapsed.as_secs_f64(),
+            &[
+                KeyValue::new("script", script),
+                KeyValue::new("version", i64::from(version)),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+        if !ok && writes_projection {
+            self.projection_failures
+                .add(1, &[KeyValue::new("script", script)]);
+        }
+    }
+
+    pub fn noscript_reload(&self, script: &'static str) {
+        self.noscript_reloads
+            .add(1, &[KeyValue::new("script", script)]);
+    }
+
+    pub fn dependency(&self, service: &'static str, outcome: &'static str) {
+        self.dependency_calls.add(
+            1,
+            &[
+                KeyValue::new("service", service),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+    }
+
+    pub fn http(
+        &self,
+        surface: &'static str,
+        method: &str,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        self.http_duration.record(
+            elapsed.as_secs_f64(),
+            &[
+                KeyValue::new("surface", surface),
+                KeyValue::new("http.request.method", method.to_owned()),
+                KeyValue::new("http.route", route.to_owned()),
+                KeyValue::new("http.response.status_code", i64::from(status)),
+            ],
+        );
+    }
+
+    pub fn pool_wait(&self, elapsed: Duration) {
+        self.pool_wait.record(elapsed.as_secs_f64(), &[]);
+    }
+}

@@ -1,0 +1,147 @@
+//! Telemetry: structured logs through `tracing` (JSON or text), and, when the standard `OTEL_*`
+//! variables name an endpoint, OpenTelemetry traces and metrics exported over OTLP/HTTP. With no
+//! endpoint nothing is exported and the metric instruments are no-ops.
+//!
+//! Nothing here ever records a login code, an e-mail address or a bearer token: spans carry route
+//! templates (never raw paths with query strings), ids and outcomes only.
+
+pub mod metrics;
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::LogFormat;
+
+/// The exporters to flush at shutdown (none when OTLP is off).
+#[derive(Default)]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+/// True when an `OTEL_EXPORTER_OTLP_*ENDPOINT` variable asks for export.
+fn otlp_requested() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
+}
+
+fn resource() -> Resource {
+    let builder = Resource::builder();
+    // OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win; the default name is ours, not the SDK's.
+    if std::env::var("OTEL_SERVICE_NAME").is_ok() {
+        builder.build()
+    } else {
+        builder.with_service_name("authsession").build()
+    }
+}
+
+/// Installs the global subscriber (and the OTLP pipelines when requested). Call it outside any
+/// async runtime: the exporters run on threads of their own. A second call is a no-op for logs.
+pub fn init(format: LogFormat, level: &str) -> Telemetry {
+    let mut telemetry = Telemetry::default();
+    let mut otel_error = None;
+    if otlp_requested() {
+        match build_providers() {
+            Ok((tracer, meter)) => {
+                opentelemetry::global::set_meter_provider(meter.clone());
+                telemetry = Telemetry {
+                    tracer: Some(tracer),
+                    meter: Some(meter),
+                };
+            }
+            Err(e) => otel_error = Some(e),
+        }
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let fmt = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stdout)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stdout)
+            .boxed(),
+    };
+    let otel = telemetry
+        .tracer
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("authsession")));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    match otel_error {
+        Some(error) => {
+            tracing::error!(%error, "OpenTelemetry export disabled: exporter setup failed")
+        }
+        None if telemetry.tracer.is_some() => {
+            tracing::info!("OpenTelemetry export enabled (OTLP over HTTP)")
+        }
+        None => {}
+    }
+    telemetry
+}
+
+fn build_providers(
+) -> Result<(SdkTracerProvider, SdkMeterProvider), opentelemetry_otlp::ExporterBuildError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+        Ok("http/json") => opentelemetry_otlp::Protocol::HttpJson,
+        _ => opentelemetry_otlp::Protocol::HttpBinary,
+    };
+    let spans = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .build()?;
+    let metrics = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .build()?;
+    let tracer = SdkTracerProvider::builder()
+        .with_batch_exporter(spans)
+        .with_resource(resource())
+        .build();
+    let meter = SdkMeterProvider::builder()
+        .with_periodic_exporter(metrics)
+        .with_resource(resource())
+        .build();
+    Ok((tracer, meter))
+}
+
+impl Telemetry {
+    /// Flushes and shuts the exporters down, last thing before exit, within `budget` each.
+    /// Returns false when an exporter failed or overran.
+    pub fn shutdown(self, budget: Duration) -> bool {
+        let mut clean = true;
+        if let Some(tracer) = self.tracer {
+            if let Err(error) = tracer.shutdown_with_timeout(budget) {
+                tracing::error!(%error, "trace exporter shutdown failed");
+                clean = false;
+            }
+        }
+        if let Some(meter) = self.meter {
+            if let Err(error) = meter.shutdown_with_timeout(budget) {
+                tracing::error!(%error, "metric exporter shutdown failed");
+                clean = false;
+            }
+        }
+        clean
+    }
+}
