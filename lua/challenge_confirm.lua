@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 1
+-- challenge_confirm, version: 2
 -- Turns a verified challenge into a device session, atomically with its indexes, the eviction of
 -- the user's oldest sessions over the limit, and the gateway projection of every change.
 -- KEYS[1] challenge  KEYS[2] new session  KEYS[3] user's session index  KEYS[4] user's active index
@@ -8,6 +8,7 @@
 -- ARGV[5] max attempts  ARGV[6] max active sessions per user  ARGV[7] idempotency window ms
 -- ARGV[8] revoked-session retention ms  ARGV[9] stream MAXLEN  ARGV[10] session key prefix
 -- ARGV[11] gateway snapshot key prefix (evicted sessions' keys are prefix .. id)  ARGV[12] challenge_id
+-- ARGV[13] most sessions evicted by this call (bounds the script; later logins evict the rest)
 -- Reply: {'created', device_session_id, created_at_ms} | {'confirmed', device_session_id}
 --        | {'already_confirmed'} | {'not_found'} | {'expired'} | {'invalid_code'} | {'too_many_attempts'}
 -- Replay-safe: a second run finds the challenge confirmed with its own id and answers 'confirmed'.
@@ -51,7 +52,7 @@ redis.call('ZCARD', KEYS[3]) -- fails here, before any write, if the index has t
 
 -- Oldest active sessions over the limit (the new one counts), read before any write.
 local evicted = {}
-local excess = redis.call('ZCARD', KEYS[4]) + 1 - tonumber(ARGV[6])
+local excess = math.min(redis.call('ZCARD', KEYS[4]) + 1 - tonumber(ARGV[6]), tonumber(ARGV[13]))
 if excess > 0 then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, excess - 1)) do
     local s = session_load(ARGV[10] .. id)

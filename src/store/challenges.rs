@@ -4,6 +4,10 @@ use super::{millis, reply_string, reply_strings, unexpected, Error, Store};
 use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, Locale, UserId};
 use crate::store::scripts::ScriptCall;
 
+/// Most sessions one confirm revokes for being over the per-user limit, so the script stays
+/// short even right after the limit was lowered a lot; later logins evict the rest.
+pub const MAX_EVICTIONS_PER_LOGIN: u32 = 50;
+
 /// What `challenge_create` decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -211,7 +215,8 @@ impl Store {
             .arg(self.stream_maxlen)
             .arg(self.keys.session(""))
             .arg(self.keys.gateway_session_prefix())
-            .arg(req.challenge_id);
+            .arg(req.challenge_id)
+            .arg(MAX_EVICTIONS_PER_LOGIN);
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         let parse_id =
             |id: &str| DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply));

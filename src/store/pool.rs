@@ -21,6 +21,9 @@ use redis::{
     AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, IntoConnectionInfo,
     RedisConnectionInfo, RedisError, ServerErrorKind, Value,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::OnceCell;
 
 use tracing::Instrument;
@@ -30,23 +33,26 @@ use super::Error;
 use crate::config::{RedisConfig, RedisMode, ScriptLoading};
 use crate::telemetry::metrics::metrics;
 
-/// A pooled multiplexed connection that remembers a transport failure.
+/// A pooled multiplexed connection that remembers a transport failure. Requests run on clones
+/// (a multiplexed connection pipelines any number of them), so a checkout lasts only as long as
+/// taking the clone, and a failure seen on any clone marks the pooled original broken.
+#[derive(Clone)]
 pub struct Conn {
     inner: MultiplexedConnection,
-    broken: bool,
+    broken: Arc<AtomicBool>,
 }
 
 impl Conn {
     /// A transport-level failure leaves the connection unusable: bb8 drops it on return.
     /// Returns true when the connection was lost (as opposed to a timeout or a server error).
-    fn note<T>(&mut self, result: &Result<T, RedisError>) -> bool {
+    fn note<T>(&self, result: &Result<T, RedisError>) -> bool {
         let Err(e) = result else { return false };
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_unrecoverable_error()
         {
-            self.broken = true;
+            self.broken.store(true, Ordering::Relaxed);
         }
         !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped())
     }
@@ -68,7 +74,7 @@ impl bb8::ManageConnection for Manager {
             .await?;
         Ok(Conn {
             inner,
-            broken: false,
+            broken: Arc::default(),
         })
     }
 
@@ -77,8 +83,21 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken
+        conn.broken.load(Ordering::Relaxed)
     }
+}
+
+/// Requests sent to Redis by this process (commands, pipelines, script loads): what the
+/// benchmarks report as round trips per flow.
+static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Round trips to Redis since the process started.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_round_trip() {
+    ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[derive(Clone)]
@@ -166,6 +185,8 @@ impl Redis {
             .connection_timeout(config.command_timeout.max(config.connect_timeout))
             .test_on_check_out(false)
             .retry_connection(false)
+            .queue_strategy(bb8::QueueStrategy::Fifo)
+            .min_idle(Some(config.pool_size))
             .build_unchecked(manager);
         Ok(Backend::Standalone(pool))
     }
@@ -219,12 +240,14 @@ impl Redis {
             match &self.backend {
                 Backend::Standalone(pool) => {
                     let mut conn = pool.dedicated_connection().await?;
+                    count_round_trip();
                     cmd.query_async::<Value>(&mut conn.inner)
                         .await
                         .map_err(Error::Redis)
                 }
                 Backend::Cluster { .. } => {
                     let mut conn = self.cluster_conn().await?;
+                    count_round_trip();
                     cmd.query_async::<Value>(&mut conn)
                         .await
                         .map_err(Error::Redis)
@@ -259,12 +282,14 @@ impl Redis {
             match &self.backend {
                 Backend::Standalone(pool) => {
                     let mut conn = checkout(pool, limit).await?;
+                    count_round_trip();
                     let result = pipe.query_async::<Value>(&mut conn.inner).await;
                     conn.note(&result);
                     result.map_err(Error::Redis)
                 }
                 Backend::Cluster { .. } => {
                     let mut conn = self.cluster_conn().await?;
+                    count_round_trip();
                     pipe.query_async::<Value>(&mut conn)
                         .await
                         .map_err(Error::Redis)
@@ -292,6 +317,7 @@ impl Redis {
             match &self.backend {
                 Backend::Standalone(pool) => {
                     let mut conn = checkout(pool, limit).await?;
+                    count_round_trip();
                     let result = cmd.query_async::<Value>(&mut conn.inner).await;
                     if !conn.note(&result) {
                         return result.map_err(Error::Redis);
@@ -302,12 +328,14 @@ impl Redis {
                     // surface.
                     drop(conn);
                     let mut fresh = pool.dedicated_connection().await?;
+                    count_round_trip();
                     cmd.query_async::<Value>(&mut fresh.inner)
                         .await
                         .map_err(Error::Redis)
                 }
                 Backend::Cluster { .. } => {
                     let mut conn = self.cluster_conn().await?;
+                    count_round_trip();
                     cmd.query_async::<Value>(&mut conn)
                         .await
                         .map_err(Error::Redis)
@@ -326,6 +354,7 @@ impl Redis {
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                 Route::with_key(key, SlotAddr::Master),
             ));
+            count_round_trip();
             conn.route_command(cmd.clone(), routing)
                 .await
                 .map_err(Error::Redis)
@@ -431,15 +460,14 @@ impl Redis {
     }
 }
 
-async fn checkout(
-    pool: &bb8::Pool<Manager>,
-    limit: Duration,
-) -> Result<bb8::PooledConnection<'_, Manager>, Error> {
+/// A clone of a pooled connection; the pooled one goes back at once (FIFO, so load spreads over
+/// every connection).
+async fn checkout(pool: &bb8::Pool<Manager>, limit: Duration) -> Result<Conn, Error> {
     let started = std::time::Instant::now();
-    let conn = pool.get().await.map_err(|e| match e {
+    let pooled = pool.get().await.map_err(|e| match e {
         bb8::RunError::User(e) => Error::Redis(e),
         bb8::RunError::TimedOut => Error::Timeout(limit),
-    });
+    })?;
     metrics().pool_wait(started.elapsed());
-    conn
+    Ok(Conn::clone(&pooled))
 }

@@ -44,6 +44,10 @@ struct Users {
 
 struct Shared {
     calls: Mutex<Vec<RecordedCall>>,
+    /// Codes by challenge id, so a load generator can look one up in O(1).
+    codes: Mutex<HashMap<String, String>>,
+    /// Off under load, where keeping every call would only grow memory.
+    record_calls: std::sync::atomic::AtomicBool,
     behaviour: Mutex<Behaviour>,
     users: Mutex<Users>,
 }
@@ -53,6 +57,8 @@ type Answer = fn(&Shared, &Method, &str, &Value) -> (StatusCode, Value);
 async fn start(answer: Answer) -> (SocketAddr, Arc<Shared>) {
     let shared = Arc::new(Shared {
         calls: Mutex::new(Vec::new()),
+        codes: Mutex::new(HashMap::new()),
+        record_calls: std::sync::atomic::AtomicBool::new(true),
         behaviour: Mutex::new(Behaviour::Normal),
         users: Mutex::new(Users::default()),
     });
@@ -76,7 +82,19 @@ async fn start(answer: Answer) -> (SocketAddr, Arc<Shared>) {
                 .collect(),
             body: body.clone(),
         };
-        shared.calls.lock().unwrap().push(call);
+        if let (Some(id), Some(code)) = (body["challenge_id"].as_str(), body["code"].as_str()) {
+            shared
+                .codes
+                .lock()
+                .unwrap()
+                .insert(id.to_owned(), code.to_owned());
+        }
+        if shared
+            .record_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            shared.calls.lock().unwrap().push(call);
+        }
         let behaviour = shared.behaviour.lock().unwrap().clone();
         let response: Response = match behaviour {
             Behaviour::Normal => {
@@ -260,10 +278,18 @@ impl FakeMailService {
 
     /// The code of the most recent delivery for `challenge_id`.
     pub fn code_for(&self, challenge_id: &str) -> Option<String> {
-        self.calls()
-            .iter()
-            .rev()
-            .find(|c| c.body["challenge_id"] == challenge_id)
-            .and_then(|c| c.body["code"].as_str().map(str::to_owned))
+        self.shared.codes.lock().unwrap().get(challenge_id).cloned()
+    }
+
+    /// Takes (and forgets) the code for `challenge_id`: constant memory under load.
+    pub fn take_code(&self, challenge_id: &str) -> Option<String> {
+        self.shared.codes.lock().unwrap().remove(challenge_id)
+    }
+
+    /// Stops recording calls (codes are still kept for `take_code`).
+    pub fn stop_recording(&self) {
+        self.shared
+            .record_calls
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
