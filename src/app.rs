@@ -60,6 +60,7 @@ pub struct App {
     internal_addr: SocketAddr,
     ctx: Context,
     internal_token: Option<String>,
+    header_read_timeout: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -136,6 +137,7 @@ impl App {
                 limits,
             },
             internal_token: config.internal_token,
+            header_read_timeout: config.http_header_read_timeout,
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -155,15 +157,17 @@ impl App {
         let public_router = crate::http::public::router(self.ctx.clone());
         let internal_router =
             crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
+        let header_timeout = self.header_read_timeout;
         let serve =
             |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
                 let stop = shutdown.clone();
                 tracing::info!(address = %addr, "{name} HTTP listener started");
-                tokio::spawn(async move {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                })
+                tokio::spawn(crate::http::server::serve(
+                    listener,
+                    router,
+                    header_timeout,
+                    stop,
+                ))
             };
         let public = serve("public", self.public, self.public_addr, public_router);
         let internal = serve(
@@ -188,20 +192,12 @@ impl App {
     }
 }
 
-async fn drain(
-    name: &'static str,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    budget: Duration,
-) -> bool {
+async fn drain(name: &'static str, task: tokio::task::JoinHandle<()>, budget: Duration) -> bool {
     let abort = task.abort_handle();
     match tokio::time::timeout(budget, task).await {
-        Ok(Ok(Ok(()))) => {
+        Ok(Ok(())) => {
             tracing::info!("{name} HTTP listener stopped");
             true
-        }
-        Ok(Ok(Err(error))) => {
-            tracing::error!(%error, "{name} HTTP listener stopped with an error");
-            false
         }
         Ok(Err(error)) => {
             tracing::error!(%error, "{name} HTTP listener task failed");

@@ -62,6 +62,8 @@ pub const PUBLIC_HTTP_ADDR: &str = "AUTHSESSION_PUBLIC_HTTP_ADDR";
 pub const INTERNAL_HTTP_ADDR: &str = "AUTHSESSION_INTERNAL_HTTP_ADDR";
 /// Bearer token required on the internal surface when set.
 pub const INTERNAL_HTTP_TOKEN: &str = "AUTHSESSION_INTERNAL_HTTP_TOKEN";
+/// Longest a client may take to send a request's headers (slow-client protection).
+pub const HTTP_HEADER_READ_TIMEOUT: &str = "AUTHSESSION_HTTP_HEADER_READ_TIMEOUT";
 /// Per-component shutdown budget.
 pub const SHUTDOWN_TIMEOUT: &str = "AUTHSESSION_SHUTDOWN_TIMEOUT";
 /// How long a login code can be confirmed.
@@ -198,6 +200,7 @@ pub struct Config {
     pub public_addr: SocketAddr,
     pub internal_addr: SocketAddr,
     pub internal_token: Option<String>,
+    pub http_header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub policy: Policy,
     pub log_format: LogFormat,
@@ -347,6 +350,7 @@ impl Config {
                 "a token of at least 16 characters",
             );
         }
+        let http_header_read_timeout = p.duration(HTTP_HEADER_READ_TIMEOUT, "10s");
         let shutdown_timeout = p.duration(SHUTDOWN_TIMEOUT, "10s");
 
         let policy = PartialPolicy {
@@ -471,6 +475,7 @@ impl Config {
             public_addr: public_addr.unwrap(),
             internal_addr: internal_addr.unwrap(),
             internal_token,
+            http_header_read_timeout: http_header_read_timeout.unwrap(),
             shutdown_timeout: shutdown_timeout.unwrap(),
             policy: Policy {
                 challenge_ttl: policy.challenge_ttl.unwrap(),

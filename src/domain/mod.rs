@@ -329,4 +329,51 @@ mod tests {
         assert!(Locale::parse("en_GB").is_err());
         assert!(Locale::parse(&"a".repeat(36)).is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic_on_any_input(raw in any::<String>()) {
+                let _ = Email::parse(&raw);
+                let _ = ChallengeId::parse(&raw);
+                let _ = DeviceSessionId::parse(&raw);
+                let _ = UserId::parse(&raw);
+                let _ = Code::parse(&raw, "f");
+                let _ = ActorId::parse(&raw);
+                let _ = Locale::parse(&raw);
+                let _ = ClientPublicKey::parse(&raw);
+                let _ = LoginCode::parse(&raw);
+            }
+
+            #[test]
+            fn a_parsed_email_is_normalized_and_parses_to_itself(
+                local in "[A-Za-z0-9._%+-]{1,64}",
+                domain in "[A-Za-z0-9]{1,20}(\\.[A-Za-z]{2,10}){1,3}",
+                pad in " {0,3}",
+            ) {
+                let raw = format!("{pad}{local}@{domain}{pad}");
+                let email = Email::parse(&raw).unwrap();
+                prop_assert_eq!(email.as_str(), raw.trim().to_lowercase());
+                prop_assert_eq!(Email::parse(email.as_str()).unwrap(), email.clone());
+                let debug = format!("{:?}", email);
+                prop_assert!(!debug.contains(email.as_str()), "Debug shows the address: {}", debug);
+            }
+
+            #[test]
+            fn only_32_byte_keys_in_padded_standard_base64_are_accepted(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let encoded = STANDARD.encode(&bytes);
+                prop_assert_eq!(ClientPublicKey::parse(&encoded).is_ok(), bytes.len() == 32);
+            }
+
+            #[test]
+            fn generated_ids_and_codes_always_parse(_n in 0..1000u32) {
+                prop_assert!(ChallengeId::parse(ChallengeId::generate().as_str()).is_ok());
+                prop_assert!(DeviceSessionId::parse(DeviceSessionId::generate().as_str()).is_ok());
+                prop_assert!(LoginCode::parse(LoginCode::generate().as_str()).is_ok());
+            }
+        }
+    }
 }

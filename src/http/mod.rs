@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod internal;
 pub mod public;
+pub mod server;
 
 use std::time::Duration;
 

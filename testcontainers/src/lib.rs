@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod fakes;
+pub mod invariants;
 pub mod otlp;
 pub mod process;
 pub mod proxy;

@@ -14,7 +14,8 @@ const INSTALL_HINT: &str =
 pub struct RedisServer {
     port: u16,
     args: Vec<String>,
-    child: Option<Child>,
+    /// Behind a lock so fault tests can stop and restart a server other tasks are using.
+    child: std::sync::Mutex<Option<Child>>,
     dir: tempfile::TempDir,
     /// The TLS settings and the directory holding the certificates (kept for restarts).
     tls: Option<(Tls, tempfile::TempDir)>,
@@ -42,7 +43,7 @@ impl RedisServer {
             let mut server = Self {
                 port: crate::free_port(),
                 args: args.clone(),
-                child: None,
+                child: Default::default(),
                 dir,
                 tls: None,
             };
@@ -54,7 +55,7 @@ impl RedisServer {
         panic!("redis-server did not start after 5 attempts (see its log in the temp dir)");
     }
 
-    async fn launch(&mut self) -> bool {
+    async fn launch(&self) -> bool {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -80,14 +81,18 @@ impl RedisServer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
             Err(e) => panic!("cannot run redis-server: {e}"),
         };
-        self.child = Some(child);
+        *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.pings().await {
                 return true;
             }
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
-                self.child = None;
+            let exited = matches!(
+                self.child.lock().unwrap().as_mut().map(|c| c.try_wait()),
+                Some(Ok(Some(_)))
+            );
+            if exited {
+                *self.child.lock().unwrap() = None;
                 return false; // exited: most likely the port was taken meanwhile
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -218,15 +223,15 @@ impl RedisServer {
     }
 
     /// Kills the server (SIGKILL: no shutdown save, like a crash).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
     /// Starts the server again on the same port, empty (no persistence, empty script cache).
-    pub async fn restart(&mut self) {
+    pub async fn restart(&self) {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

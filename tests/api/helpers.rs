@@ -23,6 +23,16 @@ pub async fn harness(overrides: &[(&str, &str)]) -> Harness {
 pub async fn harness_on(redis: RedisServer, overrides: &[(&str, &str)]) -> Harness {
     let users = FakeUserService::start().await;
     let mail = FakeMailService::start().await;
+    harness_with(redis, users, mail, overrides).await
+}
+
+/// The app in REST mode against `redis` and the given fakes.
+pub async fn harness_with(
+    redis: RedisServer,
+    users: FakeUserService,
+    mail: FakeMailService,
+    overrides: &[(&str, &str)],
+) -> Harness {
     let rest = rest_env(&users, &mail);
     let mut env: Vec<(&str, &str)> = rest.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend_from_slice(overrides);

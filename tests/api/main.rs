@@ -3,7 +3,9 @@
 mod confirm;
 mod contract;
 mod deployments;
+mod faults;
 mod helpers;
+mod hostile;
 mod internal;
 mod lifecycle;
 mod operator;

@@ -74,7 +74,7 @@ async fn verify_fails_naming_the_internal_listener_when_it_is_down() {
 
 #[tokio::test]
 async fn verify_fails_naming_redis_when_it_is_unreachable() {
-    let mut h = harness(&[]).await;
+    let h = harness(&[]).await;
     h.redis.stop();
 
     let (code, output) = run_cli(

@@ -175,7 +175,7 @@ async fn a_failing_mail_service_is_called_once_and_answers_503() {
 
 #[tokio::test]
 async fn redis_down_answers_503_with_the_envelope() {
-    let mut h = harness(&[]).await;
+    let h = harness(&[]).await;
     h.redis.stop();
 
     let reply = h.app.send_email_code(&unique_email()).await;

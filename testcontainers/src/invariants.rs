@@ -1,0 +1,157 @@
+//! The invariant checker: walks everything an authsession namespace holds in Redis and lists
+//! every partial or inconsistent state it finds. Empty means consistent.
+
+use std::collections::{HashMap, HashSet};
+
+use authsession::config::Config;
+use redis::aio::MultiplexedConnection;
+
+async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+async fn hash(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Every violation of:
+/// - a confirmed challenge points at an existing session created from it;
+/// - no challenge produced two sessions;
+/// - every session has a snapshot with its version and status;
+/// - every active session is in both user indexes, no revoked one in the active index;
+/// - every session's current version has its stream event (revokes included).
+pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<String> {
+    let prefix = &config.redis.key_prefix;
+    let gateway = &config.gateway.session_key_prefix;
+    let stream = &config.gateway.events_stream;
+    let mut violations = Vec::new();
+
+    let events: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    let published: HashSet<(String, String, String)> = events
+        .iter()
+        .map(|(_, f)| {
+            let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+            (get("device_session_id"), get("version"), get("status"))
+        })
+        .collect();
+
+    let mut by_challenge: HashMap<String, Vec<String>> = HashMap::new();
+    for key in scan(conn, &format!("{prefix}session:*")).await {
+        let id = key
+            .trim_start_matches(&format!("{prefix}session:"))
+            .to_owned();
+        let s = hash(conn, &key).await;
+        let (status, version, user) = (
+            s["status"].clone(),
+            s["version"].clone(),
+            s["user_id"].clone(),
+        );
+        if let Some(challenge) = s.get("challenge_id") {
+            by_challenge
+                .entry(challenge.clone())
+                .or_default()
+                .push(id.clone());
+        }
+        let snapshot: Option<String> = redis::cmd("GET")
+            .arg(format!("{gateway}{id}"))
+            .query_async(conn)
+            .await
+            .unwrap();
+        match snapshot.and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok()) {
+            None => violations.push(format!("session {id} has no snapshot")),
+            Some(view) => {
+                if view["version"].to_string() != version || view["status"] != status.as_str() {
+                    violations.push(format!(
+                        "session {id} is {status} v{version}, snapshot {} v{}",
+                        view["status"], view["version"]
+                    ));
+                }
+            }
+        }
+        let in_index = |conn: &mut MultiplexedConnection, index: String| {
+            let id = id.clone();
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("ZSCORE")
+                    .arg(index)
+                    .arg(id)
+                    .query_async::<Option<f64>>(&mut conn)
+                    .await
+                    .unwrap()
+                    .is_some()
+            }
+        };
+        let in_all = in_index(conn, format!("{prefix}user:{user}:sessions")).await;
+        let in_active = in_index(conn, format!("{prefix}user:{user}:active_sessions")).await;
+        match status.as_str() {
+            "active" if !(in_all && in_active) => {
+                violations.push(format!("active session {id} missing from an index"))
+            }
+            "revoked" if in_active => {
+                violations.push(format!("revoked session {id} still in the active index"))
+            }
+            "active" | "revoked" => {}
+            other => violations.push(format!("session {id} has status {other:?}")),
+        }
+        if !published.contains(&(id.clone(), version.clone(), status.clone())) {
+            violations.push(format!(
+                "session {id} v{version} {status} has no stream event"
+            ));
+        }
+    }
+    for (challenge, sessions) in &by_challenge {
+        if sessions.len() > 1 {
+            violations.push(format!(
+                "challenge {challenge} produced {} sessions",
+                sessions.len()
+            ));
+        }
+    }
+
+    for key in scan(conn, &format!("{prefix}challenge:*")).await {
+        let c = hash(conn, &key).await;
+        if c.get("status").map(String::as_str) != Some("confirmed_pending_expire") {
+            continue;
+        }
+        let challenge = key.trim_start_matches(&format!("{prefix}challenge:"));
+        let session = c.get("device_session_id").cloned().unwrap_or_default();
+        let record = hash(conn, &format!("{prefix}session:{session}")).await;
+        if record.is_empty() {
+            violations.push(format!(
+                "confirmed challenge {challenge} points at missing session {session}"
+            ));
+        } else if record.get("challenge_id").map(String::as_str) != Some(challenge) {
+            violations.push(format!(
+                "session {session} does not name challenge {challenge}"
+            ));
+        }
+    }
+    violations
+}

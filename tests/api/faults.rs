@@ -1,0 +1,299 @@
+//! Faults under a steady load of logins and revokes: every answer is 200 or a clean 503 (no 500,
+//! no hang past the timeouts), the service recovers by itself, and the invariant checker then
+//! finds no partial state in Redis.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use authsession::config;
+use testcontainers::{
+    invariants, Behaviour, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
+};
+
+use crate::helpers::{harness, harness_on, harness_with, public_key, unique_email, Harness};
+
+/// Longest any request may take: two user-service attempts of 1 s, Redis timeouts, slack.
+const HANG: Duration = Duration::from_secs(6);
+
+#[derive(Default)]
+struct Observed {
+    /// (route, status, error code) -> count
+    answers: BTreeMap<(String, u16, String), u64>,
+    slowest: Duration,
+    /// When each full login (send + confirm) succeeded.
+    logins: Vec<Instant>,
+}
+
+/// Logins (each followed by a revoke half of the time) from four workers until `stop`.
+async fn load(h: &Harness, stop: &AtomicBool, seen: &Mutex<Observed>) {
+    let worker = || async {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let timed =
+                |route: &'static str, started: Instant, reply: &testcontainers::app::Reply| {
+                    let mut seen = seen.lock().unwrap();
+                    seen.slowest = seen.slowest.max(started.elapsed());
+                    let code = reply.error_code().unwrap_or("").to_owned();
+                    *seen
+                        .answers
+                        .entry((route.to_owned(), reply.status, code))
+                        .or_default() += 1;
+                };
+            let started = Instant::now();
+            let sent = tokio::time::timeout(HANG, h.app.send_email_code(&unique_email()))
+                .await
+                .expect("send hung");
+            timed("send", started, &sent);
+            let Some(challenge_id) = sent.body["challenge_id"]
+                .as_str()
+                .filter(|_| sent.status == 200)
+            else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let Some(code) = h.mail.code_for(challenge_id) else {
+                continue;
+            };
+            let started = Instant::now();
+            let confirmed =
+                tokio::time::timeout(HANG, h.app.confirm(challenge_id, &code, &public_key()))
+                    .await
+                    .expect("confirm hung");
+            timed("confirm", started, &confirmed);
+            let Some(id) = confirmed.body["device_session_id"].as_str() else {
+                continue;
+            };
+            seen.lock().unwrap().logins.push(Instant::now());
+            if n % 2 == 0 {
+                let started = Instant::now();
+                let path = format!("/api/v1/internal/sessions/{id}/revoke");
+                let revoked = tokio::time::timeout(HANG, h.app.post_internal(&path, None))
+                    .await
+                    .expect("revoke hung");
+                timed("revoke", started, &revoked);
+            }
+        }
+    };
+    futures::future::join4(worker(), worker(), worker(), worker()).await;
+}
+
+/// Runs the load, applies `fault` after a second of steady state, keeps the load going until a
+/// login succeeded after the fault ended (or 10 s passed), and checks everything.
+async fn under_load<F: std::future::Future<Output = ()>>(
+    h: &Harness,
+    fault: F,
+    also_allowed: &[(u16, &str)],
+) {
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Observed::default());
+    let ended = Mutex::new(None::<Instant>);
+    let drive = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        fault.await;
+        let end = Instant::now();
+        *ended.lock().unwrap() = Some(end);
+        while end.elapsed() < Duration::from_secs(10) {
+            if seen.lock().unwrap().logins.iter().any(|at| *at > end) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(load(h, &stop, &seen), drive);
+
+    let seen = seen.into_inner().unwrap();
+    let end = ended.into_inner().unwrap().unwrap();
+    for (route, status, code) in seen.answers.keys() {
+        let allowed = *status == 200
+            || (*status == 503 && code == "service_unavailable")
+            || also_allowed.iter().any(|(s, c)| s == status && c == code);
+        assert!(
+            allowed,
+            "{route} answered {status} {code}: {:?}",
+            seen.answers
+        );
+    }
+    assert!(seen.slowest < HANG, "slowest answer {:?}", seen.slowest);
+    let recovered = seen
+        .logins
+        .iter()
+        .filter(|at| **at > end)
+        .min()
+        .map(|at| at.duration_since(end));
+    let recovered = recovered.unwrap_or_else(|| {
+        panic!(
+            "no login succeeded within 10 s after the fault: {:?}",
+            seen.answers
+        )
+    });
+    assert!(
+        seen.answers.keys().any(|(_, s, _)| *s == 200),
+        "no request succeeded at all"
+    );
+    eprintln!(
+        "recovered {recovered:?} after the fault; answers {:?}",
+        seen.answers
+    );
+
+    let mut conn = h.redis.connection().await;
+    let violations = invariants::check(&mut conn, &h.app.config).await;
+    assert!(
+        violations.is_empty(),
+        "partial state after the fault: {violations:#?}"
+    );
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted() {
+    let h = harness(&[]).await;
+    let fault = async {
+        h.redis.stop();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        h.redis.restart().await;
+    };
+    // Sessions created before the crash are gone with it (no persistence in tests).
+    under_load(
+        &h,
+        fault,
+        &[(404, "challenge_not_found"), (404, "session_not_found")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_paused() {
+    let h = harness(&[]).await;
+    let mut admin = h.redis.connection().await;
+    let fault = async {
+        let () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(2000)
+            .arg("ALL")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+    };
+    under_load(&h, fault, &[]).await;
+}
+
+#[tokio::test]
+async fn connections_reset_after_the_request_was_sent() {
+    let redis = RedisServer::start().await;
+    let proxy = FaultProxy::start(redis.addr()).await;
+    let h = harness_on(redis, &[(config::REDIS_ADDR, &proxy.addr())]).await;
+    let fault = async {
+        proxy.set(Fault::DropReplyTo(b"EVALSHA".to_vec()));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        proxy.set(Fault::PassThrough);
+    };
+    under_load(&h, fault, &[]).await;
+}
+
+#[tokio::test]
+async fn script_cache_flushed_repeatedly() {
+    let h = harness(&[]).await;
+    let mut admin = h.redis.connection().await;
+    let fault = async {
+        for _ in 0..10 {
+            let () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    under_load(&h, fault, &[]).await;
+}
+
+#[tokio::test]
+async fn redis_out_of_memory() {
+    let h = harness(&[]).await;
+    let mut admin = h.redis.connection().await;
+    let fault = async {
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(1)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(0)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    };
+    under_load(&h, fault, &[]).await;
+}
+
+#[tokio::test]
+async fn user_service_hanging() {
+    let h = harness(&[]).await;
+    let fault = async {
+        h.users.set_behaviour(Behaviour::Hang);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        h.users.set_behaviour(Behaviour::Normal);
+    };
+    under_load(&h, fault, &[]).await;
+}
+
+#[tokio::test]
+async fn mail_service_resetting_connections() {
+    let mail = FakeMailService::start().await;
+    let proxy = FaultProxy::start(mail.base_url().trim_start_matches("http://").to_owned()).await;
+    let through_proxy = format!("http://{}", proxy.addr());
+    let h = harness_with(
+        RedisServer::start().await,
+        FakeUserService::start().await,
+        mail,
+        &[(config::MAIL_SERVICE_BASE_URL, &through_proxy)],
+    )
+    .await;
+    let fault = async {
+        proxy.set(Fault::Refuse);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        proxy.set(Fault::PassThrough);
+    };
+    under_load(&h, fault, &[]).await;
+}
+
+#[tokio::test]
+async fn a_tiny_pool_and_a_stalled_redis_fail_fast_instead_of_queueing() {
+    let h = harness(&[
+        (config::REDIS_POOL_SIZE, "1"),
+        (config::REDIS_COMMAND_TIMEOUT, "500ms"),
+    ])
+    .await;
+    let mut admin = h.redis.connection().await;
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(4000)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let started = Instant::now();
+
+    let emails: Vec<String> = (0..40).map(|_| unique_email()).collect();
+    let replies = futures::future::join_all(emails.iter().map(|e| h.app.send_email_code(e))).await;
+
+    assert!(
+        replies.iter().all(|r| r.status == 503),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}: requests queued",
+        started.elapsed()
+    );
+}
