@@ -67,7 +67,7 @@ async fn load(h: &Harness, stop: &AtomicBool, seen: &Mutex<Observed>) {
                 continue;
             };
             seen.lock().unwrap().logins.push(Instant::now());
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 let started = Instant::now();
                 let path = format!("/api/v1/internal/sessions/{id}/revoke");
                 let revoked = tokio::time::timeout(HANG, h.app.post_internal(&path, None))
