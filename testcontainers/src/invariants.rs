@@ -87,7 +87,9 @@ pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<Str
         match snapshot.and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok()) {
             None => violations.push(format!("session {id} has no snapshot")),
             Some(view) => {
-                let same_version = view["version"].as_u64().is_some_and(|v| v.to_string() == version);
+                let same_version = view["version"]
+                    .as_u64()
+                    .is_some_and(|v| v.to_string() == version);
                 if !same_version || view["status"] != status.as_str() {
                     violations.push(format!(
                         "session {id} is {status} v{version}, snapshot {} v{}",

@@ -8,6 +8,7 @@ mod helpers;
 mod hostile;
 mod internal;
 mod lifecycle;
+mod model;
 mod operator;
 mod routing;
 mod script_engine;

@@ -1,0 +1,324 @@
+//! Model-based test: a pure reference model of challenges, guess budgets, sessions, versions and
+//! the gateway projection, and random sequences of sends, confirms (right, wrong, replayed, with
+//! another key), revokes, blocks and limit changes run against the real service and Redis,
+//! comparing every reply and the final state with the model.
+
+use std::collections::HashMap;
+
+use authsession::config;
+use proptest::prelude::*;
+use redis::AsyncCommands;
+use serde_json::Value;
+use testcontainers::invariants;
+
+use crate::helpers::{harness, Harness};
+
+const EMAILS: usize = 3;
+const KEYS: usize = 2;
+const MAX_ATTEMPTS: u32 = 3;
+const BUDGET: u32 = 5;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send(usize),
+    ConfirmRight { challenge: usize, key: usize },
+    ConfirmWrong(usize),
+    Revoke(usize),
+    Block(usize),
+    SetLimit(u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..EMAILS).prop_map(Op::Send),
+        4 => (0..8usize, 0..KEYS).prop_map(|(challenge, key)| Op::ConfirmRight { challenge, key }),
+        2 => (0..8usize).prop_map(Op::ConfirmWrong),
+        2 => (0..8usize).prop_map(Op::Revoke),
+        1 => (0..EMAILS).prop_map(Op::Block),
+        1 => (1..4u32).prop_map(Op::SetLimit),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Status {
+    Sent(String),
+    Throttled,
+    Suppressed,
+    Confirmed { session: usize, key: usize },
+}
+
+#[derive(Debug)]
+struct Challenge {
+    id: String,
+    /// The code that was mailed, if any (kept after the status moves on).
+    code: Option<String>,
+    email: usize,
+    status: Status,
+    attempts: u32,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: String,
+    email: usize,
+    active: bool,
+    version: u64,
+}
+
+#[derive(Default, Debug)]
+struct Model {
+    challenges: Vec<Challenge>,
+    sessions: Vec<Session>,
+    window_open: [bool; EMAILS],
+    blocked: [bool; EMAILS],
+    failures: [u32; EMAILS],
+    user_id: HashMap<usize, String>,
+    limit: Option<u32>,
+}
+
+impl Model {
+    fn active_of(&self, email: usize) -> Vec<usize> {
+        (0..self.sessions.len())
+            .filter(|&i| self.sessions[i].email == email && self.sessions[i].active)
+            .collect()
+    }
+}
+
+fn email(i: usize) -> String {
+    format!("model{i}@example.com")
+}
+
+fn keys() -> [String; KEYS] {
+    use base64::Engine;
+    [[1u8; 32], [2u8; 32]].map(|k| base64::engine::general_purpose::STANDARD.encode(k))
+}
+
+async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
+    let keys = keys();
+    let check = |what: &str, got: u16, want: u16, body: &Value| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{what}: got {got} {body}, model says {want}"))
+        }
+    };
+    match *op {
+        Op::Send(e) => {
+            let reply = h.app.send_email_code(&email(e)).await;
+            check("send", reply.status, 200, &reply.body)?;
+            let id = reply.body["challenge_id"].as_str().unwrap().to_owned();
+            let status = if m.window_open[e] {
+                Status::Throttled
+            } else if m.blocked[e] {
+                m.window_open[e] = true;
+                Status::Suppressed
+            } else {
+                m.window_open[e] = true;
+                Status::Sent(h.mail.code_for(&id).ok_or("model expected a delivery")?)
+            };
+            let stored = h.challenge_field(&id, "status").await.unwrap_or_default();
+            let want = match status {
+                Status::Sent(_) => "sent",
+                Status::Throttled => "delivery_throttled",
+                _ => "delivery_suppressed",
+            };
+            if stored != want {
+                return Err(format!("send: challenge is {stored}, model says {want}"));
+            }
+            let code = match &status {
+                Status::Sent(code) => Some(code.clone()),
+                _ => None,
+            };
+            m.challenges.push(Challenge {
+                id,
+                code,
+                email: e,
+                status,
+                attempts: 0,
+            });
+        }
+        Op::ConfirmRight { challenge, .. } | Op::ConfirmWrong(challenge)
+            if challenge >= m.challenges.len() => {}
+        Op::ConfirmRight { challenge, key } => {
+            let c = &m.challenges[challenge];
+            let code = c.code.clone().unwrap_or_else(|| "123456".to_owned());
+            let reply = h.app.confirm(&c.id.clone(), &code, &keys[key]).await;
+            let e = c.email;
+            match c.status.clone() {
+                Status::Confirmed { session, key: k } if k == key => {
+                    check("identical retry", reply.status, 200, &reply.body)?;
+                    if reply.body["device_session_id"] != m.sessions[session].id.as_str() {
+                        return Err("identical retry returned another session".into());
+                    }
+                }
+                Status::Confirmed { .. } => check("other key", reply.status, 409, &reply.body)?,
+                _ if c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET => {
+                    check("locked", reply.status, 429, &reply.body)?
+                }
+                Status::Throttled | Status::Suppressed => {
+                    check("no code", reply.status, 422, &reply.body)?;
+                    m.challenges[challenge].attempts += 1;
+                    m.failures[e] += 1;
+                }
+                Status::Sent(_) if m.blocked[e] => {
+                    check("blocked", reply.status, 403, &reply.body)?
+                }
+                Status::Sent(_) => {
+                    check("confirm", reply.status, 200, &reply.body)?;
+                    let id = reply.body["device_session_id"].as_str().unwrap().to_owned();
+                    if !m.user_id.contains_key(&e) {
+                        let session = h
+                            .app
+                            .get_internal(&format!("/api/v1/internal/sessions/{id}"))
+                            .await;
+                        m.user_id
+                            .insert(e, session.body["user_id"].as_str().unwrap().to_owned());
+                    }
+                    let limit = m.limit.unwrap_or(50) as usize;
+                    let active = m.active_of(e);
+                    let excess = (active.len() + 1).saturating_sub(limit).min(50);
+                    for &old in active.iter().take(excess) {
+                        m.sessions[old].active = false;
+                        m.sessions[old].version += 1;
+                    }
+                    m.sessions.push(Session {
+                        id,
+                        email: e,
+                        active: true,
+                        version: 1,
+                    });
+                    m.challenges[challenge].status = Status::Confirmed {
+                        session: m.sessions.len() - 1,
+                        key,
+                    };
+                }
+            }
+        }
+        Op::ConfirmWrong(challenge) => {
+            let c = &m.challenges[challenge];
+            let wrong = if c.code.as_deref() == Some("000000") {
+                "111111"
+            } else {
+                "000000"
+            };
+            let reply = h.app.confirm(&c.id.clone(), wrong, &keys[0]).await;
+            let e = c.email;
+            match c.status {
+                Status::Confirmed { .. } => {
+                    check("wrong on confirmed", reply.status, 422, &reply.body)?
+                }
+                _ if c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET => {
+                    check("locked", reply.status, 429, &reply.body)?
+                }
+                _ => {
+                    check("wrong", reply.status, 422, &reply.body)?;
+                    m.challenges[challenge].attempts += 1;
+                    m.failures[e] += 1;
+                }
+            }
+        }
+        Op::Revoke(s) if s >= m.sessions.len() => {}
+        Op::Revoke(s) => {
+            let reply = h
+                .app
+                .post_internal(
+                    &format!("/api/v1/internal/sessions/{}/revoke", m.sessions[s].id),
+                    None,
+                )
+                .await;
+            check("revoke", reply.status, 200, &reply.body)?;
+            let want = if m.sessions[s].active {
+                "revoked"
+            } else {
+                "already_revoked"
+            };
+            if reply.body["outcome"] != want {
+                return Err(format!("revoke: {} vs model {want}", reply.body["outcome"]));
+            }
+            if m.sessions[s].active {
+                m.sessions[s].active = false;
+                m.sessions[s].version += 1;
+            }
+        }
+        Op::Block(e) => {
+            let Some(user) = m.user_id.get(&e).cloned() else {
+                return Ok(());
+            };
+            let reply = h
+                .app
+                .post_internal(&format!("/api/v1/internal/users/{user}/block"), None)
+                .await;
+            check("block", reply.status, 200, &reply.body)?;
+            let active = m.active_of(e);
+            if reply.body["revoked_count"] != active.len() {
+                return Err(format!(
+                    "block revoked {} vs model {}",
+                    reply.body["revoked_count"],
+                    active.len()
+                ));
+            }
+            for s in active {
+                m.sessions[s].active = false;
+                m.sessions[s].version += 1;
+            }
+            m.blocked[e] = true;
+        }
+        Op::SetLimit(n) => {
+            let mut conn = h.app.redis.clone();
+            let () = conn
+                .hset(h.app.key("config"), "max_active_sessions_per_user", n)
+                .await
+                .unwrap();
+            m.limit = Some(n);
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await; // past the refresh interval
+        }
+    }
+    Ok(())
+}
+
+async fn run_case(ops: Vec<Op>) -> Result<(), String> {
+    let h = harness(&[
+        (config::RESEND_COOLDOWN, "1h"),
+        (config::CHALLENGE_MAX_ATTEMPTS, "3"),
+        (config::CONFIRM_FAILURE_BUDGET, "5"),
+        (config::CONFIG_REFRESH_INTERVAL, "1ms"),
+    ])
+    .await;
+    let mut m = Model::default();
+    for (i, op) in ops.iter().enumerate() {
+        step(&h, &mut m, op)
+            .await
+            .map_err(|e| format!("step {i} {op:?}: {e}"))?;
+        // Creation times are milliseconds: keep them distinct so "oldest" is well defined.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    for s in &m.sessions {
+        let status = h.session_field(&s.id, "status").await.unwrap_or_default();
+        let version = h.session_field(&s.id, "version").await.unwrap_or_default();
+        let want = if s.active { "active" } else { "revoked" };
+        if status != want || version != s.version.to_string() {
+            return Err(format!(
+                "session {} is {status} v{version}, model {want} v{}",
+                s.id, s.version
+            ));
+        }
+    }
+    let mut conn = h.redis.connection().await;
+    let violations = invariants::check(&mut conn, &h.app.config).await;
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("invariants: {violations:?}"))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_operation_sequences_match_the_reference_model(ops in proptest::collection::vec(op(), 1..30)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let outcome = runtime.block_on(run_case(ops));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
