@@ -166,13 +166,13 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 Status::Sent(_) => {
                     check("confirm", reply.status, 200, &reply.body)?;
                     let id = reply.body["device_session_id"].as_str().unwrap().to_owned();
-                    if !m.user_id.contains_key(&e) {
-                        let session = h
-                            .app
-                            .get_internal(&format!("/api/v1/internal/sessions/{id}"))
-                            .await;
-                        m.user_id
-                            .insert(e, session.body["user_id"].as_str().unwrap().to_owned());
+                    let session = h
+                        .app
+                        .get_internal(&format!("/api/v1/internal/sessions/{id}"))
+                        .await;
+                    let user = session.body["user_id"].as_str().unwrap().to_owned();
+                    if m.user_id.entry(e).or_insert_with(|| user.clone()) != &user {
+                        return Err(format!("address {e} confirmed into a second user {user}"));
                     }
                     let limit = m.limit.unwrap_or(50) as usize;
                     let active = m.active_of(e);
