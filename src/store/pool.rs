@@ -100,6 +100,38 @@ fn count_round_trip() {
     ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// What one round trip sends.
+enum Request<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
+
+impl Request<'_> {
+    async fn send(
+        &self,
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+    ) -> Result<Value, RedisError> {
+        count_round_trip();
+        match self {
+            Request::Cmd(cmd) => cmd.query_async(conn).await,
+            Request::Pipe(pipe) => pipe.query_async(conn).await,
+        }
+    }
+}
+
+/// Where a standalone request gets its connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A clone of a pooled connection (requests).
+    Pool,
+    /// A new connection, whose failure is reported as it is (startup checks).
+    Fresh,
+}
+
+fn convert<T: FromRedisValue>(value: Value) -> Result<T, Error> {
+    T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
+}
+
 #[derive(Clone)]
 enum Backend {
     Standalone(bb8::Pool<Manager>),
@@ -224,8 +256,10 @@ impl Redis {
 
     /// Runs one command within the command timeout (pool wait included).
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
-        let value = self.query_value(cmd, self.command_timeout).await?;
-        T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
+        convert(
+            self.run(Request::Cmd(cmd), self.command_timeout, Via::Pool)
+                .await?,
+        )
     }
 
     /// A startup check: runs `cmd` on a fresh connection (standalone) within `limit`, so a
@@ -236,28 +270,7 @@ impl Redis {
         cmd: &redis::Cmd,
         limit: Duration,
     ) -> Result<T, Error> {
-        let attempt = async {
-            match &self.backend {
-                Backend::Standalone(pool) => {
-                    let mut conn = pool.dedicated_connection().await?;
-                    count_round_trip();
-                    cmd.query_async::<Value>(&mut conn.inner)
-                        .await
-                        .map_err(Error::Redis)
-                }
-                Backend::Cluster { .. } => {
-                    let mut conn = self.cluster_conn().await?;
-                    count_round_trip();
-                    cmd.query_async::<Value>(&mut conn)
-                        .await
-                        .map_err(Error::Redis)
-                }
-            }
-        };
-        let value = tokio::time::timeout(limit, attempt)
-            .await
-            .map_err(|_| Error::Timeout(limit))??;
-        T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
+        convert(self.run(Request::Cmd(cmd), limit, Via::Fresh).await?)
     }
 
     /// A server-level command (INFO, SCRIPT ...): in cluster mode it goes to the primary owning
@@ -268,38 +281,19 @@ impl Redis {
         limit: Duration,
     ) -> Result<T, Error> {
         let value = match &self.backend {
-            Backend::Standalone(_) => self.query_value(cmd, limit).await?,
+            Backend::Standalone(_) => self.run(Request::Cmd(cmd), limit, Via::Pool).await?,
             Backend::Cluster { slot_key, .. } => self.route(cmd, slot_key, limit).await?,
         };
-        T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
+        convert(value)
     }
 
     /// Runs a pipeline as one round trip within the command timeout (cluster: its keys must
     /// share a slot, as all authsession keys do).
     pub async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
-        let limit = self.command_timeout;
-        let attempt = async {
-            match &self.backend {
-                Backend::Standalone(pool) => {
-                    let mut conn = checkout(pool, limit).await?;
-                    count_round_trip();
-                    let result = pipe.query_async::<Value>(&mut conn.inner).await;
-                    conn.note(&result);
-                    result.map_err(Error::Redis)
-                }
-                Backend::Cluster { .. } => {
-                    let mut conn = self.cluster_conn().await?;
-                    count_round_trip();
-                    pipe.query_async::<Value>(&mut conn)
-                        .await
-                        .map_err(Error::Redis)
-                }
-            }
-        };
-        let value = tokio::time::timeout(limit, attempt)
-            .await
-            .map_err(|_| Error::Timeout(limit))??;
-        T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
+        convert(
+            self.run(Request::Pipe(pipe), self.command_timeout, Via::Pool)
+                .await?,
+        )
     }
 
     async fn cluster_conn(&self) -> Result<ClusterConnection, Error> {
@@ -312,35 +306,29 @@ impl Redis {
         Ok(conn.clone())
     }
 
-    async fn query_value(&self, cmd: &redis::Cmd, limit: Duration) -> Result<Value, Error> {
+    /// Sends `request` within `limit`. Standalone: when a pooled connection turns out dead
+    /// (Redis restarted, idle reset), retries once on a fresh one; every request sent here is a
+    /// read or a replay-safe script, so that is safe, and other dead pooled connections are
+    /// replaced as they surface.
+    async fn run(&self, request: Request<'_>, limit: Duration, via: Via) -> Result<Value, Error> {
         let attempt = async {
-            match &self.backend {
-                Backend::Standalone(pool) => {
-                    let mut conn = checkout(pool, limit).await?;
-                    count_round_trip();
-                    let result = cmd.query_async::<Value>(&mut conn.inner).await;
-                    if !conn.note(&result) {
-                        return result.map_err(Error::Redis);
-                    }
-                    // The pooled connection died (Redis restarted, idle reset). Every command
-                    // sent here is a read or a replay-safe script, so one retry on a fresh
-                    // connection is safe; other dead pooled connections are replaced as they
-                    // surface.
-                    drop(conn);
-                    let mut fresh = pool.dedicated_connection().await?;
-                    count_round_trip();
-                    cmd.query_async::<Value>(&mut fresh.inner)
-                        .await
-                        .map_err(Error::Redis)
-                }
+            let pool = match &self.backend {
+                Backend::Standalone(pool) => pool,
                 Backend::Cluster { .. } => {
                     let mut conn = self.cluster_conn().await?;
-                    count_round_trip();
-                    cmd.query_async::<Value>(&mut conn)
-                        .await
-                        .map_err(Error::Redis)
+                    return request.send(&mut conn).await.map_err(Error::Redis);
                 }
+            };
+            let mut conn = match via {
+                Via::Fresh => pool.dedicated_connection().await?,
+                Via::Pool => checkout(pool, limit).await?,
+            };
+            let result = request.send(&mut conn.inner).await;
+            if via == Via::Fresh || !conn.note(&result) {
+                return result.map_err(Error::Redis);
             }
+            let mut fresh = pool.dedicated_connection().await?;
+            request.send(&mut fresh.inner).await.map_err(Error::Redis)
         };
         tokio::time::timeout(limit, attempt)
             .await
@@ -403,8 +391,9 @@ impl Redis {
         span: &tracing::Span,
     ) -> Result<Value, Error> {
         let script = call.script();
+        let evalsha = call.evalsha();
         match self
-            .query_value(&call.evalsha(), self.command_timeout)
+            .run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
             .await
         {
             Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
@@ -418,7 +407,7 @@ impl Redis {
                 metrics().noscript_reload(script.name);
                 tracing::info!("NOSCRIPT: loading script");
                 self.load_for(script, call.first_key()).await?;
-                self.query_value(&call.evalsha(), self.command_timeout)
+                self.run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
                     .await
             }
             other => other,

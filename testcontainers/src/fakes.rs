@@ -141,6 +141,13 @@ macro_rules! common_methods {
         pub fn clear_calls(&self) {
             self.shared.calls.lock().unwrap().clear();
         }
+
+        /// Stops keeping calls (long runs); mail codes stay available to `take_code`.
+        pub fn stop_recording(&self) {
+            self.shared
+                .record_calls
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
     };
 }
 
@@ -284,12 +291,5 @@ impl FakeMailService {
     /// Takes (and forgets) the code for `challenge_id`: constant memory under load.
     pub fn take_code(&self, challenge_id: &str) -> Option<String> {
         self.shared.codes.lock().unwrap().remove(challenge_id)
-    }
-
-    /// Stops recording calls (codes are still kept for `take_code`).
-    pub fn stop_recording(&self) {
-        self.shared
-            .record_calls
-            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }

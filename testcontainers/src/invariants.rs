@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use authsession::config::Config;
 use redis::aio::MultiplexedConnection;
 
-async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
+/// Every key matching `pattern` (SCAN, never KEYS).
+pub async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor = 0u64;
     loop {

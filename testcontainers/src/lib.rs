@@ -5,6 +5,7 @@
 pub mod app;
 pub mod fakes;
 pub mod invariants;
+pub mod load;
 pub mod otlp;
 pub mod process;
 pub mod proxy;

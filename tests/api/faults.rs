@@ -2,83 +2,20 @@
 //! no hang past the timeouts), the service recovers by itself, and the invariant checker then
 //! finds no partial state in Redis.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use authsession::config;
+use testcontainers::load::{self, Observed};
 use testcontainers::{
     invariants, Behaviour, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
 };
 
-use crate::helpers::{harness, harness_on, harness_with, public_key, unique_email, Harness};
+use crate::helpers::{harness, harness_on, harness_with, unique_email, Harness};
 
 /// Longest any request may take: two user-service attempts of 1 s, Redis timeouts, slack.
 const HANG: Duration = Duration::from_secs(6);
-
-#[derive(Default)]
-struct Observed {
-    /// (route, status, error code) -> count
-    answers: BTreeMap<(String, u16, String), u64>,
-    slowest: Duration,
-    /// When each full login (send + confirm) succeeded.
-    logins: Vec<Instant>,
-}
-
-/// Logins (each followed by a revoke half of the time) from four workers until `stop`.
-async fn load(h: &Harness, stop: &AtomicBool, seen: &Mutex<Observed>) {
-    let worker = || async {
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            n += 1;
-            let timed =
-                |route: &'static str, started: Instant, reply: &testcontainers::app::Reply| {
-                    let mut seen = seen.lock().unwrap();
-                    seen.slowest = seen.slowest.max(started.elapsed());
-                    let code = reply.error_code().unwrap_or("").to_owned();
-                    *seen
-                        .answers
-                        .entry((route.to_owned(), reply.status, code))
-                        .or_default() += 1;
-                };
-            let started = Instant::now();
-            let sent = tokio::time::timeout(HANG, h.app.send_email_code(&unique_email()))
-                .await
-                .expect("send hung");
-            timed("send", started, &sent);
-            let Some(challenge_id) = sent.body["challenge_id"]
-                .as_str()
-                .filter(|_| sent.status == 200)
-            else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            let Some(code) = h.mail.code_for(challenge_id) else {
-                continue;
-            };
-            let started = Instant::now();
-            let confirmed =
-                tokio::time::timeout(HANG, h.app.confirm(challenge_id, &code, &public_key()))
-                    .await
-                    .expect("confirm hung");
-            timed("confirm", started, &confirmed);
-            let Some(id) = confirmed.body["device_session_id"].as_str() else {
-                continue;
-            };
-            seen.lock().unwrap().logins.push(Instant::now());
-            if n.is_multiple_of(2) {
-                let started = Instant::now();
-                let path = format!("/api/v1/internal/sessions/{id}/revoke");
-                let revoked = tokio::time::timeout(HANG, h.app.post_internal(&path, None))
-                    .await
-                    .expect("revoke hung");
-                timed("revoke", started, &revoked);
-            }
-        }
-    };
-    futures::future::join4(worker(), worker(), worker(), worker()).await;
-}
 
 /// Runs the load, applies `fault` after a second of steady state, keeps the load going until a
 /// login succeeded after the fault ended (or 10 s passed), and checks everything.
@@ -103,7 +40,8 @@ async fn under_load<F: std::future::Future<Output = ()>>(
         }
         stop.store(true, Ordering::Relaxed);
     };
-    tokio::join!(load(h, &stop, &seen), drive);
+    let load = load::logins_and_revokes(&h.app, &h.mail, 4, Duration::ZERO, HANG, &stop, &seen);
+    tokio::join!(load, drive);
 
     let seen = seen.into_inner().unwrap();
     let end = ended.into_inner().unwrap().unwrap();
@@ -276,7 +214,7 @@ async fn a_tiny_pool_and_a_stalled_redis_fail_fast_instead_of_queueing() {
     let mut admin = h.redis.connection().await;
     let () = redis::cmd("CLIENT")
         .arg("PAUSE")
-        .arg(4000)
+        .arg(8000)
         .arg("ALL")
         .query_async(&mut admin)
         .await
@@ -295,5 +233,34 @@ async fn a_tiny_pool_and_a_stalled_redis_fail_fast_instead_of_queueing() {
         started.elapsed() < Duration::from_secs(2),
         "took {:?}: requests queued",
         started.elapsed()
+    );
+
+    // Memory stays flat while Redis stays stalled: waves of failing requests leave nothing behind.
+    let rss = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4096
+    };
+    let wave = || async {
+        let emails: Vec<String> = (0..200).map(|_| unique_email()).collect();
+        let replies =
+            futures::future::join_all(emails.iter().map(|e| h.app.send_email_code(e))).await;
+        assert!(replies.iter().all(|r| r.status == 503));
+    };
+    wave().await;
+    let baseline = rss();
+    for _ in 0..5 {
+        wave().await;
+    }
+    let grown = rss().saturating_sub(baseline);
+    assert!(
+        grown < 16 << 20,
+        "memory grew by {} KiB over 1,000 stalled requests",
+        grown >> 10
     );
 }

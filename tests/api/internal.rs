@@ -460,3 +460,36 @@ async fn a_missing_or_wrong_bearer_token_answers_401_on_every_internal_route() {
         .await;
     assert_eq!(ok.status, 200, "{ok:?}");
 }
+
+#[tokio::test]
+async fn expired_revoked_sessions_are_skipped_by_listings_and_pruned_from_the_index() {
+    let h = harness(&[(config::RESEND_COOLDOWN, "1ms")]).await;
+    let email = unique_email();
+    let (old, user_id) = h.login(&email).await;
+    h.app
+        .post_internal(&format!("/api/v1/internal/sessions/{old}/revoke"), None)
+        .await;
+    // The revoked-session retention ran out: Redis removed the record.
+    let mut redis = h.app.redis.clone();
+    let () = redis::AsyncCommands::del(&mut redis, h.app.key(&format!("session:{old}")))
+        .await
+        .unwrap();
+    let index = h.app.key(&format!("user:{user_id}:sessions"));
+
+    let listed = h
+        .app
+        .get_internal(&format!("/api/v1/internal/users/{user_id}/sessions"))
+        .await;
+    assert_eq!(
+        listed.body["sessions"],
+        json!([]),
+        "a listing shows only existing records"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (new, _) = h.login(&email).await;
+    let members: Vec<String> = redis::AsyncCommands::zrange(&mut redis, &index, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(members, [new], "the next login pruned the stale entry");
+}

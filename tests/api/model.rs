@@ -21,11 +21,21 @@ const BUDGET: u32 = 5;
 #[derive(Debug, Clone)]
 enum Op {
     Send(usize),
-    ConfirmRight { challenge: usize, key: usize },
+    ConfirmRight {
+        challenge: usize,
+        key: usize,
+    },
     ConfirmWrong(usize),
     Revoke(usize),
     Block(usize),
     SetLimit(u32),
+    /// A clock jump past the challenge's expiry (its `expires_at_ms` moved into the past).
+    Expire(usize),
+    /// Two identical confirms at the same time.
+    ConfirmTwice {
+        challenge: usize,
+        key: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -36,6 +46,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..8usize).prop_map(Op::Revoke),
         1 => (0..EMAILS).prop_map(Op::Block),
         1 => (1..4u32).prop_map(Op::SetLimit),
+        1 => (0..8usize).prop_map(Op::Expire),
+        2 => (0..8usize, 0..KEYS).prop_map(|(challenge, key)| Op::ConfirmTwice { challenge, key }),
     ]
 }
 
@@ -55,6 +67,7 @@ struct Challenge {
     email: usize,
     status: Status,
     attempts: u32,
+    expired: bool,
 }
 
 #[derive(Debug)]
@@ -135,6 +148,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 email: e,
                 status,
                 attempts: 0,
+                expired: false,
             });
         }
         Op::ConfirmRight { challenge, .. } | Op::ConfirmWrong(challenge)
@@ -152,6 +166,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                     }
                 }
                 Status::Confirmed { .. } => check("other key", reply.status, 409, &reply.body)?,
+                _ if c.expired => check("expired", reply.status, 410, &reply.body)?,
                 _ if c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET => {
                     check("locked", reply.status, 429, &reply.body)?
                 }
@@ -207,6 +222,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 Status::Confirmed { .. } => {
                     check("wrong on confirmed", reply.status, 422, &reply.body)?
                 }
+                _ if c.expired => check("expired", reply.status, 410, &reply.body)?,
                 _ if c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET => {
                     check("locked", reply.status, 429, &reply.body)?
                 }
@@ -215,6 +231,43 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                     m.challenges[challenge].attempts += 1;
                     m.failures[e] += 1;
                 }
+            }
+        }
+        Op::Expire(c) if c >= m.challenges.len() => {}
+        Op::Expire(c) => {
+            let mut conn = h.app.redis.clone();
+            let key = h.app.key(&format!("challenge:{}", m.challenges[c].id));
+            let () = conn.hset(key, "expires_at_ms", 1).await.unwrap();
+            m.challenges[c].expired = true;
+        }
+        Op::ConfirmTwice { challenge, key } => {
+            // Only where one confirm would create (or return) a session: then two at once must
+            // agree on one session.
+            let Some(c) = m.challenges.get(challenge) else {
+                return Ok(());
+            };
+            let fresh = matches!(c.status, Status::Sent(_))
+                && !c.expired
+                && c.attempts < MAX_ATTEMPTS
+                && m.failures[c.email] < BUDGET
+                && !m.blocked[c.email];
+            let replay = matches!(c.status, Status::Confirmed { key: k, .. } if k == key);
+            if !(fresh || replay) {
+                return Ok(());
+            }
+            let (id, code) = (c.id.clone(), c.code.clone().unwrap());
+            let (a, b) = tokio::join!(
+                h.app.confirm(&id, &code, &keys[key]),
+                h.app.confirm(&id, &code, &keys[key])
+            );
+            if a.status != 200 || b.status != 200 || a.body != b.body {
+                return Err(format!(
+                    "concurrent identical confirms disagree: {a:?} / {b:?}"
+                ));
+            }
+            // The model then takes it as one confirm (a replay changes nothing).
+            if fresh {
+                Box::pin(step(h, m, &Op::ConfirmRight { challenge, key })).await?;
             }
         }
         Op::Revoke(s) if s >= m.sessions.len() => {}

@@ -470,31 +470,15 @@ async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
 }
 
 async fn delete_matching(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> u64 {
-    let mut cursor = 0u64;
-    let mut deleted = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
+    let keys = testcontainers::invariants::scan(conn, pattern).await;
+    for chunk in keys.chunks(1000) {
+        let _: u64 = redis::cmd("UNLINK")
+            .arg(chunk)
             .query_async(conn)
             .await
             .unwrap();
-        if !keys.is_empty() {
-            deleted += keys.len() as u64;
-            let _: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(conn)
-                .await
-                .unwrap();
-        }
-        if next == 0 {
-            return deleted;
-        }
-        cursor = next;
     }
+    keys.len() as u64
 }
 
 async fn memory_per_session(

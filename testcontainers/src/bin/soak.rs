@@ -1,0 +1,201 @@
+//! The soak run (not part of CI): moderate load of logins and revokes for a fixed time while a
+//! random fault hits every few seconds, then the invariant checker. Prints requests, answers by
+//! code, recovery time per fault and the verdict; exits 1 on any 5xx other than a clean 503, on a
+//! fault the service did not recover from, or on partial state.
+//!
+//!     cargo run --release -p testcontainers --bin soak -- --minutes 10
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use authsession::config;
+use clap::Parser;
+use rand::Rng;
+use testcontainers::load::{logins_and_revokes, Observed};
+use testcontainers::{
+    invariants, spawn_app, Behaviour, FakeMailService, FakeUserService, Fault, FaultProxy,
+    RedisServer,
+};
+
+#[derive(Parser)]
+#[command(about = "authsession soak run: load with random faults, then the invariant checker")]
+struct Args {
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Seconds between faults.
+    #[arg(long, default_value_t = 20)]
+    fault_every: u64,
+    /// Concurrent workers; each pauses 20 ms between logins (moderate load).
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+}
+
+const FAULTS: &[&str] = &[
+    "redis_restart",
+    "redis_pause",
+    "reply_lost",
+    "script_flush",
+    "redis_oom",
+    "user_service_hang",
+    "mail_service_reset",
+];
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let redis = RedisServer::start().await;
+    let redis_proxy = FaultProxy::start(redis.addr()).await;
+    let users = FakeUserService::start().await;
+    let mail = FakeMailService::start().await;
+    mail.stop_recording();
+    users.stop_recording();
+    let mail_proxy =
+        FaultProxy::start(mail.base_url().trim_start_matches("http://").to_owned()).await;
+    let users_url = users.base_url();
+    let mail_url = format!("http://{}", mail_proxy.addr());
+    let app = spawn_app(
+        &redis,
+        &[
+            (config::REDIS_ADDR, &redis_proxy.addr()),
+            (config::USER_SERVICE_MODE, "rest"),
+            (config::USER_SERVICE_BASE_URL, &users_url),
+            (config::USER_SERVICE_REQUEST_TIMEOUT, "1s"),
+            (config::MAIL_SERVICE_MODE, "rest"),
+            (config::MAIL_SERVICE_BASE_URL, &mail_url),
+            (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+            (config::LOG_LEVEL, "error"),
+        ],
+    )
+    .await;
+    let mut admin = redis.connection().await;
+
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Observed::default());
+    let deadline = Instant::now() + Duration::from_secs_f64(args.minutes * 60.0);
+    let mut recoveries: Vec<(&str, Option<Duration>)> = Vec::new();
+    let chaos = async {
+        while Instant::now() + Duration::from_secs(args.fault_every) < deadline {
+            tokio::time::sleep(Duration::from_secs(args.fault_every)).await;
+            let fault = FAULTS[rand::rng().random_range(0..FAULTS.len())];
+            match fault {
+                "redis_restart" => {
+                    redis.stop();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    redis.restart().await;
+                    admin = redis.connection().await;
+                }
+                "redis_pause" => {
+                    let () = redis::cmd("CLIENT")
+                        .arg("PAUSE")
+                        .arg(2000)
+                        .arg("ALL")
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                "reply_lost" => {
+                    redis_proxy.set(Fault::DropReplyTo(b"EVALSHA".to_vec()));
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    redis_proxy.set(Fault::PassThrough);
+                }
+                "script_flush" => {
+                    let () = redis::cmd("SCRIPT")
+                        .arg("FLUSH")
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap();
+                }
+                "redis_oom" => {
+                    let () = redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg("maxmemory")
+                        .arg(1)
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let () = redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg("maxmemory")
+                        .arg(0)
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap();
+                }
+                "user_service_hang" => {
+                    users.set_behaviour(Behaviour::Hang);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    users.set_behaviour(Behaviour::Normal);
+                }
+                _ => {
+                    mail_proxy.set(Fault::Refuse);
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    mail_proxy.set(Fault::PassThrough);
+                }
+            }
+            let ended = Instant::now();
+            let mut recovered = None;
+            while ended.elapsed() < Duration::from_secs(10) {
+                if let Some(after) = seen.lock().unwrap().recovery_after(ended) {
+                    recovered = Some(after);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            println!("fault {fault:<20} recovered after {recovered:?}");
+            recoveries.push((fault, recovered));
+        }
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+    };
+    let load = logins_and_revokes(
+        &app,
+        &mail,
+        args.workers,
+        Duration::from_millis(20),
+        Duration::from_secs(6),
+        &stop,
+        &seen,
+    );
+    tokio::join!(load, chaos);
+
+    let seen = seen.into_inner().unwrap();
+    let total: u64 = seen.answers.values().sum();
+    println!(
+        "\nrequests: {total}, successful logins: {}, slowest answer: {:?}",
+        seen.logins.len(),
+        seen.slowest
+    );
+    let mut clean = true;
+    for ((route, status, code), count) in &seen.answers {
+        let allowed =
+            *status == 200 || *status == 503 || (*status == 404 && code.ends_with("not_found"));
+        clean &= allowed;
+        println!(
+            "  {route:<8} {status} {code:<22} {count}{}",
+            if allowed { "" } else { "   <- unexpected" }
+        );
+    }
+    let unrecovered = recoveries.iter().filter(|(_, r)| r.is_none()).count();
+    let worst = recoveries.iter().filter_map(|(_, r)| *r).max();
+    println!(
+        "faults: {}, unrecovered: {unrecovered}, slowest recovery: {worst:?}",
+        recoveries.len()
+    );
+    let violations = invariants::check(&mut redis.connection().await, &app.config).await;
+    println!(
+        "invariant checker: {}",
+        if violations.is_empty() {
+            "no partial state".to_owned()
+        } else {
+            format!("{violations:#?}")
+        }
+    );
+    if !(clean && unrecovered == 0 && violations.is_empty()) {
+        std::process::exit(1);
+    }
+}
