@@ -40,7 +40,11 @@ enum Command {
         target: InspectTarget,
     },
     /// Repair a session's gateway projection from source of truth.
-    Republish { device_session_id: String },
+    Republish {
+        // Generated ids may start with `-`: never take them for flags.
+        #[arg(allow_hyphen_values = true)]
+        device_session_id: String,
+    },
     /// Inspect the Lua scripts: names, versions, SHA1s.
     Scripts {
         #[command(subcommand)]
@@ -53,11 +57,20 @@ enum Command {
 #[derive(Subcommand)]
 enum InspectTarget {
     /// A login challenge by challenge_id.
-    Challenge { id: String },
+    Challenge {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// A device session by device_session_id.
-    Session { id: String },
+    Session {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// A user's sessions by user_id.
-    User { id: String },
+    User {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -182,6 +182,22 @@ async fn inspect_explains_challenges_and_users_without_revealing_addresses_or_co
 }
 
 #[tokio::test]
+async fn ids_starting_with_a_dash_are_ids_not_flags() {
+    // Generated ids are URL-safe base64: about one in 64 starts with `-`.
+    let h = harness(&[]).await;
+
+    let (code, output) = run_cli(
+        &h.app,
+        &["inspect", "session", "-Fq3-starts-with-dash"],
+        &[],
+    )
+    .await;
+
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("not found"), "{output}");
+}
+
+#[tokio::test]
 async fn scripts_check_fails_after_script_flush_and_passes_after_loading() {
     let h = harness(&[]).await;
     let mut redis = h.app.redis.clone();
