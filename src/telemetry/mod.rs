@@ -19,6 +19,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
+/// An `OTEL_EXPORTER_OTLP_PROTOCOL` this build cannot speak (only HTTP is built in).
+static UNSUPPORTED_PROTOCOL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// The exporters to flush at shutdown (none when OTLP is off).
 #[derive(Default)]
 pub struct Telemetry {
@@ -87,6 +90,12 @@ pub fn init(format: LogFormat, level: &str) -> Telemetry {
         .with(fmt)
         .with(otel)
         .try_init();
+    if let Some(protocol) = UNSUPPORTED_PROTOCOL.get() {
+        tracing::warn!(
+            protocol,
+            "OTEL_EXPORTER_OTLP_PROTOCOL not supported; exporting with http/protobuf"
+        );
+    }
     match otel_error {
         Some(error) => {
             tracing::error!(%error, "OpenTelemetry export disabled: exporter setup failed")
@@ -104,7 +113,12 @@ fn build_providers(
     use opentelemetry_otlp::WithExportConfig as _;
     let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
         Ok("http/json") => opentelemetry_otlp::Protocol::HttpJson,
-        _ => opentelemetry_otlp::Protocol::HttpBinary,
+        Ok("http/protobuf") | Err(_) => opentelemetry_otlp::Protocol::HttpBinary,
+        Ok(other) => {
+            // Logged once the subscriber is up (see `init`); gRPC is not built in.
+            UNSUPPORTED_PROTOCOL.set(other.to_owned()).ok();
+            opentelemetry_otlp::Protocol::HttpBinary
+        }
     };
     let spans = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
