@@ -610,7 +610,16 @@ impl Parser<'_> {
             Some(raw) => {
                 let parsed = Url::parse(raw.trim())
                     .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"));
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .map(|mut u| {
+                        // A base with a path prefix (`http://host/users`) must keep it when the
+                        // API paths are joined on: make it a directory.
+                        if !u.path().ends_with('/') {
+                            let path = format!("{}/", u.path());
+                            u.set_path(&path);
+                        }
+                        u
+                    });
                 if parsed.is_none() {
                     self.problem(url, Some(raw), "an absolute http(s) URL");
                 }
@@ -753,6 +762,19 @@ mod tests {
             panic!("expected rest")
         };
         assert_eq!(target.base_url.as_str(), "http://users.internal:9000/");
+        let prefixed = Config::from_source(&env(&[
+            (MAIL_SERVICE_MODE, "rest"),
+            (MAIL_SERVICE_BASE_URL, "https://gw.internal/mail"),
+            (MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+        ]))
+        .unwrap();
+        let ServiceMode::Rest(target) = prefixed.mail_service else {
+            panic!("expected rest")
+        };
+        assert_eq!(
+            target.base_url.join("api/v1/x").unwrap().as_str(),
+            "https://gw.internal/mail/api/v1/x"
+        );
         assert_eq!(target.request_timeout, Duration::from_millis(750));
     }
 

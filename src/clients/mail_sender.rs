@@ -43,6 +43,8 @@ impl MailSender for StubMailSender {
 pub struct RestMailSender {
     http: reqwest::Client,
     target: RestTarget,
+    /// The deliveries endpoint, resolved once.
+    url: reqwest::Url,
 }
 
 #[derive(Serialize)]
@@ -55,18 +57,18 @@ struct DeliveryBody<'a> {
 
 impl RestMailSender {
     pub fn new(http: reqwest::Client, target: RestTarget) -> Self {
-        Self { http, target }
+        let url = target
+            .base_url
+            .join("api/v1/internal/login-code-deliveries")
+            .expect("a relative path joins onto an http(s) base");
+        Self { http, target, url }
     }
 }
 
 #[async_trait]
 impl MailSender for RestMailSender {
     async fn send(&self, delivery: &Delivery<'_>) -> Result<(), Error> {
-        let url = self
-            .target
-            .base_url
-            .join("api/v1/internal/login-code-deliveries")
-            .expect("valid path");
+        let url = &self.url;
         let body = DeliveryBody {
             email: delivery.email.as_str(),
             code: delivery.code.as_str(),
