@@ -762,6 +762,7 @@ mod tests {
             panic!("expected rest")
         };
         assert_eq!(target.base_url.as_str(), "http://users.internal:9000/");
+        assert_eq!(target.request_timeout, Duration::from_millis(750));
         let prefixed = Config::from_source(&env(&[
             (MAIL_SERVICE_MODE, "rest"),
             (MAIL_SERVICE_BASE_URL, "https://gw.internal/mail"),
@@ -775,7 +776,6 @@ mod tests {
             target.base_url.join("api/v1/x").unwrap().as_str(),
             "https://gw.internal/mail/api/v1/x"
         );
-        assert_eq!(target.request_timeout, Duration::from_millis(750));
     }
 
     #[test]
