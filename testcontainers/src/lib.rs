@@ -3,6 +3,7 @@
 //! (`ServiceProcess`). No mock of Redis anywhere.
 
 pub mod app;
+pub mod chaos;
 pub mod fakes;
 pub mod invariants;
 pub mod load;

@@ -7,9 +7,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use authsession::config;
+use testcontainers::chaos;
 use testcontainers::load::{self, Observed};
 use testcontainers::{
-    invariants, Behaviour, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
+    invariants, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
 };
 
 use crate::helpers::{harness, harness_on, harness_with, unique_email, Harness};
@@ -88,11 +89,7 @@ async fn under_load<F: std::future::Future<Output = ()>>(
 #[tokio::test]
 async fn redis_killed_and_restarted() {
     let h = harness(&[]).await;
-    let fault = async {
-        h.redis.stop();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        h.redis.restart().await;
-    };
+    let fault = chaos::restart(&h.redis, Duration::from_secs(1));
     // Sessions created before the crash are gone with it (no persistence in tests).
     under_load(
         &h,
@@ -106,16 +103,7 @@ async fn redis_killed_and_restarted() {
 async fn redis_paused() {
     let h = harness(&[]).await;
     let mut admin = h.redis.connection().await;
-    let fault = async {
-        let () = redis::cmd("CLIENT")
-            .arg("PAUSE")
-            .arg(2000)
-            .arg("ALL")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(2000)).await;
-    };
+    let fault = chaos::pause(&mut admin, Duration::from_secs(2));
     under_load(&h, fault, &[]).await;
 }
 
@@ -124,11 +112,11 @@ async fn connections_reset_after_the_request_was_sent() {
     let redis = RedisServer::start().await;
     let proxy = FaultProxy::start(redis.addr()).await;
     let h = harness_on(redis, &[(config::REDIS_ADDR, &proxy.addr())]).await;
-    let fault = async {
-        proxy.set(Fault::DropReplyTo(b"EVALSHA".to_vec()));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        proxy.set(Fault::PassThrough);
-    };
+    let fault = chaos::through_proxy(
+        &proxy,
+        Fault::DropReplyTo(b"EVALSHA".to_vec()),
+        Duration::from_millis(1500),
+    );
     under_load(&h, fault, &[]).await;
 }
 
@@ -138,11 +126,7 @@ async fn script_cache_flushed_repeatedly() {
     let mut admin = h.redis.connection().await;
     let fault = async {
         for _ in 0..10 {
-            let () = redis::cmd("SCRIPT")
-                .arg("FLUSH")
-                .query_async(&mut admin)
-                .await
-                .unwrap();
+            chaos::flush_scripts(&mut admin).await;
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     };
@@ -153,34 +137,14 @@ async fn script_cache_flushed_repeatedly() {
 async fn redis_out_of_memory() {
     let h = harness(&[]).await;
     let mut admin = h.redis.connection().await;
-    let fault = async {
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg(1)
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg(0)
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-    };
+    let fault = chaos::out_of_memory(&mut admin, Duration::from_millis(1500));
     under_load(&h, fault, &[]).await;
 }
 
 #[tokio::test]
 async fn user_service_hanging() {
     let h = harness(&[]).await;
-    let fault = async {
-        h.users.set_behaviour(Behaviour::Hang);
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        h.users.set_behaviour(Behaviour::Normal);
-    };
+    let fault = chaos::hang(&h.users, Duration::from_millis(2500));
     under_load(&h, fault, &[]).await;
 }
 
@@ -196,11 +160,7 @@ async fn mail_service_resetting_connections() {
         &[(config::MAIL_SERVICE_BASE_URL, &through_proxy)],
     )
     .await;
-    let fault = async {
-        proxy.set(Fault::Refuse);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        proxy.set(Fault::PassThrough);
-    };
+    let fault = chaos::through_proxy(&proxy, Fault::Refuse, Duration::from_millis(1500));
     under_load(&h, fault, &[]).await;
 }
 

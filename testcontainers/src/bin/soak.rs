@@ -14,8 +14,7 @@ use clap::Parser;
 use rand::Rng;
 use testcontainers::load::{logins_and_revokes, Observed};
 use testcontainers::{
-    invariants, spawn_app, Behaviour, FakeMailService, FakeUserService, Fault, FaultProxy,
-    RedisServer,
+    chaos, invariants, spawn_app, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
 };
 
 #[derive(Parser)]
@@ -78,62 +77,25 @@ async fn main() {
         while Instant::now() + Duration::from_secs(args.fault_every) < deadline {
             tokio::time::sleep(Duration::from_secs(args.fault_every)).await;
             let fault = FAULTS[rand::rng().random_range(0..FAULTS.len())];
+            let hold = Duration::from_millis(1500);
             match fault {
                 "redis_restart" => {
-                    redis.stop();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    redis.restart().await;
+                    chaos::restart(&redis, Duration::from_secs(1)).await;
                     admin = redis.connection().await;
                 }
-                "redis_pause" => {
-                    let () = redis::cmd("CLIENT")
-                        .arg("PAUSE")
-                        .arg(2000)
-                        .arg("ALL")
-                        .query_async(&mut admin)
-                        .await
-                        .unwrap();
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
+                "redis_pause" => chaos::pause(&mut admin, Duration::from_secs(2)).await,
                 "reply_lost" => {
-                    redis_proxy.set(Fault::DropReplyTo(b"EVALSHA".to_vec()));
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
-                    redis_proxy.set(Fault::PassThrough);
+                    chaos::through_proxy(
+                        &redis_proxy,
+                        Fault::DropReplyTo(b"EVALSHA".to_vec()),
+                        hold,
+                    )
+                    .await
                 }
-                "script_flush" => {
-                    let () = redis::cmd("SCRIPT")
-                        .arg("FLUSH")
-                        .query_async(&mut admin)
-                        .await
-                        .unwrap();
-                }
-                "redis_oom" => {
-                    let () = redis::cmd("CONFIG")
-                        .arg("SET")
-                        .arg("maxmemory")
-                        .arg(1)
-                        .query_async(&mut admin)
-                        .await
-                        .unwrap();
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
-                    let () = redis::cmd("CONFIG")
-                        .arg("SET")
-                        .arg("maxmemory")
-                        .arg(0)
-                        .query_async(&mut admin)
-                        .await
-                        .unwrap();
-                }
-                "user_service_hang" => {
-                    users.set_behaviour(Behaviour::Hang);
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    users.set_behaviour(Behaviour::Normal);
-                }
-                _ => {
-                    mail_proxy.set(Fault::Refuse);
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
-                    mail_proxy.set(Fault::PassThrough);
-                }
+                "script_flush" => chaos::flush_scripts(&mut admin).await,
+                "redis_oom" => chaos::out_of_memory(&mut admin, hold).await,
+                "user_service_hang" => chaos::hang(&users, Duration::from_secs(2)).await,
+                _ => chaos::through_proxy(&mail_proxy, Fault::Refuse, hold).await,
             }
             let ended = Instant::now();
             let mut recovered = None;
