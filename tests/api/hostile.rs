@@ -195,8 +195,9 @@ async fn slow_clients_are_cut_off_and_do_not_block_others() {
     };
     let ((), (status, took)) = tokio::join!(trickle, normal);
     assert_eq!(status, 200);
+    // Generous for a loaded CI machine: a blocked accept loop would wait out the 3 s trickle.
     assert!(
-        took < Duration::from_millis(500),
+        took < Duration::from_secs(2),
         "a normal request waited {took:?}"
     );
 
