@@ -157,6 +157,9 @@ impl UserDirectory for StubUserDirectory {
 pub struct RestUserDirectory {
     http: reqwest::Client,
     target: RestTarget,
+    /// The two fixed endpoints, resolved once (the per-user ones depend on the id).
+    resolve_url: reqwest::Url,
+    ensure_url: reqwest::Url,
 }
 
 #[derive(Serialize)]
@@ -187,14 +190,27 @@ struct BlockReply {
 
 impl RestUserDirectory {
     pub fn new(http: reqwest::Client, target: RestTarget) -> Self {
-        Self { http, target }
+        let join = |path: &str| {
+            target
+                .base_url
+                .join(path)
+                .expect("a relative path joins onto an http(s) base")
+        };
+        let resolve_url = join("api/v1/internal/users/resolve-by-email");
+        let ensure_url = join("api/v1/internal/users/ensure-by-email");
+        Self {
+            http,
+            target,
+            resolve_url,
+            ensure_url,
+        }
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
         self.target
             .base_url
             .join(path)
-            .expect("paths are relative and valid")
+            .expect("a relative path joins onto an http(s) base")
     }
 
     fn user_path(&self, user_id: &UserId, suffix: &str) -> reqwest::Url {
@@ -216,7 +232,7 @@ impl RestUserDirectory {
 #[async_trait]
 impl UserDirectory for RestUserDirectory {
     async fn resolve_by_email(&self, email: &Email) -> Result<Resolution, Error> {
-        let url = self.url("api/v1/internal/users/resolve-by-email");
+        let url = &self.resolve_url;
         let body = EmailBody {
             email: email.as_str(),
         };
@@ -240,7 +256,7 @@ impl UserDirectory for RestUserDirectory {
     }
 
     async fn ensure_by_email(&self, email: &Email) -> Result<Ensured, Error> {
-        let url = self.url("api/v1/internal/users/ensure-by-email");
+        let url = &self.ensure_url;
         let body = EmailBody {
             email: email.as_str(),
         };

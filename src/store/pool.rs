@@ -406,7 +406,7 @@ impl Redis {
                 span.record("noscript_reload", true);
                 metrics().noscript_reload(script.name);
                 tracing::info!("NOSCRIPT: loading script");
-                self.load_for(script, call.first_key()).await?;
+                self.load(script, call.first_key()).await?;
                 self.run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
                     .await
             }
@@ -414,12 +414,8 @@ impl Redis {
         }
     }
 
-    /// `SCRIPT LOAD` where the scripts run (the authsession slot's primary in cluster mode).
-    pub async fn load(&self, script: &Script) -> Result<(), Error> {
-        self.load_for(script, None).await
-    }
-
-    async fn load_for(&self, script: &Script, key: Option<&str>) -> Result<(), Error> {
+    /// `SCRIPT LOAD` on the node that runs the call (cluster: the primary owning `key`'s slot).
+    async fn load(&self, script: &Script, key: Option<&str>) -> Result<(), Error> {
         let mut cmd = redis::cmd("SCRIPT");
         cmd.arg("LOAD").arg(&script.body);
         let sha: String = match (&self.backend, key) {

@@ -50,6 +50,22 @@ impl ServiceProcess {
         Self { child, lines }
     }
 
+    /// Runs a command of the binary to completion: (exit code, every output line joined).
+    /// Panics if it is still running after `timeout`.
+    pub async fn run(
+        binary: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> (Option<i32>, String) {
+        let mut process = Self::spawn(binary, args, env);
+        let status = process
+            .wait_exit(timeout)
+            .await
+            .unwrap_or_else(|| panic!("`{args:?}` still running after {timeout:?}"));
+        (status.code(), process.lines().join("\n"))
+    }
+
     /// Every line printed so far, stdout and stderr interleaved.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()

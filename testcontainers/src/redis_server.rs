@@ -222,6 +222,20 @@ impl RedisServer {
             .expect("connect to test redis")
     }
 
+    /// `SCRIPT LOAD`s every authsession script, as a platform team pre-loading them would.
+    pub async fn load_scripts(&self) {
+        let mut conn = self.connection().await;
+        for script in authsession::store::scripts::scripts().all() {
+            let sha: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(&script.body)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(sha, script.sha1, "{}", script.name);
+        }
+    }
+
     /// Kills the server (SIGKILL: no shutdown save, like a crash).
     pub fn stop(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {

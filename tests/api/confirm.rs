@@ -125,14 +125,7 @@ async fn a_lost_confirm_reply_answers_503_and_the_retry_returns_the_committed_se
     let (challenge_id, code) = h.send_code(&unique_email()).await;
     let key = public_key();
     // Cached beforehand, so the lost reply is the script's own and not a NOSCRIPT.
-    let mut direct = h.redis.connection().await;
-    let body = &scripts().challenge_confirm.body;
-    let _: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(body)
-        .query_async(&mut direct)
-        .await
-        .unwrap();
+    h.redis.load_scripts().await;
 
     proxy.set(Fault::DropReplyTo(
         scripts().challenge_confirm.sha1.clone().into_bytes(),

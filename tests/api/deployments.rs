@@ -295,7 +295,7 @@ async fn a_wrong_password_a_wrong_ca_or_a_user_without_evalsha_fails_startup_nam
 
 #[tokio::test]
 async fn cluster_mode_without_a_shared_hash_tag_exits_1_showing_the_fix() {
-    let mut process = ServiceProcess::spawn(
+    let (code, output) = ServiceProcess::run(
         std::path::Path::new(env!("CARGO_BIN_EXE_authsession")),
         &[],
         &[
@@ -305,13 +305,10 @@ async fn cluster_mode_without_a_shared_hash_tag_exits_1_showing_the_fix() {
                 format!("127.0.0.1:{}", free_port()),
             ),
         ],
-    );
-    let status = process
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("exits");
-    assert_eq!(status.code(), Some(1));
-    let output = process.lines().join("\n");
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(code, Some(1));
     assert!(
         output.contains("hash tag") && output.contains("{auth}authsession:"),
         "{output}"

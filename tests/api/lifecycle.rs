@@ -25,7 +25,7 @@ async fn invalid_configuration_lists_every_bad_variable_and_exits_1_without_conn
     let addr = fake_redis.local_addr().unwrap().to_string();
 
     // Act
-    let mut process = ServiceProcess::spawn(
+    let (code, output) = ServiceProcess::run(
         binary(),
         &[],
         &env(&[
@@ -34,15 +34,12 @@ async fn invalid_configuration_lists_every_bad_variable_and_exits_1_without_conn
             (config::PUBLIC_HTTP_ADDR, "nowhere"),
             (config::USER_SERVICE_MODE, "rest"),
         ]),
-    );
-    let status = process
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("exits");
+        Duration::from_secs(10),
+    )
+    .await;
 
     // Assert
-    assert_eq!(status.code(), Some(1));
-    let output = process.lines().join("\n");
+    assert_eq!(code, Some(1));
     for variable in [
         config::REDIS_COMMAND_TIMEOUT,
         config::PUBLIC_HTTP_ADDR,
@@ -64,7 +61,7 @@ async fn invalid_configuration_lists_every_bad_variable_and_exits_1_without_conn
 async fn unreachable_redis_exits_1_within_the_connect_timeout_naming_a_component() {
     let dead = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let mut process = ServiceProcess::spawn(
+    let (code, output) = ServiceProcess::run(
         binary(),
         &["serve"],
         &env(&[
@@ -73,19 +70,16 @@ async fn unreachable_redis_exits_1_within_the_connect_timeout_naming_a_component
             (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0"),
             (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0"),
         ]),
-    );
-    let status = process
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("exits");
+        Duration::from_secs(10),
+    )
+    .await;
 
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(code, Some(1));
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
         started.elapsed()
     );
-    let output = process.lines().join("\n");
     assert!(
         output.contains("challenge_store") && output.contains(&dead),
         "{output}"

@@ -18,12 +18,8 @@ async fn run_cli(app: &TestApp, args: &[&str], overrides: &[(&str, String)]) -> 
         env.push((k.to_string(), v.clone()));
     }
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_authsession"));
-    let mut process = ServiceProcess::spawn(binary, args, &env);
-    let status = process
-        .wait_exit(Duration::from_secs(20))
-        .await
-        .expect("the command finishes");
-    (status.code().unwrap_or(-1), process.lines().join("\n"))
+    let (code, output) = ServiceProcess::run(binary, args, &env, Duration::from_secs(20)).await;
+    (code.unwrap_or(-1), output)
 }
 
 #[tokio::test]
@@ -200,15 +196,8 @@ async fn ids_starting_with_a_dash_are_ids_not_flags() {
 #[tokio::test]
 async fn scripts_check_fails_after_script_flush_and_passes_after_loading() {
     let h = harness(&[]).await;
+    h.redis.load_scripts().await;
     let mut redis = h.app.redis.clone();
-    for script in scripts().all() {
-        let _: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(&script.body)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-    }
     let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
     assert_eq!(code, 0, "{output}");
 

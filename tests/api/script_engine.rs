@@ -49,16 +49,7 @@ async fn preloaded_mode_refuses_to_start_when_a_script_is_missing_and_starts_onc
         Ok(_) => panic!("started without its scripts"),
     }
 
-    let mut conn = redis.connection().await;
-    for script in scripts().all() {
-        let sha: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(&script.body)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(sha, script.sha1, "{}", script.name);
-    }
+    redis.load_scripts().await;
     let app = spawn_app(&redis, &[(config::REDIS_SCRIPT_LOADING, "preloaded")]).await;
     let reply = app.send_email_code(&unique_email()).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -67,15 +58,8 @@ async fn preloaded_mode_refuses_to_start_when_a_script_is_missing_and_starts_onc
 #[tokio::test]
 async fn preloaded_mode_answers_503_instead_of_sending_a_script_body() {
     let redis = RedisServer::start().await;
+    redis.load_scripts().await;
     let mut conn = redis.connection().await;
-    for script in scripts().all() {
-        let _: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(&script.body)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
     let app = spawn_app(&redis, &[(config::REDIS_SCRIPT_LOADING, "preloaded")]).await;
     let () = redis::cmd("SCRIPT")
         .arg("FLUSH")
