@@ -1,28 +1,41 @@
 #!lua
--- session_projection_republish, version: 1
+-- session_projection_republish, version: 2
 -- Repairs a session's gateway projection from source of truth: rewrites the snapshot (and appends
--- its event) only when it is missing or older; never turns a revoked view active.
--- KEYS[1] session  KEYS[2] its gateway snapshot  KEYS[3] gateway event stream
--- ARGV[1] stream MAXLEN  ARGV[2] revoked-session retention ms (used when the session has no TTL)
+-- its event) only when it is missing, unreadable or older; never turns a revoked view active.
+-- KEYS[1] session
+-- KEYS[2] gateway_session: its snapshot
+-- KEYS[3] stream
+-- ARGV[1] stream_maxlen
+-- ARGV[2] revoked_retention_ms: the snapshot's TTL when the revoked record has none
+-- ARGV[3] request_id: unique per republish request
+-- Derives: nothing
 -- Reply: {'repaired' | 'current', version} | {'not_found'}
---!include common.lua
---!include session.lua
---!include projection.lua
+-- Replay: a repair stores request_id in the record (`projection_repaired_by`); a second run
+-- answers 'repaired' again and writes nothing.
+-- Failure: ARGV ranges, the record's fields and the stream's type are checked before the first
+-- write.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
+--!include session.lua: SESSION_FIELDS, session_load
+--!include projection.lua: projection_json, projection_needed, projection_write
 
+local maxlen = arg_int(1, 1, MAX_STREAM_LEN)
+local retention = arg_int(2, 1, MAX_MS)
+local request_id = arg_str(3)
 local s = session_load(KEYS[1])
 if not s then
   return {'not_found'}
 end
+if s.projection_repaired_by == request_id then
+  return {'repaired', s.version}
+end
 if not projection_needed(KEYS[2], s) then
   return {'current', s.version}
 end
-local stream_error = projection_check_stream(KEYS[3])
-if stream_error then
-  return stream_error
+key_type_is(KEYS[3], 'stream')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then
+  ttl = retention
 end
-local retention = redis.call('PTTL', KEYS[1])
-if retention <= 0 then
-  retention = tonumber(ARGV[2])
-end
-projection_write(KEYS[2], KEYS[3], ARGV[1], s, now_ms(), retention)
+projection_write(KEYS[2], KEYS[3], maxlen, s, now_ms(), ttl)
+redis.call('HSET', KEYS[1], 'projection_repaired_by', request_id)
 return {'repaired', s.version}

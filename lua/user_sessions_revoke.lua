@@ -1,41 +1,74 @@
 #!lua
--- user_sessions_revoke, version: 1
+-- user_sessions_revoke, version: 2
 -- Revokes one bounded batch of a user's active sessions, each with its snapshot and event.
 -- The caller repeats until nothing remains, so Redis is never blocked for long.
--- KEYS[1] user's active index  KEYS[2] gateway event stream
--- ARGV[1] reason_code  ARGV[2] actor_type  ARGV[3] actor_id ('' when none)  ARGV[4] batch size
--- ARGV[5] revoked-session retention ms  ARGV[6] stream MAXLEN
--- ARGV[7] session key prefix  ARGV[8] gateway snapshot key prefix (keys are prefix .. id)
+-- KEYS[1] user_active_sessions
+-- KEYS[2] stream
+-- KEYS[3] user_sessions
+-- KEYS[4] user_revoked_sessions
+-- KEYS[5] revoke_batches: this revoke-all's replies, by batch number
+-- ARGV[1] reason_code
+-- ARGV[2] actor_type
+-- ARGV[3] actor_id: '' when none
+-- ARGV[4] batch_size
+-- ARGV[5] revoked_retention_ms
+-- ARGV[6] stream_maxlen
+-- ARGV[7] session_prefix: the batch's records are this prefix .. id
+-- ARGV[8] gateway_session_prefix: the batch's snapshots are this prefix .. id
+-- ARGV[9] request_id: unique per revoke-all (stored in each record as `revoke_request_id`)
+-- ARGV[10] batch_number: 1, 2, ... within one revoke-all
+-- ARGV[11] replay_memo_ms: how long KEYS[5] remembers this batch's reply
+-- Derives: session, gateway_session (of the batch's sessions)
 -- Reply: {revoked in this batch, active sessions remaining}
---!include common.lua
---!include session.lua
---!include projection.lua
+-- Replay: a batch that wrote stores its reply in KEYS[5]; a second run answers it again and
+-- writes nothing (so revoked_count is exact).
+-- Failure: ARGV ranges, every key's type and every record of the batch are checked before the
+-- first write. A snapshot key of another type is simply replaced.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
+--!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
+--!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_check, user_index_expired, user_index_settle
+--!include projection.lua: projection_json, projection_write
 
-local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
+local batch_size = arg_int(4, 1, 1000)
+local retention = arg_int(5, 1, MAX_MS)
+local maxlen = arg_int(6, 1, MAX_STREAM_LEN)
+local request_id = arg_str(9)
+local batch_number = arg_str(10)
+local memo_ms = arg_int(11, 1, MAX_MS)
+local memo = redis.call('HGET', KEYS[5], batch_number)
+if memo then
+  local revoked, remaining = string.match(memo, '^(%d+):(%d+)$')
+  return {tonumber(revoked), tonumber(remaining)}
+end
+local idx = {all = KEYS[3], active = KEYS[1], revoked = KEYS[4]}
+user_index_check(idx)
+key_type_is(KEYS[2], 'stream')
+local ids = redis.call('ZRANGE', KEYS[1], 0, batch_size - 1)
+if #ids == 0 then
+  return {0, 0}
+end
 local batch, stale = {}, {}
 for _, id in ipairs(ids) do
   local s = session_load(ARGV[7] .. id)
   if s and s.status == 'active' then
-    redis.call('GET', ARGV[8] .. id) -- fails here, before any write, on a wrong-type snapshot
     table.insert(batch, s)
   else
     table.insert(stale, id)
   end
 end
-if #ids > 0 then
-  local stream_error = projection_check_stream(KEYS[2])
-  if stream_error then
-    return stream_error
-  end
-end
-
 local now = now_ms()
-local retention = tonumber(ARGV[5])
+local expired = user_index_expired(idx, now)
+
+local r = {reason = ARGV[1], actor_type = ARGV[2], actor_id = ARGV[3], request_id = request_id}
 for _, s in ipairs(batch) do
-  session_revoke_apply(ARGV[7] .. s.device_session_id, KEYS[1], s, now, ARGV[1], ARGV[2], ARGV[3], retention)
-  projection_write(ARGV[8] .. s.device_session_id, KEYS[2], ARGV[6], s, now, retention)
+  session_revoke_apply(ARGV[7] .. s.device_session_id, idx, s, now, r, retention)
+  projection_write(ARGV[8] .. s.device_session_id, KEYS[2], maxlen, s, now, retention)
 end
 if #stale > 0 then
   redis.call('ZREM', KEYS[1], unpack(stale))
 end
-return {#batch, redis.call('ZCARD', KEYS[1])}
+user_index_settle(idx, expired, now, retention)
+local remaining = redis.call('ZCARD', KEYS[1])
+redis.call('HSET', KEYS[5], batch_number, int(#batch) .. ':' .. int(remaining))
+redis.call('PEXPIRE', KEYS[5], memo_ms)
+return {#batch, remaining}

@@ -96,6 +96,13 @@ pub const LOG_LEVEL: &str = "AUTHSESSION_LOG_LEVEL";
 pub const MAX_ACTIVE_SESSIONS_CEILING: u32 = 1000;
 /// Upper bound for the per-challenge attempt limit.
 pub const MAX_ATTEMPTS_CEILING: u32 = 1000;
+/// Upper bound for the per-address failure budget.
+pub const FAILURE_BUDGET_CEILING: u32 = 1_000_000;
+/// Longest duration that reaches Redis as a TTL (10 years): the scripts refuse longer ones in
+/// their read phase (`MAX_MS` in `lua/include/common.lua`), so `now + ttl` never overflows.
+pub const MAX_REDIS_DURATION: Duration = Duration::from_millis(315_360_000_000);
+/// Largest stream `MAXLEN` (`MAX_STREAM_LEN` in `lua/include/common.lua`).
+pub const MAX_EVENTS_MAXLEN: u64 = 1_000_000_000;
 
 /// Where configuration values come from.
 pub trait EnvSource {
@@ -306,8 +313,12 @@ impl Config {
         let events_maxlen = p.parse(
             GATEWAY_SESSION_EVENTS_MAXLEN,
             "1000000",
-            "an integer >= 1000",
-            |v| v.parse::<u64>().ok().filter(|n| *n >= 1000),
+            "an integer from 1000 to 1000000000",
+            |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (1000..=MAX_EVENTS_MAXLEN).contains(n))
+            },
         );
 
         let user_service = p.service(
@@ -354,14 +365,18 @@ impl Config {
         let shutdown_timeout = p.duration(SHUTDOWN_TIMEOUT, "10s");
 
         let policy = PartialPolicy {
-            challenge_ttl: p.duration(CHALLENGE_TTL, "10m"),
+            challenge_ttl: p.redis_duration(CHALLENGE_TTL, "10m"),
             challenge_max_attempts: p.bounded(CHALLENGE_MAX_ATTEMPTS, "5", MAX_ATTEMPTS_CEILING),
-            confirm_failure_budget: p.bounded(CONFIRM_FAILURE_BUDGET, "20", u32::MAX),
-            confirm_failure_window: p.duration(CONFIRM_FAILURE_WINDOW, "1h"),
-            expired_challenge_retention: p.duration(EXPIRED_CHALLENGE_RETENTION, "15m"),
-            confirm_idempotency_window: p.duration(CONFIRM_IDEMPOTENCY_WINDOW, "10m"),
-            resend_cooldown: p.duration(RESEND_COOLDOWN, "1m"),
-            revoked_session_retention: p.duration(REVOKED_SESSION_RETENTION, "720h"),
+            confirm_failure_budget: p.bounded(
+                CONFIRM_FAILURE_BUDGET,
+                "20",
+                FAILURE_BUDGET_CEILING,
+            ),
+            confirm_failure_window: p.redis_duration(CONFIRM_FAILURE_WINDOW, "1h"),
+            expired_challenge_retention: p.redis_duration(EXPIRED_CHALLENGE_RETENTION, "15m"),
+            confirm_idempotency_window: p.redis_duration(CONFIRM_IDEMPOTENCY_WINDOW, "10m"),
+            resend_cooldown: p.redis_duration(RESEND_COOLDOWN, "1m"),
+            revoked_session_retention: p.redis_duration(REVOKED_SESSION_RETENTION, "720h"),
             max_active_sessions_per_user: p.bounded(
                 MAX_ACTIVE_SESSIONS_PER_USER,
                 "50",
@@ -553,6 +568,20 @@ impl Parser<'_> {
                 humantime::parse_duration(v)
                     .ok()
                     .filter(|d| *d >= Duration::from_millis(1))
+            },
+        )
+    }
+
+    /// A duration that becomes a Redis TTL: at most [`MAX_REDIS_DURATION`].
+    fn redis_duration(&mut self, name: &'static str, default: &str) -> Option<Duration> {
+        self.parse(
+            name,
+            default,
+            "a positive duration of at most 10 years (87600h), such as `1m` or `720h`",
+            |v| {
+                humantime::parse_duration(v).ok().filter(|d| {
+                    *d >= Duration::from_millis(1) && *d <= MAX_REDIS_DURATION
+                })
             },
         )
     }
@@ -824,5 +853,43 @@ mod tests {
         assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
         assert_eq!(hash_tag("{}x"), None);
         assert_eq!(hash_tag("plain"), None);
+    }
+
+    /// Audit finding: an absurd retention made `PEXPIRE` fail after `HSET`, and a `MAXLEN` above
+    /// i64 failed `XADD` after the other writes. Both are refused here, naming the variable.
+    #[test]
+    fn values_that_reach_redis_are_capped() {
+        let err = Config::from_source(&env(&[
+            (REVOKED_SESSION_RETENTION, "100000000h"),
+            (CHALLENGE_TTL, "87601h"),
+            (GATEWAY_SESSION_EVENTS_MAXLEN, "18446744073709551615"),
+            (CONFIRM_FAILURE_BUDGET, "4294967295"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<_> = err.0.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            [
+                GATEWAY_SESSION_EVENTS_MAXLEN,
+                CHALLENGE_TTL,
+                CONFIRM_FAILURE_BUDGET,
+                REVOKED_SESSION_RETENTION
+            ]
+        );
+        let ok = Config::from_source(&env(&[
+            (REVOKED_SESSION_RETENTION, "87600h"),
+            (GATEWAY_SESSION_EVENTS_MAXLEN, "1000000000"),
+        ]));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+    }
+
+    #[test]
+    fn the_scripts_enforce_the_same_caps() {
+        let common = include_str!("../lua/include/common.lua");
+        assert!(common.contains(&format!(
+            "local MAX_MS = {}\n",
+            MAX_REDIS_DURATION.as_millis()
+        )));
+        assert!(common.contains(&format!("local MAX_STREAM_LEN = {MAX_EVENTS_MAXLEN}\n")));
     }
 }

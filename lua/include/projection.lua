@@ -1,7 +1,9 @@
 -- projection: the gateway view of a session, one snapshot key plus one stream event per write.
--- Every script that writes a snapshot uses these functions: projection_needed and
--- projection_check_stream in its read phase, projection_write in its write phase.
+-- Every script that writes a snapshot uses these: projection_needed (and a `key_type_is` check of
+-- the stream) in its read phase, projection_write in its write phase. A snapshot key of another
+-- type needs no check: `SET` replaces it.
 
+-- The snapshot JSON of `s`, fields in contract order.
 local function projection_json(s)
   local json = '{"device_session_id":' .. cjson.encode(s.device_session_id)
     .. ',"user_id":' .. cjson.encode(s.user_id)
@@ -16,30 +18,22 @@ local function projection_json(s)
   return json .. '}'
 end
 
--- True when the stored snapshot must be written to show `s`: missing, unreadable, or older.
--- Never true for an active view over a revoked one (revoked is terminal), never lowers a version.
+-- True when the stored snapshot must be written to show `s`: missing, of another type,
+-- unreadable, or older. A revoked view is terminal and is checked first: no active `s` ever
+-- replaces it, whatever else the stored view holds.
 local function projection_needed(snapshot_key, s)
-  local stored = redis.call('GET', snapshot_key)
-  if not stored then
+  local stored = redis.pcall('GET', snapshot_key)
+  if type(stored) ~= 'string' then
     return true
   end
   local ok, view = pcall(cjson.decode, stored)
-  if not ok or type(view) ~= 'table' or type(view.version) ~= 'number' then
+  if not ok or type(view) ~= 'table' then
     return true
   end
   if view.status == 'revoked' and s.status ~= 'revoked' then
     return false
   end
-  return view.version < s.version
-end
-
--- An error reply when the stream key holds another type: XADD would fail after other writes.
-local function projection_check_stream(stream_key)
-  local kind = redis.call('TYPE', stream_key)['ok']
-  if kind ~= 'stream' and kind ~= 'none' then
-    return redis.error_reply('WRONGTYPE gateway event stream key holds a ' .. kind)
-  end
-  return nil
+  return type(view.version) ~= 'number' or view.version < s.version
 end
 
 -- Writes the snapshot (no TTL while active, `retention_ms` once revoked) and appends its event.

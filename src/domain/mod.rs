@@ -66,6 +66,18 @@ string_newtype!(
     UserId
 );
 string_newtype!(
+    /// One request's id in a write script's ARGV (22 URL-safe characters): a replay of the same
+    /// call (a resend after a lost reply) carries the same id, so the script answers it as the
+    /// first run did instead of acting twice.
+    RequestId
+);
+
+impl RequestId {
+    pub fn generate() -> Self {
+        Self(random_id())
+    }
+}
+string_newtype!(
     /// `[a-z0-9_]{1,64}`: revoke reasons and actor types.
     Code
 );

@@ -1,7 +1,9 @@
 //! Typed wrappers of the challenge scripts: create, mark delivery, verify, confirm.
 
 use super::{millis, reply_string, reply_strings, unexpected, Error, Store};
-use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, Locale, UserId};
+use crate::domain::{
+    ChallengeId, ClientPublicKey, DeviceSessionId, Email, Locale, RequestId, UserId,
+};
 use crate::store::scripts::ScriptCall;
 
 /// Most sessions one confirm revokes for being over the per-user limit, so the script stays
@@ -101,6 +103,30 @@ fn rejection(word: &str) -> Option<Rejection> {
 }
 
 impl Store {
+    pub fn challenge_create_call(
+        &self,
+        id: &ChallengeId,
+        email: &Email,
+        code_hash: &str,
+        locale: Option<&Locale>,
+    ) -> ScriptCall<'static> {
+        let email_hash = email.hash();
+        ScriptCall::new(&self.scripts.challenge_create)
+            .key("challenge", self.keys.challenge(id.as_str()))
+            .key("resend_throttle", self.keys.resend_throttle(&email_hash))
+            .arg("challenge_id", id)
+            .arg("email", email.as_str())
+            .arg("email_hash", &email_hash)
+            .arg("code_hash", code_hash)
+            .arg("locale", locale.map(Locale::as_str).unwrap_or(""))
+            .arg("challenge_ttl_ms", millis(self.policy.challenge_ttl))
+            .arg(
+                "expired_retention_ms",
+                millis(self.policy.expired_challenge_retention),
+            )
+            .arg("resend_cooldown_ms", millis(self.policy.resend_cooldown))
+    }
+
     pub async fn challenge_create(
         &self,
         id: &ChallengeId,
@@ -108,25 +134,27 @@ impl Store {
         code_hash: &str,
         locale: Option<&Locale>,
     ) -> Result<Created, Error> {
-        let script = &self.scripts.challenge_create;
-        let email_hash = email.hash();
-        let call = ScriptCall::new(script)
-            .key(self.keys.challenge(id.as_str()))
-            .key(self.keys.resend_throttle(&email_hash))
-            .arg(id)
-            .arg(email.as_str())
-            .arg(&email_hash)
-            .arg(code_hash)
-            .arg(locale.map(Locale::as_str).unwrap_or(""))
-            .arg(millis(self.policy.challenge_ttl))
-            .arg(millis(self.policy.expired_challenge_retention))
-            .arg(millis(self.policy.resend_cooldown));
-        let status = reply_string(script.name, self.redis.invoke(&call).await?)?;
-        Ok(if status == "pending_delivery" {
-            Created::Pending
-        } else {
-            Created::Throttled
-        })
+        let call = self.challenge_create_call(id, email, code_hash, locale);
+        let name = call.script().name;
+        let status = reply_string(name, self.redis.invoke(&call).await?)?;
+        match status.as_str() {
+            "pending_delivery" => Ok(Created::Pending),
+            "delivery_throttled" => Ok(Created::Throttled),
+            other => Err(unexpected(name, &[other.to_owned()])),
+        }
+    }
+
+    pub fn challenge_mark_delivery_call(
+        &self,
+        id: &ChallengeId,
+        email_hash: &str,
+        outcome: Delivery,
+    ) -> ScriptCall<'static> {
+        ScriptCall::new(&self.scripts.challenge_mark_delivery)
+            .key("challenge", self.keys.challenge(id.as_str()))
+            .key("resend_throttle", self.keys.resend_throttle(email_hash))
+            .arg("challenge_id", id)
+            .arg("outcome", outcome.status())
     }
 
     /// Returns false when the challenge was no longer pending (already marked, or gone).
@@ -136,13 +164,8 @@ impl Store {
         email: &Email,
         outcome: Delivery,
     ) -> Result<bool, Error> {
-        let script = &self.scripts.challenge_mark_delivery;
-        let call = ScriptCall::new(script)
-            .key(self.keys.challenge(id.as_str()))
-            .key(self.keys.resend_throttle(&email.hash()))
-            .arg(id)
-            .arg(outcome.status());
-        let reply = reply_string(script.name, self.redis.invoke(&call).await?)?;
+        let call = self.challenge_mark_delivery_call(id, &email.hash(), outcome);
+        let reply = reply_string(call.script().name, self.redis.invoke(&call).await?)?;
         Ok(reply == "marked")
     }
 
@@ -150,16 +173,37 @@ impl Store {
     /// writes nothing but proves EVALSHA (and SCRIPT LOAD in `auto` mode) and the key-pattern
     /// ACLs work for the configured user and namespace.
     pub async fn probe_scripts(&self) -> Result<(), Error> {
-        let script = &self.scripts.challenge_mark_delivery;
-        let call = ScriptCall::new(script)
-            .key(self.keys.challenge("startup-probe"))
-            .key(self.keys.resend_throttle("startup-probe"))
-            .arg("startup-probe")
-            .arg(Delivery::Failed.status());
-        match reply_string(script.name, self.redis.invoke(&call).await?)?.as_str() {
+        let probe = ChallengeId::parse("startup-probe").expect("a valid id");
+        let call = self.challenge_mark_delivery_call(&probe, "startup-probe", Delivery::Failed);
+        let name = call.script().name;
+        match reply_string(name, self.redis.invoke(&call).await?)?.as_str() {
             "not_found" => Ok(()),
-            other => Err(unexpected(script.name, &[other.to_owned()])),
+            other => Err(unexpected(name, &[other.to_owned()])),
         }
+    }
+
+    /// `attempt` identifies this confirm request: a resend of the same call (lost reply) is
+    /// answered from the stored verdict instead of counting a second attempt.
+    pub fn challenge_verify_call(
+        &self,
+        id: &ChallengeId,
+        code_hash: &str,
+        client_public_key: &ClientPublicKey,
+        max_attempts: u32,
+        attempt: &RequestId,
+    ) -> ScriptCall<'static> {
+        ScriptCall::new(&self.scripts.challenge_verify)
+            .key("challenge", self.keys.challenge(id.as_str()))
+            .arg("code_hash", code_hash)
+            .arg("client_public_key", client_public_key)
+            .arg("max_attempts", max_attempts)
+            .arg("failure_budget", self.policy.confirm_failure_budget)
+            .arg(
+                "failure_window_ms",
+                millis(self.policy.confirm_failure_window),
+            )
+            .arg("confirm_failures_prefix", self.keys.confirm_failures(""))
+            .arg("attempt_id", attempt)
     }
 
     pub async fn challenge_verify(
@@ -169,15 +213,10 @@ impl Store {
         client_public_key: &ClientPublicKey,
         max_attempts: u32,
     ) -> Result<Verified, Error> {
-        let script = &self.scripts.challenge_verify;
-        let call = ScriptCall::new(script)
-            .key(self.keys.challenge(id.as_str()))
-            .arg(code_hash)
-            .arg(client_public_key)
-            .arg(max_attempts)
-            .arg(self.policy.confirm_failure_budget)
-            .arg(millis(self.policy.confirm_failure_window))
-            .arg(self.keys.confirm_failures(""));
+        let attempt = RequestId::generate();
+        let call =
+            self.challenge_verify_call(id, code_hash, client_public_key, max_attempts, &attempt);
+        let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         match reply.as_slice() {
             [ok, email] if ok == "ok" => Ok(Verified::Ok {
@@ -193,30 +232,41 @@ impl Store {
         }
     }
 
-    pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
-        let script = &self.scripts.challenge_confirm;
+    pub fn challenge_confirm_call(&self, req: &ConfirmRequest<'_>) -> ScriptCall<'static> {
         let user = req.user_id.as_str();
         let session = req.device_session_id.as_str();
-        let call = ScriptCall::new(script)
-            .key(self.keys.challenge(req.challenge_id.as_str()))
-            .key(self.keys.session(session))
-            .key(self.keys.user_sessions(user))
-            .key(self.keys.user_active_sessions(user))
-            .key(self.keys.gateway_session(session))
-            .key(self.keys.stream())
-            .arg(req.code_hash)
-            .arg(req.client_public_key)
-            .arg(user)
-            .arg(session)
-            .arg(req.max_attempts)
-            .arg(req.max_active_sessions)
-            .arg(millis(self.policy.confirm_idempotency_window))
-            .arg(millis(self.policy.revoked_session_retention))
-            .arg(self.stream_maxlen)
-            .arg(self.keys.session(""))
-            .arg(self.keys.gateway_session_prefix())
-            .arg(req.challenge_id)
-            .arg(MAX_EVICTIONS_PER_LOGIN);
+        ScriptCall::new(&self.scripts.challenge_confirm)
+            .key("challenge", self.keys.challenge(req.challenge_id.as_str()))
+            .key("session", self.keys.session(session))
+            .key("user_sessions", self.keys.user_sessions(user))
+            .key("user_active_sessions", self.keys.user_active_sessions(user))
+            .key("gateway_session", self.keys.gateway_session(session))
+            .key("stream", self.keys.stream())
+            .key("user_revoked_sessions", self.keys.user_revoked_sessions(user))
+            .arg("code_hash", req.code_hash)
+            .arg("client_public_key", req.client_public_key)
+            .arg("user_id", user)
+            .arg("device_session_id", session)
+            .arg("max_attempts", req.max_attempts)
+            .arg("max_active_sessions", req.max_active_sessions)
+            .arg(
+                "idempotency_window_ms",
+                millis(self.policy.confirm_idempotency_window),
+            )
+            .arg(
+                "revoked_retention_ms",
+                millis(self.policy.revoked_session_retention),
+            )
+            .arg("stream_maxlen", self.stream_maxlen)
+            .arg("session_prefix", self.keys.session_prefix())
+            .arg("gateway_session_prefix", self.keys.gateway_session_prefix())
+            .arg("challenge_id", req.challenge_id)
+            .arg("max_evictions", MAX_EVICTIONS_PER_LOGIN)
+    }
+
+    pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
+        let call = self.challenge_confirm_call(req);
+        let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         let parse_id =
             |id: &str| DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply));

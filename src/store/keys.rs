@@ -44,21 +44,42 @@ impl Keys {
         format!("{}session:{device_session_id}", self.prefix)
     }
 
+    /// `P session:`: the prefix scripts derive session record keys from (prefix .. id).
+    pub fn session_prefix(&self) -> String {
+        self.session("")
+    }
+
     /// `P user:<user_id>:sessions` (zset of every session id, score `created_at_ms`).
     pub fn user_sessions(&self, user_id: &str) -> String {
-        format!("{}user:{user_id}:sessions", self.prefix)
+        format!("{}{USER}{user_id}{USER_SESSIONS}", self.prefix)
     }
 
     /// `P user:<user_id>:active_sessions` (zset of active session ids, score `created_at_ms`).
     pub fn user_active_sessions(&self, user_id: &str) -> String {
-        let (head, tail) = self.user_active_sessions_parts();
-        format!("{head}{user_id}{tail}")
+        format!("{}{USER}{user_id}{USER_ACTIVE_SESSIONS}", self.prefix)
     }
 
-    /// Head and tail of [`Keys::user_active_sessions`], for scripts that learn the user id from
-    /// a session record.
-    pub fn user_active_sessions_parts(&self) -> (String, &'static str) {
-        (format!("{}user:", self.prefix), ":active_sessions")
+    /// `P user:<user_id>:revoked_sessions` (zset of revoked session ids, score = when the
+    /// revoked record expires): lets scripts prune every expired index entry in bounded steps.
+    pub fn user_revoked_sessions(&self, user_id: &str) -> String {
+        format!("{}{USER}{user_id}{USER_REVOKED_SESSIONS}", self.prefix)
+    }
+
+    /// `P user:` and the three index suffixes, for scripts that learn the user id from a session
+    /// record (the user's index keys are head .. user_id .. suffix).
+    pub fn user_index_parts(&self) -> UserIndexParts {
+        UserIndexParts {
+            head: format!("{}{USER}", self.prefix),
+            sessions: USER_SESSIONS,
+            active: USER_ACTIVE_SESSIONS,
+            revoked: USER_REVOKED_SESSIONS,
+        }
+    }
+
+    /// `P revoke_batches:<request_id>` (hash of batch number -> reply): lets a replayed batch of
+    /// a revoke-all answer what it answered first; expires a minute later.
+    pub fn revoke_batches(&self, request_id: &str) -> String {
+        format!("{}revoke_batches:{request_id}", self.prefix)
     }
 
     /// `P config` (hash of runtime overrides).
@@ -80,6 +101,54 @@ impl Keys {
     pub fn stream(&self) -> &str {
         &self.stream
     }
+
+    /// The kind of an authsession key, by the name the scripts' headers use for it (`challenge`,
+    /// `session`, `user_active_sessions`, ...); `None` for a key outside the namespaces.
+    pub fn kind_of(&self, key: &str) -> Option<&'static str> {
+        if key == self.stream {
+            return Some("stream");
+        }
+        if key.starts_with(&self.gateway_prefix) {
+            return Some("gateway_session");
+        }
+        let rest = key.strip_prefix(&self.prefix)?;
+        if rest == "config" {
+            return Some("config");
+        }
+        if let Some(user) = rest.strip_prefix(USER) {
+            return [
+                (USER_ACTIVE_SESSIONS, "user_active_sessions"),
+                (USER_REVOKED_SESSIONS, "user_revoked_sessions"),
+                (USER_SESSIONS, "user_sessions"),
+            ]
+            .into_iter()
+            .find(|(suffix, _)| user.ends_with(suffix))
+            .map(|(_, kind)| kind);
+        }
+        [
+            "challenge",
+            "resend_throttle",
+            "confirm_failures",
+            "session",
+            "revoke_batches",
+        ]
+        .into_iter()
+        .find(|kind| rest.strip_prefix(kind).is_some_and(|r| r.starts_with(':')))
+    }
+}
+
+const USER: &str = "user:";
+const USER_SESSIONS: &str = ":sessions";
+const USER_ACTIVE_SESSIONS: &str = ":active_sessions";
+const USER_REVOKED_SESSIONS: &str = ":revoked_sessions";
+
+/// See [`Keys::user_index_parts`].
+#[derive(Debug, Clone)]
+pub struct UserIndexParts {
+    pub head: String,
+    pub sessions: &'static str,
+    pub active: &'static str,
+    pub revoked: &'static str,
 }
 
 #[cfg(test)]
@@ -102,8 +171,36 @@ mod tests {
             keys.user_active_sessions("u1"),
             "authsession:user:u1:active_sessions"
         );
+        assert_eq!(
+            keys.user_revoked_sessions("u1"),
+            "authsession:user:u1:revoked_sessions"
+        );
+        assert_eq!(keys.revoke_batches("r1"), "authsession:revoke_batches:r1");
         assert_eq!(keys.config(), "authsession:config");
         assert_eq!(keys.gateway_session("s1"), "gateway:session:s1");
         assert_eq!(keys.stream(), "gateway:session_events");
+    }
+
+    #[test]
+    fn every_key_has_the_kind_the_script_headers_name() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        let keys = Keys::new(&config.redis, &config.gateway);
+        let kinds = [
+            (keys.challenge("c"), "challenge"),
+            (keys.resend_throttle("h"), "resend_throttle"),
+            (keys.confirm_failures("h"), "confirm_failures"),
+            (keys.session("s"), "session"),
+            (keys.user_sessions("u:sessions"), "user_sessions"),
+            (keys.user_active_sessions("u"), "user_active_sessions"),
+            (keys.user_revoked_sessions("u"), "user_revoked_sessions"),
+            (keys.revoke_batches("r"), "revoke_batches"),
+            (keys.config(), "config"),
+            (keys.gateway_session("s"), "gateway_session"),
+            (keys.stream().to_owned(), "stream"),
+        ];
+        for (key, kind) in kinds {
+            assert_eq!(keys.kind_of(&key), Some(kind), "{key}");
+        }
+        assert_eq!(keys.kind_of("other:thing"), None);
     }
 }

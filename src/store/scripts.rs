@@ -20,6 +20,57 @@ pub struct Script {
     pub sha1: String,
     /// Whether the script writes the gateway projection (its failures are counted apart).
     pub writes_projection: bool,
+    /// The header's contract: KEYS and ARGV slot names in order, and the kinds of key it derives.
+    pub header: Header,
+}
+
+/// A script's KEYS/ARGV contract as its header states it (`-- KEYS[i] kind: ...`,
+/// `-- ARGV[i] name: ...`, `-- Derives: kind (...), kind (...)` or `nothing`). KEYS names are
+/// key kinds of [`super::keys::Keys::kind_of`]; the typed wrappers name every slot they fill, and
+/// the test bench checks every key a script touches against this list.
+#[derive(Debug, Default)]
+pub struct Header {
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
+    pub derives: Vec<String>,
+}
+
+impl Header {
+    fn parse(name: &str, body: &str) -> Self {
+        let mut header = Header::default();
+        let slot = |line: &str, tag: &str, list: &mut Vec<String>| {
+            let Some(rest) = line.strip_prefix(tag) else {
+                return;
+            };
+            let (index, rest) = rest.split_once("] ").unwrap_or_else(|| {
+                panic!("lua/{name}.lua: header line `{line}` must read `{tag}N] name ...`")
+            });
+            assert_eq!(
+                index.parse::<usize>().ok(),
+                Some(list.len() + 1),
+                "lua/{name}.lua: header slots must be numbered 1, 2, ... in order"
+            );
+            let slot_name = rest.split([':', ' ']).next().unwrap_or_default();
+            list.push(slot_name.to_owned());
+        };
+        for line in body.lines().take_while(|l| l.starts_with("--") || l.starts_with("#!")) {
+            slot(line, "-- KEYS[", &mut header.keys);
+            slot(line, "-- ARGV[", &mut header.args);
+            if let Some(rest) = line.strip_prefix("-- Derives: ") {
+                header.derives = rest
+                    .split(',')
+                    .filter_map(|d| d.split_whitespace().next())
+                    .filter(|d| *d != "nothing")
+                    .map(str::to_owned)
+                    .collect();
+            }
+        }
+        assert!(
+            !header.keys.is_empty(),
+            "lua/{name}.lua: the header names no KEYS"
+        );
+        header
+    }
 }
 
 /// Every script, by operation.
@@ -89,36 +140,79 @@ fn assemble(name: &'static str) -> Script {
     let writes_projection = body
         .lines()
         .any(|l| l.trim_start().starts_with("projection_write("));
+    let header = Header::parse(name, source);
     Script {
         name,
         version,
         body,
         sha1,
         writes_projection,
+        header,
     }
 }
 
+/// Inlines `--!include <fragment>.lua: helper, helper, ...` lines. A fragment is a sequence of
+/// units separated by blank lines, each declaring one `local function NAME` or `local NAME =`
+/// (its comment lines above it belong to it); the file's opening comment block is its
+/// description. Only the units a script names are inlined, in the fragment's order, so the
+/// audited text holds no unused code, and a script must declare every helper it uses (luacheck
+/// flags an undeclared one as an undefined global).
 fn inline_includes(name: &str, source: &str) -> String {
     let mut body = String::with_capacity(source.len() * 3);
     for line in source.lines() {
-        match line.strip_prefix("--!include ") {
-            Some(fragment) => {
-                let path = format!("include/{}", fragment.trim());
-                let text = LUA
-                    .get_file(&path)
-                    .and_then(|f| f.contents_utf8())
-                    .unwrap_or_else(|| {
-                        panic!("lua/{name}.lua includes lua/{path}, which is missing")
-                    });
+        let Some(include) = line.strip_prefix("--!include ") else {
+            body.push_str(line);
+            body.push('\n');
+            continue;
+        };
+        let (fragment, helpers) = include.split_once(':').unwrap_or_else(|| {
+            panic!("lua/{name}.lua: `--!include {include}` must name its helpers after a `:`")
+        });
+        let path = format!("include/{}", fragment.trim());
+        let text = LUA
+            .get_file(&path)
+            .and_then(|f| f.contents_utf8())
+            .unwrap_or_else(|| panic!("lua/{name}.lua includes lua/{path}, which is missing"));
+        let units = fragment_units(&path, text);
+        let wanted: Vec<&str> = helpers.split(',').map(str::trim).collect();
+        for helper in &wanted {
+            assert!(
+                units.iter().any(|(unit, _)| unit == helper),
+                "lua/{name}.lua wants `{helper}` from lua/{path}, which does not define it"
+            );
+        }
+        for (unit, text) in &units {
+            if wanted.contains(&unit.as_str()) {
                 body.push_str(text);
-            }
-            None => {
-                body.push_str(line);
                 body.push('\n');
             }
         }
     }
     body
+}
+
+/// The named units of a fragment: (declared name, text including its comment lines).
+fn fragment_units(path: &str, text: &str) -> Vec<(String, String)> {
+    text.split("\n\n")
+        .map(|block| block.trim_matches(|c| c == '\n'))
+        .filter(|block| !block.is_empty())
+        .skip(1) // the fragment's description
+        .map(|block| {
+            let declared = block
+                .lines()
+                .find(|l| !l.starts_with("--"))
+                .and_then(|l| {
+                    l.strip_prefix("local function ")
+                        .or_else(|| l.strip_prefix("local "))
+                })
+                .and_then(|rest| rest.split(['(', ' ', '=']).next())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| {
+                    panic!("lua/{path}: every block after the description declares one local")
+                });
+            (declared.to_owned(), format!("{block}\n"))
+        })
+        .collect()
 }
 
 fn parse_version(name: &str, body: &str) -> u32 {
@@ -135,7 +229,10 @@ fn parse_version(name: &str, body: &str) -> u32 {
         .unwrap_or_else(|| panic!("lua/{name}.lua: second line must be `-- {name}, version: N`"))
 }
 
-/// One script invocation: `EVALSHA sha numkeys KEYS... ARGV...`.
+/// One script invocation: `EVALSHA sha numkeys KEYS... ARGV...`. Each slot is filled by the name
+/// the script's header gives it; a wrapper that drifts from its script (a slot added, removed or
+/// reordered on one side only) fails every test that calls it.
+#[derive(Debug, Clone)]
 pub struct ScriptCall<'a> {
     script: &'a Script,
     keys: Vec<String>,
@@ -146,17 +243,33 @@ impl<'a> ScriptCall<'a> {
     pub fn new(script: &'a Script) -> Self {
         Self {
             script,
-            keys: Vec::with_capacity(6),
-            args: Vec::with_capacity(12),
+            keys: Vec::with_capacity(script.header.keys.len()),
+            args: Vec::with_capacity(script.header.args.len()),
         }
     }
 
-    pub fn key(mut self, key: impl Into<String>) -> Self {
+    /// Fills the next KEYS slot, which the header must name `kind`.
+    pub fn key(mut self, kind: &str, key: impl Into<String>) -> Self {
+        debug_assert_eq!(
+            self.script.header.keys.get(self.keys.len()).map(String::as_str),
+            Some(kind),
+            "{}: KEYS[{}]",
+            self.script.name,
+            self.keys.len() + 1
+        );
         self.keys.push(key.into());
         self
     }
 
-    pub fn arg(mut self, arg: impl ToString) -> Self {
+    /// Fills the next ARGV slot, which the header must name `name`.
+    pub fn arg(mut self, name: &str, arg: impl ToString) -> Self {
+        debug_assert_eq!(
+            self.script.header.args.get(self.args.len()).map(String::as_str),
+            Some(name),
+            "{}: ARGV[{}]",
+            self.script.name,
+            self.args.len() + 1
+        );
         self.args.push(arg.to_string());
         self
     }
@@ -170,7 +283,26 @@ impl<'a> ScriptCall<'a> {
         self.script
     }
 
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The ARGV, for tests that call a script with altered arguments.
+    pub fn args_mut(&mut self) -> &mut Vec<String> {
+        &mut self.args
+    }
+
     pub fn evalsha(&self) -> redis::Cmd {
+        debug_assert_eq!(
+            (self.keys.len(), self.args.len()),
+            (self.script.header.keys.len(), self.script.header.args.len()),
+            "{}: every KEYS and ARGV slot of the header is filled",
+            self.script.name
+        );
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&self.script.sha1)
             .arg(self.keys.len())
@@ -248,9 +380,10 @@ mod tests {
     fn include_lines_are_replaced_by_the_fragment() {
         let body = inline_includes(
             "t",
-            "#!lua\n-- t, version: 3\n--!include common.lua\nreturn int(1)\n",
+            "#!lua\n-- t, version: 3\n--!include common.lua: int\nreturn int(1)\n",
         );
-        assert!(body.contains("local function now_ms()"));
+        assert!(body.contains("local function int("));
+        assert!(!body.contains("now_ms"), "only the named helpers are inlined");
         assert_eq!(parse_version("t", &body), 3);
     }
 }

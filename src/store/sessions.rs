@@ -3,13 +3,16 @@
 use std::collections::HashMap;
 
 use super::{millis, reply_strings, unexpected, Error, Store};
-use crate::domain::{ActorId, Code, DeviceSessionId, UserId};
+use crate::domain::{ActorId, Code, DeviceSessionId, RequestId, UserId};
 use crate::store::scripts::ScriptCall;
 
 /// Sessions revoked per `user_sessions_revoke` call, so one call never blocks Redis for long:
 /// each costs about 7 commands; 100 measured 4-5 ms on the 2-core bench and 200 about 7 ms, so 50
 /// keeps a call well inside the 5 ms budget (README "Performance").
 pub const REVOKE_BATCH: u32 = 50;
+/// How long a revoke-all remembers each batch's reply, so a replayed batch (a resend after a lost
+/// reply, within the command timeout) answers the same count.
+const REVOKE_BATCH_MEMO: std::time::Duration = std::time::Duration::from_secs(60);
 /// Most index entries one listing request examines, whatever the filter.
 const LIST_SCAN_LIMIT: usize = 5000;
 
@@ -74,9 +77,12 @@ pub struct Revocation {
 impl ScriptCall<'_> {
     /// `reason_code actor_type actor_id` ('' when none): the ARGV both revoke scripts start with.
     fn revocation(self, r: &Revocation) -> Self {
-        self.arg(&r.reason_code)
-            .arg(&r.actor_type)
-            .arg(r.actor_id.as_ref().map(ActorId::as_str).unwrap_or(""))
+        self.arg("reason_code", &r.reason_code)
+            .arg("actor_type", &r.actor_type)
+            .arg(
+                "actor_id",
+                r.actor_id.as_ref().map(ActorId::as_str).unwrap_or(""),
+            )
     }
 }
 
@@ -136,25 +142,40 @@ impl Store {
         })
     }
 
+    pub fn session_revoke_call(
+        &self,
+        id: &DeviceSessionId,
+        revocation: &Revocation,
+        request: &RequestId,
+    ) -> ScriptCall<'static> {
+        let user = self.keys.user_index_parts();
+        ScriptCall::new(&self.scripts.session_revoke)
+            .key("session", self.keys.session(id.as_str()))
+            .key("gateway_session", self.keys.gateway_session(id.as_str()))
+            .key("stream", self.keys.stream())
+            .revocation(revocation)
+            .arg(
+                "revoked_retention_ms",
+                millis(self.policy.revoked_session_retention),
+            )
+            .arg("stream_maxlen", self.stream_maxlen)
+            .arg("user_prefix", user.head)
+            .arg("user_sessions_suffix", user.sessions)
+            .arg("user_active_sessions_suffix", user.active)
+            .arg("user_revoked_sessions_suffix", user.revoked)
+            .arg("request_id", request)
+    }
+
     pub async fn session_revoke(
         &self,
         id: &DeviceSessionId,
         revocation: &Revocation,
     ) -> Result<Option<(RevokeOutcome, Session)>, Error> {
-        let script = &self.scripts.session_revoke;
-        let (head, tail) = self.keys.user_active_sessions_parts();
-        let call = ScriptCall::new(script)
-            .key(self.keys.session(id.as_str()))
-            .key(self.keys.gateway_session(id.as_str()))
-            .key(self.keys.stream())
-            .revocation(revocation)
-            .arg(millis(self.policy.revoked_session_retention))
-            .arg(self.stream_maxlen)
-            .arg(head)
-            .arg(tail);
+        let call = self.session_revoke_call(id, revocation, &RequestId::generate());
+        let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         let outcome = match reply.first().map(String::as_str) {
-            Some("not_found") => return Ok(None),
+            Some("not_found") if reply.len() == 1 => return Ok(None),
             Some("revoked") => RevokeOutcome::Revoked,
             Some("already_revoked") => RevokeOutcome::AlreadyRevoked,
             _ => return Err(unexpected(script.name, &reply)),
@@ -165,48 +186,86 @@ impl Store {
         )))
     }
 
+    /// Batch `batch` (1, 2, ...) of the revoke-all identified by `request`.
+    pub fn user_sessions_revoke_call(
+        &self,
+        user_id: &UserId,
+        revocation: &Revocation,
+        request: &RequestId,
+        batch: u32,
+    ) -> ScriptCall<'static> {
+        let user = user_id.as_str();
+        ScriptCall::new(&self.scripts.user_sessions_revoke)
+            .key("user_active_sessions", self.keys.user_active_sessions(user))
+            .key("stream", self.keys.stream())
+            .key("user_sessions", self.keys.user_sessions(user))
+            .key("user_revoked_sessions", self.keys.user_revoked_sessions(user))
+            .key(
+                "revoke_batches",
+                self.keys.revoke_batches(request.as_str()),
+            )
+            .revocation(revocation)
+            .arg("batch_size", REVOKE_BATCH)
+            .arg(
+                "revoked_retention_ms",
+                millis(self.policy.revoked_session_retention),
+            )
+            .arg("stream_maxlen", self.stream_maxlen)
+            .arg("session_prefix", self.keys.session_prefix())
+            .arg("gateway_session_prefix", self.keys.gateway_session_prefix())
+            .arg("request_id", request)
+            .arg("batch_number", batch)
+            .arg("replay_memo_ms", millis(REVOKE_BATCH_MEMO))
+    }
+
     /// Revokes every active session of a user in batches of [`REVOKE_BATCH`]; returns how many.
     pub async fn user_sessions_revoke(
         &self,
         user_id: &UserId,
         revocation: &Revocation,
     ) -> Result<u64, Error> {
-        let script = &self.scripts.user_sessions_revoke;
+        let request = RequestId::generate();
         let mut revoked = 0u64;
-        loop {
-            let call = ScriptCall::new(script)
-                .key(self.keys.user_active_sessions(user_id.as_str()))
-                .key(self.keys.stream())
-                .revocation(revocation)
-                .arg(REVOKE_BATCH)
-                .arg(millis(self.policy.revoked_session_retention))
-                .arg(self.stream_maxlen)
-                .arg(self.keys.session(""))
-                .arg(self.keys.gateway_session_prefix());
-            let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
+        for batch in 1.. {
+            let call = self.user_sessions_revoke_call(user_id, revocation, &request, batch);
+            let name = call.script().name;
+            let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
             let [batch, remaining] = reply.as_slice() else {
-                return Err(unexpected(script.name, &reply));
+                return Err(unexpected(name, &reply));
             };
             let (batch, remaining): (u64, u64) = match (batch.parse(), remaining.parse()) {
                 (Ok(b), Ok(r)) => (b, r),
-                _ => return Err(unexpected(script.name, &reply)),
+                _ => return Err(unexpected(name, &reply)),
             };
             revoked += batch;
             // Each call removes every entry it looked at from the active index, so this ends.
             if remaining == 0 {
-                return Ok(revoked);
+                break;
             }
         }
+        Ok(revoked)
+    }
+
+    pub fn session_republish_call(
+        &self,
+        id: &DeviceSessionId,
+        request: &RequestId,
+    ) -> ScriptCall<'static> {
+        ScriptCall::new(&self.scripts.session_projection_republish)
+            .key("session", self.keys.session(id.as_str()))
+            .key("gateway_session", self.keys.gateway_session(id.as_str()))
+            .key("stream", self.keys.stream())
+            .arg("stream_maxlen", self.stream_maxlen)
+            .arg(
+                "revoked_retention_ms",
+                millis(self.policy.revoked_session_retention),
+            )
+            .arg("request_id", request)
     }
 
     pub async fn session_republish(&self, id: &DeviceSessionId) -> Result<Republished, Error> {
-        let script = &self.scripts.session_projection_republish;
-        let call = ScriptCall::new(script)
-            .key(self.keys.session(id.as_str()))
-            .key(self.keys.gateway_session(id.as_str()))
-            .key(self.keys.stream())
-            .arg(self.stream_maxlen)
-            .arg(millis(self.policy.revoked_session_retention));
+        let call = self.session_republish_call(id, &RequestId::generate());
+        let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         let version = || {
             reply
