@@ -12,5 +12,6 @@ mod model;
 mod operator;
 mod routing;
 mod script_engine;
+mod scripts_audit;
 mod send;
 mod telemetry;

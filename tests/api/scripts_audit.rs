@@ -1,0 +1,521 @@
+//! The scripts' promises, proved for every script and every key it touches, the way the platform
+//! team audits them on a real redis-server:
+//! - every key a script touches (seen with `MONITOR`) is one its header declares in KEYS or names
+//!   under `Derives`, every command it runs is in the README's ACL grant list;
+//! - no partial write: with any touched key of the wrong type, any field of a hash it reads
+//!   removed or garbled, or any string it reads garbled, a call that errors leaves the keyspace
+//!   byte-identical (`DUMP` of every key);
+//! - replay: the same call twice gives the same reply and the same keyspace as once;
+//! - on a real cluster, a derived key of another slot fails the call before any write;
+//! - `luacheck` passes over the assembled scripts.
+//! A script without a scenario here fails `every_script_has_an_audit_scenario`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use authsession::config::{self, Config};
+use authsession::domain::{
+    ChallengeId, ClientPublicKey, Code, DeviceSessionId, Email, LoginCode, RequestId, UserId,
+};
+use authsession::store::challenges::{ConfirmRequest, Delivery};
+use authsession::store::scripts::{scripts, ScriptCall};
+use authsession::store::sessions::Revocation;
+use authsession::store::{Redis, Store};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncCommands;
+use testcontainers::keyspace::Keyspace;
+use testcontainers::monitor::Monitor;
+use testcontainers::{RedisCluster, RedisServer};
+
+use crate::deployments::ACL_COMMANDS;
+use crate::helpers::{public_key, unique_email};
+
+/// Every scenario, by script: the state a script acts on and the call under audit.
+const SCENARIOS: &[&str] = &[
+    "challenge_create/new",
+    "challenge_create/throttled",
+    "challenge_mark_delivery/sent",
+    "challenge_mark_delivery/failed",
+    "challenge_verify/wrong_code",
+    "challenge_verify/right_code",
+    "challenge_confirm/first_login",
+    "challenge_confirm/evicting_past_ghosts_and_pruning",
+    "session_revoke/active",
+    "session_revoke/healing_a_lost_projection",
+    "user_sessions_revoke/batch",
+    "session_projection_republish/missing_snapshot",
+];
+
+/// Scenarios in which the script reaches every kind of key its header says it derives.
+const DERIVING: &[&str] = &[
+    "challenge_verify/wrong_code",
+    "challenge_confirm/evicting_past_ghosts_and_pruning",
+    "session_revoke/active",
+    "user_sessions_revoke/batch",
+];
+
+const MAX_ACTIVE: u32 = 2;
+
+struct Bench {
+    store: Store,
+    conn: MultiplexedConnection,
+}
+
+fn store_for(env: &BTreeMap<&str, String>) -> Store {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let config = Config::from_source(&env).expect("valid configuration");
+    Store::new(
+        Redis::new(&config.redis).expect("redis client"),
+        &config.redis,
+        &config.gateway,
+        &config.policy,
+    )
+}
+
+async fn standalone(redis: &RedisServer) -> Bench {
+    let env = BTreeMap::from([(config::REDIS_ADDR, redis.addr())]);
+    Bench {
+        store: store_for(&env),
+        conn: redis.connection().await,
+    }
+}
+
+/// A challenge marked `sent`, and its code.
+async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
+    let id = ChallengeId::generate();
+    let code = LoginCode::generate();
+    b.store
+        .challenge_create(&id, email, &code.hash(&id), None)
+        .await
+        .unwrap();
+    b.store
+        .challenge_mark_delivery(&id, email, Delivery::Sent)
+        .await
+        .unwrap();
+    (id, code)
+}
+
+fn confirm_request<'a>(
+    id: &'a ChallengeId,
+    code_hash: &'a str,
+    key: &'a ClientPublicKey,
+    user: &'a UserId,
+    session: &'a DeviceSessionId,
+) -> ConfirmRequest<'a> {
+    ConfirmRequest {
+        challenge_id: id,
+        code_hash,
+        client_public_key: key,
+        user_id: user,
+        device_session_id: session,
+        max_attempts: 5,
+        max_active_sessions: MAX_ACTIVE,
+    }
+}
+
+/// A full login of `user`; returns the new session.
+async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
+    let email = Email::parse(&unique_email()).unwrap();
+    let (id, code) = sent_challenge(b, &email).await;
+    let session = DeviceSessionId::generate();
+    let key = ClientPublicKey::parse(&public_key()).unwrap();
+    let hash = code.hash(&id);
+    let request = confirm_request(&id, &hash, &key, user, &session);
+    b.store.challenge_confirm(&request).await.unwrap();
+    session
+}
+
+fn revocation() -> Revocation {
+    Revocation {
+        reason_code: Code::known("admin_revoke"),
+        actor_type: Code::known("admin"),
+        actor_id: None,
+    }
+}
+
+fn new_user() -> UserId {
+    UserId::parse(&format!("u{:x}", rand::random::<u64>())).unwrap()
+}
+
+/// Arranges the state of `scenario` and returns the call under audit.
+async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
+    let store = &b.store;
+    let keys = &store.keys;
+    let email = Email::parse(&unique_email()).unwrap();
+    let code_hash = LoginCode::generate().hash(&ChallengeId::generate());
+    match scenario {
+        "challenge_create/new" => {
+            let locale = authsession::domain::Locale::parse("en-GB").unwrap();
+            store.challenge_create_call(&ChallengeId::generate(), &email, &code_hash, Some(&locale))
+        }
+        "challenge_create/throttled" => {
+            sent_challenge(b, &email).await;
+            b.store
+                .challenge_create_call(&ChallengeId::generate(), &email, &code_hash, None)
+        }
+        "challenge_mark_delivery/sent" | "challenge_mark_delivery/failed" => {
+            let id = ChallengeId::generate();
+            store
+                .challenge_create(&id, &email, &code_hash, None)
+                .await
+                .unwrap();
+            let outcome = if scenario.ends_with("sent") {
+                Delivery::Sent
+            } else {
+                Delivery::Failed
+            };
+            store.challenge_mark_delivery_call(&id, &email.hash(), outcome)
+        }
+        "challenge_verify/wrong_code" | "challenge_verify/right_code" => {
+            let (id, code) = sent_challenge(b, &email).await;
+            // One failure already counted, so the budget counter exists and is read.
+            let key = ClientPublicKey::parse(&public_key()).unwrap();
+            b.store
+                .challenge_verify(&id, &code_hash, &key, 5)
+                .await
+                .unwrap();
+            let hash = if scenario.ends_with("right_code") {
+                code.hash(&id)
+            } else {
+                code_hash
+            };
+            b.store
+                .challenge_verify_call(&id, &hash, &key, 5, &RequestId::generate())
+        }
+        "challenge_confirm/first_login" => {
+            let (id, code) = sent_challenge(b, &email).await;
+            let hash = code.hash(&id);
+            let key = ClientPublicKey::parse(&public_key()).unwrap();
+            let (user, session) = (new_user(), DeviceSessionId::generate());
+            b.store
+                .challenge_confirm_call(&confirm_request(&id, &hash, &key, &user, &session))
+        }
+        "challenge_confirm/evicting_past_ghosts_and_pruning" => {
+            let user = new_user();
+            let u = user.as_str();
+            // A revoked session whose record has expired: its revoked-index entry is due.
+            let gone = login(b, &user).await;
+            b.store
+                .session_revoke(&gone, &revocation())
+                .await
+                .unwrap();
+            let () = b.conn.del(keys.session(gone.as_str())).await.unwrap();
+            let () = b
+                .conn
+                .zadd(keys.user_revoked_sessions(u), gone.as_str(), 1)
+                .await
+                .unwrap();
+            // Two live sessions at the limit, behind a ghost whose record is gone.
+            login(b, &user).await;
+            login(b, &user).await;
+            for index in [keys.user_sessions(u), keys.user_active_sessions(u)] {
+                let () = b.conn.zadd(index, "ghost", 0).await.unwrap();
+            }
+            let (id, code) = sent_challenge(b, &email).await;
+            let hash = code.hash(&id);
+            let key = ClientPublicKey::parse(&public_key()).unwrap();
+            let session = DeviceSessionId::generate();
+            b.store
+                .challenge_confirm_call(&confirm_request(&id, &hash, &key, &user, &session))
+        }
+        "session_revoke/active" => {
+            let user = new_user();
+            let session = login(b, &user).await;
+            b.store
+                .session_revoke_call(&session, &revocation(), &RequestId::generate())
+        }
+        "session_revoke/healing_a_lost_projection" => {
+            let user = new_user();
+            let session = login(b, &user).await;
+            b.store
+                .session_revoke(&session, &revocation())
+                .await
+                .unwrap();
+            let () = b
+                .conn
+                .del(keys.gateway_session(session.as_str()))
+                .await
+                .unwrap();
+            let () = b
+                .conn
+                .zadd(keys.user_active_sessions(user.as_str()), session.as_str(), 1)
+                .await
+                .unwrap();
+            b.store
+                .session_revoke_call(&session, &revocation(), &RequestId::generate())
+        }
+        "user_sessions_revoke/batch" => {
+            let user = new_user();
+            login(b, &user).await;
+            login(b, &user).await;
+            b.store
+                .user_sessions_revoke_call(&user, &revocation(), &RequestId::generate(), 1)
+        }
+        "session_projection_republish/missing_snapshot" => {
+            let session = login(b, &new_user()).await;
+            let () = b
+                .conn
+                .del(keys.gateway_session(session.as_str()))
+                .await
+                .unwrap();
+            b.store
+                .session_republish_call(&session, &RequestId::generate())
+        }
+        other => panic!("no arrangement for {other}"),
+    }
+}
+
+async fn run(b: &Bench, call: &ScriptCall<'_>) -> Result<String, String> {
+    b.store
+        .redis
+        .invoke(call)
+        .await
+        .map(|v| format!("{v:?}"))
+        .map_err(|e| e.to_string())
+}
+
+/// Every way a touched key is spoiled: another type, and for values the script reads, a
+/// missing or garbled field or a garbled string.
+async fn spoilers(conn: &mut MultiplexedConnection, key: &str) -> Vec<Vec<redis::Cmd>> {
+    let mut all = vec![vec![
+        redis::cmd("DEL").arg(key).clone(),
+        redis::cmd("RPUSH").arg(key).arg("not-an-authsession-type").clone(),
+    ]];
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(conn).await.unwrap();
+    match kind.as_str() {
+        "hash" => {
+            let fields: Vec<String> = conn.hkeys(key).await.unwrap();
+            for field in fields {
+                all.push(vec![redis::cmd("HDEL").arg(key).arg(&field).clone()]);
+                all.push(vec![redis::cmd("HSET").arg(key).arg(&field).arg("x").clone()]);
+            }
+        }
+        "string" => all.push(vec![redis::cmd("SET").arg(key).arg("x{").clone()]),
+        _ => {}
+    }
+    all
+}
+
+/// The keys each command touched, as Redis itself parses them (`COMMAND GETKEYS`).
+async fn keys_of(conn: &mut MultiplexedConnection, command: &[Vec<u8>]) -> Vec<String> {
+    let mut cmd = redis::cmd("COMMAND");
+    cmd.arg("GETKEYS");
+    for arg in command {
+        cmd.arg(arg.as_slice());
+    }
+    cmd.query_async(conn).await.unwrap_or_default()
+}
+
+#[test]
+fn every_script_has_an_audit_scenario() {
+    for script in scripts().all() {
+        assert!(
+            SCENARIOS
+                .iter()
+                .any(|s| s.split('/').next() == Some(script.name)),
+            "lua/{}.lua has no scenario in tests/api/scripts_audit.rs",
+            script.name
+        );
+        if !script.header.derives.is_empty() {
+            assert!(
+                DERIVING
+                    .iter()
+                    .any(|s| s.split('/').next() == Some(script.name)),
+                "lua/{}.lua derives keys but no scenario reaches them",
+                script.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_or_twice() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let mut monitor = Monitor::start(&redis.addr()).await;
+    let mut commands_seen = BTreeSet::new();
+    let mut report = Vec::new();
+
+    for scenario in SCENARIOS {
+        let () = redis::cmd("FLUSHALL").query_async(&mut b.conn).await.unwrap();
+        let call = arrange(&mut b, scenario).await;
+        let script = call.script();
+        let before = Keyspace::capture(&mut b.conn).await;
+
+        // Once, watched: which keys and commands the script used.
+        let start = format!("audit-start-{}", rand::random::<u64>());
+        let _: String = redis::cmd("ECHO").arg(&start).query_async(&mut b.conn).await.unwrap();
+        monitor.script_commands_until(&start).await; // the arrangement's commands
+        let marker = format!("audit-end-{}", rand::random::<u64>());
+        let first = run(&b, &call).await;
+        let _: String = redis::cmd("ECHO").arg(&marker).query_async(&mut b.conn).await.unwrap();
+        let commands = monitor.script_commands_until(&marker).await;
+        let first = first.unwrap_or_else(|e| panic!("{scenario}: the call must succeed: {e}"));
+        let once = Keyspace::capture(&mut b.conn).await;
+
+        let mut touched = BTreeSet::new();
+        for command in &commands {
+            let name = String::from_utf8_lossy(&command[0]).to_lowercase();
+            commands_seen.insert(name.clone());
+            for key in keys_of(&mut b.conn, command).await {
+                touched.insert(key);
+            }
+        }
+        for (i, key) in call.keys().iter().enumerate() {
+            assert_eq!(
+                b.store.keys.kind_of(key),
+                Some(script.header.keys[i].as_str()),
+                "{scenario}: KEYS[{}] {key}",
+                i + 1
+            );
+        }
+        let mut derived_kinds = BTreeSet::new();
+        for key in &touched {
+            if call.keys().contains(key) {
+                continue;
+            }
+            let kind = b.store.keys.kind_of(key).unwrap_or("outside the namespaces");
+            assert!(
+                script.header.derives.iter().any(|d| d == kind),
+                "{scenario}: touched {key} ({kind}), neither in KEYS nor under `Derives`"
+            );
+            derived_kinds.insert(kind);
+        }
+        if DERIVING.contains(scenario) {
+            for kind in &script.header.derives {
+                assert!(
+                    derived_kinds.contains(kind.as_str()),
+                    "{scenario}: the header says it derives {kind}, but it touched none"
+                );
+            }
+        }
+
+        // Replay: the same call again answers the same and changes nothing.
+        let again = run(&b, &call).await.expect("replay succeeds");
+        assert_eq!(again, first, "{scenario}: a replay answers like the first call");
+        let twice = Keyspace::capture(&mut b.conn).await;
+        assert_eq!(
+            once.differences(&twice),
+            Vec::<String>::new(),
+            "{scenario}: a replay changed keys"
+        );
+
+        // No partial write, whatever is spoiled.
+        let (mut runs, mut refused) = (0, 0);
+        for key in &touched {
+            before.restore(&mut b.conn).await;
+            for spoil in spoilers(&mut b.conn, key).await {
+                before.restore(&mut b.conn).await;
+                for cmd in &spoil {
+                    let () = cmd.query_async(&mut b.conn).await.unwrap();
+                }
+                let spoiled = Keyspace::capture(&mut b.conn).await;
+                runs += 1;
+                if let Err(error) = run(&b, &call).await {
+                    refused += 1;
+                    let after = Keyspace::capture(&mut b.conn).await;
+                    assert_eq!(
+                        spoiled.differences(&after),
+                        Vec::<String>::new(),
+                        "{scenario}: failed ({error}) after writing, with {key} spoiled by {:?}",
+                        spoil.iter().map(|c| String::from_utf8_lossy(&c.get_packed_command()).into_owned()).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        report.push(format!(
+            "{scenario}: {} keys touched, {runs} spoiled runs, {refused} refused whole",
+            touched.len()
+        ));
+    }
+    for command in &commands_seen {
+        assert!(
+            ACL_COMMANDS.contains(&format!("+{command}").as_str()),
+            "scripts run `{command}`, which the README's ACL grant list lacks"
+        );
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_write() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let tag = format!("t{:x}", rand::random::<u32>());
+    let env = BTreeMap::from([
+        (config::REDIS_MODE, "cluster".to_owned()),
+        (config::REDIS_ADDR, cluster.seeds()),
+        (config::REDIS_KEY_PREFIX, format!("{{{tag}}}authsession:")),
+        (
+            config::GATEWAY_SESSION_KEY_PREFIX,
+            format!("{{{tag}}}gateway:session:"),
+        ),
+        (
+            config::GATEWAY_SESSION_EVENTS_STREAM,
+            format!("{{{tag}}}gateway:session_events"),
+        ),
+    ]);
+    let slot_key = format!("{{{tag}}}");
+    let port = cluster.primary_port_for(&slot_key).await;
+    let primary = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port() == port)
+        .expect("the primary of the tag's slot");
+    // Another tag whose slot another primary serves.
+    let mut other = String::new();
+    for i in 0.. {
+        other = format!("o{i}");
+        if cluster.primary_port_for(&format!("{{{other}}}")).await != port {
+            break;
+        }
+    }
+    let mut b = Bench {
+        store: store_for(&env),
+        conn: primary.connection().await,
+    };
+    for scenario in DERIVING {
+        let mut call = arrange(&mut b, scenario).await;
+        for arg in call.args_mut() {
+            *arg = arg.replace(&format!("{{{tag}}}"), &format!("{{{other}}}"));
+        }
+        let before = Keyspace::capture(&mut b.conn).await;
+        let result = run(&b, &call).await;
+        let after = Keyspace::capture(&mut b.conn).await;
+        assert!(result.is_err(), "{scenario}: reached another slot: {result:?}");
+        assert_eq!(
+            before.differences(&after),
+            Vec::<String>::new(),
+            "{scenario}: failed after writing"
+        );
+    }
+}
+
+#[test]
+fn luacheck_passes_over_the_assembled_scripts() {
+    let dir = tempfile_dir();
+    for script in scripts().all() {
+        std::fs::write(dir.join(format!("{}.lua", script.name)), &script.body).unwrap();
+    }
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/lua/.luacheckrc");
+    let output = std::process::Command::new("luacheck")
+        .arg("--no-color")
+        .arg("--config")
+        .arg(config)
+        .arg(&dir)
+        .output()
+        .expect("luacheck is installed (Debian package lua-check; the README's test command installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("authsession-lua-{:x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
