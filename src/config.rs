@@ -367,11 +367,7 @@ impl Config {
         let policy = PartialPolicy {
             challenge_ttl: p.redis_duration(CHALLENGE_TTL, "10m"),
             challenge_max_attempts: p.bounded(CHALLENGE_MAX_ATTEMPTS, "5", MAX_ATTEMPTS_CEILING),
-            confirm_failure_budget: p.bounded(
-                CONFIRM_FAILURE_BUDGET,
-                "20",
-                FAILURE_BUDGET_CEILING,
-            ),
+            confirm_failure_budget: p.bounded(CONFIRM_FAILURE_BUDGET, "20", FAILURE_BUDGET_CEILING),
             confirm_failure_window: p.redis_duration(CONFIRM_FAILURE_WINDOW, "1h"),
             expired_challenge_retention: p.redis_duration(EXPIRED_CHALLENGE_RETENTION, "15m"),
             confirm_idempotency_window: p.redis_duration(CONFIRM_IDEMPOTENCY_WINDOW, "10m"),
@@ -579,9 +575,9 @@ impl Parser<'_> {
             default,
             "a positive duration of at most 10 years (87600h), such as `1m` or `720h`",
             |v| {
-                humantime::parse_duration(v).ok().filter(|d| {
-                    *d >= Duration::from_millis(1) && *d <= MAX_REDIS_DURATION
-                })
+                humantime::parse_duration(v)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_millis(1) && *d <= MAX_REDIS_DURATION)
             },
         )
     }

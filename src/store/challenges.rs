@@ -242,7 +242,10 @@ impl Store {
             .key("user_active_sessions", self.keys.user_active_sessions(user))
             .key("gateway_session", self.keys.gateway_session(session))
             .key("stream", self.keys.stream())
-            .key("user_revoked_sessions", self.keys.user_revoked_sessions(user))
+            .key(
+                "user_revoked_sessions",
+                self.keys.user_revoked_sessions(user),
+            )
             .arg("code_hash", req.code_hash)
             .arg("client_public_key", req.client_public_key)
             .arg("user_id", user)

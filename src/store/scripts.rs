@@ -53,7 +53,10 @@ impl Header {
             let slot_name = rest.split([':', ' ']).next().unwrap_or_default();
             list.push(slot_name.to_owned());
         };
-        for line in body.lines().take_while(|l| l.starts_with("--") || l.starts_with("#!")) {
+        for line in body
+            .lines()
+            .take_while(|l| l.starts_with("--") || l.starts_with("#!"))
+        {
             slot(line, "-- KEYS[", &mut header.keys);
             slot(line, "-- ARGV[", &mut header.args);
             if let Some(rest) = line.strip_prefix("-- Derives: ") {
@@ -251,7 +254,11 @@ impl<'a> ScriptCall<'a> {
     /// Fills the next KEYS slot, which the header must name `kind`.
     pub fn key(mut self, kind: &str, key: impl Into<String>) -> Self {
         debug_assert_eq!(
-            self.script.header.keys.get(self.keys.len()).map(String::as_str),
+            self.script
+                .header
+                .keys
+                .get(self.keys.len())
+                .map(String::as_str),
             Some(kind),
             "{}: KEYS[{}]",
             self.script.name,
@@ -264,7 +271,11 @@ impl<'a> ScriptCall<'a> {
     /// Fills the next ARGV slot, which the header must name `name`.
     pub fn arg(mut self, name: &str, arg: impl ToString) -> Self {
         debug_assert_eq!(
-            self.script.header.args.get(self.args.len()).map(String::as_str),
+            self.script
+                .header
+                .args
+                .get(self.args.len())
+                .map(String::as_str),
             Some(name),
             "{}: ARGV[{}]",
             self.script.name,
@@ -383,7 +394,10 @@ mod tests {
             "#!lua\n-- t, version: 3\n--!include common.lua: int\nreturn int(1)\n",
         );
         assert!(body.contains("local function int("));
-        assert!(!body.contains("now_ms"), "only the named helpers are inlined");
+        assert!(
+            !body.contains("now_ms"),
+            "only the named helpers are inlined"
+        );
         assert_eq!(parse_version("t", &body), 3);
     }
 }

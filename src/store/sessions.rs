@@ -199,11 +199,11 @@ impl Store {
             .key("user_active_sessions", self.keys.user_active_sessions(user))
             .key("stream", self.keys.stream())
             .key("user_sessions", self.keys.user_sessions(user))
-            .key("user_revoked_sessions", self.keys.user_revoked_sessions(user))
             .key(
-                "revoke_batches",
-                self.keys.revoke_batches(request.as_str()),
+                "user_revoked_sessions",
+                self.keys.user_revoked_sessions(user),
             )
+            .key("revoke_batches", self.keys.revoke_batches(request.as_str()))
             .revocation(revocation)
             .arg("batch_size", REVOKE_BATCH)
             .arg(

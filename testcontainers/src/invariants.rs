@@ -40,12 +40,14 @@ async fn hash(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, St
 /// - a confirmed challenge points at an existing session created from it;
 /// - no challenge produced two sessions;
 /// - every session has a snapshot with its version and status;
-/// - every active session is in both user indexes, no revoked one in the active index;
+/// - every active session is in both user indexes, no revoked one in the active index, every
+///   revoked one in the revoked index; a user with an active session has indexes without TTL;
 /// - every session's current version has its stream event (revokes included).
 pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<String> {
     let prefix = &config.redis.key_prefix;
     let gateway = &config.gateway.session_key_prefix;
     let stream = &config.gateway.events_stream;
+    let keys = authsession::store::Keys::new(&config.redis, &config.gateway);
     let mut violations = Vec::new();
 
     let events: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
@@ -112,16 +114,32 @@ pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<Str
                     .is_some()
             }
         };
-        let in_all = in_index(conn, format!("{prefix}user:{user}:sessions")).await;
-        let in_active = in_index(conn, format!("{prefix}user:{user}:active_sessions")).await;
+        let in_all = in_index(conn, keys.user_sessions(&user)).await;
+        let in_active = in_index(conn, keys.user_active_sessions(&user)).await;
+        let in_revoked = in_index(conn, keys.user_revoked_sessions(&user)).await;
         match status.as_str() {
             "active" if !(in_all && in_active) => {
                 violations.push(format!("active session {id} missing from an index"))
             }
+            "active" => {
+                let ttl: i64 = redis::cmd("PTTL")
+                    .arg(keys.user_sessions(&user))
+                    .query_async(conn)
+                    .await
+                    .unwrap();
+                if ttl != -1 {
+                    violations.push(format!(
+                        "user {user} has active session {id} but an expiring index"
+                    ));
+                }
+            }
             "revoked" if in_active => {
                 violations.push(format!("revoked session {id} still in the active index"))
             }
-            "active" | "revoked" => {}
+            "revoked" if !in_revoked => violations.push(format!(
+                "revoked session {id} missing from the revoked index"
+            )),
+            "revoked" => {}
             other => violations.push(format!("session {id} has status {other:?}")),
         }
         if !published.contains(&(id.clone(), version.clone(), status.clone())) {

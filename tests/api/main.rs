@@ -1,5 +1,6 @@
 //! Black-box tests of authsession against real Redis servers and real HTTP fakes.
 
+mod audit_findings;
 mod confirm;
 mod contract;
 mod deployments;

@@ -8,6 +8,7 @@
 //! - replay: the same call twice gives the same reply and the same keyspace as once;
 //! - on a real cluster, a derived key of another slot fails the call before any write;
 //! - `luacheck` passes over the assembled scripts.
+//!
 //! A script without a scenario here fails `every_script_has_an_audit_scenario`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,10 +198,7 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             let u = user.as_str();
             // A revoked session whose record has expired: its revoked-index entry is due.
             let gone = login(b, &user).await;
-            b.store
-                .session_revoke(&gone, &revocation())
-                .await
-                .unwrap();
+            b.store.session_revoke(&gone, &revocation()).await.unwrap();
             let () = b.conn.del(keys.session(gone.as_str())).await.unwrap();
             let () = b
                 .conn
@@ -240,7 +238,11 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
                 .unwrap();
             let () = b
                 .conn
-                .zadd(keys.user_active_sessions(user.as_str()), session.as_str(), 1)
+                .zadd(
+                    keys.user_active_sessions(user.as_str()),
+                    session.as_str(),
+                    1,
+                )
                 .await
                 .unwrap();
             b.store
@@ -281,7 +283,10 @@ async fn run(b: &Bench, call: &ScriptCall<'_>) -> Result<String, String> {
 async fn spoilers(conn: &mut MultiplexedConnection, key: &str) -> Vec<Vec<redis::Cmd>> {
     let mut all = vec![vec![
         redis::cmd("DEL").arg(key).clone(),
-        redis::cmd("RPUSH").arg(key).arg("not-an-authsession-type").clone(),
+        redis::cmd("RPUSH")
+            .arg(key)
+            .arg("not-an-authsession-type")
+            .clone(),
     ]];
     let kind: String = redis::cmd("TYPE").arg(key).query_async(conn).await.unwrap();
     match kind.as_str() {
@@ -289,7 +294,11 @@ async fn spoilers(conn: &mut MultiplexedConnection, key: &str) -> Vec<Vec<redis:
             let fields: Vec<String> = conn.hkeys(key).await.unwrap();
             for field in fields {
                 all.push(vec![redis::cmd("HDEL").arg(key).arg(&field).clone()]);
-                all.push(vec![redis::cmd("HSET").arg(key).arg(&field).arg("x").clone()]);
+                all.push(vec![redis::cmd("HSET")
+                    .arg(key)
+                    .arg(&field)
+                    .arg("x")
+                    .clone()]);
             }
         }
         "string" => all.push(vec![redis::cmd("SET").arg(key).arg("x{").clone()]),
@@ -339,18 +348,29 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
     let mut report = Vec::new();
 
     for scenario in SCENARIOS {
-        let () = redis::cmd("FLUSHALL").query_async(&mut b.conn).await.unwrap();
+        let () = redis::cmd("FLUSHALL")
+            .query_async(&mut b.conn)
+            .await
+            .unwrap();
         let call = arrange(&mut b, scenario).await;
         let script = call.script();
         let before = Keyspace::capture(&mut b.conn).await;
 
         // Once, watched: which keys and commands the script used.
         let start = format!("audit-start-{}", rand::random::<u64>());
-        let _: String = redis::cmd("ECHO").arg(&start).query_async(&mut b.conn).await.unwrap();
+        let _: String = redis::cmd("ECHO")
+            .arg(&start)
+            .query_async(&mut b.conn)
+            .await
+            .unwrap();
         monitor.script_commands_until(&start).await; // the arrangement's commands
         let marker = format!("audit-end-{}", rand::random::<u64>());
         let first = run(&b, &call).await;
-        let _: String = redis::cmd("ECHO").arg(&marker).query_async(&mut b.conn).await.unwrap();
+        let _: String = redis::cmd("ECHO")
+            .arg(&marker)
+            .query_async(&mut b.conn)
+            .await
+            .unwrap();
         let commands = monitor.script_commands_until(&marker).await;
         let first = first.unwrap_or_else(|e| panic!("{scenario}: the call must succeed: {e}"));
         let once = Keyspace::capture(&mut b.conn).await;
@@ -376,7 +396,11 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
             if call.keys().contains(key) {
                 continue;
             }
-            let kind = b.store.keys.kind_of(key).unwrap_or("outside the namespaces");
+            let kind = b
+                .store
+                .keys
+                .kind_of(key)
+                .unwrap_or("outside the namespaces");
             assert!(
                 script.header.derives.iter().any(|d| d == kind),
                 "{scenario}: touched {key} ({kind}), neither in KEYS nor under `Derives`"
@@ -394,7 +418,10 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
 
         // Replay: the same call again answers the same and changes nothing.
         let again = run(&b, &call).await.expect("replay succeeds");
-        assert_eq!(again, first, "{scenario}: a replay answers like the first call");
+        assert_eq!(
+            again, first,
+            "{scenario}: a replay answers like the first call"
+        );
         let twice = Keyspace::capture(&mut b.conn).await;
         assert_eq!(
             once.differences(&twice),
@@ -420,7 +447,10 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
                         spoiled.differences(&after),
                         Vec::<String>::new(),
                         "{scenario}: failed ({error}) after writing, with {key} spoiled by {:?}",
-                        spoil.iter().map(|c| String::from_utf8_lossy(&c.get_packed_command()).into_owned()).collect::<Vec<_>>()
+                        spoil
+                            .iter()
+                            .map(|c| String::from_utf8_lossy(&c.get_packed_command()).into_owned())
+                            .collect::<Vec<_>>()
                     );
                 }
             }
@@ -483,7 +513,10 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
         let before = Keyspace::capture(&mut b.conn).await;
         let result = run(&b, &call).await;
         let after = Keyspace::capture(&mut b.conn).await;
-        assert!(result.is_err(), "{scenario}: reached another slot: {result:?}");
+        assert!(
+            result.is_err(),
+            "{scenario}: reached another slot: {result:?}"
+        );
         assert_eq!(
             before.differences(&after),
             Vec::<String>::new(),
