@@ -1,12 +1,15 @@
 #!lua
--- user_sessions_revoke, version: 2
+-- user_sessions_revoke, version: 3
 -- Revokes one bounded batch of a user's active sessions, each with its snapshot and event.
--- The caller repeats until nothing remains, so Redis is never blocked for long.
+-- The caller repeats until nothing remains, so Redis is never blocked for long. For a block, the
+-- first batch also writes the user's blocked marker, so that a confirm already past the user
+-- service cannot create a session after this revoke (the confirm script refuses while it exists).
 -- KEYS[1] user_active_sessions
 -- KEYS[2] stream
 -- KEYS[3] user_sessions
 -- KEYS[4] user_revoked_sessions
 -- KEYS[5] revoke_batches: this revoke-all's replies, by batch number
+-- KEYS[6] user_blocked: the user's blocked marker
 -- ARGV[1] reason_code
 -- ARGV[2] actor_type
 -- ARGV[3] actor_id: '' when none
@@ -18,6 +21,7 @@
 -- ARGV[9] request_id: unique per revoke-all (stored in each record as `revoke_request_id`)
 -- ARGV[10] batch_number: 1, 2, ... within one revoke-all
 -- ARGV[11] replay_memo_ms: how long KEYS[5] remembers this batch's reply
+-- ARGV[12] block_marker_ttl_ms: 0 for a revoke-all; for a block, how long the marker lives
 -- Derives: session, gateway_session (of the batch's sessions)
 -- Reply: {revoked in this batch, active sessions remaining}
 -- Replay: a batch that wrote stores its reply in KEYS[5]; a second run answers it again and
@@ -35,6 +39,7 @@ local maxlen = arg_int(6, 1, MAX_STREAM_LEN)
 local request_id = arg_str(9)
 local batch_number = arg_str(10)
 local memo_ms = arg_int(11, 1, MAX_MS)
+local marker_ms = arg_int(12, 0, MAX_MS)
 local memo = redis.call('HGET', KEYS[5], batch_number)
 if memo then
   local revoked, remaining = string.match(memo, '^(%d+):(%d+)$')
@@ -44,7 +49,8 @@ local idx = {all = KEYS[3], active = KEYS[1], revoked = KEYS[4]}
 user_index_check(idx)
 key_type_is(KEYS[2], 'stream')
 local ids = redis.call('ZRANGE', KEYS[1], 0, batch_size - 1)
-if #ids == 0 then
+local mark = marker_ms > 0 and batch_number == '1'
+if #ids == 0 and not mark then
   return {0, 0}
 end
 local batch, stale = {}, {}
@@ -59,6 +65,9 @@ end
 local now = now_ms()
 local expired = user_index_expired(idx, now)
 
+if mark then
+  redis.call('SET', KEYS[6], int(now), 'PX', marker_ms)
+end
 local r = {reason = ARGV[1], actor_type = ARGV[2], actor_id = ARGV[3], request_id = request_id}
 for _, s in ipairs(batch) do
   session_revoke_apply(ARGV[7] .. s.device_session_id, idx, s, now, r, retention)
@@ -67,7 +76,9 @@ end
 if #stale > 0 then
   redis.call('ZREM', KEYS[1], unpack(stale))
 end
-user_index_settle(idx, expired, now, retention)
+if #ids > 0 then
+  user_index_settle(idx, expired, now, retention)
+end
 local remaining = redis.call('ZCARD', KEYS[1])
 redis.call('HSET', KEYS[5], batch_number, int(#batch) .. ':' .. int(remaining))
 redis.call('PEXPIRE', KEYS[5], memo_ms)

@@ -13,6 +13,7 @@ use crate::clients::{
     UserDirectory,
 };
 use crate::config::{Config, ScriptLoading, ServiceMode};
+use crate::domain::CodeHasher;
 use crate::flows::Context;
 use crate::store::{self, config_provider::ConfigProvider, scripts::scripts, Redis, Store};
 
@@ -113,6 +114,14 @@ impl App {
             }
             ServiceMode::Rest(target) => Arc::new(RestMailSender::new(http, target.clone())),
         };
+        let codes = match &config.code_hash_key {
+            Some(key) => CodeHasher::new(key.clone(), config.code_hash_key_previous.clone()),
+            None => {
+                // Config refuses a missing key with any `rest` dependency, so this is stub mode.
+                tracing::warn!("AUTHSESSION_CODE_HASH_KEY is unset: login codes are hashed with the fixed development key; for development only");
+                CodeHasher::development()
+            }
+        };
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -135,6 +144,8 @@ impl App {
                 users,
                 mail,
                 limits,
+                codes,
+                block_marker_ttl: config.policy.block_marker_ttl,
             },
             internal_token: config.internal_token,
             header_read_timeout: config.http_header_read_timeout,

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::domain::CodeHashKey;
+
 /// `host:port` of Redis; comma-separated seed nodes in cluster mode.
 pub const REDIS_ADDR: &str = "AUTHSESSION_REDIS_ADDR";
 /// `standalone` or `cluster`.
@@ -62,6 +64,13 @@ pub const PUBLIC_HTTP_ADDR: &str = "AUTHSESSION_PUBLIC_HTTP_ADDR";
 pub const INTERNAL_HTTP_ADDR: &str = "AUTHSESSION_INTERNAL_HTTP_ADDR";
 /// Bearer token required on the internal surface when set.
 pub const INTERNAL_HTTP_TOKEN: &str = "AUTHSESSION_INTERNAL_HTTP_TOKEN";
+/// Base64 of at least 32 bytes: the HMAC-SHA256 key of login-code hashes. Required when either
+/// dependency runs in `rest` mode; `stub` mode falls back to a fixed development key.
+pub const CODE_HASH_KEY: &str = "AUTHSESSION_CODE_HASH_KEY";
+/// The key before a rotation, still accepted when verifying codes (optional).
+pub const CODE_HASH_KEY_PREVIOUS: &str = "AUTHSESSION_CODE_HASH_KEY_PREVIOUS";
+/// How long a block's marker in Redis refuses confirms that were in flight when it happened.
+pub const BLOCK_MARKER_TTL: &str = "AUTHSESSION_BLOCK_MARKER_TTL";
 /// Longest a client may take to send a request's headers (slow-client protection).
 pub const HTTP_HEADER_READ_TIMEOUT: &str = "AUTHSESSION_HTTP_HEADER_READ_TIMEOUT";
 /// Per-component shutdown budget.
@@ -195,6 +204,7 @@ pub struct Policy {
     pub revoked_session_retention: Duration,
     pub max_active_sessions_per_user: u32,
     pub config_refresh_interval: Duration,
+    pub block_marker_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +217,9 @@ pub struct Config {
     pub public_addr: SocketAddr,
     pub internal_addr: SocketAddr,
     pub internal_token: Option<String>,
+    /// `None` only in stub mode, which then uses the development key.
+    pub code_hash_key: Option<CodeHashKey>,
+    pub code_hash_key_previous: Option<CodeHashKey>,
     pub http_header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub policy: Policy,
@@ -379,7 +392,10 @@ impl Config {
                 MAX_ACTIVE_SESSIONS_CEILING,
             ),
             config_refresh_interval: p.duration(CONFIG_REFRESH_INTERVAL, "5s"),
+            block_marker_ttl: p.redis_duration(BLOCK_MARKER_TTL, "10m"),
         };
+        let code_hash_key = p.secret_key(CODE_HASH_KEY);
+        let code_hash_key_previous = p.secret_key(CODE_HASH_KEY_PREVIOUS);
 
         let log_format = p.parse(LOG_FORMAT, "json", "`json` or `text`", |v| match v {
             "json" => Some(LogFormat::Json),
@@ -456,6 +472,25 @@ impl Config {
             }
         }
 
+        let rest = [USER_SERVICE_MODE, MAIL_SERVICE_MODE]
+            .iter()
+            .any(|mode| p.env.get(mode).is_some_and(|v| v.trim() == "rest"));
+        if rest && code_hash_key.is_none() && p.optional(CODE_HASH_KEY).is_none() {
+            p.problem(
+                CODE_HASH_KEY,
+                None,
+                "base64 of at least 32 random bytes when a dependency runs in `rest` mode \
+                 (e.g. `openssl rand -base64 32`)",
+            );
+        }
+        if code_hash_key_previous.is_some() && p.optional(CODE_HASH_KEY).is_none() {
+            p.problem(
+                CODE_HASH_KEY,
+                None,
+                "a current key when AUTHSESSION_CODE_HASH_KEY_PREVIOUS is set",
+            );
+        }
+
         if !p.problems.is_empty() {
             return Err(ConfigError(p.problems));
         }
@@ -486,6 +521,8 @@ impl Config {
             public_addr: public_addr.unwrap(),
             internal_addr: internal_addr.unwrap(),
             internal_token,
+            code_hash_key,
+            code_hash_key_previous,
             http_header_read_timeout: http_header_read_timeout.unwrap(),
             shutdown_timeout: shutdown_timeout.unwrap(),
             policy: Policy {
@@ -499,6 +536,7 @@ impl Config {
                 revoked_session_retention: policy.revoked_session_retention.unwrap(),
                 max_active_sessions_per_user: policy.max_active_sessions_per_user.unwrap(),
                 config_refresh_interval: policy.config_refresh_interval.unwrap(),
+                block_marker_ttl: policy.block_marker_ttl.unwrap(),
             },
             log_format: log_format.unwrap(),
             log_level: log_level.unwrap(),
@@ -518,6 +556,7 @@ struct PartialPolicy {
     revoked_session_retention: Option<Duration>,
     max_active_sessions_per_user: Option<u32>,
     config_refresh_interval: Option<Duration>,
+    block_marker_ttl: Option<Duration>,
 }
 
 struct Parser<'a> {
@@ -566,6 +605,20 @@ impl Parser<'_> {
                     .filter(|d| *d >= Duration::from_millis(1))
             },
         )
+    }
+
+    /// A code-hash key (base64, >= 32 bytes); the value is never echoed in a problem.
+    fn secret_key(&mut self, name: &'static str) -> Option<CodeHashKey> {
+        let raw = self.optional(name)?;
+        let key = CodeHashKey::parse(&raw).ok();
+        if key.is_none() {
+            self.problem(
+                name,
+                Some("<redacted>".into()),
+                "standard base64 of at least 32 bytes",
+            );
+        }
+        key
     }
 
     /// A duration that becomes a Redis TTL: at most [`MAX_REDIS_DURATION`].
@@ -767,7 +820,8 @@ mod tests {
                 USER_SERVICE_BASE_URL,
                 USER_SERVICE_REQUEST_TIMEOUT,
                 MAIL_SERVICE_MODE,
-                PUBLIC_HTTP_ADDR
+                PUBLIC_HTTP_ADDR,
+                CODE_HASH_KEY
             ]
         );
         let text = err.to_string();
@@ -781,6 +835,7 @@ mod tests {
             (USER_SERVICE_MODE, "rest"),
             (USER_SERVICE_BASE_URL, "http://users.internal:9000"),
             (USER_SERVICE_REQUEST_TIMEOUT, "750ms"),
+            (CODE_HASH_KEY, KEY),
         ]))
         .unwrap();
         let ServiceMode::Rest(target) = config.user_service else {
@@ -792,6 +847,7 @@ mod tests {
             (MAIL_SERVICE_MODE, "rest"),
             (MAIL_SERVICE_BASE_URL, "https://gw.internal/mail"),
             (MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+            (CODE_HASH_KEY, KEY),
         ]))
         .unwrap();
         let ServiceMode::Rest(target) = prefixed.mail_service else {
@@ -849,6 +905,37 @@ mod tests {
         assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
         assert_eq!(hash_tag("{}x"), None);
         assert_eq!(hash_tag("plain"), None);
+    }
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    /// Security review: unkeyed code hashes let anyone who reads Redis recover live codes.
+    #[test]
+    fn rest_mode_requires_a_code_hash_key_and_bad_keys_are_never_echoed() {
+        let rest = [
+            (MAIL_SERVICE_MODE, "rest"),
+            (MAIL_SERVICE_BASE_URL, "http://mail.internal"),
+            (MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+        ];
+        let err = Config::from_source(&env(&rest)).unwrap_err();
+        assert_eq!(err.0[0].variable, CODE_HASH_KEY);
+        assert!(err.to_string().contains("rest"));
+
+        let short = "c2hvcnQta2V5LXNlY3JldA==";
+        let err = Config::from_source(&env(&[(CODE_HASH_KEY, short)])).unwrap_err();
+        assert!(!err.to_string().contains(short), "{err}");
+        assert!(err.to_string().contains("at least 32 bytes"));
+
+        let err = Config::from_source(&env(&[(CODE_HASH_KEY_PREVIOUS, KEY)])).unwrap_err();
+        assert_eq!(err.0[0].variable, CODE_HASH_KEY);
+
+        let mut with_key = rest.to_vec();
+        with_key.extend([(CODE_HASH_KEY, KEY), (CODE_HASH_KEY_PREVIOUS, KEY)]);
+        let config = Config::from_source(&env(&with_key)).unwrap();
+        assert!(config.code_hash_key.is_some() && config.code_hash_key_previous.is_some());
+        assert!(!format!("{config:?}").contains(KEY));
+        let stub = Config::from_source(&env(&[])).unwrap();
+        assert!(stub.code_hash_key.is_none(), "stub mode falls back to the dev key");
     }
 
     /// Audit finding: an absurd retention made `PEXPIRE` fail after `HSET`, and a `MAXLEN` above

@@ -1,4 +1,5 @@
-//! Blocking a user: the user service first (so no new session can be created), then every active
+//! Blocking a user: the user service first (so no new session can be created), then a blocked
+//! marker in Redis (so no confirm already in flight can commit one either) and every active
 //! session revoked with reason `user_blocked`. Safe to retry after a partial failure: the block is
 //! idempotent and the revoke picks up whatever is still active.
 
@@ -26,7 +27,12 @@ pub async fn block_user(
         actor_type,
         actor_id,
     };
-    let revoked = ctx.store.user_sessions_revoke(user_id, &revocation).await?;
+    // The marker first (same script call as the first batch): a confirm that passed the user
+    // service before the block cannot commit a session after this revoke.
+    let revoked = ctx
+        .store
+        .user_sessions_revoke(user_id, &revocation, Some(ctx.block_marker_ttl))
+        .await?;
     metrics().revoke(
         "block",
         match outcome {

@@ -55,12 +55,12 @@ async fn confirm(
     client_public_key: &ClientPublicKey,
 ) -> Result<(DeviceSessionId, &'static str), ConfirmError> {
     let limits = ctx.limits.limits().await;
-    let code_hash = code.hash(challenge_id);
+    let code_hashes = ctx.codes.hashes(challenge_id, code);
     let verified = ctx
         .store
         .challenge_verify(
             challenge_id,
-            &code_hash,
+            &code_hashes,
             client_public_key,
             limits.challenge_max_attempts,
         )
@@ -85,7 +85,7 @@ async fn confirm(
     let device_session_id = DeviceSessionId::generate();
     let request = ConfirmRequest {
         challenge_id,
-        code_hash: &code_hash,
+        code_hashes: &code_hashes,
         client_public_key,
         user_id: &user_id,
         device_session_id: &device_session_id,
@@ -100,6 +100,7 @@ async fn confirm(
         // A concurrent identical confirm won the race; its script wrote the projection.
         Confirmed::Existing(id) => Ok((id, "retried")),
         Confirmed::Rejected(rejection) => Err(ConfirmError::Rejected(rejection)),
+        Confirmed::UserBlocked => Err(ConfirmError::UserBlocked),
     }
 }
 

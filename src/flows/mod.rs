@@ -11,6 +11,7 @@ pub mod sessions;
 use std::sync::Arc;
 
 use crate::clients::{self, MailSender, UserDirectory};
+use crate::domain::CodeHasher;
 use crate::store::{self, config_provider::ConfigProvider, Store};
 
 /// What every flow needs.
@@ -20,6 +21,10 @@ pub struct Context {
     pub users: Arc<dyn UserDirectory>,
     pub mail: Arc<dyn MailSender>,
     pub limits: ConfigProvider,
+    /// Hashes login codes with the server key (never sent to Redis).
+    pub codes: CodeHasher,
+    /// How long a block refuses confirms that were in flight when it happened.
+    pub block_marker_ttl: std::time::Duration,
 }
 
 /// A fault in Redis or a dependency: answers `503 service_unavailable`, details only in the log.

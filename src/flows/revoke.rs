@@ -57,7 +57,10 @@ pub async fn revoke_all(
         metrics().revoke("all", "user_not_found");
         return Err(RevokeAllError::UserNotFound);
     }
-    let revoked = ctx.store.user_sessions_revoke(user_id, revocation).await?;
+    let revoked = ctx
+        .store
+        .user_sessions_revoke(user_id, revocation, None)
+        .await?;
     metrics().revoke(
         "all",
         if revoked == 0 {

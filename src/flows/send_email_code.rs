@@ -18,7 +18,12 @@ pub async fn send_email_code(
     let code = LoginCode::generate();
     let created = ctx
         .store
-        .challenge_create(&challenge_id, email, &code.hash(&challenge_id), locale)
+        .challenge_create(
+            &challenge_id,
+            email,
+            &ctx.codes.hash(&challenge_id, &code),
+            locale,
+        )
         .await?;
     if created == Created::Throttled {
         metrics().send("throttled");

@@ -106,7 +106,7 @@ impl From<Rejection> for ApiError {
             ),
             Rejection::AlreadyConfirmed => (
                 StatusCode::CONFLICT,
-                "the challenge was confirmed with another key",
+                "the challenge is already confirmed",
             ),
         };
         ApiError::new(status, rejection.code(), message)

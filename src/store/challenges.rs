@@ -2,7 +2,7 @@
 
 use super::{millis, reply_string, reply_strings, unexpected, Error, Store};
 use crate::domain::{
-    ChallengeId, ClientPublicKey, DeviceSessionId, Email, Locale, RequestId, UserId,
+    ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, Email, Locale, RequestId, UserId,
 };
 use crate::store::scripts::ScriptCall;
 
@@ -79,11 +79,13 @@ pub enum Confirmed {
     /// Already confirmed with the same key (a concurrent twin or a replay): that session.
     Existing(DeviceSessionId),
     Rejected(Rejection),
+    /// A block of the user is in flight (its marker exists): nothing was written.
+    UserBlocked,
 }
 
 pub struct ConfirmRequest<'a> {
     pub challenge_id: &'a ChallengeId,
-    pub code_hash: &'a str,
+    pub code_hashes: &'a CodeHashes,
     pub client_public_key: &'a ClientPublicKey,
     pub user_id: &'a UserId,
     pub device_session_id: &'a DeviceSessionId,
@@ -187,14 +189,18 @@ impl Store {
     pub fn challenge_verify_call(
         &self,
         id: &ChallengeId,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         client_public_key: &ClientPublicKey,
         max_attempts: u32,
         attempt: &RequestId,
     ) -> ScriptCall<'static> {
         ScriptCall::new(&self.scripts.challenge_verify)
             .key("challenge", self.keys.challenge(id.as_str()))
-            .arg("code_hash", code_hash)
+            .arg("code_hash", &code_hashes.current)
+            .arg(
+                "code_hash_previous",
+                code_hashes.previous.as_deref().unwrap_or(""),
+            )
             .arg("client_public_key", client_public_key)
             .arg("max_attempts", max_attempts)
             .arg("failure_budget", self.policy.confirm_failure_budget)
@@ -209,13 +215,13 @@ impl Store {
     pub async fn challenge_verify(
         &self,
         id: &ChallengeId,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         client_public_key: &ClientPublicKey,
         max_attempts: u32,
     ) -> Result<Verified, Error> {
         let attempt = RequestId::generate();
         let call =
-            self.challenge_verify_call(id, code_hash, client_public_key, max_attempts, &attempt);
+            self.challenge_verify_call(id, code_hashes, client_public_key, max_attempts, &attempt);
         let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         match reply.as_slice() {
@@ -246,7 +252,8 @@ impl Store {
                 "user_revoked_sessions",
                 self.keys.user_revoked_sessions(user),
             )
-            .arg("code_hash", req.code_hash)
+            .key("user_blocked", self.keys.user_blocked(user))
+            .arg("code_hash", &req.code_hashes.current)
             .arg("client_public_key", req.client_public_key)
             .arg("user_id", user)
             .arg("device_session_id", session)
@@ -265,6 +272,10 @@ impl Store {
             .arg("gateway_session_prefix", self.keys.gateway_session_prefix())
             .arg("challenge_id", req.challenge_id)
             .arg("max_evictions", MAX_EVICTIONS_PER_LOGIN)
+            .arg(
+                "code_hash_previous",
+                req.code_hashes.previous.as_deref().unwrap_or(""),
+            )
     }
 
     pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
@@ -278,6 +289,7 @@ impl Store {
                 Ok(Confirmed::Created(parse_id(id)?))
             }
             [confirmed, id] if confirmed == "confirmed" => Ok(Confirmed::Existing(parse_id(id)?)),
+            [blocked] if blocked == "user_blocked" => Ok(Confirmed::UserBlocked),
             [word] => rejection(word)
                 .map(Confirmed::Rejected)
                 .ok_or_else(|| unexpected(script.name, &reply)),

@@ -65,6 +65,12 @@ impl Keys {
         format!("{}{USER}{user_id}{USER_REVOKED_SESSIONS}", self.prefix)
     }
 
+    /// `P user:<user_id>:blocked` (string holding when the block happened): written by a block
+    /// before it revokes, so a confirm in flight cannot create a session after it.
+    pub fn user_blocked(&self, user_id: &str) -> String {
+        format!("{}{USER}{user_id}{USER_BLOCKED}", self.prefix)
+    }
+
     /// `P user:` and the three index suffixes, for scripts that learn the user id from a session
     /// record (the user's index keys are head .. user_id .. suffix).
     pub fn user_index_parts(&self) -> UserIndexParts {
@@ -119,6 +125,7 @@ impl Keys {
             return [
                 (USER_ACTIVE_SESSIONS, "user_active_sessions"),
                 (USER_REVOKED_SESSIONS, "user_revoked_sessions"),
+                (USER_BLOCKED, "user_blocked"),
                 (USER_SESSIONS, "user_sessions"),
             ]
             .into_iter()
@@ -141,6 +148,7 @@ const USER: &str = "user:";
 const USER_SESSIONS: &str = ":sessions";
 const USER_ACTIVE_SESSIONS: &str = ":active_sessions";
 const USER_REVOKED_SESSIONS: &str = ":revoked_sessions";
+const USER_BLOCKED: &str = ":blocked";
 
 /// See [`Keys::user_index_parts`].
 #[derive(Debug, Clone)]
@@ -194,6 +202,7 @@ mod tests {
             (keys.user_active_sessions("u"), "user_active_sessions"),
             (keys.user_revoked_sessions("u"), "user_revoked_sessions"),
             (keys.revoke_batches("r"), "revoke_batches"),
+            (keys.user_blocked("u"), "user_blocked"),
             (keys.config(), "config"),
             (keys.gateway_session("s"), "gateway_session"),
             (keys.stream().to_owned(), "stream"),

@@ -1,6 +1,7 @@
 //! Sessions: typed wrappers of the revoke and republish scripts, and the read paths (get, list).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::{millis, reply_strings, unexpected, Error, Store};
 use crate::domain::{ActorId, Code, DeviceSessionId, RequestId, UserId};
@@ -12,7 +13,7 @@ use crate::store::scripts::ScriptCall;
 pub const REVOKE_BATCH: u32 = 50;
 /// How long a revoke-all remembers each batch's reply, so a replayed batch (a resend after a lost
 /// reply, within the command timeout) answers the same count.
-const REVOKE_BATCH_MEMO: std::time::Duration = std::time::Duration::from_secs(60);
+const REVOKE_BATCH_MEMO: Duration = Duration::from_secs(60);
 /// Most index entries one listing request examines, whatever the filter.
 const LIST_SCAN_LIMIT: usize = 5000;
 
@@ -186,13 +187,15 @@ impl Store {
         )))
     }
 
-    /// Batch `batch` (1, 2, ...) of the revoke-all identified by `request`.
+    /// Batch `batch` (1, 2, ...) of the revoke-all identified by `request`; `block_marker`: for
+    /// a block, how long the first batch's blocked marker lives.
     pub fn user_sessions_revoke_call(
         &self,
         user_id: &UserId,
         revocation: &Revocation,
         request: &RequestId,
         batch: u32,
+        block_marker: Option<Duration>,
     ) -> ScriptCall<'static> {
         let user = user_id.as_str();
         ScriptCall::new(&self.scripts.user_sessions_revoke)
@@ -204,6 +207,7 @@ impl Store {
                 self.keys.user_revoked_sessions(user),
             )
             .key("revoke_batches", self.keys.revoke_batches(request.as_str()))
+            .key("user_blocked", self.keys.user_blocked(user))
             .revocation(revocation)
             .arg("batch_size", REVOKE_BATCH)
             .arg(
@@ -216,18 +220,22 @@ impl Store {
             .arg("request_id", request)
             .arg("batch_number", batch)
             .arg("replay_memo_ms", millis(REVOKE_BATCH_MEMO))
+            .arg("block_marker_ttl_ms", block_marker.map_or(0, millis))
     }
 
     /// Revokes every active session of a user in batches of [`REVOKE_BATCH`]; returns how many.
+    /// With `block_marker`, the first batch first marks the user blocked for that long.
     pub async fn user_sessions_revoke(
         &self,
         user_id: &UserId,
         revocation: &Revocation,
+        block_marker: Option<Duration>,
     ) -> Result<u64, Error> {
         let request = RequestId::generate();
         let mut revoked = 0u64;
         for batch in 1.. {
-            let call = self.user_sessions_revoke_call(user_id, revocation, &request, batch);
+            let call =
+                self.user_sessions_revoke_call(user_id, revocation, &request, batch, block_marker);
             let name = call.script().name;
             let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
             let [batch, remaining] = reply.as_slice() else {

@@ -24,6 +24,9 @@ pub struct TestApp {
     task: Option<JoinHandle<bool>>,
 }
 
+/// The code-hash key every test app uses (base64 of 32 bytes; `rest` mode requires one).
+pub const TEST_CODE_HASH_KEY: &str = "dGVzdC1iZW5jaC1jb2RlLWhhc2gta2V5LTMyLWJ5dGU=";
+
 /// The environment `spawn_app` starts from: this Redis, ephemeral ports, unique namespaces.
 pub fn test_env(redis: &RedisServer) -> HashMap<String, String> {
     let prefix = crate::unique_prefix("");
@@ -41,6 +44,7 @@ pub fn test_env(redis: &RedisServer) -> HashMap<String, String> {
             format!("{prefix}gateway:session_events"),
         ),
         (config::SHUTDOWN_TIMEOUT, "5s".to_owned()),
+        (config::CODE_HASH_KEY, TEST_CODE_HASH_KEY.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

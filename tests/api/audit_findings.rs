@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use authsession::config;
-use authsession::domain::{ChallengeId, ClientPublicKey, Code, DeviceSessionId, RequestId, UserId};
+use authsession::domain::{
+    ChallengeId, ClientPublicKey, Code, CodeHashes, DeviceSessionId, RequestId, UserId,
+};
 use authsession::store::sessions::Revocation;
 use authsession::store::{Redis, Store};
 use redis::AsyncCommands;
@@ -97,7 +99,11 @@ async fn a_resent_wrong_guess_counts_once() {
     let store = store(&h);
     let id = ChallengeId::parse(&challenge).unwrap();
     let key = ClientPublicKey::parse(&public_key()).unwrap();
-    let call = store.challenge_verify_call(&id, "wrong", &key, 5, &RequestId::generate());
+    let wrong = CodeHashes {
+        current: "wrong".into(),
+        previous: None,
+    };
+    let call = store.challenge_verify_call(&id, &wrong, &key, 5, &RequestId::generate());
 
     let first = store.redis.invoke(&call).await.unwrap();
     let resent = store.redis.invoke(&call).await.unwrap();
@@ -292,6 +298,7 @@ async fn replayed_revokes_answer_what_the_first_call_answered() {
         &revocation(),
         &RequestId::generate(),
         1,
+        None,
     );
     let first: Vec<i64> =
         redis::FromRedisValue::from_redis_value(store.redis.invoke(&batch).await.unwrap()).unwrap();

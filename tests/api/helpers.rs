@@ -45,7 +45,7 @@ pub async fn harness_with(
     }
 }
 
-/// REST mode against the two fakes, 1 s per attempt.
+/// REST mode against the two fakes, 1 s per attempt, with the bench's code-hash key.
 pub fn rest_env(users: &FakeUserService, mail: &FakeMailService) -> Vec<(&'static str, String)> {
     vec![
         (config::USER_SERVICE_MODE, "rest".into()),
@@ -54,6 +54,10 @@ pub fn rest_env(users: &FakeUserService, mail: &FakeMailService) -> Vec<(&'stati
         (config::MAIL_SERVICE_MODE, "rest".into()),
         (config::MAIL_SERVICE_BASE_URL, mail.base_url()),
         (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s".into()),
+        (
+            config::CODE_HASH_KEY,
+            testcontainers::app::TEST_CODE_HASH_KEY.into(),
+        ),
     ]
 }
 

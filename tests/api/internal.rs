@@ -2,7 +2,7 @@
 
 use authsession::config::{self, Config};
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, DeviceSessionId, Email, LoginCode, UserId,
+    ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
 use authsession::store::challenges::{ConfirmRequest, Delivery};
 use authsession::store::{Redis, Store};
@@ -176,9 +176,9 @@ async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, 
             let email = Email::parse(&format!("seed{i}@example.com")).unwrap();
             let challenge_id = ChallengeId::generate();
             let code = LoginCode::generate();
-            let hash = code.hash(&challenge_id);
+            let hashes = CodeHasher::development().hashes(&challenge_id, &code);
             store
-                .challenge_create(&challenge_id, &email, &hash, None)
+                .challenge_create(&challenge_id, &email, &hashes.current, None)
                 .await
                 .unwrap();
             store
@@ -188,7 +188,7 @@ async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, 
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let request = ConfirmRequest {
                 challenge_id: &challenge_id,
-                code_hash: &hash,
+                code_hashes: &hashes,
                 client_public_key: &key,
                 user_id: &user_id,
                 device_session_id: &DeviceSessionId::generate(),

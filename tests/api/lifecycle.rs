@@ -45,6 +45,7 @@ async fn invalid_configuration_lists_every_bad_variable_and_exits_1_without_conn
         config::PUBLIC_HTTP_ADDR,
         config::USER_SERVICE_BASE_URL,
         config::USER_SERVICE_REQUEST_TIMEOUT,
+        config::CODE_HASH_KEY,
     ] {
         assert!(
             output.contains(variable),

@@ -158,7 +158,12 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
             let code = c.code.clone().unwrap_or_else(|| "123456".to_owned());
             let reply = h.app.confirm(&c.id.clone(), &code, &keys[key]).await;
             let e = c.email;
+            let locked = c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET;
             match c.status.clone() {
+                // A confirmed challenge locks like any other: the identical retry included.
+                Status::Confirmed { .. } if locked => {
+                    check("locked confirmed", reply.status, 429, &reply.body)?
+                }
                 Status::Confirmed { session, key: k } if k == key => {
                     check("identical retry", reply.status, 200, &reply.body)?;
                     if reply.body["device_session_id"] != m.sessions[session].id.as_str() {
@@ -218,13 +223,18 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
             };
             let reply = h.app.confirm(&c.id.clone(), wrong, &keys[0]).await;
             let e = c.email;
+            if c.expired && !matches!(c.status, Status::Confirmed { .. }) {
+                return check("expired", reply.status, 410, &reply.body);
+            }
             match c.status {
-                Status::Confirmed { .. } => {
-                    check("wrong on confirmed", reply.status, 422, &reply.body)?
-                }
-                _ if c.expired => check("expired", reply.status, 410, &reply.body)?,
                 _ if c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET => {
                     check("locked", reply.status, 429, &reply.body)?
+                }
+                // No oracle: the same answer as another key with the right code, and it counts.
+                Status::Confirmed { .. } => {
+                    check("wrong on confirmed", reply.status, 409, &reply.body)?;
+                    m.challenges[challenge].attempts += 1;
+                    m.failures[e] += 1;
                 }
                 _ => {
                     check("wrong", reply.status, 422, &reply.body)?;
@@ -251,7 +261,9 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 && c.attempts < MAX_ATTEMPTS
                 && m.failures[c.email] < BUDGET
                 && !m.blocked[c.email];
-            let replay = matches!(c.status, Status::Confirmed { key: k, .. } if k == key);
+            let replay = matches!(c.status, Status::Confirmed { key: k, .. } if k == key)
+                && c.attempts < MAX_ATTEMPTS
+                && m.failures[c.email] < BUDGET;
             if !(fresh || replay) {
                 return Ok(());
             }

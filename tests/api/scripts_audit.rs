@@ -15,12 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use authsession::config::{self, Config};
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, Code, DeviceSessionId, Email, LoginCode, RequestId, UserId,
+    ChallengeId, ClientPublicKey, Code, CodeHashKey, CodeHasher, CodeHashes, DeviceSessionId,
+    Email, LoginCode, RequestId, UserId,
 };
 use authsession::store::challenges::{ConfirmRequest, Delivery};
 use authsession::store::scripts::{scripts, ScriptCall};
 use authsession::store::sessions::Revocation;
 use authsession::store::{Redis, Store};
+use base64::Engine;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 use testcontainers::keyspace::Keyspace;
@@ -88,7 +90,7 @@ async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
     let id = ChallengeId::generate();
     let code = LoginCode::generate();
     b.store
-        .challenge_create(&id, email, &code.hash(&id), None)
+        .challenge_create(&id, email, &hashes(&id, &code).current, None)
         .await
         .unwrap();
     b.store
@@ -98,16 +100,23 @@ async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
     (id, code)
 }
 
+/// The code's hashes under a rotation (current and previous key), so both ARGV are exercised.
+fn hashes(id: &ChallengeId, code: &LoginCode) -> CodeHashes {
+    let key =
+        |b: u8| CodeHashKey::parse(&base64::engine::general_purpose::STANDARD.encode([b; 32]));
+    CodeHasher::new(key(1).unwrap(), Some(key(2).unwrap())).hashes(id, code)
+}
+
 fn confirm_request<'a>(
     id: &'a ChallengeId,
-    code_hash: &'a str,
+    code_hashes: &'a CodeHashes,
     key: &'a ClientPublicKey,
     user: &'a UserId,
     session: &'a DeviceSessionId,
 ) -> ConfirmRequest<'a> {
     ConfirmRequest {
         challenge_id: id,
-        code_hash,
+        code_hashes,
         client_public_key: key,
         user_id: user,
         device_session_id: session,
@@ -122,7 +131,7 @@ async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
     let (id, code) = sent_challenge(b, &email).await;
     let session = DeviceSessionId::generate();
     let key = ClientPublicKey::parse(&public_key()).unwrap();
-    let hash = code.hash(&id);
+    let hash = hashes(&id, &code);
     let request = confirm_request(&id, &hash, &key, user, &session);
     b.store.challenge_confirm(&request).await.unwrap();
     session
@@ -145,7 +154,8 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
     let store = &b.store;
     let keys = &store.keys;
     let email = Email::parse(&unique_email()).unwrap();
-    let code_hash = LoginCode::generate().hash(&ChallengeId::generate());
+    let wrong = hashes(&ChallengeId::generate(), &LoginCode::generate());
+    let code_hash = wrong.current.clone();
     match scenario {
         "challenge_create/new" => {
             let locale = authsession::domain::Locale::parse("en-GB").unwrap();
@@ -174,20 +184,20 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             // One failure already counted, so the budget counter exists and is read.
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             b.store
-                .challenge_verify(&id, &code_hash, &key, 5)
+                .challenge_verify(&id, &wrong, &key, 5)
                 .await
                 .unwrap();
             let hash = if scenario.ends_with("right_code") {
-                code.hash(&id)
+                hashes(&id, &code)
             } else {
-                code_hash
+                wrong
             };
             b.store
                 .challenge_verify_call(&id, &hash, &key, 5, &RequestId::generate())
         }
         "challenge_confirm/first_login" => {
             let (id, code) = sent_challenge(b, &email).await;
-            let hash = code.hash(&id);
+            let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let (user, session) = (new_user(), DeviceSessionId::generate());
             b.store
@@ -212,7 +222,7 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
                 let () = b.conn.zadd(index, "ghost", 0).await.unwrap();
             }
             let (id, code) = sent_challenge(b, &email).await;
-            let hash = code.hash(&id);
+            let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let session = DeviceSessionId::generate();
             b.store
@@ -252,8 +262,13 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             let user = new_user();
             login(b, &user).await;
             login(b, &user).await;
-            b.store
-                .user_sessions_revoke_call(&user, &revocation(), &RequestId::generate(), 1)
+            b.store.user_sessions_revoke_call(
+                &user,
+                &revocation(),
+                &RequestId::generate(),
+                1,
+                Some(std::time::Duration::from_secs(600)),
+            )
         }
         "session_projection_republish/missing_snapshot" => {
             let session = login(b, &new_user()).await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use authsession::app::App;
 use authsession::config::{self, Config};
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, DeviceSessionId, Email, LoginCode, UserId,
+    ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
 use authsession::store::challenges::{ConfirmRequest, Delivery, Verified};
 use authsession::store::pool::round_trips;
@@ -169,21 +169,23 @@ async fn direct_login(store: &Store, n: u64) -> bool {
     .unwrap();
     let id = ChallengeId::generate();
     let code = LoginCode::generate();
-    let hash = code.hash(&id);
+    let hashes = CodeHasher::development().hashes(&id, &code);
     let key = ClientPublicKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
         .unwrap();
     let ok = async {
-        store.challenge_create(&id, &email, &hash, None).await?;
+        store
+            .challenge_create(&id, &email, &hashes.current, None)
+            .await?;
         store
             .challenge_mark_delivery(&id, &email, Delivery::Sent)
             .await?;
-        let Verified::Ok { .. } = store.challenge_verify(&id, &hash, &key, 5).await? else {
+        let Verified::Ok { .. } = store.challenge_verify(&id, &hashes, &key, 5).await? else {
             return Ok(false);
         };
         let user = UserId::parse(&format!("u{n}")).unwrap();
         let request = ConfirmRequest {
             challenge_id: &id,
-            code_hash: &hash,
+            code_hashes: &hashes,
             client_public_key: &key,
             user_id: &user,
             device_session_id: &DeviceSessionId::generate(),
@@ -611,7 +613,7 @@ async fn revoke_costs(
         };
         let started = Instant::now();
         let revoked = store
-            .user_sessions_revoke(&user_id, &revocation)
+            .user_sessions_revoke(&user_id, &revocation, None)
             .await
             .unwrap();
         let took = started.elapsed();
