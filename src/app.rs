@@ -14,6 +14,7 @@ use crate::clients::{
 };
 use crate::config::{Config, ScriptLoading, ServiceMode};
 use crate::domain::CodeHasher;
+use crate::flows::pacing::SendPacing;
 use crate::flows::Context;
 use crate::store::{self, config_provider::ConfigProvider, scripts::scripts, Redis, Store};
 
@@ -146,6 +147,7 @@ impl App {
                 limits,
                 codes,
                 block_marker_ttl: config.policy.block_marker_ttl,
+                pacing: Arc::new(SendPacing::new(longest_delivery(&config))),
             },
             internal_token: config.internal_token,
             header_read_timeout: config.http_header_read_timeout,
@@ -301,4 +303,14 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
         );
     }
     Ok(())
+}
+
+/// The longest a delivered send can wait on its dependencies: a user-service read (retried
+/// once) plus the mail call. Stubs answer at once; a second bounds their pacing.
+fn longest_delivery(config: &Config) -> Duration {
+    let timeout = |mode: &ServiceMode| match mode {
+        ServiceMode::Stub => Duration::from_millis(500),
+        ServiceMode::Rest(target) => target.request_timeout,
+    };
+    timeout(&config.user_service) * 2 + timeout(&config.mail_service)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::CodeHashKey;
+use crate::domain::{CodeHashKey, Email};
 
 /// `host:port` of Redis; comma-separated seed nodes in cluster mode.
 pub const REDIS_ADDR: &str = "AUTHSESSION_REDIS_ADDR";
@@ -347,9 +347,13 @@ impl Config {
         let stub_blocked_emails = p
             .optional(STUB_BLOCKED_EMAILS)
             .map(|v| {
+                // The canonical form, as the stub directory is asked with it.
                 v.split(',')
-                    .map(|e| e.trim().to_lowercase())
-                    .filter(|e| !e.is_empty())
+                    .filter(|e| !e.trim().is_empty())
+                    .map(|e| {
+                        Email::parse(e)
+                            .map_or_else(|_| e.trim().to_owned(), |e| e.as_str().to_owned())
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -935,7 +939,10 @@ mod tests {
         assert!(config.code_hash_key.is_some() && config.code_hash_key_previous.is_some());
         assert!(!format!("{config:?}").contains(KEY));
         let stub = Config::from_source(&env(&[])).unwrap();
-        assert!(stub.code_hash_key.is_none(), "stub mode falls back to the dev key");
+        assert!(
+            stub.code_hash_key.is_none(),
+            "stub mode falls back to the dev key"
+        );
     }
 
     /// Audit finding: an absurd retention made `PEXPIRE` fail after `HSET`, and a `MAXLEN` above

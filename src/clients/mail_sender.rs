@@ -57,10 +57,10 @@ struct DeliveryBody<'a> {
 
 impl RestMailSender {
     pub fn new(http: reqwest::Client, target: RestTarget) -> Self {
-        let url = target
-            .base_url
-            .join("api/v1/internal/login-code-deliveries")
-            .expect("a relative path joins onto an http(s) base");
+        let url = super::endpoint(
+            &target.base_url,
+            &["api", "v1", "internal", "login-code-deliveries"],
+        );
         Self { http, target, url }
     }
 }

@@ -11,6 +11,17 @@ use crate::telemetry::metrics::metrics;
 pub use mail_sender::{Delivery, MailSender, RestMailSender, StubMailSender};
 pub use user_directory::{RestUserDirectory, StubUserDirectory, UserDirectory};
 
+/// `base` with `segments` appended, each percent-encoded as one path segment (never formatted
+/// into a string, so no input can add a segment, a query or a `..`).
+pub fn endpoint(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .expect("an http(s) base URL has a path")
+        .pop_if_empty()
+        .extend(segments);
+    url
+}
+
 /// A dependency failure: answers `503 service_unavailable`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,4 +135,20 @@ pub fn http_client() -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
         .expect("the TLS backend initialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints_push_each_segment_encoded_onto_the_base_path() {
+        let base = reqwest::Url::parse("https://gw.internal/users/").unwrap();
+        assert_eq!(
+            endpoint(&base, &["api", "v1", "a/b", "%2e", "x?y"]).as_str(),
+            "https://gw.internal/users/api/v1/a%2Fb/%252e/x%3Fy"
+        );
+        let bare = reqwest::Url::parse("http://users:9000").unwrap();
+        assert_eq!(endpoint(&bare, &["api"]).as_str(), "http://users:9000/api");
+    }
 }

@@ -7,11 +7,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{call_json, Error, Retry};
+use super::{call_json, endpoint, Error, Retry};
 use crate::config::RestTarget;
 use crate::domain::{Code, Email, UserId};
 
 const SERVICE: &str = "user_service";
+/// `api/v1/internal/users`, as path segments.
+const USERS_PATH: [&str; 4] = ["api", "v1", "internal", "users"];
 
 /// `resolve_by_email`: may this address receive a login code?
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -190,14 +192,9 @@ struct BlockReply {
 
 impl RestUserDirectory {
     pub fn new(http: reqwest::Client, target: RestTarget) -> Self {
-        let join = |path: &str| {
-            target
-                .base_url
-                .join(path)
-                .expect("a relative path joins onto an http(s) base")
-        };
-        let resolve_url = join("api/v1/internal/users/resolve-by-email");
-        let ensure_url = join("api/v1/internal/users/ensure-by-email");
+        let users = |last| endpoint(&target.base_url, &[&USERS_PATH[..], &[last]].concat());
+        let resolve_url = users("resolve-by-email");
+        let ensure_url = users("ensure-by-email");
         Self {
             http,
             target,
@@ -206,19 +203,12 @@ impl RestUserDirectory {
         }
     }
 
-    fn url(&self, path: &str) -> reqwest::Url {
-        self.target
-            .base_url
-            .join(path)
-            .expect("a relative path joins onto an http(s) base")
-    }
-
-    fn user_path(&self, user_id: &UserId, suffix: &str) -> reqwest::Url {
-        // User ids are `[A-Za-z0-9._:@-]`, all safe in a path segment.
-        self.url(&format!(
-            "api/v1/internal/users/{}{suffix}",
-            user_id.as_str()
-        ))
+    /// `.../users/<user_id>[/<suffix>]`, the id pushed as one encoded segment.
+    fn user_url(&self, user_id: &UserId, suffix: Option<&str>) -> reqwest::Url {
+        let mut segments = USERS_PATH.to_vec();
+        segments.push(user_id.as_str());
+        segments.extend(suffix);
+        endpoint(&self.target.base_url, &segments)
     }
 
     fn body_error(detail: &str) -> Error {
@@ -283,7 +273,7 @@ impl UserDirectory for RestUserDirectory {
     }
 
     async fn get_user(&self, user_id: &UserId) -> Result<Option<UserStatus>, Error> {
-        let url = self.user_path(user_id, "");
+        let url = self.user_url(user_id, None);
         let reply: Option<UserReply> = call_json(
             SERVICE,
             || self.http.get(url.clone()),
@@ -299,7 +289,7 @@ impl UserDirectory for RestUserDirectory {
         user_id: &UserId,
         reason: &Code,
     ) -> Result<Option<BlockOutcome>, Error> {
-        let url = self.user_path(user_id, "/block");
+        let url = self.user_url(user_id, Some("block"));
         let body = BlockBody {
             reason_code: reason.as_str(),
         };

@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod confirm_email_code;
+pub mod pacing;
 pub mod revoke;
 pub mod send_email_code;
 pub mod sessions;
@@ -25,6 +26,8 @@ pub struct Context {
     pub codes: CodeHasher,
     /// How long a block refuses confirms that were in flight when it happened.
     pub block_marker_ttl: std::time::Duration,
+    /// Holds answers of sends that deliver nothing, so timing tells nothing.
+    pub pacing: Arc<pacing::SendPacing>,
 }
 
 /// A fault in Redis or a dependency: answers `503 service_unavailable`, details only in the log.

@@ -1,6 +1,6 @@
 //! `POST /api/v1/public/auth/send-email-code`: create a challenge, then deliver its code unless the
-//! address is inside its resend window or blocked. The answer is the same in every case, so it
-//! tells nothing about whether an account exists.
+//! address is inside its resend window or blocked. The answer is the same in every case, and
+//! takes about as long (see `pacing`), so it tells nothing about whether an account exists.
 
 use super::{Context, Unavailable};
 use crate::clients::user_directory::Resolution;
@@ -14,6 +14,7 @@ pub async fn send_email_code(
     email: &Email,
     locale: Option<&Locale>,
 ) -> Result<ChallengeId, Unavailable> {
+    let started = std::time::Instant::now();
     let challenge_id = ChallengeId::generate();
     let code = LoginCode::generate();
     let created = ctx
@@ -28,6 +29,7 @@ pub async fn send_email_code(
     if created == Created::Throttled {
         metrics().send("throttled");
         tracing::info!(%challenge_id, outcome = "throttled", "send-email-code");
+        ctx.pacing.hold(started).await;
         return Ok(challenge_id);
     }
 
@@ -49,13 +51,18 @@ pub async fn send_email_code(
             ctx.store
                 .challenge_mark_delivery(&challenge_id, email, outcome)
                 .await?;
-            let outcome = if outcome == Delivery::Sent {
+            let label = if outcome == Delivery::Sent {
                 "sent"
             } else {
                 "suppressed"
             };
-            metrics().send(outcome);
-            tracing::info!(%challenge_id, outcome, "send-email-code");
+            metrics().send(label);
+            tracing::info!(%challenge_id, outcome = label, "send-email-code");
+            if outcome == Delivery::Sent {
+                ctx.pacing.record(started.elapsed());
+            } else {
+                ctx.pacing.hold(started).await;
+            }
             Ok(challenge_id)
         }
         Err(error) => {

@@ -104,10 +104,9 @@ impl From<Rejection> for ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many attempts; request a new code later",
             ),
-            Rejection::AlreadyConfirmed => (
-                StatusCode::CONFLICT,
-                "the challenge is already confirmed",
-            ),
+            Rejection::AlreadyConfirmed => {
+                (StatusCode::CONFLICT, "the challenge is already confirmed")
+            }
         };
         ApiError::new(status, rejection.code(), message)
     }

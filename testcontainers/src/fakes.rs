@@ -24,6 +24,9 @@ pub enum Behaviour {
     Malformed,
     /// Never answers (until the client gives up).
     Hang,
+    /// The contract's answer, decided when the request arrives, but sent `by` later for paths
+    /// starting with `path` (a slow dependency whose answer was already settled).
+    Delayed { path: String, by: Duration },
 }
 
 /// One request a fake received.
@@ -107,6 +110,13 @@ async fn start(answer: Answer) -> (SocketAddr, Arc<Shared>) {
             )
                 .into_response(),
             Behaviour::Malformed => (StatusCode::OK, "{not json").into_response(),
+            Behaviour::Delayed { path, by } => {
+                let (status, reply) = answer(&shared, &method, uri.path(), &body);
+                if uri.path().starts_with(&path) {
+                    tokio::time::sleep(by).await;
+                }
+                (status, axum::Json(reply)).into_response()
+            }
             Behaviour::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 StatusCode::GATEWAY_TIMEOUT.into_response()

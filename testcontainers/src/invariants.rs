@@ -42,6 +42,7 @@ async fn hash(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, St
 /// - every session has a snapshot with its version and status;
 /// - every active session is in both user indexes, no revoked one in the active index, every
 ///   revoked one in the revoked index; a user with an active session has indexes without TTL;
+/// - no active session of a user was created after the user's block (the blocked marker);
 /// - every session's current version has its stream event (revokes included).
 pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<String> {
     let prefix = &config.redis.key_prefix;
@@ -122,6 +123,17 @@ pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<Str
                 violations.push(format!("active session {id} missing from an index"))
             }
             "active" => {
+                let blocked_at: Option<i64> = redis::cmd("GET")
+                    .arg(keys.user_blocked(&user))
+                    .query_async(conn)
+                    .await
+                    .unwrap();
+                let created: i64 = s["created_at_ms"].parse().unwrap_or(0);
+                if blocked_at.is_some_and(|at| created >= at) {
+                    violations.push(format!(
+                        "active session {id} was created after its user {user} was blocked"
+                    ));
+                }
                 let ttl: i64 = redis::cmd("PTTL")
                     .arg(keys.user_sessions(&user))
                     .query_async(conn)

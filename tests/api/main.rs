@@ -11,6 +11,7 @@ mod internal;
 mod lifecycle;
 mod model;
 mod operator;
+mod oracles;
 mod routing;
 mod script_engine;
 mod scripts_audit;

@@ -1,0 +1,237 @@
+//! One mailbox, one address: the canonical form of an e-mail address, used for every key, every
+//! hash and every call to the user and mail services. Two spellings a mail stack may deliver to
+//! the same mailbox (full-width letters, a Unicode domain and its Punycode, upper case) are one
+//! address here, with one resend window and one guess budget; spellings that hide characters or
+//! carry syntax a mailbox name has no use for are refused.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+use super::{sha256_hex, Invalid};
+
+/// A canonical e-mail address: trimmed, Unicode NFKC, lower-cased, the domain through IDNA
+/// (UTS 46) to ASCII; a dot-atom local part (RFC 5322, with RFC 6531's non-ASCII letters); at
+/// most 254 bytes. Its `Debug` is masked so it cannot leak into logs by accident.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Email({})", self.masked())
+    }
+}
+
+const BAD: Invalid = Invalid("email must be a valid e-mail address");
+
+/// Characters that hide themselves or change how text displays (U+200B, U+202E, U+FEFF, ...),
+/// controls, and code points a name never legitimately holds.
+fn is_hidden(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::Surrogate
+                | GeneralCategory::PrivateUse
+                | GeneralCategory::Unassigned
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+}
+
+/// RFC 5322 `atext`, plus RFC 6531's non-ASCII characters.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+fn canonical_local(local: &str) -> Option<&str> {
+    let dot_atom = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
+    dot_atom.then_some(local)
+}
+
+fn canonical_domain(domain: &str) -> Option<String> {
+    let ascii = idna::domain_to_ascii_strict(domain).ok()?;
+    let labels: Vec<&str> = ascii.split('.').collect();
+    let valid = labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && l.len() <= 63)
+        && !labels.last()?.bytes().all(|b| b.is_ascii_digit());
+    valid.then_some(ascii)
+}
+
+impl Email {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let raw = raw.trim();
+        if raw.chars().any(is_hidden) {
+            return Err(BAD);
+        }
+        // NFKC folds compatibility forms (full-width letters, ligatures, `＠`); lower-casing can
+        // produce sequences NFKC composes, so normalise once more after it.
+        let folded: String = raw
+            .nfkc()
+            .collect::<String>()
+            .to_lowercase()
+            .nfkc()
+            .collect();
+        if folded.chars().any(is_hidden) {
+            return Err(BAD);
+        }
+        let (local, domain) = folded.split_once('@').ok_or(BAD)?;
+        let local = canonical_local(local).ok_or(BAD)?;
+        let domain = canonical_domain(domain).ok_or(BAD)?;
+        let email = format!("{local}@{domain}");
+        if email.len() > 254 {
+            return Err(BAD);
+        }
+        Ok(Self(email))
+    }
+
+    /// Lowercase hex SHA-256: how the address appears in key names.
+    pub fn hash(&self) -> String {
+        sha256_hex(&self.0)
+    }
+
+    /// `j***@example.com`, for operator output.
+    pub fn masked(&self) -> String {
+        mask_email(&self.0)
+    }
+}
+
+/// Masks the local part of an address, keeping its first character and the domain.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => "***".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Spellings of one mailbox, each with its canonical form.
+    const EQUAL: &[(&str, &str)] = &[
+        ("  User@Example.COM ", "user@example.com"),
+        ("dave@ｅｘａｍｐｌｅ.com", "dave@example.com"),
+        ("ｄａｖｅ@example.com", "dave@example.com"),
+        ("dave＠example.com", "dave@example.com"),
+        ("dave@example。com", "dave@example.com"),
+        ("ﬁnn@example.com", "finn@example.com"),
+        ("dave@bücher.de", "dave@xn--bcher-kva.de"),
+        ("dave@BÜCHER.DE", "dave@xn--bcher-kva.de"),
+        ("dave@xn--bcher-kva.de", "dave@xn--bcher-kva.de"),
+        (
+            "Δοκιμή@Παράδειγμα.δοκιμή",
+            "δοκιμή@xn--hxajbheg2az3al.xn--jxalpdlp",
+        ),
+        (
+            "first.last+tag@sub.example.co.uk",
+            "first.last+tag@sub.example.co.uk",
+        ),
+        ("o'brien@example.com", "o'brien@example.com"),
+    ];
+
+    /// Inputs refused with `400 invalid_request`.
+    const REJECTED: &[&str] = &[
+        "",
+        "a",
+        "@example.com",
+        "a@",
+        "a@b",
+        "a@@b.com",
+        "a@b..com",
+        "a@-b.com",
+        "a@b_c.com",
+        "a@example.123",
+        "a@example.com.",
+        "a b@c.com",
+        "da\u{200b}ve@example.com",
+        "dave\u{202e}@example.com",
+        "dave@example.com\u{feff}",
+        "dave\u{0007}@example.com",
+        "da\u{00a0}ve@example.com",
+        "dave\u{2028}@example.com",
+        "\"dave\"@example.com",
+        "\"da ve\"@example.com",
+        "dave(comment)@example.com",
+        "(comment)dave@example.com",
+        "dave,eve@example.com",
+        "dave;eve@example.com",
+        "<dave@example.com>",
+        "dave@example.com>",
+        "dave\\@example.com",
+        "da:ve@example.com",
+        "[dave]@example.com",
+        ".dave@example.com",
+        "dave.@example.com",
+        "da..ve@example.com",
+        "dave@[127.0.0.1]",
+        "dave@\u{e000}.com",
+    ];
+
+    #[test]
+    fn the_vectors_hold() {
+        for (raw, canonical) in EQUAL {
+            assert_eq!(
+                Email::parse(raw).map(|e| e.0).as_deref(),
+                Ok(*canonical),
+                "{raw}"
+            );
+        }
+        for raw in REJECTED {
+            assert!(Email::parse(raw).is_err(), "{raw:?} was accepted");
+        }
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+        assert!(Email::parse(&format!("a@{}.com", "b".repeat(250))).is_err());
+    }
+
+    proptest! {
+        /// Any spelling in the table, with any padding and any ASCII case changes, gives the
+        /// same canonical address, which parses to itself.
+        #[test]
+        fn equal_spellings_give_one_address(
+            pick in 0..EQUAL.len(),
+            flips in proptest::collection::vec(any::<bool>(), 64),
+            pad in "[ \t]{0,3}",
+        ) {
+            let (raw, canonical) = EQUAL[pick];
+            let varied: String = raw
+                .chars()
+                .zip(flips.iter().cycle())
+                .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let email = Email::parse(&format!("{pad}{varied}{pad}")).unwrap();
+            prop_assert_eq!(email.as_str(), canonical);
+            prop_assert_eq!(Email::parse(email.as_str()).unwrap(), email);
+        }
+
+        /// A refused input stays refused wherever a hidden character lands.
+        #[test]
+        fn a_hidden_character_anywhere_is_refused(
+            at in 0..16usize,
+            hidden in prop::sample::select(vec!['\u{200b}', '\u{200d}', '\u{202e}', '\u{2066}', '\u{feff}', '\u{0000}', '\u{001b}', '\u{00ad}']),
+        ) {
+            let mut raw: Vec<char> = "dave@example.com".chars().collect();
+            raw.insert(at.min(raw.len() - 1).max(1), hidden);
+            let raw: String = raw.into_iter().collect();
+            prop_assert!(Email::parse(&raw).is_err(), "{:?} was accepted", raw);
+        }
+
+        /// Whatever is accepted is canonical: it parses to itself and holds no hidden character.
+        #[test]
+        fn accepted_addresses_are_canonical(raw in "\\PC{0,40}@\\PC{0,20}") {
+            if let Ok(email) = Email::parse(&raw) {
+                prop_assert_eq!(Email::parse(email.as_str()).unwrap(), email.clone());
+                prop_assert!(!email.as_str().chars().any(is_hidden));
+            }
+        }
+    }
+}
