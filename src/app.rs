@@ -16,6 +16,7 @@ use crate::config::{Config, ScriptLoading, ServiceMode};
 use crate::domain::CodeHasher;
 use crate::flows::pacing::SendPacing;
 use crate::flows::Context;
+use crate::http::server::ConnectionLimits;
 use crate::store::{self, config_provider::ConfigProvider, scripts::scripts, Redis, Store};
 
 /// The startup components of the runbook, each checked with a bounded PING.
@@ -61,8 +62,8 @@ pub struct App {
     public_addr: SocketAddr,
     internal_addr: SocketAddr,
     ctx: Context,
-    internal_token: Option<String>,
-    header_read_timeout: Duration,
+    internal_token: Option<secrecy::SecretString>,
+    connection_limits: ConnectionLimits,
     shutdown_timeout: Duration,
 }
 
@@ -70,6 +71,7 @@ impl App {
     /// Connects and checks Redis, builds the clients, binds both listeners. Nothing is served
     /// until [`App::run_until_stopped`].
     pub async fn build(config: Config) -> Result<App, StartupError> {
+        raise_open_files_limit(&config);
         let redis = Redis::new(&config.redis).map_err(|source| StartupError::Redis {
             component: COMPONENTS[0],
             address: config.redis.addrs.join(","),
@@ -115,6 +117,13 @@ impl App {
             }
             ServiceMode::Rest(target) => Arc::new(RestMailSender::new(http, target.clone())),
         };
+        if config.internal_token.is_none() && !config.internal_addr.ip().is_loopback() {
+            tracing::warn!(
+                addr = %config.internal_addr,
+                opt_out = config.internal_allow_unauthenticated,
+                "the internal HTTP surface is unauthenticated: anyone who reaches it can list and revoke sessions and block users; set AUTHSESSION_INTERNAL_HTTP_TOKEN"
+            );
+        }
         let codes = match &config.code_hash_key {
             Some(key) => CodeHasher::new(key.clone(), config.code_hash_key_previous.clone()),
             None => {
@@ -150,7 +159,11 @@ impl App {
                 pacing: Arc::new(SendPacing::new(longest_delivery(&config))),
             },
             internal_token: config.internal_token,
-            header_read_timeout: config.http_header_read_timeout,
+            connection_limits: ConnectionLimits {
+                header_read_timeout: config.http_header_read_timeout,
+                idle_timeout: config.http_idle_timeout,
+                max_connections: config.http_max_connections,
+            },
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -170,16 +183,13 @@ impl App {
         let public_router = crate::http::public::router(self.ctx.clone());
         let internal_router =
             crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
-        let header_timeout = self.header_read_timeout;
+        let limits = self.connection_limits;
         let serve =
             |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
                 let stop = shutdown.clone();
                 tracing::info!(address = %addr, "{name} HTTP listener started");
                 tokio::spawn(crate::http::server::serve(
-                    listener,
-                    router,
-                    header_timeout,
-                    stop,
+                    name, listener, router, limits, stop,
                 ))
             };
         let public = serve("public", self.public, self.public_addr, public_router);
@@ -313,4 +323,27 @@ fn longest_delivery(config: &Config) -> Duration {
         ServiceMode::Rest(target) => target.request_timeout,
     };
     timeout(&config.user_service) * 2 + timeout(&config.mail_service)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (the default soft limit, often 1024, is far
+/// below what two listeners' connection caps need) and warns when even the hard limit cannot
+/// hold both caps plus the Redis pool: the caps, not the kernel, should refuse connections.
+fn raise_open_files_limit(config: &Config) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let needed = 2 * config.http_max_connections as u64 + u64::from(config.redis.pool_size) + 64;
+    if limit < needed {
+        tracing::warn!(
+            open_files_limit = limit,
+            needed,
+            "RLIMIT_NOFILE cannot hold both listeners' AUTHSESSION_HTTP_MAX_CONNECTIONS plus the Redis pool; lower the cap or raise the limit"
+        );
+    }
 }

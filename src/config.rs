@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use url::Url;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::domain::{CodeHashKey, Email};
+
+mod known;
 
 /// `host:port` of Redis; comma-separated seed nodes in cluster mode.
 pub const REDIS_ADDR: &str = "AUTHSESSION_REDIS_ADDR";
@@ -69,8 +73,26 @@ pub const INTERNAL_HTTP_TOKEN: &str = "AUTHSESSION_INTERNAL_HTTP_TOKEN";
 pub const CODE_HASH_KEY: &str = "AUTHSESSION_CODE_HASH_KEY";
 /// The key before a rotation, still accepted when verifying codes (optional).
 pub const CODE_HASH_KEY_PREVIOUS: &str = "AUTHSESSION_CODE_HASH_KEY_PREVIOUS";
+/// `true` starts without an internal token even where one is required (a network boundary
+/// protects the internal listener).
+pub const INTERNAL_HTTP_ALLOW_UNAUTHENTICATED: &str =
+    "AUTHSESSION_INTERNAL_HTTP_ALLOW_UNAUTHENTICATED";
+/// `true` accepts `AUTHSESSION_*` variables the service does not know (else a startup error).
+pub const ALLOW_UNKNOWN_VARIABLES: &str = "AUTHSESSION_ALLOW_UNKNOWN_VARIABLES";
 /// How long a block's marker in Redis refuses confirms that were in flight when it happened.
 pub const BLOCK_MARKER_TTL: &str = "AUTHSESSION_BLOCK_MARKER_TTL";
+/// Idle keep-alive connections close after this.
+pub const HTTP_IDLE_TIMEOUT: &str = "AUTHSESSION_HTTP_IDLE_TIMEOUT";
+/// Most open connections per listener; one more is closed at once.
+pub const HTTP_MAX_CONNECTIONS: &str = "AUTHSESSION_HTTP_MAX_CONNECTIONS";
+/// `N/DURATION` or `off`: send-email-code requests per client IP per window.
+pub const SEND_RATE_LIMIT_PER_IP: &str = "AUTHSESSION_SEND_RATE_LIMIT_PER_IP";
+/// `N/DURATION` or `off`: confirm-email-code requests per client IP per window.
+pub const CONFIRM_RATE_LIMIT_PER_IP: &str = "AUTHSESSION_CONFIRM_RATE_LIMIT_PER_IP";
+/// `N/DURATION` or `off`: challenges created per window, all clients together.
+pub const SEND_RATE_LIMIT_GLOBAL: &str = "AUTHSESSION_SEND_RATE_LIMIT_GLOBAL";
+/// Comma list of CIDRs whose `X-Forwarded-For` is believed.
+pub const TRUSTED_PROXIES: &str = "AUTHSESSION_TRUSTED_PROXIES";
 /// Longest a client may take to send a request's headers (slow-client protection).
 pub const HTTP_HEADER_READ_TIMEOUT: &str = "AUTHSESSION_HTTP_HEADER_READ_TIMEOUT";
 /// Per-component shutdown budget.
@@ -116,6 +138,8 @@ pub const MAX_EVENTS_MAXLEN: u64 = 1_000_000_000;
 /// Where configuration values come from.
 pub trait EnvSource {
     fn get(&self, name: &str) -> Option<String>;
+    /// Every variable name present (to refuse misspelled `AUTHSESSION_*` ones).
+    fn names(&self) -> Vec<String>;
 }
 
 /// The process environment.
@@ -125,11 +149,21 @@ impl EnvSource for ProcessEnv {
     fn get(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect()
+    }
 }
 
 impl EnvSource for HashMap<String, String> {
     fn get(&self, name: &str) -> Option<String> {
         HashMap::get(self, name).cloned()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
     }
 }
 
@@ -159,7 +193,7 @@ pub struct RedisConfig {
     pub addrs: Vec<String>,
     pub mode: RedisMode,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     pub db: i64,
     pub tls_enabled: bool,
     pub tls_ca_file: Option<PathBuf>,
@@ -216,11 +250,16 @@ pub struct Config {
     pub stub_blocked_emails: Vec<String>,
     pub public_addr: SocketAddr,
     pub internal_addr: SocketAddr,
-    pub internal_token: Option<String>,
+    pub internal_token: Option<SecretString>,
+    /// `AUTHSESSION_INTERNAL_HTTP_ALLOW_UNAUTHENTICATED`: the operator's explicit opt-out.
+    pub internal_allow_unauthenticated: bool,
     /// `None` only in stub mode, which then uses the development key.
     pub code_hash_key: Option<CodeHashKey>,
     pub code_hash_key_previous: Option<CodeHashKey>,
     pub http_header_read_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    /// Most open connections per listener.
+    pub http_max_connections: usize,
     pub shutdown_timeout: Duration,
     pub policy: Policy,
     pub log_format: LogFormat,
@@ -287,17 +326,28 @@ impl Config {
                 _ => None,
             },
         );
-        let addrs = p.parse(
-            REDIS_ADDR,
-            "127.0.0.1:6379",
-            "`host:port` (comma-separated in cluster mode)",
-            |v| {
-                let addrs: Vec<String> = v.split(',').map(|a| a.trim().to_owned()).collect();
-                addrs.iter().all(|a| valid_host_port(a)).then_some(addrs)
-            },
-        );
+        let addrs = if p.optional(REDIS_ADDR).is_some_and(|v| v.contains('@')) {
+            // `user:password@host:port` would carry a secret into logs: refuse it unechoed.
+            p.problem(
+                REDIS_ADDR,
+                Some("<redacted: contains credentials>".into()),
+                "`host:port` without credentials; set AUTHSESSION_REDIS_USERNAME and \
+                 AUTHSESSION_REDIS_PASSWORD instead",
+            );
+            None
+        } else {
+            p.parse(
+                REDIS_ADDR,
+                "127.0.0.1:6379",
+                "`host:port` (comma-separated in cluster mode)",
+                |v| {
+                    let addrs: Vec<String> = v.split(',').map(|a| a.trim().to_owned()).collect();
+                    addrs.iter().all(|a| valid_host_port(a)).then_some(addrs)
+                },
+            )
+        };
         let username = p.optional(REDIS_USERNAME);
-        let password = p.optional(REDIS_PASSWORD);
+        let password = p.optional(REDIS_PASSWORD).map(SecretString::from);
         let db = p.parse(REDIS_DB, "0", "an integer from 0 to 15", |v| {
             v.parse::<i64>().ok().filter(|d| (0..=15).contains(d))
         });
@@ -370,8 +420,13 @@ impl Config {
             "`:port`, `host:port` or `[v6]:port`",
             parse_listen_addr,
         );
-        let internal_token = p.optional(INTERNAL_HTTP_TOKEN);
-        if internal_token.as_deref().is_some_and(|t| t.len() < 16) {
+        let internal_token = p.optional(INTERNAL_HTTP_TOKEN).map(SecretString::from);
+        let allow_unauthenticated = p.bool(INTERNAL_HTTP_ALLOW_UNAUTHENTICATED, false);
+        let allow_unknown = p.bool(ALLOW_UNKNOWN_VARIABLES, false);
+        if internal_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
             p.problem(
                 INTERNAL_HTTP_TOKEN,
                 Some("<redacted>".into()),
@@ -379,6 +434,17 @@ impl Config {
             );
         }
         let http_header_read_timeout = p.duration(HTTP_HEADER_READ_TIMEOUT, "10s");
+        let http_idle_timeout = p.duration(HTTP_IDLE_TIMEOUT, "60s");
+        let http_max_connections = p.parse(
+            HTTP_MAX_CONNECTIONS,
+            "4096",
+            "an integer from 1 to 1000000",
+            |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+            },
+        );
         let shutdown_timeout = p.duration(SHUTDOWN_TIMEOUT, "10s");
 
         let policy = PartialPolicy {
@@ -479,6 +545,37 @@ impl Config {
         let rest = [USER_SERVICE_MODE, MAIL_SERVICE_MODE]
             .iter()
             .any(|mode| p.env.get(mode).is_some_and(|v| v.trim() == "rest"));
+        // An internal surface anyone on the network can reach, with no token, in a real
+        // environment, is a mistake unless the operator says otherwise.
+        let exposed = internal_addr.is_some_and(|a| !a.ip().is_loopback());
+        if rest && exposed && internal_token.is_none() && allow_unauthenticated == Some(false) {
+            p.problem(
+                INTERNAL_HTTP_TOKEN,
+                None,
+                "a bearer token (>= 16 characters) when the internal listener is not loopback and \
+                 a dependency runs in `rest` mode; or AUTHSESSION_INTERNAL_HTTP_ALLOW_UNAUTHENTICATED=true \
+                 if a network boundary protects it",
+            );
+        }
+        if allow_unknown == Some(false) {
+            for (name, nearest) in known::unknown_variables(p.env) {
+                let expected = match nearest {
+                    Some(near) => format!(
+                        "a variable authsession knows (did you mean {near}?), or \
+                         AUTHSESSION_ALLOW_UNKNOWN_VARIABLES=true"
+                    ),
+                    None => {
+                        "a variable authsession knows, or AUTHSESSION_ALLOW_UNKNOWN_VARIABLES=true"
+                            .into()
+                    }
+                };
+                p.problems.push(Problem {
+                    variable: "AUTHSESSION_*",
+                    value: Some(name),
+                    expected,
+                });
+            }
+        }
         if rest && code_hash_key.is_none() && p.optional(CODE_HASH_KEY).is_none() {
             p.problem(
                 CODE_HASH_KEY,
@@ -525,9 +622,12 @@ impl Config {
             public_addr: public_addr.unwrap(),
             internal_addr: internal_addr.unwrap(),
             internal_token,
+            internal_allow_unauthenticated: allow_unauthenticated.unwrap(),
             code_hash_key,
             code_hash_key_previous,
             http_header_read_timeout: http_header_read_timeout.unwrap(),
+            http_idle_timeout: http_idle_timeout.unwrap(),
+            http_max_connections: http_max_connections.unwrap(),
             shutdown_timeout: shutdown_timeout.unwrap(),
             policy: Policy {
                 challenge_ttl: policy.challenge_ttl.unwrap(),
@@ -825,6 +925,7 @@ mod tests {
                 USER_SERVICE_REQUEST_TIMEOUT,
                 MAIL_SERVICE_MODE,
                 PUBLIC_HTTP_ADDR,
+                INTERNAL_HTTP_TOKEN,
                 CODE_HASH_KEY
             ]
         );
@@ -840,6 +941,7 @@ mod tests {
             (USER_SERVICE_BASE_URL, "http://users.internal:9000"),
             (USER_SERVICE_REQUEST_TIMEOUT, "750ms"),
             (CODE_HASH_KEY, KEY),
+            (INTERNAL_HTTP_ADDR, "127.0.0.1:8081"),
         ]))
         .unwrap();
         let ServiceMode::Rest(target) = config.user_service else {
@@ -852,6 +954,7 @@ mod tests {
             (MAIL_SERVICE_BASE_URL, "https://gw.internal/mail"),
             (MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
             (CODE_HASH_KEY, KEY),
+            (INTERNAL_HTTP_ADDR, "127.0.0.1:8081"),
         ]))
         .unwrap();
         let ServiceMode::Rest(target) = prefixed.mail_service else {
@@ -920,6 +1023,7 @@ mod tests {
             (MAIL_SERVICE_MODE, "rest"),
             (MAIL_SERVICE_BASE_URL, "http://mail.internal"),
             (MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+            (INTERNAL_HTTP_ADDR, "[::1]:8081"),
         ];
         let err = Config::from_source(&env(&rest)).unwrap_err();
         assert_eq!(err.0[0].variable, CODE_HASH_KEY);
@@ -942,6 +1046,56 @@ mod tests {
         assert!(
             stub.code_hash_key.is_none(),
             "stub mode falls back to the dev key"
+        );
+    }
+
+    /// Security review: with defaults, the internal surface listened on every interface with no
+    /// token and no warning.
+    #[test]
+    fn an_exposed_internal_surface_needs_a_token_in_rest_mode_unless_opted_out() {
+        let rest = vec![
+            (MAIL_SERVICE_MODE, "rest"),
+            (MAIL_SERVICE_BASE_URL, "http://mail.internal"),
+            (MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+            (CODE_HASH_KEY, KEY),
+        ];
+        let err = Config::from_source(&env(&rest)).unwrap_err();
+        assert_eq!(err.0[0].variable, INTERNAL_HTTP_TOKEN);
+        assert!(err
+            .to_string()
+            .contains(INTERNAL_HTTP_ALLOW_UNAUTHENTICATED));
+
+        for extra in [
+            (INTERNAL_HTTP_TOKEN, "0123456789abcdef0123"),
+            (INTERNAL_HTTP_ALLOW_UNAUTHENTICATED, "true"),
+            (INTERNAL_HTTP_ADDR, "127.0.0.1:8081"),
+        ] {
+            let mut ok = rest.clone();
+            ok.push(extra);
+            assert!(Config::from_source(&env(&ok)).is_ok(), "{extra:?}");
+        }
+        assert!(
+            Config::from_source(&env(&[])).is_ok(),
+            "stub mode only warns"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_redis_address_are_refused_without_echoing_them() {
+        let err =
+            Config::from_source(&env(&[(REDIS_ADDR, "admin:hunter2@redis:6379")])).unwrap_err();
+        assert_eq!(err.0[0].variable, REDIS_ADDR);
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let config = Config::from_source(&env(&[
+            (REDIS_USERNAME, "app"),
+            (REDIS_PASSWORD, "hunter2"),
+            (INTERNAL_HTTP_TOKEN, "token-token-token-token"),
+        ]))
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("token-token"),
+            "{debug}"
         );
     }
 

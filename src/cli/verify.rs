@@ -2,6 +2,8 @@
 //! recommended smoke requests, Redis reachability, the namespace in use and the script cache.
 
 use std::io::Write;
+
+use secrecy::ExposeSecret;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -97,7 +99,7 @@ async fn checks(config: &Config) -> Vec<Check> {
         "http://{internal}/api/v1/internal/users/authsession-verify-unknown/sessions"
     ));
     if let Some(token) = &config.internal_token {
-        request = request.bearer_auth(token);
+        request = request.bearer_auth(token.expose_secret());
     }
     checks.push(
         expect_reply(

@@ -1,16 +1,19 @@
 //! The trusted internal surface: list, inspect and revoke sessions, block users. Optional bearer
 //! auth on every route, including fallbacks.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -19,6 +22,7 @@ use crate::clients::user_directory::BlockOutcome;
 use crate::domain::{ActorId, Code, DeviceSessionId, Invalid, UserId};
 use crate::flows::{block, revoke, sessions, Context};
 use crate::store::sessions::{Cursor, Revocation, RevokeOutcome, Session, StatusFilter};
+use crate::telemetry::metrics::metrics;
 
 pub const USER_SESSIONS: &str = "/api/v1/internal/users/{user_id}/sessions";
 pub const SESSION: &str = "/api/v1/internal/sessions/{device_session_id}";
@@ -26,7 +30,7 @@ pub const SESSION_REVOKE: &str = "/api/v1/internal/sessions/{device_session_id}/
 pub const USER_REVOKE_ALL: &str = "/api/v1/internal/users/{user_id}/sessions/revoke-all";
 pub const USER_BLOCK: &str = "/api/v1/internal/users/{user_id}/block";
 
-pub fn router(ctx: Context, token: Option<String>) -> Router {
+pub fn router(ctx: Context, token: Option<SecretString>) -> Router {
     let routes = Router::new()
         .route(USER_SESSIONS, get(list_sessions))
         .route(SESSION, get(get_session))
@@ -37,28 +41,41 @@ pub fn router(ctx: Context, token: Option<String>) -> Router {
     let router = super::finish(routes, "internal");
     match token {
         Some(token) => {
-            let token: Arc<[u8]> = token.into_bytes().into();
+            let expected = Arc::new(token_digest(token.expose_secret()));
             router.layer(axum::middleware::from_fn(move |req, next| {
-                bearer(token.clone(), req, next)
+                bearer(expected.clone(), req, next)
             }))
         }
         None => router,
     }
 }
 
-async fn bearer(token: Arc<[u8]>, req: Request, next: Next) -> Response {
+/// Tokens are compared as SHA-256 digests, in constant time: neither their content nor their
+/// length shows in the timing.
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+async fn bearer(expected: Arc<[u8; 32]>, req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::as_bytes)
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or_default();
-    if bool::from(presented.ct_eq(&token)) {
-        next.run(req).await
-    } else {
-        ApiError::unauthorized().into_response()
+    if bool::from(token_digest(presented).ct_eq(expected.as_slice())) {
+        return next.run(req).await;
     }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.to_string())
+        .unwrap_or_default();
+    tracing::warn!(path = %req.uri().path(), %peer, "internal request refused: missing or invalid bearer token");
+    metrics().refused("internal", "unauthorized");
+    ApiError::unauthorized().into_response()
 }
 
 fn invalid(e: Invalid) -> ApiError {

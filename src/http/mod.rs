@@ -67,6 +67,27 @@ fn finish(router: Router, surface: &'static str) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_foreign_request_id))
+}
+
+/// A client's `x-request-id` is kept (echoed and logged) only when it is `[A-Za-z0-9._-]{1,64}`;
+/// anything else could write arbitrary text into the logs, so it is replaced by a generated one.
+async fn drop_foreign_request_id(mut req: Request) -> Request {
+    let acceptable = |v: &[u8]| {
+        (1..=64).contains(&v.len())
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b))
+    };
+    let headers = req.headers_mut();
+    if headers
+        .get_all("x-request-id")
+        .iter()
+        .any(|v| !acceptable(v.as_bytes()))
+        || headers.get_all("x-request-id").iter().count() > 1
+    {
+        headers.remove("x-request-id");
+    }
+    req
 }
 
 /// Refuses oversized bodies up front (413 with the envelope), bounds each request's duration,

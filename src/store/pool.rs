@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
+use secrecy::ExposeSecret;
 use tracing::Instrument;
 
 use super::scripts::{Script, ScriptCall};
@@ -197,7 +198,7 @@ impl Redis {
             settings = settings.set_username(username);
         }
         if let Some(password) = &config.password {
-            settings = settings.set_password(password);
+            settings = settings.set_password(password.expose_secret());
         }
         let info = format!("{scheme}://{}", config.addrs[0])
             .into_connection_info()?
@@ -238,7 +239,7 @@ impl Redis {
             builder = builder.username(username);
         }
         if let Some(password) = &config.password {
-            builder = builder.password(password);
+            builder = builder.password(password.expose_secret());
         }
         if let Some(certs) = tls_certs(config)? {
             builder = builder.certs(certs);

@@ -18,6 +18,7 @@ pub struct Metrics {
     dependency_calls: Counter<u64>,
     http_duration: Histogram<f64>,
     pool_wait: Histogram<f64>,
+    refusals: Counter<u64>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -61,6 +62,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             .f64_histogram("authsession.redis.pool.wait")
             .with_unit("s")
             .with_description("time waiting for a pooled Redis connection")
+            .build(),
+        refusals: meter
+            .u64_counter("authsession.http.refusals")
+            .with_description(
+                "requests and connections refused at the edge: unauthorized, rate_limited, \
+                 connection_limit, deadline",
+            )
             .build(),
     }
 });
@@ -141,7 +149,7 @@ impl Metrics {
             elapsed.as_secs_f64(),
             &[
                 KeyValue::new("surface", surface),
-                KeyValue::new("http.request.method", method.to_owned()),
+                KeyValue::new("http.request.method", known_method(method)),
                 KeyValue::new("http.route", route.to_owned()),
                 KeyValue::new("http.response.status_code", i64::from(status)),
             ],
@@ -150,5 +158,38 @@ impl Metrics {
 
     pub fn pool_wait(&self, elapsed: Duration) {
         self.pool_wait.record(elapsed.as_secs_f64(), &[]);
+    }
+
+    /// One refusal at the edge; `reason` is one of a fixed set, `surface` `public`/`internal`.
+    pub fn refused(&self, surface: &'static str, reason: &'static str) {
+        self.refusals.add(
+            1,
+            &[
+                KeyValue::new("surface", surface),
+                KeyValue::new("reason", reason),
+            ],
+        );
+    }
+}
+
+/// The method as a bounded attribute: the standard methods, anything else `_OTHER` (as the
+/// OpenTelemetry HTTP conventions say), so fuzzed methods cannot grow the metric without bound.
+fn known_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("_OTHER")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_methods_are_one_attribute_value() {
+        assert_eq!(super::known_method("POST"), "POST");
+        assert_eq!(super::known_method("FUZZ123"), "_OTHER");
+        assert_eq!(super::known_method("post"), "_OTHER");
     }
 }

@@ -444,7 +444,9 @@ async fn a_missing_or_wrong_bearer_token_answers_401_on_every_internal_route() {
         None,
         Some("Bearer wrong-token"),
         Some("Basic abc"),
-        Some(&format!("bearer {token}")[..]),
+        Some(&format!("Basic {token}")[..]),
+        Some(&format!("Bearer {token}x")[..]),
+        Some(&token[..]),
     ] {
         let mut request = app.http.get(app.internal_url(path));
         if let Some(header) = header {
@@ -455,10 +457,16 @@ async fn a_missing_or_wrong_bearer_token_answers_401_on_every_internal_route() {
     let unknown = app.send(app.http.get(app.internal_url("/nope"))).await;
     assert_error(&unknown, 401, "unauthorized");
 
-    let ok = app
-        .send(app.http.get(app.internal_url(path)).bearer_auth(token))
-        .await;
-    assert_eq!(ok.status, 200, "{ok:?}");
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let ok = app
+            .send(
+                app.http
+                    .get(app.internal_url(path))
+                    .header("authorization", format!("{scheme} {token}")),
+            )
+            .await;
+        assert_eq!(ok.status, 200, "{scheme}: {ok:?}");
+    }
 }
 
 #[tokio::test]

@@ -54,3 +54,28 @@ async fn bodies_over_16_kib_answer_413_with_the_envelope() {
     assert_error(&app.send(chunked).await, 413, "payload_too_large");
     assert!(h.users.calls().is_empty());
 }
+
+/// A client's `x-request-id` was echoed and logged as-is: anyone could write text into the logs.
+#[tokio::test]
+async fn only_a_well_formed_request_id_is_kept() {
+    let h = crate::helpers::harness(&[]).await;
+    let url = h.app.internal_url("/api/v1/internal/users/nobody/sessions");
+    for (sent, kept) in [
+        ("abc-123_X.y", true),
+        ("has spaces", false),
+        ("quote\"and}", false),
+        (&"a".repeat(65)[..], false),
+    ] {
+        let reply = h
+            .app
+            .http
+            .get(&url)
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let echoed = reply.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(echoed == sent, kept, "{sent:?} -> {echoed:?}");
+        assert!(!echoed.is_empty());
+    }
+}

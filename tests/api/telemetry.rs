@@ -297,6 +297,19 @@ async fn a_full_scenario_logs_no_code_no_address_and_no_token() {
     let lines = service.stop().await;
 
     assert!(lines.len() > 20, "expected a verbose log: {lines:?}");
+    let refused: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("internal request refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "every 401 is logged once: {lines:?}");
+    assert!(
+        refused[0].contains("WARN")
+            && refused[0].contains("/revoke")
+            && refused[0].contains("127.0.0.1"),
+        "route and peer at warn: {}",
+        refused[0]
+    );
+    assert!(!refused[0].contains("wrong-token"));
     for line in &lines {
         assert!(
             !line.to_lowercase().contains(&email),
