@@ -446,7 +446,7 @@ async fn a_missing_or_wrong_bearer_token_answers_401_on_every_internal_route() {
         Some("Basic abc"),
         Some(&format!("Basic {token}")[..]),
         Some(&format!("Bearer {token}x")[..]),
-        Some(&token[..]),
+        Some(token),
     ] {
         let mut request = app.http.get(app.internal_url(path));
         if let Some(header) = header {
