@@ -1,44 +1,66 @@
 #!lua
--- challenge_create, version: 2
--- Creates a login challenge and opens the per-address resend window, atomically.
+-- challenge_create, version: 3
+-- Admits a send (per-client and global fixed windows), then creates a login challenge and opens
+-- the per-address resend window, atomically. A throttled challenge keeps only its status and
+-- expiry (about 150 B): no address, no hashes, no locale.
 -- KEYS[1] challenge: the new challenge record
 -- KEYS[2] resend_throttle: the address's resend window (holds the challenge id that opened it)
+-- KEYS[3] rate_send_client: the client's send window
+-- KEYS[4] rate_send_global: everyone's challenge-creation window
 -- ARGV[1] challenge_id
--- ARGV[2] email: normalized address
+-- ARGV[2] email: canonical address
 -- ARGV[3] email_hash: sha256 hex of the address
 -- ARGV[4] code_hash
 -- ARGV[5] locale: '' when none
 -- ARGV[6] challenge_ttl_ms
 -- ARGV[7] expired_retention_ms: how long an expired challenge stays observable
 -- ARGV[8] resend_cooldown_ms
+-- ARGV[9] client_limit: sends per client per window, 0 = off
+-- ARGV[10] client_window_ms
+-- ARGV[11] global_limit: challenges per window, 0 = off
+-- ARGV[12] global_window_ms
 -- Derives: nothing
--- Reply: the challenge status: 'pending_delivery' (send the code) or 'delivery_throttled'.
--- Replay: a second run finds its challenge and returns its status, writing nothing.
--- Failure: every check (ARGV ranges, the challenge key's type) precedes the first write. A
+-- Reply: {'pending_delivery'} (send the code) | {'delivery_throttled'} | {'rate_limited', retry_after_ms}
+-- Replay: a second run finds its challenge and returns its status, writing nothing (the challenge
+-- id is the request id of both counters).
+-- Failure: every check (ARGV ranges, the keys' types, the counters) precedes the first write. A
 -- throttle key of another type counts as an open window (`SET NX` leaves it alone).
---!include common.lua: MAX_MS, now_ms, int, fail, arg_int, arg_str
+--!include common.lua: MAX_MS, now_ms, int, fail, arg_int, arg_str, key_type_is
+--!include rate_limit.lua: rate_check, rate_count
 
-arg_str(1)
+local id = arg_str(1)
 local ttl = arg_int(6, 1, MAX_MS)
 local retention = arg_int(7, 0, MAX_MS)
 local cooldown = arg_int(8, 1, MAX_MS)
+local client_limit = arg_int(9, 0, 1000000000)
+local client_window = arg_int(10, 1, MAX_MS)
+local global_limit = arg_int(11, 0, 1000000000)
+local global_window = arg_int(12, 1, MAX_MS)
 local existing = redis.call('HGET', KEYS[1], 'status')
 if existing then
-  return existing
+  return {existing}
+end
+local client = rate_check(KEYS[3], client_limit, client_window, id)
+if client and client[1] then
+  return {'rate_limited', client[1]}
+end
+local global = rate_check(KEYS[4], global_limit, global_window, id)
+if global and global[1] then
+  return {'rate_limited', global[1]}
 end
 local throttled = redis.call('EXISTS', KEYS[2]) == 1
 local now = now_ms()
 
-local status = 'pending_delivery'
-local code_hash = ARGV[4]
+rate_count(KEYS[3], client, client_window, id)
+rate_count(KEYS[4], global, global_window, id)
 if throttled then
-  status = 'delivery_throttled'
-  code_hash = ''
-else
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', cooldown, 'NX')
+  redis.call('HSET', KEYS[1], 'status', 'delivery_throttled', 'expires_at_ms', int(now + ttl))
+  redis.call('PEXPIRE', KEYS[1], ttl + retention)
+  return {'delivery_throttled'}
 end
-redis.call('HSET', KEYS[1], 'status', status, 'email', ARGV[2], 'email_hash', ARGV[3],
-  'code_hash', code_hash, 'attempts', 0, 'created_at_ms', int(now),
+redis.call('SET', KEYS[2], id, 'PX', cooldown, 'NX')
+redis.call('HSET', KEYS[1], 'status', 'pending_delivery', 'email', ARGV[2], 'email_hash', ARGV[3],
+  'code_hash', ARGV[4], 'attempts', 0, 'created_at_ms', int(now),
   'expires_at_ms', int(now + ttl), 'locale', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ttl + retention)
-return status
+return {'pending_delivery'}

@@ -157,6 +157,7 @@ impl App {
                 codes,
                 block_marker_ttl: config.policy.block_marker_ttl,
                 pacing: Arc::new(SendPacing::new(longest_delivery(&config))),
+                trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             },
             internal_token: config.internal_token,
             connection_limits: ConnectionLimits {

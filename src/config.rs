@@ -239,6 +239,32 @@ pub struct Policy {
     pub max_active_sessions_per_user: u32,
     pub config_refresh_interval: Duration,
     pub block_marker_ttl: Duration,
+    /// Admission limits; `None` is `off`.
+    pub send_rate_per_ip: Option<RateLimit>,
+    pub confirm_rate_per_ip: Option<RateLimit>,
+    pub send_rate_global: Option<RateLimit>,
+}
+
+/// `N/DURATION`: at most `count` requests per fixed window of `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// `60/1m`, or `off` (`None`).
+    fn parse(value: &str) -> Option<Option<Self>> {
+        if value.trim().eq_ignore_ascii_case("off") {
+            return Some(None);
+        }
+        let (count, window) = value.split_once('/')?;
+        let count = count.trim().parse::<u32>().ok().filter(|n| *n >= 1)?;
+        let window = humantime::parse_duration(window.trim())
+            .ok()
+            .filter(|d| *d >= Duration::from_millis(1) && *d <= MAX_REDIS_DURATION)?;
+        Some(Some(Self { count, window }))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +286,8 @@ pub struct Config {
     pub http_idle_timeout: Duration,
     /// Most open connections per listener.
     pub http_max_connections: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub shutdown_timeout: Duration,
     pub policy: Policy,
     pub log_format: LogFormat,
@@ -463,7 +491,22 @@ impl Config {
             ),
             config_refresh_interval: p.duration(CONFIG_REFRESH_INTERVAL, "5s"),
             block_marker_ttl: p.redis_duration(BLOCK_MARKER_TTL, "10m"),
+            send_rate_per_ip: p.rate_limit(SEND_RATE_LIMIT_PER_IP, "60/1m"),
+            confirm_rate_per_ip: p.rate_limit(CONFIRM_RATE_LIMIT_PER_IP, "60/1m"),
+            send_rate_global: p.rate_limit(SEND_RATE_LIMIT_GLOBAL, "off"),
         };
+        let trusted_proxies = p.parse(
+            TRUSTED_PROXIES,
+            "",
+            "a comma list of CIDRs such as `10.0.0.0/8,192.168.1.7/32`",
+            |v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| c.parse::<ipnet::IpNet>().ok())
+                    .collect::<Option<Vec<_>>>()
+            },
+        );
         let code_hash_key = p.secret_key(CODE_HASH_KEY);
         let code_hash_key_previous = p.secret_key(CODE_HASH_KEY_PREVIOUS);
 
@@ -641,7 +684,11 @@ impl Config {
                 max_active_sessions_per_user: policy.max_active_sessions_per_user.unwrap(),
                 config_refresh_interval: policy.config_refresh_interval.unwrap(),
                 block_marker_ttl: policy.block_marker_ttl.unwrap(),
+                send_rate_per_ip: policy.send_rate_per_ip.unwrap(),
+                confirm_rate_per_ip: policy.confirm_rate_per_ip.unwrap(),
+                send_rate_global: policy.send_rate_global.unwrap(),
             },
+            trusted_proxies: trusted_proxies.unwrap(),
             log_format: log_format.unwrap(),
             log_level: log_level.unwrap(),
         })
@@ -661,6 +708,9 @@ struct PartialPolicy {
     max_active_sessions_per_user: Option<u32>,
     config_refresh_interval: Option<Duration>,
     block_marker_ttl: Option<Duration>,
+    send_rate_per_ip: Option<Option<RateLimit>>,
+    confirm_rate_per_ip: Option<Option<RateLimit>>,
+    send_rate_global: Option<Option<RateLimit>>,
 }
 
 struct Parser<'a> {
@@ -708,6 +758,15 @@ impl Parser<'_> {
                     .ok()
                     .filter(|d| *d >= Duration::from_millis(1))
             },
+        )
+    }
+
+    fn rate_limit(&mut self, name: &'static str, default: &str) -> Option<Option<RateLimit>> {
+        self.parse(
+            name,
+            default,
+            "`N/DURATION` (e.g. `60/1m`) or `off`",
+            RateLimit::parse,
         )
     }
 

@@ -77,7 +77,14 @@ impl View {
         let now = self.now_ms().await?;
         let expires_at: i64 = get("expires_at_ms").parse().unwrap_or(0);
         writeln!(out, "  status: {}", get("status"))?;
-        writeln!(out, "  email: {}", mask_email(get("email")))?;
+        match get("email") {
+            "" => writeln!(
+                out,
+                "  email: not kept (throttled); email_hash {}",
+                get("email_hash")
+            )?,
+            email => writeln!(out, "  email: {}", mask_email(email))?,
+        }
         writeln!(
             out,
             "  code: {}",

@@ -67,6 +67,29 @@ impl CodeHasher {
     }
 }
 
+impl CodeHasher {
+    /// A client's IP address as it appears in rate-limit keys: 32 hex characters of an HMAC under
+    /// the server key, so that keys never hold an address and the small IPv4 space cannot be
+    /// enumerated back from them.
+    pub fn client_key(&self, ip: std::net::IpAddr) -> ClientKey {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.current.0).expect("HMAC takes any key length");
+        mac.update(b"client-ip:");
+        mac.update(ip.to_string().as_bytes());
+        ClientKey(hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+}
+
+/// See [`CodeHasher::client_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey(String);
+
+impl ClientKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A presented code's hashes under every accepted key, for the verify and confirm scripts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeHashes {

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 mod code_hash;
 mod email;
-pub use code_hash::{CodeHashKey, CodeHasher, CodeHashes};
+pub use code_hash::{ClientKey, CodeHashKey, CodeHasher, CodeHashes};
 pub use email::{mask_email, Email};
 
 /// Why a value was rejected; the message names the field and never echoes the value.

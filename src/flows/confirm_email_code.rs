@@ -2,6 +2,8 @@
 //! account, then create the device session and its gateway projection in one script call.
 //! An identical retry returns the committed session and repairs its projection.
 
+use std::net::IpAddr;
+
 use super::{Context, Unavailable};
 use crate::clients::user_directory::Ensured;
 use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, LoginCode};
@@ -15,6 +17,8 @@ pub enum ConfirmError {
     Rejected(Rejection),
     #[error("user is blocked")]
     UserBlocked,
+    #[error("rate limited for {0:?}")]
+    RateLimited(std::time::Duration),
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
 }
@@ -36,12 +40,14 @@ pub async fn confirm_email_code(
     challenge_id: &ChallengeId,
     code: &LoginCode,
     client_public_key: &ClientPublicKey,
+    client: IpAddr,
 ) -> Result<DeviceSessionId, ConfirmError> {
-    let result = confirm(ctx, challenge_id, code, client_public_key).await;
+    let result = confirm(ctx, challenge_id, code, client_public_key, client).await;
     metrics().confirm(match &result {
         Ok((_, outcome)) => outcome,
         Err(ConfirmError::Rejected(rejection)) => rejection.code(),
         Err(ConfirmError::UserBlocked) => "user_blocked",
+        Err(ConfirmError::RateLimited(_)) => "too_many_requests",
         Err(ConfirmError::Unavailable(_)) => "service_unavailable",
     });
     result.map(|(id, _)| id)
@@ -53,6 +59,7 @@ async fn confirm(
     challenge_id: &ChallengeId,
     code: &LoginCode,
     client_public_key: &ClientPublicKey,
+    client: IpAddr,
 ) -> Result<(DeviceSessionId, &'static str), ConfirmError> {
     let limits = ctx.limits.limits().await;
     let code_hashes = ctx.codes.hashes(challenge_id, code);
@@ -63,10 +70,15 @@ async fn confirm(
             &code_hashes,
             client_public_key,
             limits.challenge_max_attempts,
+            &ctx.codes.client_key(client),
         )
         .await?;
     let email = match verified {
         Verified::Rejected(rejection) => return Err(ConfirmError::Rejected(rejection)),
+        Verified::RateLimited(after) => {
+            metrics().refused("public", "rate_limited");
+            return Err(ConfirmError::RateLimited(after));
+        }
         Verified::Confirmed(device_session_id) => {
             return repair(ctx, device_session_id)
                 .await

@@ -28,6 +28,24 @@ pub struct Context {
     pub block_marker_ttl: std::time::Duration,
     /// Holds answers of sends that deliver nothing, so timing tells nothing.
     pub pacing: Arc<pacing::SendPacing>,
+    /// Peers whose `X-Forwarded-For` names the client (`AUTHSESSION_TRUSTED_PROXIES`).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+}
+
+/// Why a send answers something other than its challenge id.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Over an admission limit: nothing was written; retry after this long.
+    #[error("rate limited for {0:?}")]
+    RateLimited(std::time::Duration),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+impl From<store::Error> for SendError {
+    fn from(e: store::Error) -> Self {
+        SendError::Unavailable(e.into())
+    }
 }
 
 /// A fault in Redis or a dependency: answers `503 service_unavailable`, details only in the log.

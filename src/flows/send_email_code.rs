@@ -2,18 +2,23 @@
 //! address is inside its resend window or blocked. The answer is the same in every case, and
 //! takes about as long (see `pacing`), so it tells nothing about whether an account exists.
 
-use super::{Context, Unavailable};
+use std::net::IpAddr;
+
+use super::{Context, SendError, Unavailable};
 use crate::clients::user_directory::Resolution;
 use crate::clients::Delivery as Mail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
 use crate::store::challenges::{Created, Delivery};
 use crate::telemetry::metrics::metrics;
 
+/// `client` is the requester's address (see `http::client_ip`): it counts against the per-client
+/// admission limit, under a keyed hash.
 pub async fn send_email_code(
     ctx: &Context,
     email: &Email,
     locale: Option<&Locale>,
-) -> Result<ChallengeId, Unavailable> {
+    client: IpAddr,
+) -> Result<ChallengeId, SendError> {
     let started = std::time::Instant::now();
     let challenge_id = ChallengeId::generate();
     let code = LoginCode::generate();
@@ -24,8 +29,14 @@ pub async fn send_email_code(
             email,
             &ctx.codes.hash(&challenge_id, &code),
             locale,
+            &ctx.codes.client_key(client),
         )
         .await?;
+    if let Created::RateLimited(after) = created {
+        metrics().send("rate_limited");
+        metrics().refused("public", "rate_limited");
+        return Err(SendError::RateLimited(after));
+    }
     if created == Created::Throttled {
         metrics().send("throttled");
         tracing::info!(%challenge_id, outcome = "throttled", "send-email-code");
@@ -77,7 +88,7 @@ pub async fn send_email_code(
             }
             metrics().send("failed");
             tracing::warn!(%challenge_id, outcome = "failed", %error, "send-email-code");
-            Err(error.into())
+            Err(Unavailable::from(error).into())
         }
     }
 }

@@ -2,14 +2,16 @@
 //! both surfaces. 5xx bodies stay generic; the cause goes to the log inside the request span.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::flows::confirm_email_code::ConfirmError;
 use crate::flows::revoke::RevokeAllError;
-use crate::flows::Unavailable;
+use crate::flows::{SendError, Unavailable};
 use crate::store::challenges::Rejection;
 
 #[derive(Debug)]
@@ -17,6 +19,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: Cow<'static, str>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -29,6 +33,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `429 too_many_requests` with `Retry-After`: an admission limit refused the request before
+    /// anything was written.
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many requests from this client; retry later",
+            )
         }
     }
 
@@ -80,7 +98,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let seconds = after.as_millis().div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds as u64));
+        }
+        response
     }
 }
 
@@ -119,7 +144,17 @@ impl From<ConfirmError> for ApiError {
             ConfirmError::UserBlocked => {
                 ApiError::new(StatusCode::FORBIDDEN, "user_blocked", "the user is blocked")
             }
+            ConfirmError::RateLimited(after) => ApiError::rate_limited(after),
             ConfirmError::Unavailable(e) => e.into(),
+        }
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::RateLimited(after) => ApiError::rate_limited(after),
+            SendError::Unavailable(e) => e.into(),
         }
     }
 }

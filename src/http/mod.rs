@@ -1,6 +1,7 @@
 //! The two HTTP surfaces and what they share: the error envelope on fallbacks, the body limit,
 //! a per-request deadline and a tracing span per request.
 
+pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod internal;

@@ -5,6 +5,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::extract::StrictJson;
 use crate::domain::{ChallengeId, ClientPublicKey, Email, Locale, LoginCode};
@@ -36,6 +37,7 @@ struct ChallengeCreated {
 
 async fn send_email_code(
     State(ctx): State<Context>,
+    ClientIp(client): ClientIp,
     StrictJson(body): StrictJson<SendEmailCode>,
 ) -> Result<Json<ChallengeCreated>, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid_request(e.0))?;
@@ -45,7 +47,8 @@ async fn send_email_code(
         .map(Locale::parse)
         .transpose()
         .map_err(|e| ApiError::invalid_request(e.0))?;
-    let challenge_id = send_email_code::send_email_code(&ctx, &email, locale.as_ref()).await?;
+    let challenge_id =
+        send_email_code::send_email_code(&ctx, &email, locale.as_ref(), client).await?;
     Ok(Json(ChallengeCreated { challenge_id }))
 }
 
@@ -64,13 +67,15 @@ struct SessionCreated {
 
 async fn confirm_email_code(
     State(ctx): State<Context>,
+    ClientIp(client): ClientIp,
     StrictJson(body): StrictJson<ConfirmEmailCode>,
 ) -> Result<Json<SessionCreated>, ApiError> {
     let invalid = |e: crate::domain::Invalid| ApiError::invalid_request(e.0);
     let challenge_id = ChallengeId::parse(&body.challenge_id).map_err(invalid)?;
     let code = LoginCode::parse(&body.code).map_err(invalid)?;
     let key = ClientPublicKey::parse(&body.client_public_key).map_err(invalid)?;
-    let id = confirm_email_code::confirm_email_code(&ctx, &challenge_id, &code, &key).await?;
+    let id =
+        confirm_email_code::confirm_email_code(&ctx, &challenge_id, &code, &key, client).await?;
     Ok(Json(SessionCreated {
         device_session_id: id.as_str().to_owned(),
     }))

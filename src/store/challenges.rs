@@ -1,8 +1,12 @@
 //! Typed wrappers of the challenge scripts: create, mark delivery, verify, confirm.
 
 use super::{millis, reply_string, reply_strings, unexpected, Error, Store};
+use std::time::Duration;
+
+use crate::config::RateLimit;
 use crate::domain::{
-    ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, Email, Locale, RequestId, UserId,
+    ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, Locale, RequestId,
+    UserId,
 };
 use crate::store::scripts::ScriptCall;
 
@@ -15,8 +19,10 @@ pub const MAX_EVICTIONS_PER_LOGIN: u32 = 50;
 pub enum Created {
     /// A new window opened: deliver the code.
     Pending,
-    /// Inside the resend window (or a replay of an already handled challenge): deliver nothing.
+    /// Inside the resend window: deliver nothing.
     Throttled,
+    /// Over an admission limit: nothing was written; retry after this long.
+    RateLimited(Duration),
 }
 
 /// Terminal delivery statuses a pending challenge can move to.
@@ -70,6 +76,8 @@ pub enum Verified {
     /// An identical confirm already succeeded: its session.
     Confirmed(DeviceSessionId),
     Rejected(Rejection),
+    /// Over the client's admission limit: nothing was written; retry after this long.
+    RateLimited(Duration),
 }
 
 /// `challenge_confirm`'s result.
@@ -93,6 +101,11 @@ pub struct ConfirmRequest<'a> {
     pub max_active_sessions: u32,
 }
 
+/// `(limit, window_ms)` for a script: `(0, 1)` when the limit is off.
+fn limit_args(limit: Option<RateLimit>) -> (u32, u128) {
+    limit.map_or((0, 1), |l| (l.count, millis(l.window)))
+}
+
 fn rejection(word: &str) -> Option<Rejection> {
     Some(match word {
         "not_found" => Rejection::NotFound,
@@ -111,11 +124,19 @@ impl Store {
         email: &Email,
         code_hash: &str,
         locale: Option<&Locale>,
+        client: &ClientKey,
     ) -> ScriptCall<'static> {
         let email_hash = email.hash();
+        let (client_limit, client_window) = limit_args(self.policy.send_rate_per_ip);
+        let (global_limit, global_window) = limit_args(self.policy.send_rate_global);
         ScriptCall::new(&self.scripts.challenge_create)
             .key("challenge", self.keys.challenge(id.as_str()))
             .key("resend_throttle", self.keys.resend_throttle(&email_hash))
+            .key(
+                "rate_send_client",
+                self.keys.rate_send_client(client.as_str()),
+            )
+            .key("rate_send_global", self.keys.rate_send_global())
             .arg("challenge_id", id)
             .arg("email", email.as_str())
             .arg("email_hash", &email_hash)
@@ -127,6 +148,10 @@ impl Store {
                 millis(self.policy.expired_challenge_retention),
             )
             .arg("resend_cooldown_ms", millis(self.policy.resend_cooldown))
+            .arg("client_limit", client_limit)
+            .arg("client_window_ms", client_window)
+            .arg("global_limit", global_limit)
+            .arg("global_window_ms", global_window)
     }
 
     pub async fn challenge_create(
@@ -135,14 +160,19 @@ impl Store {
         email: &Email,
         code_hash: &str,
         locale: Option<&Locale>,
+        client: &ClientKey,
     ) -> Result<Created, Error> {
-        let call = self.challenge_create_call(id, email, code_hash, locale);
+        let call = self.challenge_create_call(id, email, code_hash, locale, client);
         let name = call.script().name;
-        let status = reply_string(name, self.redis.invoke(&call).await?)?;
-        match status.as_str() {
-            "pending_delivery" => Ok(Created::Pending),
-            "delivery_throttled" => Ok(Created::Throttled),
-            other => Err(unexpected(name, &[other.to_owned()])),
+        let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
+        match reply.as_slice() {
+            [status] if status == "pending_delivery" => Ok(Created::Pending),
+            [status] if status == "delivery_throttled" => Ok(Created::Throttled),
+            [limited, ms] if limited == "rate_limited" => ms
+                .parse()
+                .map(|ms| Created::RateLimited(Duration::from_millis(ms)))
+                .map_err(|_| unexpected(name, &reply)),
+            _ => Err(unexpected(name, &reply)),
         }
     }
 
@@ -193,9 +223,15 @@ impl Store {
         client_public_key: &ClientPublicKey,
         max_attempts: u32,
         attempt: &RequestId,
+        client: &ClientKey,
     ) -> ScriptCall<'static> {
+        let (client_limit, client_window) = limit_args(self.policy.confirm_rate_per_ip);
         ScriptCall::new(&self.scripts.challenge_verify)
             .key("challenge", self.keys.challenge(id.as_str()))
+            .key(
+                "rate_confirm_client",
+                self.keys.rate_confirm_client(client.as_str()),
+            )
             .arg("code_hash", &code_hashes.current)
             .arg(
                 "code_hash_previous",
@@ -210,6 +246,8 @@ impl Store {
             )
             .arg("confirm_failures_prefix", self.keys.confirm_failures(""))
             .arg("attempt_id", attempt)
+            .arg("client_limit", client_limit)
+            .arg("client_window_ms", client_window)
     }
 
     pub async fn challenge_verify(
@@ -218,10 +256,17 @@ impl Store {
         code_hashes: &CodeHashes,
         client_public_key: &ClientPublicKey,
         max_attempts: u32,
+        client: &ClientKey,
     ) -> Result<Verified, Error> {
         let attempt = RequestId::generate();
-        let call =
-            self.challenge_verify_call(id, code_hashes, client_public_key, max_attempts, &attempt);
+        let call = self.challenge_verify_call(
+            id,
+            code_hashes,
+            client_public_key,
+            max_attempts,
+            &attempt,
+            client,
+        );
         let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         match reply.as_slice() {
@@ -231,6 +276,10 @@ impl Store {
             [confirmed, id] if confirmed == "confirmed" => Ok(Verified::Confirmed(
                 DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply))?,
             )),
+            [limited, ms] if limited == "rate_limited" => ms
+                .parse()
+                .map(|ms| Verified::RateLimited(Duration::from_millis(ms)))
+                .map_err(|_| unexpected(script.name, &reply)),
             [word] => rejection(word)
                 .map(Verified::Rejected)
                 .ok_or_else(|| unexpected(script.name, &reply)),

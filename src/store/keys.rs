@@ -88,6 +88,22 @@ impl Keys {
         format!("{}revoke_batches:{request_id}", self.prefix)
     }
 
+    /// `P rate:send:<client>` (hash `n`, `last`): one client's send window; `client` is a keyed
+    /// hash of its IP address, never the address itself.
+    pub fn rate_send_client(&self, client: &str) -> String {
+        format!("{}rate:send:{client}", self.prefix)
+    }
+
+    /// `P rate:send_global` (hash `n`, `last`): everyone's challenge-creation window.
+    pub fn rate_send_global(&self) -> String {
+        format!("{}rate:send_global", self.prefix)
+    }
+
+    /// `P rate:confirm:<client>` (hash `n`, `last`): one client's confirm window.
+    pub fn rate_confirm_client(&self, client: &str) -> String {
+        format!("{}rate:confirm:{client}", self.prefix)
+    }
+
     /// `P config` (hash of runtime overrides).
     pub fn config(&self) -> String {
         format!("{}config", self.prefix)
@@ -120,6 +136,15 @@ impl Keys {
         let rest = key.strip_prefix(&self.prefix)?;
         if rest == "config" {
             return Some("config");
+        }
+        if rest == "rate:send_global" {
+            return Some("rate_send_global");
+        }
+        if rest.starts_with("rate:send:") {
+            return Some("rate_send_client");
+        }
+        if rest.starts_with("rate:confirm:") {
+            return Some("rate_confirm_client");
         }
         if let Some(user) = rest.strip_prefix(USER) {
             return [
@@ -203,6 +228,9 @@ mod tests {
             (keys.user_revoked_sessions("u"), "user_revoked_sessions"),
             (keys.revoke_batches("r"), "revoke_batches"),
             (keys.user_blocked("u"), "user_blocked"),
+            (keys.rate_send_client("c"), "rate_send_client"),
+            (keys.rate_send_global(), "rate_send_global"),
+            (keys.rate_confirm_client("c"), "rate_confirm_client"),
             (keys.config(), "config"),
             (keys.gateway_session("s"), "gateway_session"),
             (keys.stream().to_owned(), "stream"),

@@ -45,6 +45,9 @@ pub fn test_env(redis: &RedisServer) -> HashMap<String, String> {
         ),
         (config::SHUTDOWN_TIMEOUT, "5s".to_owned()),
         (config::CODE_HASH_KEY, TEST_CODE_HASH_KEY.to_owned()),
+        // Every test client is 127.0.0.1: tests of the admission limits set them explicitly.
+        (config::SEND_RATE_LIMIT_PER_IP, "off".to_owned()),
+        (config::CONFIRM_RATE_LIMIT_PER_IP, "off".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use authsession::config;
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, Code, CodeHashes, DeviceSessionId, RequestId, UserId,
+    ChallengeId, ClientPublicKey, Code, CodeHasher, CodeHashes, DeviceSessionId, RequestId, UserId,
 };
 use authsession::store::sessions::Revocation;
 use authsession::store::{Redis, Store};
@@ -103,7 +103,8 @@ async fn a_resent_wrong_guess_counts_once() {
         current: "wrong".into(),
         previous: None,
     };
-    let call = store.challenge_verify_call(&id, &wrong, &key, 5, &RequestId::generate());
+    let client = CodeHasher::development().client_key([127, 0, 0, 1].into());
+    let call = store.challenge_verify_call(&id, &wrong, &key, 5, &RequestId::generate(), &client);
 
     let first = store.redis.invoke(&call).await.unwrap();
     let resent = store.redis.invoke(&call).await.unwrap();

@@ -178,7 +178,13 @@ async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, 
             let code = LoginCode::generate();
             let hashes = CodeHasher::development().hashes(&challenge_id, &code);
             store
-                .challenge_create(&challenge_id, &email, &hashes.current, None)
+                .challenge_create(
+                    &challenge_id,
+                    &email,
+                    &hashes.current,
+                    None,
+                    &CodeHasher::development().client_key([127, 0, 0, 1].into()),
+                )
                 .await
                 .unwrap();
             store

@@ -4,6 +4,7 @@ mod audit_findings;
 mod confirm;
 mod contract;
 mod deployments;
+mod edge;
 mod faults;
 mod helpers;
 mod hostile;

@@ -90,6 +90,22 @@ struct Model {
 }
 
 impl Model {
+    /// Whether confirms of challenge `i` answer 429: its attempts, or its address's budget
+    /// (a throttled challenge keeps no address, so only its own attempts lock it).
+    fn locked(&self, i: usize) -> bool {
+        let c = &self.challenges[i];
+        c.attempts >= MAX_ATTEMPTS
+            || (c.status != Status::Throttled && self.failures[c.email] >= BUDGET)
+    }
+
+    /// A failed confirm of challenge `i`: one attempt, and one of the address's budget.
+    fn charge(&mut self, i: usize) {
+        self.challenges[i].attempts += 1;
+        if self.challenges[i].status != Status::Throttled {
+            self.failures[self.challenges[i].email] += 1;
+        }
+    }
+
     fn active_of(&self, email: usize) -> Vec<usize> {
         (0..self.sessions.len())
             .filter(|&i| self.sessions[i].email == email && self.sessions[i].active)
@@ -158,7 +174,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
             let code = c.code.clone().unwrap_or_else(|| "123456".to_owned());
             let reply = h.app.confirm(&c.id.clone(), &code, &keys[key]).await;
             let e = c.email;
-            let locked = c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET;
+            let locked = m.locked(challenge);
             match c.status.clone() {
                 // A confirmed challenge locks like any other: the identical retry included.
                 Status::Confirmed { .. } if locked => {
@@ -172,13 +188,10 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 }
                 Status::Confirmed { .. } => check("other key", reply.status, 409, &reply.body)?,
                 _ if c.expired => check("expired", reply.status, 410, &reply.body)?,
-                _ if c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET => {
-                    check("locked", reply.status, 429, &reply.body)?
-                }
+                _ if locked => check("locked", reply.status, 429, &reply.body)?,
                 Status::Throttled | Status::Suppressed => {
                     check("no code", reply.status, 422, &reply.body)?;
-                    m.challenges[challenge].attempts += 1;
-                    m.failures[e] += 1;
+                    m.charge(challenge);
                 }
                 Status::Sent(_) if m.blocked[e] => {
                     check("blocked", reply.status, 403, &reply.body)?
@@ -222,24 +235,19 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 "000000"
             };
             let reply = h.app.confirm(&c.id.clone(), wrong, &keys[0]).await;
-            let e = c.email;
             if c.expired && !matches!(c.status, Status::Confirmed { .. }) {
                 return check("expired", reply.status, 410, &reply.body);
             }
             match c.status {
-                _ if c.attempts >= MAX_ATTEMPTS || m.failures[e] >= BUDGET => {
-                    check("locked", reply.status, 429, &reply.body)?
-                }
+                _ if m.locked(challenge) => check("locked", reply.status, 429, &reply.body)?,
                 // No oracle: the same answer as another key with the right code, and it counts.
                 Status::Confirmed { .. } => {
                     check("wrong on confirmed", reply.status, 409, &reply.body)?;
-                    m.challenges[challenge].attempts += 1;
-                    m.failures[e] += 1;
+                    m.charge(challenge);
                 }
                 _ => {
                     check("wrong", reply.status, 422, &reply.body)?;
-                    m.challenges[challenge].attempts += 1;
-                    m.failures[e] += 1;
+                    m.charge(challenge);
                 }
             }
         }

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use authsession::config::{self, Config};
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, Code, CodeHashKey, CodeHasher, CodeHashes, DeviceSessionId,
-    Email, LoginCode, RequestId, UserId,
+    ChallengeId, ClientKey, ClientPublicKey, Code, CodeHashKey, CodeHasher, CodeHashes,
+    DeviceSessionId, Email, LoginCode, RequestId, UserId,
 };
 use authsession::store::challenges::{ConfirmRequest, Delivery};
 use authsession::store::scripts::{scripts, ScriptCall};
@@ -77,8 +77,16 @@ fn store_for(env: &BTreeMap<&str, String>) -> Store {
     )
 }
 
+/// Every admission limit on, so the scripts' counters are among the audited keys.
+const LIMITS: [(&str, &str); 3] = [
+    (config::SEND_RATE_LIMIT_PER_IP, "1000/1m"),
+    (config::CONFIRM_RATE_LIMIT_PER_IP, "1000/1m"),
+    (config::SEND_RATE_LIMIT_GLOBAL, "100000/1m"),
+];
+
 async fn standalone(redis: &RedisServer) -> Bench {
-    let env = BTreeMap::from([(config::REDIS_ADDR, redis.addr())]);
+    let mut env = BTreeMap::from([(config::REDIS_ADDR, redis.addr())]);
+    env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
     Bench {
         store: store_for(&env),
         conn: redis.connection().await,
@@ -90,7 +98,7 @@ async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
     let id = ChallengeId::generate();
     let code = LoginCode::generate();
     b.store
-        .challenge_create(&id, email, &hashes(&id, &code).current, None)
+        .challenge_create(&id, email, &hashes(&id, &code).current, None, &client())
         .await
         .unwrap();
     b.store
@@ -137,6 +145,11 @@ async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
     session
 }
 
+/// The requester, with every admission limit on (so the harness covers the counters).
+fn client() -> ClientKey {
+    CodeHasher::development().client_key("192.0.2.7".parse().unwrap())
+}
+
 fn revocation() -> Revocation {
     Revocation {
         reason_code: Code::known("admin_revoke"),
@@ -159,17 +172,28 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
     match scenario {
         "challenge_create/new" => {
             let locale = authsession::domain::Locale::parse("en-GB").unwrap();
-            store.challenge_create_call(&ChallengeId::generate(), &email, &code_hash, Some(&locale))
+            store.challenge_create_call(
+                &ChallengeId::generate(),
+                &email,
+                &code_hash,
+                Some(&locale),
+                &client(),
+            )
         }
         "challenge_create/throttled" => {
             sent_challenge(b, &email).await;
-            b.store
-                .challenge_create_call(&ChallengeId::generate(), &email, &code_hash, None)
+            b.store.challenge_create_call(
+                &ChallengeId::generate(),
+                &email,
+                &code_hash,
+                None,
+                &client(),
+            )
         }
         "challenge_mark_delivery/sent" | "challenge_mark_delivery/failed" => {
             let id = ChallengeId::generate();
             store
-                .challenge_create(&id, &email, &code_hash, None)
+                .challenge_create(&id, &email, &code_hash, None, &client())
                 .await
                 .unwrap();
             let outcome = if scenario.ends_with("sent") {
@@ -184,7 +208,7 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             // One failure already counted, so the budget counter exists and is read.
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             b.store
-                .challenge_verify(&id, &wrong, &key, 5)
+                .challenge_verify(&id, &wrong, &key, 5, &client())
                 .await
                 .unwrap();
             let hash = if scenario.ends_with("right_code") {
@@ -193,7 +217,7 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
                 wrong
             };
             b.store
-                .challenge_verify_call(&id, &hash, &key, 5, &RequestId::generate())
+                .challenge_verify_call(&id, &hash, &key, 5, &RequestId::generate(), &client())
         }
         "challenge_confirm/first_login" => {
             let (id, code) = sent_challenge(b, &email).await;
@@ -501,6 +525,8 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
             format!("{{{tag}}}gateway:session_events"),
         ),
     ]);
+    let mut env = env;
+    env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
     let slot_key = format!("{{{tag}}}");
     let port = cluster.primary_port_for(&slot_key).await;
     let primary = cluster

@@ -169,17 +169,22 @@ async fn direct_login(store: &Store, n: u64) -> bool {
     .unwrap();
     let id = ChallengeId::generate();
     let code = LoginCode::generate();
-    let hashes = CodeHasher::development().hashes(&id, &code);
+    let hasher = CodeHasher::development();
+    let hashes = hasher.hashes(&id, &code);
+    let client = hasher.client_key([127, 0, 0, 1].into());
     let key = ClientPublicKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
         .unwrap();
     let ok = async {
         store
-            .challenge_create(&id, &email, &hashes.current, None)
+            .challenge_create(&id, &email, &hashes.current, None, &client)
             .await?;
         store
             .challenge_mark_delivery(&id, &email, Delivery::Sent)
             .await?;
-        let Verified::Ok { .. } = store.challenge_verify(&id, &hashes, &key, 5).await? else {
+        let Verified::Ok { .. } = store
+            .challenge_verify(&id, &hashes, &key, 5, &client)
+            .await?
+        else {
             return Ok(false);
         };
         let user = UserId::parse(&format!("u{n}")).unwrap();
