@@ -112,8 +112,51 @@ async fn checks(config: &Config) -> Vec<Check> {
         .await,
     );
 
+    checks.push(internal_auth(config, &http, internal).await);
     checks.extend(redis_checks(config, limit).await);
     checks
+}
+
+/// Whether the internal surface requires a token, tried without one: `401` when a token is
+/// configured; without a token, fine on a loopback address or with the explicit opt-out.
+async fn internal_auth(config: &Config, http: &reqwest::Client, internal: SocketAddr) -> Check {
+    let name = "internal surface authentication";
+    if config.internal_token.is_some() {
+        let reply = http
+            .get(format!(
+                "http://{internal}/api/v1/internal/users/authsession-verify-unknown/sessions"
+            ))
+            .send()
+            .await;
+        let (ok, detail) = match reply.map(|r| r.status().as_u16()) {
+            Ok(401) => (true, "requires a bearer token (401 without one)".to_owned()),
+            Ok(status) => (
+                false,
+                format!("answered {status} without a token; expected 401"),
+            ),
+            Err(e) => (false, format!("request failed: {e}")),
+        };
+        return Check { name, ok, detail };
+    }
+    let loopback = config.internal_addr.ip().is_loopback();
+    let (ok, detail) = if loopback {
+        (true, "no token; listens on loopback only".to_owned())
+    } else if config.internal_allow_unauthenticated {
+        (
+            true,
+            "no token: unauthenticated by AUTHSESSION_INTERNAL_HTTP_ALLOW_UNAUTHENTICATED"
+                .to_owned(),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "no token and listening on {}: anyone who reaches it can revoke sessions; set AUTHSESSION_INTERNAL_HTTP_TOKEN",
+                config.internal_addr
+            ),
+        )
+    };
+    Check { name, ok, detail }
 }
 
 async fn tcp(name: &'static str, addr: SocketAddr, limit: Duration) -> Check {

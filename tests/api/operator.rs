@@ -34,6 +34,7 @@ async fn verify_passes_on_a_healthy_service() {
         "internal listener",
         "public smoke request",
         "internal smoke request",
+        "internal surface authentication",
         "redis",
         "namespace",
         "script cache",
@@ -47,7 +48,27 @@ async fn verify_passes_on_a_healthy_service() {
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
     assert_eq!(report["ok"], true);
-    assert_eq!(report["checks"].as_array().unwrap().len(), 7);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 8);
+    assert!(
+        output.contains("no token; listens on loopback only"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn verify_reports_whether_the_internal_surface_requires_a_token() {
+    let token = "verify-token-0123456789";
+    let h = harness(&[(config::INTERNAL_HTTP_TOKEN, token)]).await;
+
+    let (code, output) = run_cli(&h.app, &["verify"], &[]).await;
+
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("[PASS] internal surface authentication")
+            && output.contains("requires a bearer token"),
+        "{output}"
+    );
+    assert!(!output.contains(token));
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use authsession::config::{self, Config};
 use authsession::domain::{
     ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
-use authsession::store::challenges::{ConfirmRequest, Delivery, Verified};
+use authsession::store::challenges::{ConfirmRequest, Created, Delivery, Verified};
 use authsession::store::pool::round_trips;
 use authsession::store::sessions::{Revocation, StatusFilter};
 use authsession::store::{Redis, Store};
@@ -430,6 +430,7 @@ async fn run(
     );
 
     memory_per_session(&store, &mut conn, args.population).await;
+    memory_per_send(&store, &mut conn, 10_000).await;
     revoke_costs(&store, &mut conn, &args.revoke_sizes).await;
     if args.stream_entries > 0 {
         stream_trimming(&mut conn, &config, args.stream_entries).await;
@@ -577,6 +578,63 @@ async fn memory_per_session(
     println!(
         "  | steady state (session, 2 index entries, snapshot, stream entry) | {:.0} |",
         per(steady)
+    );
+}
+
+/// What a send leaves in Redis for its challenge TTL: a delivered one (challenge record and
+/// resend window) and a throttled one (the reduced record), `count` of each.
+async fn memory_per_send(store: &Store, conn: &mut redis::aio::MultiplexedConnection, count: u64) {
+    println!("\n## 4b. Redis memory per send ({count} delivered, {count} throttled)\n");
+    let prefix = store.keys.prefix().to_owned();
+    delete_matching(conn, &format!("{prefix}*")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hasher = CodeHasher::development();
+    let client = hasher.client_key([127, 0, 0, 1].into());
+    let send = |n: u64| {
+        let (store, client, hasher) = (store.clone(), client.clone(), hasher.clone());
+        async move {
+            let email = Email::parse(&format!("mem{n}@example.com")).unwrap();
+            let id = ChallengeId::generate();
+            let hash = hasher.hash(&id, &LoginCode::generate());
+            let created = store
+                .challenge_create(&id, &email, &hash, None, &client)
+                .await
+                .unwrap();
+            if created == Created::Pending {
+                store
+                    .challenge_mark_delivery(&id, &email, Delivery::Sent)
+                    .await
+                    .unwrap();
+            }
+            id
+        }
+    };
+    let before = used_memory(conn).await;
+    for n in 0..count {
+        send(n).await;
+    }
+    let delivered = used_memory(conn).await;
+    let mut last = None;
+    for n in 0..count {
+        last = Some(send(n).await);
+    }
+    let throttled = used_memory(conn).await;
+    let one: Option<u64> = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(store.keys.challenge(last.unwrap().as_str()))
+        .query_async(conn)
+        .await
+        .unwrap();
+    println!("  | send | bytes of Redis each (for the challenge TTL + retention) |");
+    println!("  |---|---|");
+    println!(
+        "  | delivered (challenge record + resend window) | {:.0} |",
+        (delivered - before) / count as f64
+    );
+    println!(
+        "  | throttled (status and expiry only) | {:.0} (MEMORY USAGE of one record: {} B) |",
+        (throttled - delivered) / count as f64,
+        one.unwrap_or(0)
     );
 }
 
