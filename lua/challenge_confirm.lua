@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 4
+-- challenge_confirm, version: 5
 -- Turns a verified challenge into a device session, atomically with its indexes, the eviction of
 -- the user's oldest sessions over the limit, and the gateway projection of every change. Refuses,
 -- writing nothing, while a block of the user is in flight (the block's marker exists).
@@ -36,7 +36,7 @@
 -- reads are checked before the first write.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
---!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_check, user_index_expired, user_index_settle
+--!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_expired, user_index_settle
 --!include projection.lua: projection_json, projection_write
 
 -- Index entries beyond the evicted ones looked at for ghosts (entries whose record is gone).
@@ -90,8 +90,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   fail('device session id already in use')
 end
 key_type_is(KEYS[6], 'stream')
+-- No separate type checks of the indexes: the reads below (ZRANGE of `revoked` and `all`, ZCARD of
+-- `active`) fail on a wrong type before any write.
 local idx = {all = KEYS[3], active = KEYS[4], revoked = KEYS[7]}
-user_index_check(idx)
 local expired = user_index_expired(idx, now)
 
 -- Oldest active-index entries over the limit (the new session counts). An entry whose record is
