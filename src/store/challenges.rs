@@ -312,13 +312,7 @@ impl Store {
                 "idempotency_window_ms",
                 millis(self.policy.confirm_idempotency_window),
             )
-            .arg(
-                "revoked_retention_ms",
-                millis(self.policy.revoked_session_retention),
-            )
-            .arg("stream_maxlen", self.stream_maxlen)
-            .arg("session_prefix", self.keys.session_prefix())
-            .arg("gateway_session_prefix", self.keys.gateway_session_prefix())
+            .revoking_by_prefix(self)
             .arg("challenge_id", req.challenge_id)
             .arg("max_evictions", MAX_EVICTIONS_PER_LOGIN)
             .arg(

@@ -87,6 +87,20 @@ impl ScriptCall<'_> {
     }
 }
 
+impl ScriptCall<'_> {
+    /// `revoked_retention_ms stream_maxlen session_prefix gateway_session_prefix`: the ARGV run
+    /// of the scripts that revoke sessions whose keys they derive (eviction, revoke-all batches).
+    pub(super) fn revoking_by_prefix(self, store: &Store) -> Self {
+        self.arg(
+            "revoked_retention_ms",
+            millis(store.policy.revoked_session_retention),
+        )
+        .arg("stream_maxlen", store.stream_maxlen)
+        .arg("session_prefix", store.keys.session_prefix())
+        .arg("gateway_session_prefix", store.keys.gateway_session_prefix())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     Active,
@@ -210,13 +224,7 @@ impl Store {
             .key("user_blocked", self.keys.user_blocked(user))
             .revocation(revocation)
             .arg("batch_size", REVOKE_BATCH)
-            .arg(
-                "revoked_retention_ms",
-                millis(self.policy.revoked_session_retention),
-            )
-            .arg("stream_maxlen", self.stream_maxlen)
-            .arg("session_prefix", self.keys.session_prefix())
-            .arg("gateway_session_prefix", self.keys.gateway_session_prefix())
+            .revoking_by_prefix(self)
             .arg("request_id", request)
             .arg("batch_number", batch)
             .arg("replay_memo_ms", millis(REVOKE_BATCH_MEMO))
