@@ -97,7 +97,10 @@ impl ScriptCall<'_> {
         )
         .arg("stream_maxlen", store.stream_maxlen)
         .arg("session_prefix", store.keys.session_prefix())
-        .arg("gateway_session_prefix", store.keys.gateway_session_prefix())
+        .arg(
+            "gateway_session_prefix",
+            store.keys.gateway_session_prefix(),
+        )
     }
 }
 
