@@ -142,3 +142,67 @@ async fn healthy_start_logs_both_listeners_and_each_signal_stops_cleanly() {
         }
     }
 }
+
+/// A misspelled variable used to be ignored without a word (`..._TOKN` left the internal surface
+/// open); it now stops the start, naming the variable it was probably meant to be.
+#[tokio::test]
+async fn a_misspelled_variable_exits_1_naming_the_nearest_known_one() {
+    let (code, output) = ServiceProcess::run(
+        binary(),
+        &[],
+        &env(&[
+            ("AUTHSESSION_INTERNAL_HTTP_TOKN", "secret-secret-secret"),
+            (config::REDIS_ADDR, &format!("127.0.0.1:{}", free_port())),
+        ]),
+        Duration::from_secs(10),
+    )
+    .await;
+
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("AUTHSESSION_INTERNAL_HTTP_TOKN")
+            && output.contains("did you mean AUTHSESSION_INTERNAL_HTTP_TOKEN?"),
+        "{output}"
+    );
+    assert!(!output.contains("secret-secret-secret"), "{output}");
+}
+
+/// With defaults the internal surface listened on every interface, with no token and no word
+/// about it. In `stub` mode it still starts, but says so at warn; in `rest` mode it refuses.
+#[tokio::test]
+async fn an_unauthenticated_internal_surface_on_all_interfaces_is_announced_or_refused() {
+    let redis = RedisServer::start().await;
+    let stub = env(&[
+        (config::REDIS_ADDR, &redis.addr()),
+        (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0"),
+        (config::INTERNAL_HTTP_ADDR, "0.0.0.0:0"),
+    ]);
+    let process = ServiceProcess::spawn(binary(), &[], &stub);
+    let warning = process
+        .wait_for_line(
+            "internal HTTP surface is unauthenticated",
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap_or_else(|| panic!("no warning: {:?}", process.lines()));
+    assert!(warning.contains("WARN"), "{warning}");
+    drop(process);
+
+    let mut rest = stub.clone();
+    rest.extend(env(&[
+        (config::MAIL_SERVICE_MODE, "rest"),
+        (config::MAIL_SERVICE_BASE_URL, "http://127.0.0.1:9"),
+        (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
+        (
+            config::CODE_HASH_KEY,
+            testcontainers::app::TEST_CODE_HASH_KEY,
+        ),
+    ]));
+    let (code, output) = ServiceProcess::run(binary(), &[], &rest, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains(config::INTERNAL_HTTP_TOKEN)
+            && output.contains(config::INTERNAL_HTTP_ALLOW_UNAUTHENTICATED),
+        "{output}"
+    );
+}
