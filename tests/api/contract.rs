@@ -291,3 +291,23 @@ async fn real_responses_of_every_route_match_the_document() {
             .await,
     );
 }
+
+/// The admission limits' `429` is documented, `Retry-After` included.
+#[tokio::test]
+async fn a_rate_limited_answer_matches_the_document() {
+    let doc = document();
+    let h = harness(&[
+        (config::SEND_RATE_LIMIT_PER_IP, "1/1m"),
+        (config::CONFIRM_RATE_LIMIT_PER_IP, "1/1m"),
+    ])
+    .await;
+    let app = &h.app;
+    app.send_email_code(&unique_email()).await;
+    let limited = app.send_email_code(&unique_email()).await;
+    assert_eq!(limited.status, 429, "{limited:?}");
+    assert_documented(&doc, "post", public::SEND_EMAIL_CODE, &limited);
+    app.confirm("missing", "123456", &public_key()).await;
+    let limited = app.confirm("missing", "123456", &public_key()).await;
+    assert_eq!(limited.status, 429, "{limited:?}");
+    assert_documented(&doc, "post", public::CONFIRM_EMAIL_CODE, &limited);
+}
