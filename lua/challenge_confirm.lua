@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 5
+-- challenge_confirm, version: 6
 -- Turns a verified challenge into a device session, atomically with its indexes, the eviction of
 -- the user's oldest sessions over the limit, and the gateway projection of every change. Refuses,
 -- writing nothing, while a block of the user is in flight (the block's marker exists).
@@ -69,7 +69,7 @@ if status == 'confirmed_pending_expire' then
   end
   return {'already_confirmed'}
 end
-local attempts, expires_at = tonumber(c[3]), tonumber(c[4])
+local attempts, expires_at = tonumber(c[3] or '0'), tonumber(c[4])
 if not attempts or not expires_at then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')
 end
