@@ -51,7 +51,11 @@ pub const ACL_COMMANDS: &[&str] = &[
 /// The snapshot the gateway would read, through the service's own Redis handle (works in every
 /// deployment mode).
 async fn gateway_view(h: &Harness, id: &str) -> Option<Value> {
-    let redis = Redis::new(&h.app.config.redis).unwrap();
+    // A fresh pool (TLS handshakes included) on a busy machine may need more than the 1 s
+    // command timeout for its first command; this is a reader, not the service under test.
+    let mut config = h.app.config.redis.clone();
+    config.command_timeout = Duration::from_secs(10);
+    let redis = Redis::new(&config).unwrap();
     let raw: Option<String> = redis
         .query(redis::cmd("GET").arg(h.app.snapshot_key(id)))
         .await
@@ -288,7 +292,8 @@ async fn a_wrong_password_a_wrong_ca_or_a_user_without_evalsha_fails_startup_nam
         config::REDIS_TLS_CA_FILE.into(),
         other.tls().unwrap().ca_file.display().to_string(),
     );
-    map.insert(config::REDIS_CONNECT_TIMEOUT.into(), "1s".into());
+    // Long enough for a TLS handshake on a busy machine: the CA is refused long before.
+    map.insert(config::REDIS_CONNECT_TIMEOUT.into(), "5s".into());
     let error = startup_error(map).await;
     assert!(
         error.contains("challenge_store") && error.to_lowercase().contains("certificate"),
