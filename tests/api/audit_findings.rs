@@ -37,6 +37,15 @@ fn revocation() -> Revocation {
     }
 }
 
+async fn revoke_all(h: &Harness, user: &str) -> testcontainers::app::Reply {
+    h.app
+        .post_internal(
+            &format!("/api/v1/internal/users/{user}/sessions/revoke-all"),
+            None,
+        )
+        .await
+}
+
 async fn revoke(h: &Harness, id: &str) -> testcontainers::app::Reply {
     h.app
         .post_internal(&format!("/api/v1/internal/sessions/{id}/revoke"), None)
@@ -154,13 +163,7 @@ async fn expired_entries_behind_long_lived_devices_are_pruned_and_a_departed_use
         "active users keep their index"
     );
 
-    let reply = h
-        .app
-        .post_internal(
-            &format!("/api/v1/internal/users/{user}/sessions/revoke-all"),
-            None,
-        )
-        .await;
+    let reply = revoke_all(&h, &user).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     for index in ["sessions", "revoked_sessions"] {
         let ttl: i64 = redis
@@ -217,13 +220,7 @@ async fn a_wrong_typed_snapshot_key_does_not_block_revoke_all() {
     let () = redis.del(h.app.snapshot_key(&id)).await.unwrap();
     let () = redis.rpush(h.app.snapshot_key(&id), "junk").await.unwrap();
 
-    let reply = h
-        .app
-        .post_internal(
-            &format!("/api/v1/internal/users/{user}/sessions/revoke-all"),
-            None,
-        )
-        .await;
+    let reply = revoke_all(&h, &user).await;
 
     assert_eq!(
         reply.body,
