@@ -363,15 +363,18 @@ impl Redis {
             script = script.name,
             version = script.version,
             outcome = tracing::field::Empty,
-            noscript_reload = false,
+            noscript_reload = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
+        let reloaded = AtomicBool::new(false);
         let result = self
-            .invoke_once_reloading(call, &span)
+            .invoke_once_reloading(call, &reloaded)
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
+        // Recorded once, at the end: text logs would print a field recorded twice twice.
         span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+        span.record("noscript_reload", reloaded.load(Ordering::Relaxed));
         metrics().script(
             script.name,
             script.version,
@@ -389,7 +392,7 @@ impl Redis {
     async fn invoke_once_reloading(
         &self,
         call: &ScriptCall<'_>,
-        span: &tracing::Span,
+        reloaded: &AtomicBool,
     ) -> Result<Value, Error> {
         let script = call.script();
         let evalsha = call.evalsha();
@@ -404,7 +407,7 @@ impl Redis {
                         version: script.version,
                     });
                 }
-                span.record("noscript_reload", true);
+                reloaded.store(true, Ordering::Relaxed);
                 metrics().noscript_reload(script.name);
                 tracing::info!("NOSCRIPT: loading script");
                 self.load(script, call.first_key()).await?;

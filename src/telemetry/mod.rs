@@ -78,6 +78,8 @@ pub fn init(format: LogFormat, level: &str) -> Telemetry {
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(false)
+            // Colour only on a terminal: escape codes in a file or a pipe are noise.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_writer(std::io::stdout)
             .boxed(),
     };

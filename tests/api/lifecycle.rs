@@ -206,3 +206,31 @@ async fn an_unauthenticated_internal_surface_on_all_interfaces_is_announced_or_r
         "{output}"
     );
 }
+
+/// Text logs written to a pipe or a file carry no terminal colour codes.
+#[tokio::test]
+async fn text_logs_in_a_pipe_have_no_colour_codes() {
+    let redis = RedisServer::start().await;
+    let process = ServiceProcess::spawn(
+        binary(),
+        &[],
+        &env(&[
+            (config::REDIS_ADDR, &redis.addr()),
+            (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0"),
+            (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0"),
+            (config::LOG_FORMAT, "text"),
+        ]),
+    );
+    process
+        .wait_for_line("internal HTTP listener started", Duration::from_secs(15))
+        .await
+        .expect("started");
+    let lines = process.lines();
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.matches("noscript_reload").count() <= 1),
+        "a span field printed twice: {lines:?}"
+    );
+}
