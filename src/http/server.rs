@@ -1,12 +1,14 @@
 //! The accept loop: hyper (HTTP/1.1 and HTTP/2) with deadlines that hold whatever a client
 //! speaks, a cap on open connections, and graceful draining on shutdown.
 //!
-//! hyper's own header-read timer starts only once it recognises an HTTP/1 request, so a client
+//! hyper's own header-read timer starts only once it recognises an HTTP/1 request (so a client
 //! that sends nothing, half an HTTP/2 preface, or a preface and then nothing would hold its
-//! connection forever. Here every connection has a watchdog from `accept`: until its first
-//! request head arrives it lives at most the header-read timeout, and whenever it has no request
-//! in flight it lives at most the idle timeout. Beyond the cap a new connection is closed at once,
-//! so admitted clients keep being served and the process never runs out of descriptors.
+//! connection forever), and for keep-alive it also cuts idle connections at the header timeout.
+//! Here every connection has one watchdog instead, for both protocols: with no request in flight,
+//! bytes received start the header-read deadline (from `accept` for the first request, from the
+//! first byte after the last response for later ones), and a connection that receives nothing
+//! lives the idle timeout. Beyond the cap a new connection is closed at once, so admitted clients
+//! keep being served and the process never runs out of descriptors.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -46,10 +48,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
+    // The watchdog below bounds request heads for both protocols; hyper's own timer would also
+    // close idle keep-alive connections at the header timeout.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -91,8 +95,12 @@ pub async fn serve(
                 }
             })
         };
+        let io = Watched {
+            inner: stream,
+            activity: activity.clone(),
+        };
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -114,14 +122,14 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// What a connection's watchdog knows: requests in flight, whether any request arrived, and when
-/// the connection last became idle.
+/// What a connection's watchdog knows, in milliseconds since `opened` (0 = never).
 struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
-    requests: AtomicUsize,
-    /// Milliseconds after `opened` when the last request finished.
+    /// When the connection last became idle: accepted, or its last response produced.
     idle_since_ms: AtomicU64,
+    /// The first byte received while idle: a request head is on its way (or a stalling peer).
+    pending_since_ms: AtomicU64,
 }
 
 struct InFlight(Arc<Activity>);
@@ -129,8 +137,8 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
-        a.idle_since_ms
-            .store(a.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+        a.idle_since_ms.store(a.now_ms(), Ordering::Relaxed);
+        a.pending_since_ms.store(0, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -140,38 +148,117 @@ impl Activity {
         Self {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            requests: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            // A new connection owes its first request head from `accept`.
+            pending_since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Never 0, so that 0 can mean "never".
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64 + 1
     }
 
     fn start(self: &Arc<Self>) -> InFlight {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.pending_since_ms.store(0, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
-    /// Resolves when the connection has outlived its deadline: `"deadline"` before its first
-    /// request head, `"idle"` with nothing in flight for the idle timeout.
+    fn received(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            let _ = self.pending_since_ms.compare_exchange(
+                0,
+                self.now_ms(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Resolves when the connection has outlived its deadline: `"deadline"` when a request head
+    /// (the first, or bytes received while idle) did not complete within the header timeout,
+    /// `"idle"` when nothing arrived for the idle timeout.
     async fn expired(self: Arc<Self>, limits: ConnectionLimits) -> &'static str {
+        let ms = |d: Duration| d.as_millis() as u64;
         loop {
-            let (reason, limit) = if self.requests.load(Ordering::Relaxed) == 0 {
-                ("deadline", limits.header_read_timeout)
+            let now = self.now_ms();
+            let busy = self.in_flight.load(Ordering::Relaxed) > 0;
+            let idle_since = self.idle_since_ms.load(Ordering::Relaxed);
+            let pending = self.pending_since_ms.load(Ordering::Relaxed);
+            let (reason, due) = if idle_since == 0 {
+                ("deadline", ms(limits.header_read_timeout))
+            } else if pending > 0 {
+                ("deadline", pending + ms(limits.header_read_timeout))
             } else {
-                ("idle", limits.idle_timeout)
+                ("idle", idle_since + ms(limits.idle_timeout))
             };
-            let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
-            let due = self.opened + since + limit;
-            if self.in_flight.load(Ordering::Relaxed) == 0 && Instant::now() >= due {
+            if !busy && now >= due {
                 return reason;
             }
-            let next = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                Instant::now() + limits.header_read_timeout.min(limits.idle_timeout)
+            let wait = if busy {
+                limits.header_read_timeout.min(limits.idle_timeout)
             } else {
-                due
+                Duration::from_millis(due - now)
             };
-            tokio::time::sleep_until(next.max(Instant::now() + Duration::from_millis(10)).into())
-                .await;
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
+    }
+}
+
+/// The socket, noting every byte received for the watchdog.
+struct Watched {
+    inner: tokio::net::TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.received();
+        }
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }

@@ -308,3 +308,58 @@ async fn a_throttled_send_costs_at_most_200_bytes_of_redis() {
         .await;
     crate::helpers::assert_error(&confirm, 422, "invalid_code");
 }
+
+/// Keep-alive connections live the idle timeout (hyper's own timer cut them at the header
+/// timeout), while bytes of a next request that never completes are cut at the header timeout.
+#[tokio::test]
+async fn keep_alive_lives_the_idle_timeout_but_a_stalled_next_head_does_not() {
+    let redis = RedisServer::start().await;
+    let app = testcontainers::spawn_app(
+        &redis,
+        &[
+            (config::HTTP_HEADER_READ_TIMEOUT, "1s"),
+            (config::HTTP_IDLE_TIMEOUT, "4s"),
+        ],
+    )
+    .await;
+    let request = b"GET /api/v1/internal/users/x/sessions HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (mut idle, mut stalled) = (
+        TcpStream::connect(app.internal_addr).await.unwrap(),
+        TcpStream::connect(app.internal_addr).await.unwrap(),
+    );
+    assert!(answered(&mut idle, request).await && answered(&mut stalled, request).await);
+    stalled
+        .write_all(b"GET /api/v1/internal/users/x/sess")
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        closed(&mut stalled).await,
+        "a stalled head outlived the header timeout"
+    );
+    assert!(
+        answered(&mut idle, request).await,
+        "an idle keep-alive connection was cut early"
+    );
+
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(
+        closed(&mut idle).await,
+        "an idle connection outlived the idle timeout"
+    );
+}
+
+async fn answered(stream: &mut TcpStream, request: &[u8]) -> bool {
+    let mut buf = [0u8; 4096];
+    stream.write_all(request).await.is_ok()
+        && matches!(stream.read(&mut buf).await, Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"))
+}
+
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
