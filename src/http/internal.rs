@@ -7,9 +7,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::extract::{OptionalJson, PathParam, StrictQuery};
+use super::{route, router_of, Route};
 use crate::clients::user_directory::BlockOutcome;
 use crate::domain::{ActorId, Code, DeviceSessionId, Invalid, UserId};
 use crate::flows::{block, revoke, sessions, Context};
@@ -30,15 +31,19 @@ pub const SESSION_REVOKE: &str = "/api/v1/internal/sessions/{device_session_id}/
 pub const USER_REVOKE_ALL: &str = "/api/v1/internal/users/{user_id}/sessions/revoke-all";
 pub const USER_BLOCK: &str = "/api/v1/internal/users/{user_id}/block";
 
+/// Every route of the internal surface.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(Method::GET, USER_SESSIONS, list_sessions),
+        route(Method::GET, SESSION, get_session),
+        route(Method::POST, SESSION_REVOKE, revoke_session),
+        route(Method::POST, USER_REVOKE_ALL, revoke_all),
+        route(Method::POST, USER_BLOCK, block_user),
+    ]
+}
+
 pub fn router(ctx: Context, token: Option<SecretString>) -> Router {
-    let routes = Router::new()
-        .route(USER_SESSIONS, get(list_sessions))
-        .route(SESSION, get(get_session))
-        .route(SESSION_REVOKE, post(revoke_session))
-        .route(USER_REVOKE_ALL, post(revoke_all))
-        .route(USER_BLOCK, post(block_user))
-        .with_state(ctx);
-    let router = super::finish(routes, "internal");
+    let router = super::finish(router_of(routes(), ctx), "internal");
     match token {
         Some(token) => {
             let expected = Arc::new(token_digest(token.expose_secret()));

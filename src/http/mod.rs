@@ -18,6 +18,7 @@ use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::flows::Context;
 use crate::telemetry::metrics::metrics;
 use error::ApiError;
 use extract::MAX_BODY_BYTES;
@@ -25,6 +26,35 @@ use extract::MAX_BODY_BYTES;
 /// Longest a request may take end to end; every Redis and dependency call has a shorter bound of
 /// its own, so this only catches what those miss.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One route of a surface's table: method, path template, handler. The table builds the router
+/// and is what the OpenAPI contract test compares with the document, so a route cannot be added
+/// to one without the other.
+pub type Route = (
+    axum::http::Method,
+    &'static str,
+    axum::routing::MethodRouter<Context>,
+);
+
+/// A table entry for `handler` answering `method` on `path`.
+fn route<H, T>(method: axum::http::Method, path: &'static str, handler: H) -> Route
+where
+    H: axum::handler::Handler<T, Context>,
+    T: 'static,
+{
+    let filter = axum::routing::MethodFilter::try_from(method.clone()).expect("a standard method");
+    (method, path, axum::routing::on(filter, handler))
+}
+
+/// The router of a route table.
+fn router_of(table: Vec<Route>, ctx: Context) -> Router {
+    table
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| {
+            router.route(path, handler)
+        })
+        .with_state(ctx)
+}
 
 /// Adds what both surfaces share to a router of routes.
 fn finish(router: Router, surface: &'static str) -> Router {

@@ -1,25 +1,30 @@
 //! The public surface: send a login code, confirm it.
 
 use axum::extract::State;
-use axum::routing::post;
+use axum::http::Method;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::extract::StrictJson;
+use super::{route, router_of, Route};
 use crate::domain::{ChallengeId, ClientPublicKey, Email, Locale, LoginCode};
 use crate::flows::{confirm_email_code, send_email_code, Context};
 
 pub const SEND_EMAIL_CODE: &str = "/api/v1/public/auth/send-email-code";
 pub const CONFIRM_EMAIL_CODE: &str = "/api/v1/public/auth/confirm-email-code";
 
+/// Every route of the public surface.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(Method::POST, SEND_EMAIL_CODE, send_email_code),
+        route(Method::POST, CONFIRM_EMAIL_CODE, confirm_email_code),
+    ]
+}
+
 pub fn router(ctx: Context) -> Router {
-    let routes = Router::new()
-        .route(SEND_EMAIL_CODE, post(send_email_code))
-        .route(CONFIRM_EMAIL_CODE, post(confirm_email_code))
-        .with_state(ctx);
-    super::finish(routes, "public")
+    super::finish(router_of(routes(), ctx), "public")
 }
 
 #[derive(Deserialize)]
