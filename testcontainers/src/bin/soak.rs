@@ -30,15 +30,42 @@ struct Args {
     workers: usize,
 }
 
-const FAULTS: &[&str] = &[
-    "redis_restart",
-    "redis_pause",
-    "reply_lost",
-    "script_flush",
-    "redis_oom",
-    "user_service_hang",
-    "mail_service_reset",
+/// The faults a soak run strikes with, one at random every `fault_every` seconds. An enum, so a
+/// fault cannot be misspelled into another one.
+#[derive(Debug, Clone, Copy)]
+enum SoakFault {
+    RedisRestart,
+    RedisPause,
+    ReplyLost,
+    ScriptFlush,
+    RedisOom,
+    UserServiceHang,
+    MailServiceReset,
+}
+
+const FAULTS: [SoakFault; 7] = [
+    SoakFault::RedisRestart,
+    SoakFault::RedisPause,
+    SoakFault::ReplyLost,
+    SoakFault::ScriptFlush,
+    SoakFault::RedisOom,
+    SoakFault::UserServiceHang,
+    SoakFault::MailServiceReset,
 ];
+
+impl SoakFault {
+    fn name(self) -> &'static str {
+        match self {
+            SoakFault::RedisRestart => "redis_restart",
+            SoakFault::RedisPause => "redis_pause",
+            SoakFault::ReplyLost => "reply_lost",
+            SoakFault::ScriptFlush => "script_flush",
+            SoakFault::RedisOom => "redis_oom",
+            SoakFault::UserServiceHang => "user_service_hang",
+            SoakFault::MailServiceReset => "mail_service_reset",
+        }
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -79,12 +106,12 @@ async fn main() {
             let fault = FAULTS[rand::rng().random_range(0..FAULTS.len())];
             let hold = Duration::from_millis(1500);
             match fault {
-                "redis_restart" => {
+                SoakFault::RedisRestart => {
                     chaos::restart(&redis, Duration::from_secs(1)).await;
                     admin = redis.connection().await;
                 }
-                "redis_pause" => chaos::pause(&mut admin, Duration::from_secs(2)).await,
-                "reply_lost" => {
+                SoakFault::RedisPause => chaos::pause(&mut admin, Duration::from_secs(2)).await,
+                SoakFault::ReplyLost => {
                     chaos::through_proxy(
                         &redis_proxy,
                         Fault::DropReplyTo(b"EVALSHA".to_vec()),
@@ -92,11 +119,14 @@ async fn main() {
                     )
                     .await
                 }
-                "script_flush" => chaos::flush_scripts(&mut admin).await,
-                "redis_oom" => chaos::out_of_memory(&mut admin, hold).await,
-                "user_service_hang" => chaos::hang(&users, Duration::from_secs(2)).await,
-                _ => chaos::through_proxy(&mail_proxy, Fault::Refuse, hold).await,
+                SoakFault::ScriptFlush => chaos::flush_scripts(&mut admin).await,
+                SoakFault::RedisOom => chaos::out_of_memory(&mut admin, hold).await,
+                SoakFault::UserServiceHang => chaos::hang(&users, Duration::from_secs(2)).await,
+                SoakFault::MailServiceReset => {
+                    chaos::through_proxy(&mail_proxy, Fault::Refuse, hold).await
+                }
             }
+            let fault = fault.name();
             let ended = Instant::now();
             let mut recovered = None;
             while ended.elapsed() < Duration::from_secs(10) {
