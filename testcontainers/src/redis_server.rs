@@ -213,11 +213,15 @@ impl RedisServer {
         self.dir.path().join("redis.log")
     }
 
-    /// A direct connection for arranging and asserting on Redis state.
+    /// A direct connection for arranging and asserting on Redis state. Its response timeout is
+    /// 10 s, not the client's default 500 ms: a loaded test machine (a cluster failing over, a
+    /// keyspace dump) must not fail the arrangement.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(10)));
         redis::Client::open(self.url())
             .expect("valid url")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("connect to test redis")
     }
