@@ -153,7 +153,7 @@ impl App {
                 store,
                 users,
                 mail,
-                limits,
+                runtime_config: limits,
                 codes,
                 block_marker_ttl: config.policy.block_marker_ttl,
                 pacing: Arc::new(SendPacing::new(longest_delivery(&config))),

@@ -19,7 +19,7 @@ pub async fn run(
         &config.gateway,
         &config.policy,
     );
-    match store.session_republish(id).await? {
+    match store.session_projection_republish(id).await? {
         Republished::Repaired { version } => {
             writeln!(
                 out,

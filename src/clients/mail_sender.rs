@@ -4,14 +4,14 @@
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{call_json, Error, Retry};
+use super::{call, Error, Retry};
 use crate::config::RestTarget;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
 
 const SERVICE: &str = "mail_service";
 
 /// One login-code delivery.
-pub struct Delivery<'a> {
+pub struct LoginCodeMail<'a> {
     pub email: &'a Email,
     pub code: &'a LoginCode,
     pub challenge_id: &'a ChallengeId,
@@ -20,7 +20,7 @@ pub struct Delivery<'a> {
 
 #[async_trait]
 pub trait MailSender: Send + Sync {
-    async fn send(&self, delivery: &Delivery<'_>) -> Result<(), Error>;
+    async fn send(&self, delivery: &LoginCodeMail<'_>) -> Result<(), Error>;
 }
 
 /// Development and tests only: logs the delivery, code included, at `info`. The only place in
@@ -29,7 +29,7 @@ pub struct StubMailSender;
 
 #[async_trait]
 impl MailSender for StubMailSender {
-    async fn send(&self, delivery: &Delivery<'_>) -> Result<(), Error> {
+    async fn send(&self, delivery: &LoginCodeMail<'_>) -> Result<(), Error> {
         tracing::info!(
             challenge_id = %delivery.challenge_id,
             email = %delivery.email.masked(),
@@ -67,7 +67,7 @@ impl RestMailSender {
 
 #[async_trait]
 impl MailSender for RestMailSender {
-    async fn send(&self, delivery: &Delivery<'_>) -> Result<(), Error> {
+    async fn send(&self, delivery: &LoginCodeMail<'_>) -> Result<(), Error> {
         let url = &self.url;
         let body = DeliveryBody {
             email: delivery.email.as_str(),
@@ -81,22 +81,22 @@ impl MailSender for RestMailSender {
                 .header("Idempotency-Key", delivery.challenge_id.as_str())
                 .json(&body)
         };
-        // Any 2xx is success, whatever its body; a 404 is a misrouted call, so a failure.
-        match call_json::<serde::de::IgnoredAny>(
+        // Any 2xx is success, whatever its body (not read, so an empty one is no `bad_body`);
+        // a 404 is a misrouted call, so a failure.
+        match call(
             SERVICE,
             request,
             self.target.request_timeout,
             Retry::Never,
+            |_| Ok(()),
         )
-        .await
+        .await?
         {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(Error::Status {
+            Some(()) => Ok(()),
+            None => Err(Error::Status {
                 service: SERVICE,
                 status: 404,
             }),
-            Err(Error::Body { .. }) => Ok(()),
-            Err(e) => Err(e),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::telemetry::metrics::metrics;
 
-pub use mail_sender::{Delivery, MailSender, RestMailSender, StubMailSender};
+pub use mail_sender::{LoginCodeMail, MailSender, RestMailSender, StubMailSender};
 pub use user_directory::{RestUserDirectory, StubUserDirectory, UserDirectory};
 
 /// `base` with `segments` appended, each percent-encoded as one path segment (never formatted
@@ -71,6 +71,21 @@ async fn call_json<T: serde::de::DeserializeOwned>(
     timeout: Duration,
     retry: Retry,
 ) -> Result<Option<T>, Error> {
+    call(service, request, timeout, retry, |body| {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// One request whose 2xx body `parse` reads (a body it refuses is `Error::Body`), with the
+/// per-attempt timeout and the given retry policy. `Ok(None)` is a 404.
+async fn call<T>(
+    service: &'static str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+    timeout: Duration,
+    retry: Retry,
+    parse: impl Fn(&[u8]) -> Result<T, String>,
+) -> Result<Option<T>, Error> {
     let attempts = if retry == Retry::OnceOnTransient {
         2
     } else {
@@ -78,7 +93,7 @@ async fn call_json<T: serde::de::DeserializeOwned>(
     };
     let mut last = None;
     for attempt in 1..=attempts {
-        let result = attempt_json(service, request().timeout(timeout), timeout).await;
+        let result = attempt_once(service, request().timeout(timeout), timeout, &parse).await;
         match &result {
             Err(e) if e.is_transient() && attempt < attempts => {
                 metrics().dependency(service, "retried");
@@ -95,10 +110,11 @@ async fn call_json<T: serde::de::DeserializeOwned>(
     last.expect("at least one attempt")
 }
 
-async fn attempt_json<T: serde::de::DeserializeOwned>(
+async fn attempt_once<T>(
     service: &'static str,
     request: reqwest::RequestBuilder,
     timeout: Duration,
+    parse: &impl Fn(&[u8]) -> Result<T, String>,
 ) -> Result<Option<T>, Error> {
     let transport = |source: reqwest::Error| {
         if source.is_timeout() {
@@ -119,12 +135,9 @@ async fn attempt_json<T: serde::de::DeserializeOwned>(
         });
     }
     let body = response.bytes().await.map_err(transport)?;
-    serde_json::from_slice(&body)
+    parse(&body)
         .map(Some)
-        .map_err(|e| Error::Body {
-            service,
-            detail: e.to_string(),
-        })
+        .map_err(|detail| Error::Body { service, detail })
 }
 
 /// The shared HTTP client: connection pooling across calls, no redirects (a redirect from an

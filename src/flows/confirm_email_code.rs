@@ -61,7 +61,7 @@ async fn confirm(
     client_public_key: &ClientPublicKey,
     client: IpAddr,
 ) -> Result<(DeviceSessionId, &'static str), ConfirmError> {
-    let limits = ctx.limits.limits().await;
+    let limits = ctx.runtime_config.limits().await;
     let code_hashes = ctx.codes.hashes(challenge_id, code);
     let verified = ctx
         .store
@@ -121,7 +121,11 @@ async fn repair(
     ctx: &Context,
     device_session_id: DeviceSessionId,
 ) -> Result<DeviceSessionId, ConfirmError> {
-    match ctx.store.session_republish(&device_session_id).await? {
+    match ctx
+        .store
+        .session_projection_republish(&device_session_id)
+        .await?
+    {
         Republished::Repaired { version } => {
             tracing::warn!(%device_session_id, version, "confirm retry repaired a missing or stale projection");
         }

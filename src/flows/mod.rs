@@ -21,7 +21,8 @@ pub struct Context {
     pub store: Store,
     pub users: Arc<dyn UserDirectory>,
     pub mail: Arc<dyn MailSender>,
-    pub limits: ConfigProvider,
+    /// Runtime overrides of the per-user session limit and the attempt limit (`P config`).
+    pub runtime_config: ConfigProvider,
     /// Hashes login codes with the server key (never sent to Redis).
     pub codes: CodeHasher,
     /// How long a block refuses confirms that were in flight when it happened.

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use super::{Context, SendError, Unavailable};
 use crate::clients::user_directory::Resolution;
-use crate::clients::Delivery as Mail;
+use crate::clients::LoginCodeMail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
-use crate::store::challenges::{Created, Delivery};
+use crate::store::challenges::{Created, DeliveryStatus};
 use crate::telemetry::metrics::metrics;
 
 /// `client` is the requester's address (see `http::client_ip`): it counts against the per-client
@@ -45,15 +45,15 @@ pub async fn send_email_code(
     }
 
     let delivered = match ctx.users.resolve_by_email(email).await {
-        Ok(Resolution::Blocked) => Ok(Delivery::Suppressed),
+        Ok(Resolution::Blocked) => Ok(DeliveryStatus::Suppressed),
         Ok(Resolution::Existing { .. } | Resolution::Creatable) => {
-            let mail = Mail {
+            let mail = LoginCodeMail {
                 email,
                 code: &code,
                 challenge_id: &challenge_id,
                 locale,
             };
-            ctx.mail.send(&mail).await.map(|()| Delivery::Sent)
+            ctx.mail.send(&mail).await.map(|()| DeliveryStatus::Sent)
         }
         Err(e) => Err(e),
     };
@@ -62,14 +62,14 @@ pub async fn send_email_code(
             ctx.store
                 .challenge_mark_delivery(&challenge_id, email, outcome)
                 .await?;
-            let label = if outcome == Delivery::Sent {
+            let label = if outcome == DeliveryStatus::Sent {
                 "sent"
             } else {
                 "suppressed"
             };
             metrics().send(label);
             tracing::info!(%challenge_id, outcome = label, "send-email-code");
-            if outcome == Delivery::Sent {
+            if outcome == DeliveryStatus::Sent {
                 ctx.pacing.record(started.elapsed());
             } else {
                 ctx.pacing.hold(started).await;
@@ -81,7 +81,7 @@ pub async fn send_email_code(
             // window simply runs out.
             if let Err(store_error) = ctx
                 .store
-                .challenge_mark_delivery(&challenge_id, email, Delivery::Failed)
+                .challenge_mark_delivery(&challenge_id, email, DeliveryStatus::Failed)
                 .await
             {
                 tracing::warn!(%challenge_id, error = %store_error, "could not mark the challenge delivery_failed");

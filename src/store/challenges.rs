@@ -27,18 +27,18 @@ pub enum Created {
 
 /// Terminal delivery statuses a pending challenge can move to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
+pub enum DeliveryStatus {
     Sent,
     Suppressed,
     Failed,
 }
 
-impl Delivery {
+impl DeliveryStatus {
     fn status(self) -> &'static str {
         match self {
-            Delivery::Sent => "sent",
-            Delivery::Suppressed => "delivery_suppressed",
-            Delivery::Failed => "delivery_failed",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Suppressed => "delivery_suppressed",
+            DeliveryStatus::Failed => "delivery_failed",
         }
     }
 }
@@ -180,7 +180,7 @@ impl Store {
         &self,
         id: &ChallengeId,
         email_hash: &str,
-        outcome: Delivery,
+        outcome: DeliveryStatus,
     ) -> ScriptCall<'static> {
         ScriptCall::new(&self.scripts.challenge_mark_delivery)
             .key("challenge", self.keys.challenge(id.as_str()))
@@ -194,7 +194,7 @@ impl Store {
         &self,
         id: &ChallengeId,
         email: &Email,
-        outcome: Delivery,
+        outcome: DeliveryStatus,
     ) -> Result<bool, Error> {
         let call = self.challenge_mark_delivery_call(id, &email.hash(), outcome);
         let reply = reply_string(call.script().name, self.redis.invoke(&call).await?)?;
@@ -206,7 +206,8 @@ impl Store {
     /// ACLs work for the configured user and namespace.
     pub async fn probe_scripts(&self) -> Result<(), Error> {
         let probe = ChallengeId::parse("startup-probe").expect("a valid id");
-        let call = self.challenge_mark_delivery_call(&probe, "startup-probe", Delivery::Failed);
+        let call =
+            self.challenge_mark_delivery_call(&probe, "startup-probe", DeliveryStatus::Failed);
         let name = call.script().name;
         match reply_string(name, self.redis.invoke(&call).await?)?.as_str() {
             "not_found" => Ok(()),

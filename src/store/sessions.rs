@@ -265,7 +265,7 @@ impl Store {
         Ok(revoked)
     }
 
-    pub fn session_republish_call(
+    pub fn session_projection_republish_call(
         &self,
         id: &DeviceSessionId,
         request: &RequestId,
@@ -282,8 +282,11 @@ impl Store {
             .arg("request_id", request)
     }
 
-    pub async fn session_republish(&self, id: &DeviceSessionId) -> Result<Republished, Error> {
-        let call = self.session_republish_call(id, &RequestId::generate());
+    pub async fn session_projection_republish(
+        &self,
+        id: &DeviceSessionId,
+    ) -> Result<Republished, Error> {
+        let call = self.session_projection_republish_call(id, &RequestId::generate());
         let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         let version = || {

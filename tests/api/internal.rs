@@ -4,7 +4,7 @@ use authsession::config::{self, Config};
 use authsession::domain::{
     ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
-use authsession::store::challenges::{ConfirmRequest, Delivery};
+use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
 use authsession::store::{Redis, Store};
 use serde_json::json;
 use testcontainers::{spawn_app, Behaviour, RedisServer};
@@ -188,7 +188,7 @@ async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, 
                 .await
                 .unwrap();
             store
-                .challenge_mark_delivery(&challenge_id, &email, Delivery::Sent)
+                .challenge_mark_delivery(&challenge_id, &email, DeliveryStatus::Sent)
                 .await
                 .unwrap();
             let key = ClientPublicKey::parse(&public_key()).unwrap();

@@ -18,7 +18,7 @@ use authsession::domain::{
     ChallengeId, ClientKey, ClientPublicKey, Code, CodeHashKey, CodeHasher, CodeHashes,
     DeviceSessionId, Email, LoginCode, RequestId, UserId,
 };
-use authsession::store::challenges::{ConfirmRequest, Delivery};
+use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
 use authsession::store::scripts::{scripts, ScriptCall};
 use authsession::store::sessions::Revocation;
 use authsession::store::{Redis, Store};
@@ -102,7 +102,7 @@ async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
         .await
         .unwrap();
     b.store
-        .challenge_mark_delivery(&id, email, Delivery::Sent)
+        .challenge_mark_delivery(&id, email, DeliveryStatus::Sent)
         .await
         .unwrap();
     (id, code)
@@ -197,9 +197,9 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
                 .await
                 .unwrap();
             let outcome = if scenario.ends_with("sent") {
-                Delivery::Sent
+                DeliveryStatus::Sent
             } else {
-                Delivery::Failed
+                DeliveryStatus::Failed
             };
             store.challenge_mark_delivery_call(&id, &email.hash(), outcome)
         }
@@ -302,7 +302,7 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
                 .await
                 .unwrap();
             b.store
-                .session_republish_call(&session, &RequestId::generate())
+                .session_projection_republish_call(&session, &RequestId::generate())
         }
         other => panic!("no arrangement for {other}"),
     }

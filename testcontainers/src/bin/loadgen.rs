@@ -14,7 +14,7 @@ use authsession::config::{self, Config};
 use authsession::domain::{
     ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
-use authsession::store::challenges::{ConfirmRequest, Created, Delivery, Verified};
+use authsession::store::challenges::{ConfirmRequest, Created, DeliveryStatus, Verified};
 use authsession::store::pool::round_trips;
 use authsession::store::sessions::{Revocation, StatusFilter};
 use authsession::store::{Redis, Store};
@@ -179,7 +179,7 @@ async fn direct_login(store: &Store, n: u64) -> bool {
             .challenge_create(&id, &email, &hashes.current, None, &client)
             .await?;
         store
-            .challenge_mark_delivery(&id, &email, Delivery::Sent)
+            .challenge_mark_delivery(&id, &email, DeliveryStatus::Sent)
             .await?;
         let Verified::Ok { .. } = store
             .challenge_verify(&id, &hashes, &key, 5, &client)
@@ -602,7 +602,7 @@ async fn memory_per_send(store: &Store, conn: &mut redis::aio::MultiplexedConnec
                 .unwrap();
             if created == Created::Pending {
                 store
-                    .challenge_mark_delivery(&id, &email, Delivery::Sent)
+                    .challenge_mark_delivery(&id, &email, DeliveryStatus::Sent)
                     .await
                     .unwrap();
             }
