@@ -4,6 +4,9 @@
 use std::io::Write;
 
 use secrecy::ExposeSecret;
+
+use crate::http::internal::USER_SESSIONS;
+use crate::http::public::SEND_EMAIL_CODE;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -77,9 +80,7 @@ async fn checks(config: &Config) -> Vec<Check> {
     ];
 
     let smoke = http
-        .post(format!(
-            "http://{public}/api/v1/public/auth/send-email-code"
-        ))
+        .post(format!("http://{public}{SEND_EMAIL_CODE}"))
         .header("content-type", "application/json")
         .body("{}")
         .send()
@@ -95,9 +96,7 @@ async fn checks(config: &Config) -> Vec<Check> {
         .await,
     );
 
-    let mut request = http.get(format!(
-        "http://{internal}/api/v1/internal/users/authsession-verify-unknown/sessions"
-    ));
+    let mut request = http.get(unknown_user_sessions(internal));
     if let Some(token) = &config.internal_token {
         request = request.bearer_auth(token.expose_secret());
     }
@@ -122,12 +121,7 @@ async fn checks(config: &Config) -> Vec<Check> {
 async fn internal_auth(config: &Config, http: &reqwest::Client, internal: SocketAddr) -> Check {
     let name = "internal surface authentication";
     if config.internal_token.is_some() {
-        let reply = http
-            .get(format!(
-                "http://{internal}/api/v1/internal/users/authsession-verify-unknown/sessions"
-            ))
-            .send()
-            .await;
+        let reply = http.get(unknown_user_sessions(internal)).send().await;
         let (ok, detail) = match reply.map(|r| r.status().as_u16()) {
             Ok(401) => (true, "requires a bearer token (401 without one)".to_owned()),
             Ok(status) => (
@@ -157,6 +151,12 @@ async fn internal_auth(config: &Config, http: &reqwest::Client, internal: Socket
         )
     };
     Check { name, ok, detail }
+}
+
+/// The runbook's internal smoke request: the sessions of a user that does not exist.
+fn unknown_user_sessions(internal: SocketAddr) -> String {
+    let path = USER_SESSIONS.replace("{user_id}", "authsession-verify-unknown");
+    format!("http://{internal}{path}")
 }
 
 async fn tcp(name: &'static str, addr: SocketAddr, limit: Duration) -> Check {
