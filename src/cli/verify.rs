@@ -2,13 +2,13 @@
 //! recommended smoke requests, Redis reachability, the namespace in use and the script cache.
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
 use crate::http::internal::USER_SESSIONS;
 use crate::http::public::SEND_EMAIL_CODE;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
