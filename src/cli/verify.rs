@@ -6,14 +6,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-
-use crate::http::internal::USER_SESSIONS;
-use crate::http::public::SEND_EMAIL_CODE;
-
 use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Config, ScriptLoading};
+use crate::http::internal::USER_SESSIONS;
+use crate::http::public::SEND_EMAIL_CODE;
 use crate::store::scripts::scripts;
 use crate::store::{Keys, Redis};
 
