@@ -84,3 +84,88 @@ fn unexpected(script: &'static str, reply: &[String]) -> Error {
         detail: format!("{reply:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::challenges::{ConfirmRequest, DeliveryStatus};
+    use super::sessions::Revocation;
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::{
+        ChallengeId, ClientPublicKey, Code, CodeHasher, DeviceSessionId, Email, LoginCode,
+        RequestId, UserId,
+    };
+
+    /// Each script's typed wrapper fills exactly the KEYS and ARGV slots its header names, in the
+    /// header's order (`ScriptCall::key`/`arg` check each name, `evalsha` the counts), and every
+    /// script has a wrapper here: a slot added to one side only fails this test.
+    #[tokio::test]
+    async fn every_wrapper_fills_its_scripts_header_slot_by_slot() {
+        // Nothing listens there: the wrappers build calls without connecting.
+        let env = HashMap::from([(
+            crate::config::REDIS_ADDR.to_owned(),
+            "127.0.0.1:1".to_owned(),
+        )]);
+        let config = Config::from_source(&env).unwrap();
+        let redis = Redis::new(&config.redis).unwrap();
+        let store = Store::new(redis, &config.redis, &config.gateway, &config.policy);
+        let id = ChallengeId::generate();
+        let email = Email::parse("a@example.com").unwrap();
+        let hasher = CodeHasher::development();
+        let hashes = hasher.hashes(&id, &LoginCode::generate());
+        let client = hasher.client_key([127, 0, 0, 1].into());
+        let key = {
+            use base64::Engine;
+            ClientPublicKey::parse(&base64::engine::general_purpose::STANDARD.encode([1u8; 32]))
+                .unwrap()
+        };
+        let (user, session) = (UserId::parse("u1").unwrap(), DeviceSessionId::generate());
+        let revocation = Revocation {
+            reason_code: Code::known("admin_revoke"),
+            actor_type: Code::known("admin"),
+            actor_id: None,
+        };
+        let request = RequestId::generate();
+        let calls = [
+            store.challenge_create_call(&id, &email, &hashes.current, None, &client),
+            store.challenge_mark_delivery_call(&id, &email.hash(), DeliveryStatus::Sent),
+            store.challenge_verify_call(&id, &hashes, &key, 5, &request, &client),
+            store.challenge_confirm_call(&ConfirmRequest {
+                challenge_id: &id,
+                code_hashes: &hashes,
+                client_public_key: &key,
+                user_id: &user,
+                device_session_id: &session,
+                max_attempts: 5,
+                max_active_sessions: 50,
+            }),
+            store.session_revoke_call(&session, &revocation, &request),
+            store.user_sessions_revoke_call(
+                &user,
+                &revocation,
+                &request,
+                1,
+                Some(Duration::from_secs(600)),
+            ),
+            store.session_projection_republish_call(&session, &request),
+        ];
+        let mut covered: Vec<&str> = Vec::new();
+        for call in &calls {
+            let header = &call.script().header;
+            let _ = call.evalsha();
+            assert_eq!(
+                (call.keys().len(), call.args().len()),
+                (header.keys.len(), header.args.len()),
+                "{}",
+                call.script().name
+            );
+            covered.push(call.script().name);
+        }
+        covered.sort();
+        let all: Vec<&str> = scripts::scripts().all().iter().map(|s| s.name).collect();
+        assert_eq!(covered, all, "every script has its wrapper in this test");
+    }
+}
