@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 6
+-- challenge_confirm, version: 7
 -- Turns a verified challenge into a device session, atomically with its indexes, the eviction of
 -- the user's oldest sessions over the limit, and the gateway projection of every change. Refuses,
 -- writing nothing, while a block of the user is in flight (the block's marker exists).
@@ -146,7 +146,7 @@ redis.call('HSET', KEYS[2], 'device_session_id', id, 'user_id', ARGV[3], 'status
   'challenge_id', ARGV[12])
 redis.call('ZADD', KEYS[3], now, id)
 redis.call('ZADD', KEYS[4], now, id)
-user_index_settle(idx, expired, now, retention)
+user_index_settle(idx, expired, now, retention, true) -- the new session is active
 redis.call('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
   'client_public_key', ARGV[2], 'user_id', ARGV[3], 'confirmed_at_ms', session.created_at_ms)
 redis.call('PEXPIRE', KEYS[1], idempotency)

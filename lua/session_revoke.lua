@@ -1,5 +1,5 @@
 #!lua
--- session_revoke, version: 2
+-- session_revoke, version: 3
 -- Revokes one session (terminal) with its revoked snapshot and event in the same call. On an
 -- already revoked session it heals what a lost or failed earlier write left behind: a missing or
 -- stale snapshot (with its event), an active-index entry, a missing revoked-index entry.
@@ -45,7 +45,7 @@ if s.status == 'active' then
   local r = {reason = ARGV[1], actor_type = ARGV[2], actor_id = ARGV[3], request_id = request_id}
   session_revoke_apply(KEYS[1], idx, s, now, r, retention)
   projection_write(KEYS[2], KEYS[3], maxlen, s, now, retention)
-  user_index_settle(idx, expired, now, retention)
+  user_index_settle(idx, expired, now, retention, redis.call('EXISTS', idx.active) == 1)
   return {'revoked', unpack(redis.call('HGETALL', KEYS[1]))}
 end
 

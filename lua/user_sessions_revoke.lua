@@ -1,5 +1,5 @@
 #!lua
--- user_sessions_revoke, version: 3
+-- user_sessions_revoke, version: 4
 -- Revokes one bounded batch of a user's active sessions, each with its snapshot and event.
 -- The caller repeats until nothing remains, so Redis is never blocked for long. For a block, the
 -- first batch also writes the user's blocked marker, so that a confirm already past the user
@@ -76,10 +76,10 @@ end
 if #stale > 0 then
   redis.call('ZREM', KEYS[1], unpack(stale))
 end
-if #ids > 0 then
-  user_index_settle(idx, expired, now, retention)
-end
 local remaining = redis.call('ZCARD', KEYS[1])
+if #ids > 0 then
+  user_index_settle(idx, expired, now, retention, remaining > 0)
+end
 redis.call('HSET', KEYS[5], batch_number, int(#batch) .. ':' .. int(remaining))
 redis.call('PEXPIRE', KEYS[5], memo_ms)
 return {#batch, remaining}

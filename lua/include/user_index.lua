@@ -20,14 +20,15 @@ local function user_index_expired(idx, now)
 end
 
 -- Write phase: removes `expired` ids from `all` and `revoked`, then sets the indexes' lifetime:
--- none while an active session exists, else until the last revoked record expires (at least
--- `retention_ms` from now, which also covers records revoked before the revoked index existed).
-local function user_index_settle(idx, expired, now, retention_ms)
+-- none while an active session exists (`any_active`, which the caller knows), else until the last
+-- revoked record expires (at least `retention_ms` from now, which also covers records revoked
+-- before the revoked index existed).
+local function user_index_settle(idx, expired, now, retention_ms, any_active)
   if #expired > 0 then
     redis.call('ZREM', idx.all, unpack(expired))
     redis.call('ZREM', idx.revoked, unpack(expired))
   end
-  if redis.call('EXISTS', idx.active) == 1 then
+  if any_active then
     redis.call('PERSIST', idx.all)
     redis.call('PERSIST', idx.revoked)
     return
