@@ -229,6 +229,39 @@ async fn a_wrong_typed_snapshot_key_does_not_block_revoke_all() {
     assert_eq!(h.snapshot(&id).await.unwrap()["status"], "revoked");
 }
 
+/// Finding 6: a retention beyond what `PEXPIRE` accepts used to fail after `HSET` had revoked the
+/// record. The config caps it, and the script refuses such an ARGV before writing.
+#[tokio::test]
+async fn an_out_of_range_argument_fails_the_script_before_any_write() {
+    let h = harness(&[]).await;
+    let (id, _) = h.login(&unique_email()).await;
+    let store = store(&h);
+    let mut call = store.session_revoke_call(
+        &DeviceSessionId::parse(&id).unwrap(),
+        &revocation(),
+        &RequestId::generate(),
+    );
+    let slot = call
+        .script()
+        .header
+        .args
+        .iter()
+        .position(|a| a == "revoked_retention_ms")
+        .unwrap();
+    call.args_mut()[slot] = "100000000000000000000".into();
+    let mut redis = h.app.redis.clone();
+    let before = Keyspace::capture(&mut redis).await;
+
+    let result = store.redis.invoke(&call).await;
+
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(
+        before.differences(&Keyspace::capture(&mut redis).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(h.session_field(&id, "status").await.unwrap(), "active");
+}
+
 /// Finding 7: a session hash missing a required field raised while building the snapshot, after
 /// the record had been revoked.
 #[tokio::test]
