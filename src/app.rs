@@ -242,7 +242,7 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
     let limit = config.redis.connect_timeout;
     for component in COMPONENTS {
         redis
-            .check::<()>(&redis::cmd("PING"), limit)
+            .ping(limit)
             .await
             .map_err(|source| StartupError::Redis {
                 component,
@@ -252,26 +252,15 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
         tracing::info!(component, address = %address, "startup check passed: PING");
     }
 
-    match redis
-        .query_server::<String>(redis::cmd("INFO").arg("server").arg("memory"), limit)
-        .await
-    {
+    match redis.server_info(limit).await {
         Ok(info) => {
-            let field = |name: &str| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-                    .map(str::trim)
-            };
-            let version = field("redis_version").unwrap_or("unknown").to_owned();
-            let major = version
-                .split('.')
-                .next()
-                .and_then(|m| m.parse::<u32>().ok())
-                .unwrap_or(0);
-            if major < MIN_REDIS_MAJOR {
-                return Err(StartupError::RedisVersion { address, version });
+            if info.major() < MIN_REDIS_MAJOR {
+                return Err(StartupError::RedisVersion {
+                    address,
+                    version: info.version,
+                });
             }
-            match field("maxmemory_policy") {
+            match info.maxmemory_policy.as_deref() {
                 Some("noeviction") => {}
                 policy => tracing::warn!(
                     maxmemory_policy = policy.unwrap_or("unknown"),

@@ -2,13 +2,11 @@
 //! gateway snapshot and the recent stream events, with a verdict line answering the runbook's
 //! triage questions. E-mail addresses are masked; code hashes are never printed.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use crate::config::Config;
-use crate::domain::{mask_email, ChallengeId, DeviceSessionId, UserId};
-use crate::store::sessions::Session;
-use crate::store::{Keys, Redis};
+use crate::domain::{mask_email, ChallengeId, DeviceSessionId, Session, UserId};
+use crate::store::{Redis, Store};
 
 /// Stream entries examined, newest first, when looking for a session's events.
 pub const EVENT_SCAN: usize = 2000;
@@ -25,9 +23,13 @@ pub async fn run(
     target: &Target,
     out: &mut impl Write,
 ) -> Result<bool, super::Error> {
-    let redis = Redis::new(&config.redis)?;
-    let keys = Keys::new(&config.redis, &config.gateway);
-    let view = View { redis, keys };
+    let store = Store::new(
+        Redis::new(&config.redis)?,
+        &config.redis,
+        &config.gateway,
+        &config.policy,
+    );
+    let view = View { store };
     match target {
         Target::Challenge(id) => view.challenge(id, out).await,
         Target::Session(id) => view.session(id.as_str(), true, out).await,
@@ -36,8 +38,7 @@ pub async fn run(
 }
 
 struct View {
-    redis: Redis,
-    keys: Keys,
+    store: Store,
 }
 
 fn ttl(ms: i64) -> String {
@@ -49,32 +50,20 @@ fn ttl(ms: i64) -> String {
 }
 
 impl View {
-    async fn now_ms(&self) -> Result<i64, super::Error> {
-        let (secs, micros): (i64, i64) = self.redis.query(&redis::cmd("TIME")).await?;
-        Ok(secs * 1000 + micros / 1000)
-    }
-
-    async fn hash(&self, key: &str) -> Result<(HashMap<String, String>, i64), super::Error> {
-        let fields: HashMap<String, String> =
-            self.redis.query(redis::cmd("HGETALL").arg(key)).await?;
-        let ttl: i64 = self.redis.query(redis::cmd("PTTL").arg(key)).await?;
-        Ok((fields, ttl))
-    }
-
     async fn challenge(
         &self,
         id: &ChallengeId,
         out: &mut impl Write,
     ) -> Result<bool, super::Error> {
-        let key = self.keys.challenge(id.as_str());
-        let (fields, pttl) = self.hash(&key).await?;
-        writeln!(out, "challenge {id} ({key})")?;
+        let record = self.store.challenge_record(id).await?;
+        let (fields, pttl) = (&record.fields, record.ttl_ms);
+        writeln!(out, "challenge {id} ({})", record.key)?;
         if fields.is_empty() {
             writeln!(out, "verdict: not found: confirm answers challenge_not_found (never existed, or removed by TTL)")?;
             return Ok(true);
         }
         let get = |f: &str| fields.get(f).map(String::as_str).unwrap_or("");
-        let now = self.now_ms().await?;
+        let now = self.store.server_time_ms().await?;
         let expires_at: i64 = get("expires_at_ms").parse().unwrap_or(0);
         writeln!(out, "  status: {}", get("status"))?;
         match get("email") {
@@ -137,10 +126,10 @@ impl View {
         with_events: bool,
         out: &mut impl Write,
     ) -> Result<bool, super::Error> {
-        let key = self.keys.session(id);
-        let (fields, pttl) = self.hash(&key).await?;
-        writeln!(out, "session {id} ({key})")?;
-        let Some(session) = Session::from_fields(fields.clone()) else {
+        let record = self.store.session_record(id).await?;
+        let (fields, pttl) = (&record.fields, record.ttl_ms);
+        writeln!(out, "session {id} ({})", record.key)?;
+        let Some(session) = record.session() else {
             let detail = if fields.is_empty() {
                 "not found (never existed, or its revoked retention ended)"
             } else {
@@ -152,7 +141,7 @@ impl View {
         writeln!(
             out,
             "  source of truth: status={} version={} user_id={} created_at_ms={} ttl={}",
-            session.status,
+            session.status.as_str(),
             session.version,
             session.user_id,
             session.created_at_ms,
@@ -167,15 +156,8 @@ impl View {
                 session.revoke_actor_id.as_deref().unwrap_or("-")
             )?;
         }
-        let snapshot_key = self.keys.gateway_session(id);
-        let raw: Option<String> = self
-            .redis
-            .query(redis::cmd("GET").arg(&snapshot_key))
-            .await?;
-        let snapshot_ttl: i64 = self
-            .redis
-            .query(redis::cmd("PTTL").arg(&snapshot_key))
-            .await?;
+        let stored = self.store.snapshot(id).await?;
+        let (snapshot_key, raw, snapshot_ttl) = (&stored.key, &stored.raw, stored.ttl_ms);
         let snapshot: Option<serde_json::Value> =
             raw.as_deref().and_then(|r| serde_json::from_str(r).ok());
         match &snapshot {
@@ -200,63 +182,45 @@ impl View {
     }
 
     async fn events(&self, session: &Session, out: &mut impl Write) -> Result<(), super::Error> {
-        let entries: Vec<(String, HashMap<String, String>)> = self
-            .redis
-            .query(
-                redis::cmd("XREVRANGE")
-                    .arg(self.keys.stream())
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(EVENT_SCAN),
-            )
-            .await?;
+        let entries = self.store.recent_events(EVENT_SCAN).await?;
         let mine: Vec<_> = entries
             .iter()
-            .filter(|(_, f)| {
-                f.get("device_session_id").map(String::as_str)
+            .filter(|e| {
+                e.fields.get("device_session_id").map(String::as_str)
                     == Some(session.device_session_id.as_str())
             })
             .collect();
         writeln!(
             out,
             "  stream {}: {} event(s) for this session in the last {} entries",
-            self.keys.stream(),
+            self.store.keys.stream(),
             mine.len(),
             entries.len()
         )?;
-        for (entry, f) in mine.iter().rev() {
-            let field = |n: &str| f.get(n).map(String::as_str).unwrap_or("?");
+        for event in mine.iter().rev() {
+            let field = |n: &str| event.fields.get(n).map(String::as_str).unwrap_or("?");
             writeln!(
                 out,
-                "    {entry} status={} version={} occurred_at_ms={}",
+                "    {} status={} version={} occurred_at_ms={}",
+                event.id,
                 field("status"),
                 field("version"),
                 field("occurred_at_ms")
             )?;
         }
         let latest = session.version.to_string();
-        if !mine.iter().any(|(_, f)| f.get("version") == Some(&latest)) {
+        if !mine
+            .iter()
+            .any(|e| e.fields.get("version") == Some(&latest))
+        {
             writeln!(out, "  note: no event for version {latest} among the scanned entries (trimmed, or never appended)")?;
         }
         Ok(())
     }
 
     async fn user(&self, id: &UserId, out: &mut impl Write) -> Result<bool, super::Error> {
-        let all: u64 = self
-            .redis
-            .query(redis::cmd("ZCARD").arg(self.keys.user_sessions(id.as_str())))
-            .await?;
-        let active: Vec<String> = self
-            .redis
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(self.keys.user_active_sessions(id.as_str()))
-                    .arg(0)
-                    .arg(-1)
-                    .arg("REV"),
-            )
-            .await?;
+        let indexes = self.store.user_indexes(id).await?;
+        let (all, active) = (indexes.indexed, indexes.active);
         writeln!(
             out,
             "user {id}: {all} session(s) indexed, {} active",
@@ -310,8 +274,8 @@ pub fn projection_verdict(
     if version > session.version {
         return (false, format!("snapshot version {version} is AHEAD of source of truth {}: investigate writers of this key", session.version));
     }
-    if status != session.status {
-        return (false, format!("snapshot says {status} but source of truth says {} at the same version: investigate", session.status));
+    if status != session.status.as_str() {
+        return (false, format!("snapshot says {status} but source of truth says {} at the same version: investigate", session.status.as_str()));
     }
     (
         true,

@@ -13,7 +13,7 @@ use crate::config::{Config, ScriptLoading};
 use crate::http::internal::USER_SESSIONS;
 use crate::http::public::SEND_EMAIL_CODE;
 use crate::store::scripts::scripts;
-use crate::store::{Keys, Redis};
+use crate::store::{Redis, Store};
 
 #[derive(Debug, Serialize)]
 pub struct Check {
@@ -201,7 +201,7 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
             }]
         }
     };
-    if let Err(e) = redis.check::<()>(&redis::cmd("PING"), limit).await {
+    if let Err(e) = redis.ping(limit).await {
         return vec![Check {
             name: "redis",
             ok: false,
@@ -214,8 +214,9 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
         detail: format!("PING {address}"),
     }];
 
-    let keys = Keys::new(&config.redis, &config.gateway);
-    let stream_type: Result<String, _> = redis.query(redis::cmd("TYPE").arg(keys.stream())).await;
+    let store = Store::new(redis, &config.redis, &config.gateway, &config.policy);
+    let keys = &store.keys;
+    let stream_type = store.stream_type().await;
     let (ok, detail) = match stream_type.as_deref() {
         Ok("stream" | "none") => (
             true,
@@ -236,7 +237,7 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
     });
 
     let all = scripts().all();
-    let (ok, detail) = match redis.scripts_exist(&all).await {
+    let (ok, detail) = match store.redis.scripts_exist(&all).await {
         Ok(exists) => {
             let cached = exists.iter().filter(|e| **e).count();
             let preloaded = config.redis.script_loading == ScriptLoading::Preloaded;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{call_json, endpoint, Error, Retry};
 use crate::config::RestTarget;
-use crate::domain::{Code, Email, UserId};
+use crate::domain::{BlockOutcome, Code, Email, UserId};
 
 const SERVICE: &str = "user_service";
 /// `api/v1/internal/users`, as path segments.
@@ -36,13 +36,6 @@ pub enum Ensured {
 pub enum UserStatus {
     Active,
     Blocked,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BlockOutcome {
-    Blocked,
-    AlreadyBlocked,
 }
 
 #[async_trait]

@@ -8,13 +8,62 @@ use sha2::{Digest, Sha256};
 
 mod code_hash;
 mod email;
+mod session;
 pub use code_hash::{ClientKey, CodeHashKey, CodeHasher, CodeHashes};
 pub use email::{mask_email, Email};
+pub use session::{BlockOutcome, Cursor, Page, Revocation, RevokeOutcome, Session, SessionStatus};
 
 /// Why a value was rejected; the message names the field and never echoes the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Invalid(pub &'static str);
+
+/// Marks a deserialization error raised by a domain parser, so the edge can show its message
+/// (which never echoes input) and hide serde's own (which may: `unknown field `<input>``).
+const INVALID_TAG: &str = "invalid value: ";
+
+impl Invalid {
+    /// `message` as a deserializer error that [`Invalid::message_of`] recognizes.
+    pub fn tag(message: &str) -> String {
+        format!("{INVALID_TAG}{message}")
+    }
+
+    /// The message of a deserializer error (serde_json, urlencoded, path) when a domain parser
+    /// raised it; `None` for serde's own errors.
+    pub fn message_of(deserializer_error: &str) -> Option<&str> {
+        let message = deserializer_error.strip_prefix(INVALID_TAG)?;
+        // serde_json appends the position.
+        Some(message.split(" at line ").next().unwrap_or(message))
+    }
+}
+
+/// Request fields, query and path parameters deserialize straight into these types through their
+/// `parse`: a handler receives a valid value or the request was a `400` naming the field.
+macro_rules! deserialize_via_parse {
+    ($($name:ident),* $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                $name::parse(&raw)
+                    .map_err(|Invalid(message)| serde::de::Error::custom(Invalid::tag(message)))
+            }
+        }
+    )*};
+}
+
+deserialize_via_parse!(
+    Email,
+    ChallengeId,
+    DeviceSessionId,
+    UserId,
+    Code,
+    ActorId,
+    Locale,
+    ClientPublicKey,
+    LoginCode,
+    Cursor,
+    SessionStatus,
+);
 
 fn sha256_hex(input: &str) -> String {
     hex::encode(Sha256::digest(input.as_bytes()))
@@ -131,12 +180,14 @@ impl UserId {
 }
 
 impl Code {
-    pub fn parse(raw: &str, field: &'static str) -> Result<Self, Invalid> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         parse_token(raw, 64, |c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
         })
         .map(Self)
-        .ok_or(Invalid(field))
+        .ok_or(Invalid(
+            "reason_code and actor_type must match [a-z0-9_]{1,64}",
+        ))
     }
 
     /// A code the service itself uses (`admin_revoke`, `user_blocked`, ...).
@@ -239,8 +290,8 @@ mod tests {
             assert!(UserId::parse(dots).is_err(), "{dots}");
         }
         assert!(UserId::parse("a.b").is_ok() && UserId::parse(".a").is_ok());
-        assert!(Code::parse("admin_revoke", "reason_code").is_ok());
-        assert!(Code::parse("Admin", "reason_code").is_err());
+        assert!(Code::parse("admin_revoke").is_ok());
+        assert!(Code::parse("Admin").is_err());
     }
 
     #[test]
@@ -271,7 +322,7 @@ mod tests {
                 let _ = ChallengeId::parse(&raw);
                 let _ = DeviceSessionId::parse(&raw);
                 let _ = UserId::parse(&raw);
-                let _ = Code::parse(&raw, "f");
+                let _ = Code::parse(&raw);
                 let _ = ActorId::parse(&raw);
                 let _ = Locale::parse(&raw);
                 let _ = ClientPublicKey::parse(&raw);

@@ -4,34 +4,28 @@
 
 use std::net::IpAddr;
 
-use super::{Context, Unavailable};
+use super::{Context, Error};
 use crate::clients::user_directory::Ensured;
-use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, LoginCode};
-use crate::store::challenges::{ConfirmRequest, Confirmed, Rejection, Verified};
+use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, LoginCode};
+use crate::store::challenges::{ConfirmRequest, Confirmed, Verified};
 use crate::store::sessions::Republished;
 use crate::telemetry::metrics::metrics;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfirmError {
-    #[error("confirm rejected: {0:?}")]
-    Rejected(Rejection),
-    #[error("user is blocked")]
-    UserBlocked,
-    #[error("rate limited for {0:?}")]
-    RateLimited(std::time::Duration),
-    #[error(transparent)]
-    Unavailable(#[from] Unavailable),
+/// How a confirm that succeeded got its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirmation {
+    /// This call created the session.
+    Created,
+    /// An earlier identical confirm did (a retry, or a concurrent twin).
+    Retried,
 }
 
-impl From<crate::store::Error> for ConfirmError {
-    fn from(e: crate::store::Error) -> Self {
-        ConfirmError::Unavailable(e.into())
-    }
-}
-
-impl From<crate::clients::Error> for ConfirmError {
-    fn from(e: crate::clients::Error) -> Self {
-        ConfirmError::Unavailable(e.into())
+impl Confirmation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Confirmation::Created => "created",
+            Confirmation::Retried => "retried",
+        }
     }
 }
 
@@ -41,14 +35,11 @@ pub async fn confirm_email_code(
     code: &LoginCode,
     client_public_key: &ClientPublicKey,
     client: IpAddr,
-) -> Result<DeviceSessionId, ConfirmError> {
+) -> Result<DeviceSessionId, Error> {
     let result = confirm(ctx, challenge_id, code, client_public_key, client).await;
     metrics().confirm(match &result {
-        Ok((_, outcome)) => outcome,
-        Err(ConfirmError::Rejected(rejection)) => rejection.code(),
-        Err(ConfirmError::UserBlocked) => "user_blocked",
-        Err(ConfirmError::RateLimited(_)) => "too_many_requests",
-        Err(ConfirmError::Unavailable(_)) => "service_unavailable",
+        Ok((_, how)) => how.as_str(),
+        Err(error) => error.as_str(),
     });
     result.map(|(id, _)| id)
 }
@@ -60,7 +51,7 @@ async fn confirm(
     code: &LoginCode,
     client_public_key: &ClientPublicKey,
     client: IpAddr,
-) -> Result<(DeviceSessionId, &'static str), ConfirmError> {
+) -> Result<(DeviceSessionId, Confirmation), Error> {
     let limits = ctx.runtime_config.limits().await;
     let code_hashes = ctx.codes.hashes(challenge_id, code);
     let verified = ctx
@@ -74,24 +65,21 @@ async fn confirm(
         )
         .await?;
     let email = match verified {
-        Verified::Rejected(rejection) => return Err(ConfirmError::Rejected(rejection)),
+        Verified::Rejected(rejection) => return Err(rejection.into()),
         Verified::RateLimited(after) => {
             metrics().refused("public", "rate_limited");
-            return Err(ConfirmError::RateLimited(after));
+            return Err(Error::RateLimited(after));
         }
         Verified::Confirmed(device_session_id) => {
             return repair(ctx, device_session_id)
                 .await
-                .map(|id| (id, "retried"))
+                .map(|id| (id, Confirmation::Retried))
         }
-        Verified::Ok { email } => Email::parse(&email).map_err(|_| crate::store::Error::Reply {
-            script: "challenge_verify",
-            detail: "stored e-mail does not parse".into(),
-        })?,
+        Verified::Ok { email } => email,
     };
 
     let user_id = match ctx.users.ensure_by_email(&email).await? {
-        Ensured::Blocked => return Err(ConfirmError::UserBlocked),
+        Ensured::Blocked => return Err(Error::UserBlocked),
         Ensured::User(user_id) => user_id,
     };
     let device_session_id = DeviceSessionId::generate();
@@ -107,12 +95,12 @@ async fn confirm(
     match ctx.store.challenge_confirm(&request).await? {
         Confirmed::Created(id) => {
             tracing::info!(%challenge_id, device_session_id = %id, %user_id, "session created");
-            Ok((id, "created"))
+            Ok((id, Confirmation::Created))
         }
         // A concurrent identical confirm won the race; its script wrote the projection.
-        Confirmed::Existing(id) => Ok((id, "retried")),
-        Confirmed::Rejected(rejection) => Err(ConfirmError::Rejected(rejection)),
-        Confirmed::UserBlocked => Err(ConfirmError::UserBlocked),
+        Confirmed::Existing(id) => Ok((id, Confirmation::Retried)),
+        Confirmed::Rejected(rejection) => Err(rejection.into()),
+        Confirmed::UserBlocked => Err(Error::UserBlocked),
     }
 }
 
@@ -120,7 +108,7 @@ async fn confirm(
 async fn repair(
     ctx: &Context,
     device_session_id: DeviceSessionId,
-) -> Result<DeviceSessionId, ConfirmError> {
+) -> Result<DeviceSessionId, Error> {
     match ctx
         .store
         .session_projection_republish(&device_session_id)

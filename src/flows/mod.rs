@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::clients::{self, MailSender, UserDirectory};
 use crate::domain::CodeHasher;
+use crate::store::challenges::Rejection;
 use crate::store::{self, config_provider::ConfigProvider, Store};
 
 /// What every flow needs.
@@ -33,9 +34,26 @@ pub struct Context {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
-/// Why a send answers something other than its challenge id.
+/// Everything a use case can answer instead of its result. Each variant says what happened;
+/// `http::error` maps each to a status and contract code, in one table.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub enum Error {
+    #[error("no such challenge")]
+    ChallengeNotFound,
+    #[error("the challenge has expired")]
+    ChallengeExpired,
+    #[error("the login code is not valid")]
+    InvalidCode,
+    #[error("the challenge's attempts are exhausted")]
+    TooManyAttempts,
+    #[error("the challenge is already confirmed")]
+    ChallengeAlreadyConfirmed,
+    #[error("the user is blocked")]
+    UserBlocked,
+    #[error("no such user")]
+    UserNotFound,
+    #[error("no such session")]
+    SessionNotFound,
     /// Over an admission limit: nothing was written; retry after this long.
     #[error("rate limited for {0:?}")]
     RateLimited(std::time::Duration),
@@ -43,9 +61,45 @@ pub enum SendError {
     Unavailable(#[from] Unavailable),
 }
 
-impl From<store::Error> for SendError {
+impl Error {
+    /// The outcome label of metrics and logs (the contract's error code, see `http::error`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Error::ChallengeNotFound => "challenge_not_found",
+            Error::ChallengeExpired => "challenge_expired",
+            Error::InvalidCode => "invalid_code",
+            Error::TooManyAttempts => "too_many_attempts",
+            Error::ChallengeAlreadyConfirmed => "challenge_already_confirmed",
+            Error::UserBlocked => "user_blocked",
+            Error::UserNotFound => "user_not_found",
+            Error::SessionNotFound => "session_not_found",
+            Error::RateLimited(_) => "too_many_requests",
+            Error::Unavailable(_) => "service_unavailable",
+        }
+    }
+}
+
+impl From<Rejection> for Error {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::NotFound => Error::ChallengeNotFound,
+            Rejection::Expired => Error::ChallengeExpired,
+            Rejection::InvalidCode => Error::InvalidCode,
+            Rejection::TooManyAttempts => Error::TooManyAttempts,
+            Rejection::AlreadyConfirmed => Error::ChallengeAlreadyConfirmed,
+        }
+    }
+}
+
+impl From<store::Error> for Error {
     fn from(e: store::Error) -> Self {
-        SendError::Unavailable(e.into())
+        Error::Unavailable(e.into())
+    }
+}
+
+impl From<clients::Error> for Error {
+    fn from(e: clients::Error) -> Self {
+        Error::Unavailable(e.into())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{Context, SendError, Unavailable};
+use super::{Context, Error};
 use crate::clients::user_directory::Resolution;
 use crate::clients::LoginCodeMail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
@@ -18,7 +18,7 @@ pub async fn send_email_code(
     email: &Email,
     locale: Option<&Locale>,
     client: IpAddr,
-) -> Result<ChallengeId, SendError> {
+) -> Result<ChallengeId, Error> {
     let started = std::time::Instant::now();
     let challenge_id = ChallengeId::generate();
     let code = LoginCode::generate();
@@ -35,7 +35,7 @@ pub async fn send_email_code(
     if let Created::RateLimited(after) = created {
         metrics().send("rate_limited");
         metrics().refused("public", "rate_limited");
-        return Err(SendError::RateLimited(after));
+        return Err(Error::RateLimited(after));
     }
     if created == Created::Throttled {
         metrics().send("throttled");
@@ -62,10 +62,9 @@ pub async fn send_email_code(
             ctx.store
                 .challenge_mark_delivery(&challenge_id, email, outcome)
                 .await?;
-            let label = if outcome == DeliveryStatus::Sent {
-                "sent"
-            } else {
-                "suppressed"
+            let label = match outcome {
+                DeliveryStatus::Sent => "sent",
+                _ => "suppressed",
             };
             metrics().send(label);
             tracing::info!(%challenge_id, outcome = label, "send-email-code");
@@ -88,7 +87,7 @@ pub async fn send_email_code(
             }
             metrics().send("failed");
             tracing::warn!(%challenge_id, outcome = "failed", %error, "send-email-code");
-            Err(Unavailable::from(error).into())
+            Err(error.into())
         }
     }
 }

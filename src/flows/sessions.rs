@@ -1,24 +1,30 @@
 //! Reading sessions for the internal surface. Never calls the user service: an unknown user
 //! simply has no sessions.
 
-use super::Unavailable;
-use crate::domain::{DeviceSessionId, UserId};
-use crate::store::sessions::{Cursor, Page, Session, StatusFilter};
-use crate::store::Store;
+use super::{Context, Error};
+use crate::domain::{Cursor, DeviceSessionId, Page, Session, SessionStatus, UserId};
+
+/// Largest page a listing returns.
+pub const MAX_PAGE: usize = 1000;
+/// Page size when the caller names none.
+pub const DEFAULT_PAGE: usize = 100;
 
 pub async fn list_sessions(
-    store: &Store,
+    ctx: &Context,
     user_id: &UserId,
-    filter: Option<StatusFilter>,
+    filter: Option<SessionStatus>,
     limit: usize,
     cursor: Option<&Cursor>,
-) -> Result<Page, Unavailable> {
-    Ok(store.sessions_list(user_id, filter, limit, cursor).await?)
+) -> Result<Page, Error> {
+    Ok(ctx
+        .store
+        .sessions_list(user_id, filter, limit.clamp(1, MAX_PAGE), cursor)
+        .await?)
 }
 
-pub async fn get_session(
-    store: &Store,
-    id: &DeviceSessionId,
-) -> Result<Option<Session>, Unavailable> {
-    Ok(store.session_get(id).await?)
+pub async fn get_session(ctx: &Context, id: &DeviceSessionId) -> Result<Session, Error> {
+    ctx.store
+        .session_get(id)
+        .await?
+        .ok_or(Error::SessionNotFound)
 }

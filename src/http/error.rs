@@ -9,10 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::flows::confirm_email_code::ConfirmError;
-use crate::flows::revoke::RevokeAllError;
-use crate::flows::{SendError, Unavailable};
-use crate::store::challenges::Rejection;
+use crate::flows;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -34,19 +31,6 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
-        }
-    }
-
-    /// `429 too_many_requests` with `Retry-After`: an admission limit refused the request before
-    /// anything was written.
-    pub fn rate_limited(retry_after: Duration) -> Self {
-        Self {
-            retry_after: Some(retry_after),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "too many requests from this client; retry later",
-            )
         }
     }
 
@@ -109,63 +93,63 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<Unavailable> for ApiError {
-    fn from(error: Unavailable) -> Self {
-        tracing::error!(error = %error, source = ?std::error::Error::source(&error), "dependency failure");
-        ApiError::unavailable()
-    }
+/// The contract's error table: what each flow error answers. Edge errors (`invalid_request`,
+/// `payload_too_large`, `unauthorized`, route fallbacks) are built by the constructors above.
+#[rustfmt::skip]
+fn contract(error: &flows::Error) -> ApiError {
+    use flows::Error as E;
+    use StatusCode as S;
+    let (status, code, message) = match error {
+        E::ChallengeNotFound => (S::NOT_FOUND, "challenge_not_found", "no such challenge"),
+        E::ChallengeExpired => (S::GONE, "challenge_expired", "the login code has expired"),
+        E::InvalidCode => (S::UNPROCESSABLE_ENTITY, "invalid_code", "the login code is not valid"),
+        E::TooManyAttempts => (S::TOO_MANY_REQUESTS, "too_many_attempts", "too many attempts; request a new code later"),
+        E::ChallengeAlreadyConfirmed => (S::CONFLICT, "challenge_already_confirmed", "the challenge is already confirmed"),
+        E::UserBlocked => (S::FORBIDDEN, "user_blocked", "the user is blocked"),
+        E::UserNotFound => (S::NOT_FOUND, "user_not_found", "no such user"),
+        E::SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such session"),
+        E::RateLimited(after) => return ApiError {
+            retry_after: Some(*after),
+            ..ApiError::new(S::TOO_MANY_REQUESTS, "too_many_requests", "too many requests from this client; retry later")
+        },
+        E::Unavailable(_) => return ApiError::unavailable(),
+    };
+    ApiError::new(status, code, message)
 }
 
-impl From<Rejection> for ApiError {
-    fn from(rejection: Rejection) -> Self {
-        let (status, message) = match rejection {
-            Rejection::NotFound => (StatusCode::NOT_FOUND, "no such challenge"),
-            Rejection::Expired => (StatusCode::GONE, "the login code has expired"),
-            Rejection::InvalidCode => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the login code is not valid",
-            ),
-            Rejection::TooManyAttempts => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many attempts; request a new code later",
-            ),
-            Rejection::AlreadyConfirmed => {
-                (StatusCode::CONFLICT, "the challenge is already confirmed")
-            }
-        };
-        ApiError::new(status, rejection.code(), message)
-    }
-}
-
-impl From<ConfirmError> for ApiError {
-    fn from(error: ConfirmError) -> Self {
-        match error {
-            ConfirmError::Rejected(rejection) => rejection.into(),
-            ConfirmError::UserBlocked => {
-                ApiError::new(StatusCode::FORBIDDEN, "user_blocked", "the user is blocked")
-            }
-            ConfirmError::RateLimited(after) => ApiError::rate_limited(after),
-            ConfirmError::Unavailable(e) => e.into(),
+impl From<flows::Error> for ApiError {
+    fn from(error: flows::Error) -> Self {
+        if let flows::Error::Unavailable(cause) = &error {
+            tracing::error!(error = %cause, source = ?std::error::Error::source(cause), "dependency failure");
         }
+        contract(&error)
     }
 }
 
-impl From<SendError> for ApiError {
-    fn from(error: SendError) -> Self {
-        match error {
-            SendError::RateLimited(after) => ApiError::rate_limited(after),
-            SendError::Unavailable(e) => e.into(),
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl From<RevokeAllError> for ApiError {
-    fn from(error: RevokeAllError) -> Self {
-        match error {
-            RevokeAllError::UserNotFound => {
-                ApiError::new(StatusCode::NOT_FOUND, "user_not_found", "no such user")
-            }
-            RevokeAllError::Unavailable(e) => e.into(),
+    /// Metric labels and logs name a flow error by `as_str()`; the contract promises they are
+    /// the error codes clients see.
+    #[test]
+    fn every_flow_error_is_labelled_by_its_contract_code() {
+        use flows::Error as E;
+        let all = [
+            E::ChallengeNotFound,
+            E::ChallengeExpired,
+            E::InvalidCode,
+            E::TooManyAttempts,
+            E::ChallengeAlreadyConfirmed,
+            E::UserBlocked,
+            E::UserNotFound,
+            E::SessionNotFound,
+            E::RateLimited(Duration::from_secs(1)),
+        ];
+        for error in &all {
+            assert_eq!(contract(error).code, error.as_str(), "{error:?}");
         }
+        // `Unavailable` wraps a live fault and cannot be built here; it answers this.
+        assert_eq!(ApiError::unavailable().code, "service_unavailable");
     }
 }

@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::domain::Invalid;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -54,15 +55,22 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "request body must be a JSON object",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let message = match e.classify() {
-            serde_json::error::Category::Data => {
-                "request body has missing, unknown or mistyped fields"
-            }
-            _ => "request body is not valid JSON",
-        };
-        ApiError::invalid_request(message)
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => deserialize_error(
+            &e.to_string(),
+            "request body has missing, unknown or mistyped fields",
+        ),
+        _ => ApiError::invalid_request("request body is not valid JSON"),
     })
+}
+
+/// A `400` for a deserializer error: a domain parser's message (it names the field and never
+/// echoes the value), or `generic` for serde's own errors, which may echo input.
+fn deserialize_error(error: &str, generic: &'static str) -> ApiError {
+    match Invalid::message_of(error) {
+        Some(message) => ApiError::invalid_request(message.to_owned()),
+        None => ApiError::invalid_request(generic),
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
@@ -97,30 +105,89 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     }
 }
 
-/// The single path parameter of a route, as a string; malformed percent-encoding is a 400.
-pub struct PathParam(pub String);
+/// The single path parameter of a route, parsed into its domain type; malformed
+/// percent-encoding or a value the type refuses is a `400`.
+pub struct PathParam<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<String>::from_request_parts(parts, state)
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| PathParam(p.0))
-            .map_err(|_| ApiError::invalid_request("malformed path parameter"))
+            .map_err(|rejection| match rejection {
+                PathRejection::FailedToDeserializePathParams(e) => match e.into_kind() {
+                    ErrorKind::Message(message) => {
+                        deserialize_error(&message, "malformed path parameter")
+                    }
+                    _ => ApiError::invalid_request("malformed path parameter"),
+                },
+                _ => ApiError::invalid_request("malformed path parameter"),
+            })
     }
 }
 
-/// Query parameters; an unknown or malformed parameter is a 400.
+/// Query parameters parsed into their domain types; an unknown, repeated or malformed
+/// parameter is a `400`.
 pub struct StrictQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for StrictQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(StrictQuery)
+            .map_err(|e| deserialize_error(&e.to_string(), "malformed or unknown query parameters"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Cursor, LoginCode};
+    use axum::response::IntoResponse;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        code: LoginCode,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Query {
+        cursor: Option<Cursor>,
+    }
+
+    async fn message(error: ApiError) -> String {
+        let body = axum::body::to_bytes(error.into_response().into_body(), 4096)
             .await
-            .map(|q| StrictQuery(q.0))
-            .map_err(|_| ApiError::invalid_request("malformed or unknown query parameters"))
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        json["error"]["message"].as_str().unwrap().to_owned()
+    }
+
+    /// A domain parser's message reaches the client; serde's own (which quote input, like an
+    /// unknown field's name) never do.
+    #[tokio::test]
+    async fn field_errors_name_the_field_and_never_echo_input() {
+        let bad_code = parse::<Body>(br#"{"code": "12a456"}"#).unwrap_err();
+        assert_eq!(message(bad_code).await, "code must be exactly 6 digits");
+        let unknown = parse::<Body>(br#"{"code": "123456", "secret<script>": 1}"#).unwrap_err();
+        assert_eq!(
+            message(unknown).await,
+            "request body has missing, unknown or mistyped fields"
+        );
+        let query = serde_urlencoded::from_str::<Query>("cursor=nope").unwrap_err();
+        let error = deserialize_error(&query.to_string(), "generic");
+        assert_eq!(message(error).await, "cursor is malformed");
+        let query = serde_urlencoded::from_str::<Query>("leak=secret").unwrap_err();
+        let error = deserialize_error(&query.to_string(), "generic");
+        assert_eq!(message(error).await, "generic");
     }
 }

@@ -19,10 +19,10 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::extract::{OptionalJson, PathParam, StrictQuery};
 use super::{route, router_of, Route};
-use crate::clients::user_directory::BlockOutcome;
-use crate::domain::{ActorId, Code, DeviceSessionId, Invalid, UserId};
+use crate::domain::{
+    ActorId, Code, Cursor, DeviceSessionId, Invalid, Revocation, Session, SessionStatus, UserId,
+};
 use crate::flows::{block, revoke, sessions, Context};
-use crate::store::sessions::{Cursor, Revocation, RevokeOutcome, Session, StatusFilter};
 use crate::telemetry::metrics::metrics;
 
 pub const USER_SESSIONS: &str = "/api/v1/internal/users/{user_id}/sessions";
@@ -83,16 +83,12 @@ async fn bearer(expected: Arc<[u8; 32]>, req: Request, next: Next) -> Response {
     ApiError::unauthorized().into_response()
 }
 
-fn invalid(e: Invalid) -> ApiError {
-    ApiError::invalid_request(e.0)
-}
-
 /// The session JSON of both list and get.
 #[derive(Serialize)]
 pub struct SessionView {
     device_session_id: String,
     user_id: String,
-    status: String,
+    status: &'static str,
     client_public_key: String,
     created_at: String,
     revoked_at: Option<String>,
@@ -112,7 +108,7 @@ impl From<Session> for SessionView {
             revoked_at: s.revoked_at_ms.map(rfc3339),
             device_session_id: s.device_session_id,
             user_id: s.user_id,
-            status: s.status,
+            status: s.status.as_str(),
             client_public_key: s.client_public_key,
             revoke_reason_code: s.revoke_reason_code,
             version: s.version,
@@ -120,12 +116,29 @@ impl From<Session> for SessionView {
     }
 }
 
+/// `limit`: 1 to [`sessions::MAX_PAGE`].
+struct PageSize(usize);
+
+impl<'de> Deserialize<'de> for PageSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Query values arrive as strings; an integer in range or the field's own message.
+        let raw = String::deserialize(deserializer)?;
+        raw.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=sessions::MAX_PAGE).contains(n))
+            .map(PageSize)
+            .ok_or_else(|| {
+                serde::de::Error::custom(Invalid::tag("limit must be an integer from 1 to 1000"))
+            })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
-    status: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    status: Option<SessionStatus>,
+    limit: Option<PageSize>,
+    cursor: Option<Cursor>,
 }
 
 #[derive(Serialize)]
@@ -136,93 +149,43 @@ struct SessionList {
 
 async fn list_sessions(
     State(ctx): State<Context>,
-    PathParam(user_id): PathParam,
+    PathParam(user_id): PathParam<UserId>,
     StrictQuery(query): StrictQuery<ListQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let user_id = UserId::parse(&user_id).map_err(invalid)?;
-    let filter = match query.status.as_deref() {
-        None => None,
-        Some("active") => Some(StatusFilter::Active),
-        Some("revoked") => Some(StatusFilter::Revoked),
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                "status must be `active` or `revoked`",
-            ))
-        }
-    };
-    let limit = match query.limit.as_deref() {
-        None => 100,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::invalid_request("limit must be an integer from 1 to 1000"))?,
-    };
-    let cursor = query
-        .cursor
-        .as_deref()
-        .map(|c| Cursor::parse(c).ok_or_else(|| ApiError::invalid_request("cursor is malformed")))
-        .transpose()?;
+    let limit = query.limit.map_or(sessions::DEFAULT_PAGE, |PageSize(n)| n);
     let page =
-        sessions::list_sessions(&ctx.store, &user_id, filter, limit, cursor.as_ref()).await?;
+        sessions::list_sessions(&ctx, &user_id, query.status, limit, query.cursor.as_ref()).await?;
     Ok(Json(SessionList {
         sessions: page.sessions.into_iter().map(SessionView::from).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
-}
-
-fn session_not_found() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "session_not_found",
-        "no such session",
-    )
 }
 
 async fn get_session(
     State(ctx): State<Context>,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<DeviceSessionId>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let id = DeviceSessionId::parse(&id).map_err(invalid)?;
-    let session = sessions::get_session(&ctx.store, &id)
-        .await?
-        .ok_or_else(session_not_found)?;
-    Ok(Json(session.into()))
+    Ok(Json(sessions::get_session(&ctx, &id).await?.into()))
 }
 
+/// The optional body of revoke, revoke-all and block.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
-    reason_code: Option<String>,
-    actor_type: Option<String>,
-    actor_id: Option<String>,
+    reason_code: Option<Code>,
+    actor_type: Option<Code>,
+    actor_id: Option<ActorId>,
 }
 
 impl RevokeBody {
-    fn revocation(self, default_reason: &'static str) -> Result<Revocation, ApiError> {
-        let reason_code = match self.reason_code {
-            Some(raw) => {
-                Code::parse(&raw, "reason_code must match [a-z0-9_]{1,64}").map_err(invalid)?
-            }
-            None => Code::known(default_reason),
-        };
-        let actor_type = match self.actor_type {
-            Some(raw) => {
-                Code::parse(&raw, "actor_type must match [a-z0-9_]{1,64}").map_err(invalid)?
-            }
-            None => Code::known("admin"),
-        };
-        let actor_id = self
-            .actor_id
-            .as_deref()
-            .map(ActorId::parse)
-            .transpose()
-            .map_err(invalid)?;
-        Ok(Revocation {
-            reason_code,
-            actor_type,
-            actor_id,
-        })
+    fn revocation(self, default_reason: &'static str) -> Revocation {
+        Revocation {
+            reason_code: self
+                .reason_code
+                .unwrap_or_else(|| Code::known(default_reason)),
+            actor_type: self.actor_type.unwrap_or_else(|| Code::known("admin")),
+            actor_id: self.actor_id,
+        }
     }
 }
 
@@ -234,20 +197,13 @@ struct RevokeReply {
 
 async fn revoke_session(
     State(ctx): State<Context>,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<DeviceSessionId>,
     OptionalJson(body): OptionalJson<RevokeBody>,
 ) -> Result<Json<RevokeReply>, ApiError> {
-    let id = DeviceSessionId::parse(&id).map_err(invalid)?;
-    let revocation = body.unwrap_or_default().revocation("admin_revoke")?;
-    let (outcome, session) = revoke::revoke_session(&ctx, &id, &revocation)
-        .await?
-        .ok_or_else(session_not_found)?;
-    let outcome = match outcome {
-        RevokeOutcome::Revoked => "revoked",
-        RevokeOutcome::AlreadyRevoked => "already_revoked",
-    };
+    let revocation = body.unwrap_or_default().revocation("admin_revoke");
+    let (outcome, session) = revoke::revoke_session(&ctx, &id, &revocation).await?;
     Ok(Json(RevokeReply {
-        outcome,
+        outcome: outcome.as_str(),
         session: session.into(),
     }))
 }
@@ -260,44 +216,26 @@ struct RevokeAllReply {
 
 async fn revoke_all(
     State(ctx): State<Context>,
-    PathParam(user_id): PathParam,
+    PathParam(user_id): PathParam<UserId>,
     OptionalJson(body): OptionalJson<RevokeBody>,
 ) -> Result<Json<RevokeAllReply>, ApiError> {
-    let user_id = UserId::parse(&user_id).map_err(invalid)?;
-    let revocation = body.unwrap_or_default().revocation("admin_revoke")?;
-    let revoked_count = revoke::revoke_all(&ctx, &user_id, &revocation).await?;
-    let outcome = if revoked_count == 0 {
-        "no_active_sessions"
-    } else {
-        "revoked"
-    };
+    let revocation = body.unwrap_or_default().revocation("admin_revoke");
+    let outcome = revoke::revoke_all(&ctx, &user_id, &revocation).await?;
     Ok(Json(RevokeAllReply {
-        outcome,
-        revoked_count,
+        outcome: outcome.as_str(),
+        revoked_count: outcome.revoked_count(),
     }))
 }
 
 async fn block_user(
     State(ctx): State<Context>,
-    PathParam(user_id): PathParam,
+    PathParam(user_id): PathParam<UserId>,
     OptionalJson(body): OptionalJson<RevokeBody>,
 ) -> Result<Json<RevokeAllReply>, ApiError> {
-    let user_id = UserId::parse(&user_id).map_err(invalid)?;
-    let revocation = body.unwrap_or_default().revocation("user_blocked")?;
-    let (outcome, revoked_count) = block::block_user(
-        &ctx,
-        &user_id,
-        &revocation.reason_code,
-        revocation.actor_type,
-        revocation.actor_id,
-    )
-    .await?;
-    let outcome = match outcome {
-        BlockOutcome::Blocked => "blocked",
-        BlockOutcome::AlreadyBlocked => "already_blocked",
-    };
+    let revocation = body.unwrap_or_default().revocation(block::BLOCK_REASON);
+    let (outcome, revoked_count) = block::block_user(&ctx, &user_id, &revocation).await?;
     Ok(Json(RevokeAllReply {
-        outcome,
+        outcome: outcome.as_str(),
         revoked_count,
     }))
 }

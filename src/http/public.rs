@@ -9,7 +9,7 @@ use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::extract::StrictJson;
 use super::{route, router_of, Route};
-use crate::domain::{ChallengeId, ClientPublicKey, Email, Locale, LoginCode};
+use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, Email, Locale, LoginCode};
 use crate::flows::{confirm_email_code, send_email_code, Context};
 
 pub const SEND_EMAIL_CODE: &str = "/api/v1/public/auth/send-email-code";
@@ -30,9 +30,9 @@ pub fn router(ctx: Context) -> Router {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendEmailCode {
-    email: String,
+    email: Email,
     #[serde(default)]
-    locale: Option<String>,
+    locale: Option<Locale>,
 }
 
 #[derive(Serialize)]
@@ -45,29 +45,22 @@ async fn send_email_code(
     ClientIp(client): ClientIp,
     StrictJson(body): StrictJson<SendEmailCode>,
 ) -> Result<Json<ChallengeCreated>, ApiError> {
-    let email = Email::parse(&body.email).map_err(|e| ApiError::invalid_request(e.0))?;
-    let locale = body
-        .locale
-        .as_deref()
-        .map(Locale::parse)
-        .transpose()
-        .map_err(|e| ApiError::invalid_request(e.0))?;
     let challenge_id =
-        send_email_code::send_email_code(&ctx, &email, locale.as_ref(), client).await?;
+        send_email_code::send_email_code(&ctx, &body.email, body.locale.as_ref(), client).await?;
     Ok(Json(ChallengeCreated { challenge_id }))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfirmEmailCode {
-    challenge_id: String,
-    code: String,
-    client_public_key: String,
+    challenge_id: ChallengeId,
+    code: LoginCode,
+    client_public_key: ClientPublicKey,
 }
 
 #[derive(Serialize)]
 struct SessionCreated {
-    device_session_id: String,
+    device_session_id: DeviceSessionId,
 }
 
 async fn confirm_email_code(
@@ -75,13 +68,13 @@ async fn confirm_email_code(
     ClientIp(client): ClientIp,
     StrictJson(body): StrictJson<ConfirmEmailCode>,
 ) -> Result<Json<SessionCreated>, ApiError> {
-    let invalid = |e: crate::domain::Invalid| ApiError::invalid_request(e.0);
-    let challenge_id = ChallengeId::parse(&body.challenge_id).map_err(invalid)?;
-    let code = LoginCode::parse(&body.code).map_err(invalid)?;
-    let key = ClientPublicKey::parse(&body.client_public_key).map_err(invalid)?;
-    let id =
-        confirm_email_code::confirm_email_code(&ctx, &challenge_id, &code, &key, client).await?;
-    Ok(Json(SessionCreated {
-        device_session_id: id.as_str().to_owned(),
-    }))
+    let device_session_id = confirm_email_code::confirm_email_code(
+        &ctx,
+        &body.challenge_id,
+        &body.code,
+        &body.client_public_key,
+        client,
+    )
+    .await?;
+    Ok(Json(SessionCreated { device_session_id }))
 }

@@ -53,25 +53,12 @@ pub enum Rejection {
     AlreadyConfirmed,
 }
 
-impl Rejection {
-    /// The error code of the HTTP contract.
-    pub fn code(self) -> &'static str {
-        match self {
-            Rejection::NotFound => "challenge_not_found",
-            Rejection::Expired => "challenge_expired",
-            Rejection::InvalidCode => "invalid_code",
-            Rejection::TooManyAttempts => "too_many_attempts",
-            Rejection::AlreadyConfirmed => "challenge_already_confirmed",
-        }
-    }
-}
-
 /// `challenge_verify`'s verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
-    /// The code is right; the challenge's normalized e-mail address.
+    /// The code is right; the challenge's e-mail address.
     Ok {
-        email: String,
+        email: Email,
     },
     /// An identical confirm already succeeded: its session.
     Confirmed(DeviceSessionId),
@@ -272,7 +259,11 @@ impl Store {
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         match reply.as_slice() {
             [ok, email] if ok == "ok" => Ok(Verified::Ok {
-                email: email.clone(),
+                // Never in the error: the address is personal data.
+                email: Email::parse(email).map_err(|_| Error::Reply {
+                    script: script.name,
+                    detail: "the stored e-mail address does not parse".into(),
+                })?,
             }),
             [confirmed, id] if confirmed == "confirmed" => Ok(Verified::Confirmed(
                 DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply))?,

@@ -3,6 +3,7 @@
 pub mod challenges;
 pub mod config_provider;
 pub mod keys;
+pub mod operator;
 pub mod pool;
 pub mod scripts;
 pub mod sessions;
@@ -91,9 +92,9 @@ mod tests {
     use std::time::Duration;
 
     use super::challenges::{ConfirmRequest, DeliveryStatus};
-    use super::sessions::Revocation;
     use super::*;
     use crate::config::Config;
+    use crate::domain::Revocation;
     use crate::domain::{
         ChallengeId, ClientPublicKey, Code, CodeHasher, DeviceSessionId, Email, LoginCode,
         RequestId, UserId,

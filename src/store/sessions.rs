@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{millis, reply_strings, unexpected, Error, Store};
-use crate::domain::{ActorId, Code, DeviceSessionId, RequestId, UserId};
+use crate::domain::{
+    ActorId, Cursor, DeviceSessionId, Page, RequestId, Revocation, RevokeOutcome, Session,
+    SessionStatus, UserId,
+};
 use crate::store::scripts::ScriptCall;
 
 /// Sessions revoked per `user_sessions_revoke` call, so one call never blocks Redis for long:
@@ -17,62 +20,32 @@ const REVOKE_BATCH_MEMO: Duration = Duration::from_secs(60);
 /// Most index entries one listing request examines, whatever the filter.
 const LIST_SCAN_LIMIT: usize = 5000;
 
-/// A session's source-of-truth record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub device_session_id: String,
-    pub user_id: String,
-    pub status: String,
-    pub client_public_key: String,
-    pub created_at_ms: i64,
-    pub revoked_at_ms: Option<i64>,
-    pub revoke_reason_code: Option<String>,
-    pub revoke_actor_type: Option<String>,
-    pub revoke_actor_id: Option<String>,
-    pub version: u64,
-    pub challenge_id: Option<String>,
+/// A session record from its hash's fields; `None` when a required field is missing or
+/// malformed.
+pub(super) fn session_from_fields(mut f: HashMap<String, String>) -> Option<Session> {
+    let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    Some(Session {
+        device_session_id: f.remove("device_session_id")?,
+        user_id: f.remove("user_id")?,
+        status: SessionStatus::parse(&f.remove("status")?).ok()?,
+        client_public_key: f.remove("client_public_key")?,
+        created_at_ms: f.remove("created_at_ms")?.parse().ok()?,
+        revoked_at_ms: non_empty(f.remove("revoked_at_ms")).and_then(|v| v.parse().ok()),
+        revoke_reason_code: non_empty(f.remove("revoke_reason_code")),
+        revoke_actor_type: non_empty(f.remove("revoke_actor_type")),
+        revoke_actor_id: non_empty(f.remove("revoke_actor_id")),
+        version: f.remove("version")?.parse().ok()?,
+        challenge_id: non_empty(f.remove("challenge_id")),
+    })
 }
 
-impl Session {
-    /// From the hash's fields; `None` when a required field is missing or malformed.
-    pub fn from_fields(mut f: HashMap<String, String>) -> Option<Self> {
-        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-        Some(Self {
-            device_session_id: f.remove("device_session_id")?,
-            user_id: f.remove("user_id")?,
-            status: f.remove("status")?,
-            client_public_key: f.remove("client_public_key")?,
-            created_at_ms: f.remove("created_at_ms")?.parse().ok()?,
-            revoked_at_ms: non_empty(f.remove("revoked_at_ms")).and_then(|v| v.parse().ok()),
-            revoke_reason_code: non_empty(f.remove("revoke_reason_code")),
-            revoke_actor_type: non_empty(f.remove("revoke_actor_type")),
-            revoke_actor_id: non_empty(f.remove("revoke_actor_id")),
-            version: f.remove("version")?.parse().ok()?,
-            challenge_id: non_empty(f.remove("challenge_id")),
-        })
-    }
-
-    fn from_flat(script: &'static str, flat: &[String]) -> Result<Self, Error> {
-        let fields = flat
-            .chunks_exact(2)
-            .map(|kv| (kv[0].clone(), kv[1].clone()))
-            .collect();
-        Self::from_fields(fields).ok_or_else(|| unexpected(script, flat))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevokeOutcome {
-    Revoked,
-    AlreadyRevoked,
-}
-
-/// Who revokes and why.
-#[derive(Debug, Clone)]
-pub struct Revocation {
-    pub reason_code: Code,
-    pub actor_type: Code,
-    pub actor_id: Option<ActorId>,
+/// A script reply's flat `field value ...` list as a session record.
+fn session_from_flat(script: &'static str, flat: &[String]) -> Result<Session, Error> {
+    let fields = flat
+        .chunks_exact(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect();
+    session_from_fields(fields).ok_or_else(|| unexpected(script, flat))
 }
 
 impl ScriptCall<'_> {
@@ -104,41 +77,6 @@ impl ScriptCall<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusFilter {
-    Active,
-    Revoked,
-}
-
-/// A page of sessions, newest first.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub sessions: Vec<Session>,
-    pub next_cursor: Option<String>,
-}
-
-/// Position after the last listed entry: `<created_at_ms>.<device_session_id>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    score: i64,
-    member: String,
-}
-
-impl Cursor {
-    pub fn parse(raw: &str) -> Option<Self> {
-        let (score, member) = raw.split_once('.')?;
-        let member = DeviceSessionId::parse(member).ok()?;
-        Some(Self {
-            score: score.parse().ok().filter(|s| *s >= 0)?,
-            member: member.as_str().to_owned(),
-        })
-    }
-
-    fn render(&self) -> String {
-        format!("{}.{}", self.score, self.member)
-    }
-}
-
 /// Outcome of republishing a session's projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Republished {
@@ -156,7 +94,7 @@ impl Store {
         Ok(if fields.is_empty() {
             None
         } else {
-            Session::from_fields(fields)
+            session_from_fields(fields)
         })
     }
 
@@ -200,7 +138,7 @@ impl Store {
         };
         Ok(Some((
             outcome,
-            Session::from_flat(script.name, &reply[1..])?,
+            session_from_flat(script.name, &reply[1..])?,
         )))
     }
 
@@ -312,16 +250,16 @@ impl Store {
     pub async fn sessions_list(
         &self,
         user_id: &UserId,
-        filter: Option<StatusFilter>,
+        filter: Option<SessionStatus>,
         limit: usize,
         cursor: Option<&Cursor>,
     ) -> Result<Page, Error> {
         let index = match filter {
-            Some(StatusFilter::Active) => self.keys.user_active_sessions(user_id.as_str()),
+            Some(SessionStatus::Active) => self.keys.user_active_sessions(user_id.as_str()),
             _ => self.keys.user_sessions(user_id.as_str()),
         };
         let max = cursor
-            .map(|c| c.score.to_string())
+            .map(|c| c.score().to_string())
             .unwrap_or_else(|| "+inf".to_owned());
         let mut sessions = Vec::with_capacity(limit);
         let mut offset = 0usize;
@@ -347,16 +285,13 @@ impl Store {
             let fetched = entries.len();
             offset += fetched;
             if let Some((member, score)) = entries.last() {
-                scanned = Some(Cursor {
-                    score: *score,
-                    member: member.clone(),
-                });
+                scanned = Some(Cursor::new(*score, member.clone()));
             }
             // Entries at the cursor's score sort by member, descending: skip up to the cursor.
             let entries: Vec<_> = entries
                 .into_iter()
                 .filter(|(member, score)| {
-                    cursor.is_none_or(|c| *score < c.score || member < &c.member)
+                    cursor.is_none_or(|c| *score < c.score() || member.as_str() < c.member())
                 })
                 .collect();
             if !entries.is_empty() {
@@ -366,25 +301,20 @@ impl Store {
                 }
                 let records: Vec<HashMap<String, String>> = self.redis.query_pipe(&pipe).await?;
                 for ((member, score), fields) in entries.into_iter().zip(records) {
-                    let Some(session) = Session::from_fields(fields) else {
+                    let Some(session) = session_from_fields(fields) else {
                         continue;
                     };
-                    let wanted = match filter {
-                        Some(StatusFilter::Active) => session.status == "active",
-                        Some(StatusFilter::Revoked) => session.status == "revoked",
-                        None => true,
-                    };
-                    if !wanted {
+                    if filter.is_some_and(|wanted| session.status != wanted) {
                         continue;
                     }
                     if sessions.len() == limit {
                         return Ok(Page {
                             sessions,
-                            next_cursor: last.map(|c| c.render()),
+                            next_cursor: last,
                         });
                     }
                     sessions.push(session);
-                    last = Some(Cursor { score, member });
+                    last = Some(Cursor::new(score, member));
                 }
             }
             if fetched < chunk {
@@ -397,7 +327,7 @@ impl Store {
         // Scan bound reached: hand out a cursor so the caller continues from here.
         Ok(Page {
             sessions,
-            next_cursor: scanned.map(|c| c.render()),
+            next_cursor: scanned,
         })
     }
 }

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use authsession::config;
+use authsession::domain::Revocation;
 use authsession::domain::{
     ChallengeId, ClientPublicKey, Code, CodeHasher, CodeHashes, DeviceSessionId, RequestId, UserId,
 };
-use authsession::store::sessions::Revocation;
 use authsession::store::{Redis, Store};
 use redis::AsyncCommands;
 use serde_json::json;

@@ -14,13 +14,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use authsession::config::{self, Config};
+use authsession::domain::Revocation;
 use authsession::domain::{
     ChallengeId, ClientKey, ClientPublicKey, Code, CodeHashKey, CodeHasher, CodeHashes,
     DeviceSessionId, Email, LoginCode, RequestId, UserId,
 };
 use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
 use authsession::store::scripts::{scripts, ScriptCall};
-use authsession::store::sessions::Revocation;
 use authsession::store::{Redis, Store};
 use base64::Engine;
 use redis::aio::MultiplexedConnection;

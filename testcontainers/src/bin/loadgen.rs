@@ -14,9 +14,9 @@ use authsession::config::{self, Config};
 use authsession::domain::{
     ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
+use authsession::domain::{Revocation, SessionStatus};
 use authsession::store::challenges::{ConfirmRequest, Created, DeliveryStatus, Verified};
 use authsession::store::pool::round_trips;
-use authsession::store::sessions::{Revocation, StatusFilter};
 use authsession::store::{Redis, Store};
 use base64::Engine;
 use clap::Parser;
@@ -702,7 +702,7 @@ async fn revoke_costs(
             }
         };
         let first = list(None).await;
-        let revoked_filter = list(Some(StatusFilter::Revoked)).await;
+        let revoked_filter = list(Some(SessionStatus::Revoked)).await;
         println!(
             "  | {size} | {:.1} | {} | {} | {:.2} | {:.2} |",
             took.as_secs_f64() * 1000.0,
