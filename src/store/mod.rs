@@ -2,6 +2,8 @@
 
 pub mod challenges;
 pub mod config_provider;
+mod connection;
+mod engine;
 pub mod keys;
 pub mod operator;
 pub mod pool;

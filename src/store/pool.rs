@@ -1,118 +1,40 @@
-//! Connections to Redis and the two ways the service talks to it: plain commands and `EVALSHA`
-//! with one transparent reload on `NOSCRIPT`.
+//! `Redis`: a cheap handle on the data store, standalone (a bb8 pool of multiplexed
+//! connections, see `connection`) or cluster (one multiplexed `ClusterConnection`, which already
+//! multiplexes, follows MOVED/ASK and reconnects per node; created on first use). Plain commands
+//! and pipelines run here within the command timeout; scripts run through `engine`.
 //!
-//! Standalone: bb8 pools multiplexed connections. The manager is our own rather than
-//! `bb8-redis`'s because that one PINGs on every checkout (one extra round trip per request) and
-//! can neither take a custom CA nor notice a dead connection; here a connection whose command
-//! failed at the transport level is marked broken and bb8 replaces it.
-//!
-//! Cluster: one multiplexed `ClusterConnection` (it already multiplexes, follows MOVED/ASK and
-//! reconnects per node), created on first use. Script loads and server checks are routed to the
-//! primary that owns the slot of the configured hash tag, never to every node, so one unreachable
-//! replica cannot fail requests.
+//! Script loads and server checks in cluster mode are routed to the primary that owns the slot of
+//! the configured hash tag, never to every node, so one unreachable replica cannot fail requests.
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
-    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, IntoConnectionInfo,
-    RedisConnectionInfo, RedisError, ServerErrorKind, Value,
+    AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo,
+    RedisError, Value,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
 use secrecy::ExposeSecret;
-use tracing::Instrument;
 
-use super::scripts::{Script, ScriptCall};
+use super::connection::{checkout, tls_certs, Manager};
 use super::Error;
 use crate::config::{RedisConfig, RedisMode, ScriptLoading};
-use crate::telemetry::metrics::metrics;
-
-/// A pooled multiplexed connection that remembers a transport failure. Requests run on clones
-/// (a multiplexed connection pipelines any number of them), so a checkout lasts only as long as
-/// taking the clone, and a failure seen on any clone marks the pooled original broken.
-#[derive(Clone)]
-pub struct Conn {
-    inner: MultiplexedConnection,
-    broken: Arc<AtomicBool>,
-}
-
-impl Conn {
-    /// A transport-level failure leaves the connection unusable: bb8 drops it on return.
-    /// Returns true when the connection was lost (as opposed to a timeout or a server error).
-    fn note<T>(&self, result: &Result<T, RedisError>) -> bool {
-        let Err(e) = result else { return false };
-        if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_unrecoverable_error()
-        {
-            self.broken.store(true, Ordering::Relaxed);
-        }
-        !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped())
-    }
-}
-
-pub struct Manager {
-    client: Client,
-    config: AsyncConnectionConfig,
-}
-
-impl bb8::ManageConnection for Manager {
-    type Connection = Conn;
-    type Error = RedisError;
-
-    async fn connect(&self) -> Result<Conn, RedisError> {
-        let inner = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        Ok(Conn {
-            inner,
-            broken: Arc::default(),
-        })
-    }
-
-    async fn is_valid(&self, conn: &mut Conn) -> Result<(), RedisError> {
-        redis::cmd("PING").query_async::<()>(&mut conn.inner).await
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken.load(Ordering::Relaxed)
-    }
-}
-
-/// Requests sent to Redis by this process (commands, pipelines, script loads): what the
-/// benchmarks report as round trips per flow.
-static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Round trips to Redis since the process started.
-pub fn round_trips() -> u64 {
-    ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-fn count_round_trip() {
-    ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
 
 /// What one round trip sends.
-enum Request<'a> {
+pub(super) enum Request<'a> {
     Cmd(&'a redis::Cmd),
     Pipe(&'a redis::Pipeline),
 }
 
 impl Request<'_> {
-    async fn send(
+    pub(super) async fn send(
         &self,
         conn: &mut (impl redis::aio::ConnectionLike + Send),
     ) -> Result<Value, RedisError> {
-        count_round_trip();
         match self {
             Request::Cmd(cmd) => cmd.query_async(conn).await,
             Request::Pipe(pipe) => pipe.query_async(conn).await,
@@ -122,19 +44,19 @@ impl Request<'_> {
 
 /// Where a standalone request gets its connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Via {
+pub(super) enum Via {
     /// A clone of a pooled connection (requests).
     Pool,
     /// A new connection, whose failure is reported as it is (startup checks).
     Fresh,
 }
 
-fn convert<T: FromRedisValue>(value: Value) -> Result<T, Error> {
+pub(super) fn convert<T: FromRedisValue>(value: Value) -> Result<T, Error> {
     T::from_redis_value(value).map_err(|e| Error::Redis(e.into()))
 }
 
 #[derive(Clone)]
-enum Backend {
+pub(super) enum Backend {
     Standalone(bb8::Pool<Manager>),
     Cluster {
         client: Box<ClusterClient>,
@@ -147,28 +69,11 @@ enum Backend {
 /// A cheap, clonable handle on Redis.
 #[derive(Clone)]
 pub struct Redis {
-    backend: Backend,
-    command_timeout: Duration,
-    script_loading: ScriptLoading,
+    pub(super) backend: Backend,
+    pub(super) command_timeout: Duration,
+    pub(super) script_loading: ScriptLoading,
     /// `host:port` (comma-separated seeds in cluster mode) for log lines; never credentials.
     address: String,
-}
-
-fn tls_certs(config: &RedisConfig) -> Result<Option<redis::TlsCertificates>, RedisError> {
-    let Some(path) = &config.tls_ca_file else {
-        return Ok(None);
-    };
-    let root_cert = std::fs::read(path).map_err(|e| {
-        RedisError::from((
-            ErrorKind::InvalidClientConfig,
-            "cannot read the TLS CA file",
-            e.to_string(),
-        ))
-    })?;
-    Ok(Some(redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(root_cert),
-    }))
 }
 
 impl Redis {
@@ -311,7 +216,12 @@ impl Redis {
     /// (Redis restarted, idle reset), retries once on a fresh one; every request sent here is a
     /// read or a replay-safe script, so that is safe, and other dead pooled connections are
     /// replaced as they surface.
-    async fn run(&self, request: Request<'_>, limit: Duration, via: Via) -> Result<Value, Error> {
+    pub(super) async fn run(
+        &self,
+        request: Request<'_>,
+        limit: Duration,
+        via: Via,
+    ) -> Result<Value, Error> {
         let attempt = async {
             let pool = match &self.backend {
                 Backend::Standalone(pool) => pool,
@@ -337,13 +247,17 @@ impl Redis {
     }
 
     /// Cluster only: `cmd` on the primary owning `key`'s slot.
-    async fn route(&self, cmd: &redis::Cmd, key: &str, limit: Duration) -> Result<Value, Error> {
+    pub(super) async fn route(
+        &self,
+        cmd: &redis::Cmd,
+        key: &str,
+        limit: Duration,
+    ) -> Result<Value, Error> {
         let attempt = async {
             let mut conn = self.cluster_conn().await?;
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                 Route::with_key(key, SlotAddr::Master),
             ));
-            count_round_trip();
             conn.route_command(cmd.clone(), routing)
                 .await
                 .map_err(Error::Redis)
@@ -352,111 +266,4 @@ impl Redis {
             .await
             .map_err(|_| Error::Timeout(limit))?
     }
-
-    /// `EVALSHA`; on `NOSCRIPT` (restart, failover, `SCRIPT FLUSH`, a new cluster node) loads
-    /// the script with `SCRIPT LOAD` on the node that answered and retries once, unless scripts
-    /// are `preloaded`.
-    pub async fn invoke(&self, call: &ScriptCall<'_>) -> Result<Value, Error> {
-        let script = call.script();
-        let span = tracing::info_span!(
-            "script",
-            script = script.name,
-            version = script.version,
-            outcome = tracing::field::Empty,
-            noscript_reload = tracing::field::Empty,
-        );
-        let started = std::time::Instant::now();
-        let reloaded = AtomicBool::new(false);
-        let result = self
-            .invoke_once_reloading(call, &reloaded)
-            .instrument(span.clone())
-            .await;
-        let elapsed = started.elapsed();
-        // Recorded once, at the end: text logs would print a field recorded twice twice.
-        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
-        span.record("noscript_reload", reloaded.load(Ordering::Relaxed));
-        metrics().script(
-            script.name,
-            script.version,
-            result.is_ok(),
-            elapsed,
-            script.writes_projection,
-        );
-        if let Err(error) = &result {
-            let _entered = span.enter();
-            tracing::warn!(%error, elapsed_ms = elapsed.as_millis() as u64, "script call failed");
-        }
-        result
-    }
-
-    async fn invoke_once_reloading(
-        &self,
-        call: &ScriptCall<'_>,
-        reloaded: &AtomicBool,
-    ) -> Result<Value, Error> {
-        let script = call.script();
-        let evalsha = call.evalsha();
-        match self
-            .run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
-            .await
-        {
-            Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                if self.script_loading == ScriptLoading::Preloaded {
-                    return Err(Error::NotPreloaded {
-                        script: script.name,
-                        version: script.version,
-                    });
-                }
-                reloaded.store(true, Ordering::Relaxed);
-                metrics().noscript_reload(script.name);
-                tracing::info!("NOSCRIPT: loading script");
-                self.load(script, call.first_key()).await?;
-                self.run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
-                    .await
-            }
-            other => other,
-        }
-    }
-
-    /// `SCRIPT LOAD` on the node that runs the call (cluster: the primary owning `key`'s slot).
-    async fn load(&self, script: &Script, key: Option<&str>) -> Result<(), Error> {
-        let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(&script.body);
-        let sha: String = match (&self.backend, key) {
-            (Backend::Cluster { .. }, Some(key)) => {
-                let value = self.route(&cmd, key, self.command_timeout).await?;
-                String::from_redis_value(value).map_err(|e| Error::Redis(e.into()))?
-            }
-            _ => self.query_server(&cmd, self.command_timeout).await?,
-        };
-        if sha != script.sha1 {
-            return Err(Error::Reply {
-                script: script.name,
-                detail: format!("SCRIPT LOAD returned {sha}"),
-            });
-        }
-        Ok(())
-    }
-
-    /// `SCRIPT EXISTS` for each script, in order.
-    pub async fn scripts_exist(&self, scripts: &[&Script]) -> Result<Vec<bool>, Error> {
-        let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("EXISTS");
-        for script in scripts {
-            cmd.arg(&script.sha1);
-        }
-        self.query_server(&cmd, self.command_timeout).await
-    }
-}
-
-/// A clone of a pooled connection; the pooled one goes back at once (FIFO, so load spreads over
-/// every connection).
-async fn checkout(pool: &bb8::Pool<Manager>, limit: Duration) -> Result<Conn, Error> {
-    let started = std::time::Instant::now();
-    let pooled = pool.get().await.map_err(|e| match e {
-        bb8::RunError::User(e) => Error::Redis(e),
-        bb8::RunError::TimedOut => Error::Timeout(limit),
-    })?;
-    metrics().pool_wait(started.elapsed());
-    Ok(Conn::clone(&pooled))
 }

@@ -16,7 +16,7 @@ use authsession::domain::{
 };
 use authsession::domain::{Revocation, SessionStatus};
 use authsession::store::challenges::{ConfirmRequest, Created, DeliveryStatus, Verified};
-use authsession::store::pool::round_trips;
+use authsession::store::scripts::scripts;
 use authsession::store::{Redis, Store};
 use base64::Engine;
 use clap::Parser;
@@ -221,11 +221,59 @@ async fn info_field(
         .unwrap_or(0.0)
 }
 
-/// Redis-side counters around a run: commands executed (scripts' inner ones included) and CPU.
+/// Redis-side counters around a run: commands executed (scripts' inner ones included), round
+/// trips and CPU, all from the server's own `INFO`.
 struct RedisCounters {
     commands: f64,
     cpu: f64,
     trips: u64,
+}
+
+/// Commands some script runs (`redis.call('HSET'` ...), lowercase: calls of these may come from
+/// inside scripts, so they are not round trips.
+fn script_internal_commands() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for script in scripts().all() {
+        for call in script.body.split("redis.").skip(1) {
+            let rest = call
+                .strip_prefix("call(")
+                .or_else(|| call.strip_prefix("pcall("));
+            if let Some(name) = rest
+                .and_then(|r| r.get(1..))
+                .and_then(|r| r.split(['\'', '"']).next())
+            {
+                names.insert(name.to_lowercase());
+            }
+        }
+    }
+    names
+}
+
+/// Round trips from `INFO commandstats`: calls of every command no script runs (EVALSHA, SCRIPT
+/// LOAD, the service's own reads), minus this generator's own `INFO`s.
+async fn round_trips(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let internal = script_internal_commands();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
+        .filter(|(name, _)| {
+            let base = name.split('|').next().unwrap_or(name);
+            base != "info" && !internal.contains(base)
+        })
+        .filter_map(|(_, fields)| {
+            fields
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 async fn counters(redis: &mut redis::aio::MultiplexedConnection) -> RedisCounters {
@@ -233,16 +281,21 @@ async fn counters(redis: &mut redis::aio::MultiplexedConnection) -> RedisCounter
         commands: info_field(redis, "stats", "total_commands_processed").await,
         cpu: info_field(redis, "cpu", "used_cpu_user").await
             + info_field(redis, "cpu", "used_cpu_sys").await,
-        trips: round_trips(),
+        trips: round_trips(redis).await,
     }
 }
+
+/// `INFO` commands `counters` sends after reading `total_commands_processed`, plus the next
+/// reading itself.
+const COUNTER_INFOS: f64 = 4.0;
 
 fn print_costs(before: &RedisCounters, after: &RedisCounters, logins: u64) {
     let per = |v: f64| v / logins.max(1) as f64;
     println!(
         "  per login: {:.2} Redis round trips, {:.1} Redis commands (script-internal included), {:.0} us Redis CPU",
         per((after.trips - before.trips) as f64),
-        per(after.commands - before.commands - 2.0),
+        // Between the two `stats` readings this generator sends four `INFO`s of its own.
+        per(after.commands - before.commands - COUNTER_INFOS),
         per((after.cpu - before.cpu) * 1e6)
     );
 }

@@ -1,0 +1,111 @@
+//! The script engine's runtime half (the other, `scripts`, assembles and hashes the Lua):
+//! `EVALSHA` with one transparent `SCRIPT LOAD` on `NOSCRIPT`, the `script` span and metrics,
+//! and `SCRIPT EXISTS` for the startup and `verify` checks.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redis::{ErrorKind, FromRedisValue, ServerErrorKind, Value};
+use tracing::Instrument;
+
+use super::pool::{Backend, Request, Via};
+use super::scripts::{Script, ScriptCall};
+use super::{Error, Redis};
+use crate::config::ScriptLoading;
+use crate::telemetry::metrics::metrics;
+
+impl Redis {
+    /// `EVALSHA`; on `NOSCRIPT` (restart, failover, `SCRIPT FLUSH`, a new cluster node) loads
+    /// the script with `SCRIPT LOAD` on the node that answered and retries once, unless scripts
+    /// are `preloaded`.
+    pub async fn invoke(&self, call: &ScriptCall<'_>) -> Result<Value, Error> {
+        let script = call.script();
+        let span = tracing::info_span!(
+            "script",
+            script = script.name,
+            version = script.version,
+            outcome = tracing::field::Empty,
+            noscript_reload = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let reloaded = AtomicBool::new(false);
+        let result = self
+            .invoke_once_reloading(call, &reloaded)
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        // Recorded once, at the end: text logs would print a field recorded twice twice.
+        span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+        span.record("noscript_reload", reloaded.load(Ordering::Relaxed));
+        metrics().script(
+            script.name,
+            script.version,
+            result.is_ok(),
+            elapsed,
+            script.writes_projection,
+        );
+        if let Err(error) = &result {
+            let _entered = span.enter();
+            tracing::warn!(%error, elapsed_ms = elapsed.as_millis() as u64, "script call failed");
+        }
+        result
+    }
+
+    async fn invoke_once_reloading(
+        &self,
+        call: &ScriptCall<'_>,
+        reloaded: &AtomicBool,
+    ) -> Result<Value, Error> {
+        let script = call.script();
+        let evalsha = call.evalsha();
+        match self
+            .run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
+            .await
+        {
+            Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                if self.script_loading == ScriptLoading::Preloaded {
+                    return Err(Error::NotPreloaded {
+                        script: script.name,
+                        version: script.version,
+                    });
+                }
+                reloaded.store(true, Ordering::Relaxed);
+                metrics().noscript_reload(script.name);
+                tracing::info!("NOSCRIPT: loading script");
+                self.load(script, call.first_key()).await?;
+                self.run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// `SCRIPT LOAD` on the node that runs the call (cluster: the primary owning `key`'s slot).
+    async fn load(&self, script: &Script, key: Option<&str>) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(&script.body);
+        let sha: String = match (&self.backend, key) {
+            (Backend::Cluster { .. }, Some(key)) => {
+                let value = self.route(&cmd, key, self.command_timeout).await?;
+                String::from_redis_value(value).map_err(|e| Error::Redis(e.into()))?
+            }
+            _ => self.query_server(&cmd, self.command_timeout).await?,
+        };
+        if sha != script.sha1 {
+            return Err(Error::Reply {
+                script: script.name,
+                detail: format!("SCRIPT LOAD returned {sha}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// `SCRIPT EXISTS` for each script, in order.
+    pub async fn scripts_exist(&self, scripts: &[&Script]) -> Result<Vec<bool>, Error> {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("EXISTS");
+        for script in scripts {
+            cmd.arg(&script.sha1);
+        }
+        self.query_server(&cmd, self.command_timeout).await
+    }
+}
