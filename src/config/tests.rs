@@ -1,5 +1,6 @@
 //! Parsing every variable: defaults, all problems at once, caps, secrets never echoed.
 
+use super::parse::parse_listen_addr;
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -126,14 +127,6 @@ fn cluster_mode_needs_db_zero_and_one_hash_tag() {
         ),
     ]));
     assert!(ok.is_ok(), "{:?}", ok.err());
-}
-
-#[test]
-fn hash_tag_follows_redis_rules() {
-    assert_eq!(hash_tag("{auth}x"), Some("auth"));
-    assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
-    assert_eq!(hash_tag("{}x"), None);
-    assert_eq!(hash_tag("plain"), None);
 }
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";

@@ -3,6 +3,21 @@
 
 use crate::config::{GatewayConfig, RedisConfig};
 
+/// The Redis Cluster hash tag of a key: the text between the first `{` and the next `}`, when
+/// non-empty.
+pub fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')? + open + 1;
+    (close > open + 1).then(|| &key[open + 1..close])
+}
+
+/// Whether every name carries one and the same hash tag. In cluster mode every key a script
+/// touches must live in one slot, and keys are built from these names.
+pub fn share_one_hash_tag(names: &[&str]) -> bool {
+    let first = names.first().and_then(|n| hash_tag(n));
+    first.is_some() && names.iter().all(|n| hash_tag(n) == first)
+}
+
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
@@ -187,6 +202,17 @@ pub struct UserIndexParts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_tag_follows_redis_rules() {
+        assert_eq!(hash_tag("{auth}x"), Some("auth"));
+        assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
+        assert_eq!(hash_tag("{}x"), None);
+        assert_eq!(hash_tag("plain"), None);
+        assert!(share_one_hash_tag(&["{a}x", "{a}y", "z{a}"]));
+        assert!(!share_one_hash_tag(&["{a}x", "{b}y"]));
+        assert!(!share_one_hash_tag(&["x", "y"]));
+    }
     use crate::config::Config;
     use std::collections::HashMap;
 

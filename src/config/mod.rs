@@ -1,0 +1,245 @@
+//! Configuration: every `AUTHSESSION_*` variable parsed into typed values before anything starts.
+//!
+//! The environment is read through [`EnvSource`] so tests pass a map instead of mutating the
+//! process environment. Parsing never stops at the first problem: every bad variable is collected
+//! and reported at once, each naming the variable, its value and what is expected.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use secrecy::SecretString;
+
+use crate::domain::CodeHashKey;
+
+mod known;
+mod load;
+mod parse;
+mod vars;
+pub use vars::*;
+
+/// Upper bound for the runtime-overridable per-user session limit; one confirm evicts at most
+/// this many sessions, which keeps the confirm script bounded.
+pub const MAX_ACTIVE_SESSIONS_CEILING: u32 = 1000;
+/// Upper bound for the per-challenge attempt limit.
+pub const MAX_ATTEMPTS_CEILING: u32 = 1000;
+/// Upper bound for the per-address failure budget.
+pub const FAILURE_BUDGET_CEILING: u32 = 1_000_000;
+/// Longest duration that reaches Redis as a TTL (10 years): the scripts refuse longer ones in
+/// their read phase (`MAX_MS` in `lua/include/common.lua`), so `now + ttl` never overflows.
+pub const MAX_REDIS_DURATION: Duration = Duration::from_millis(315_360_000_000);
+/// Largest stream `MAXLEN` (`MAX_STREAM_LEN` in `lua/include/common.lua`).
+pub const MAX_EVENTS_MAXLEN: u64 = 1_000_000_000;
+
+/// Where configuration values come from.
+pub trait EnvSource {
+    fn get(&self, name: &str) -> Option<String>;
+    /// Every variable name present (to refuse misspelled `AUTHSESSION_*` ones).
+    fn names(&self) -> Vec<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect()
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    Standalone,
+    Cluster,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptLoading {
+    /// Load a script with `SCRIPT LOAD` when Redis answers `NOSCRIPT`, then retry once.
+    Auto,
+    /// Never send script bodies; startup requires every script to be cached already.
+    Preloaded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Seed nodes, `host:port`; exactly one in standalone mode.
+    pub addrs: Vec<String>,
+    pub mode: RedisMode,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub db: i64,
+    pub tls_enabled: bool,
+    pub tls_ca_file: Option<PathBuf>,
+    pub key_prefix: String,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub script_loading: ScriptLoading,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub session_key_prefix: String,
+    pub events_stream: String,
+    pub events_maxlen: u64,
+}
+
+/// A REST dependency's location and per-attempt timeout.
+#[derive(Debug, Clone)]
+pub struct RestTarget {
+    pub base_url: Url,
+    pub request_timeout: Duration,
+}
+
+/// `stub` (in-process, dev/testing only) or `rest`.
+#[derive(Debug, Clone)]
+pub enum ServiceMode {
+    Stub,
+    Rest(RestTarget),
+}
+
+/// Login and session policy; limits marked runtime-overridable are defaults for `P config`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub challenge_ttl: Duration,
+    pub challenge_max_attempts: u32,
+    pub confirm_failure_budget: u32,
+    pub confirm_failure_window: Duration,
+    pub expired_challenge_retention: Duration,
+    pub confirm_idempotency_window: Duration,
+    pub resend_cooldown: Duration,
+    pub revoked_session_retention: Duration,
+    pub max_active_sessions_per_user: u32,
+    pub config_refresh_interval: Duration,
+    pub block_marker_ttl: Duration,
+    /// Admission limits; `None` is `off`.
+    pub send_rate_per_ip: Option<RateLimit>,
+    pub confirm_rate_per_ip: Option<RateLimit>,
+    pub send_rate_global: Option<RateLimit>,
+}
+
+/// `N/DURATION`: at most `count` requests per fixed window of `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// `60/1m`, or `off` (`None`).
+    fn parse(value: &str) -> Option<Option<Self>> {
+        if value.trim().eq_ignore_ascii_case("off") {
+            return Some(None);
+        }
+        let (count, window) = value.split_once('/')?;
+        let count = count.trim().parse::<u32>().ok().filter(|n| *n >= 1)?;
+        let window = humantime::parse_duration(window.trim())
+            .ok()
+            .filter(|d| *d >= Duration::from_millis(1) && *d <= MAX_REDIS_DURATION)?;
+        Some(Some(Self { count, window }))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub gateway: GatewayConfig,
+    pub user_service: ServiceMode,
+    pub mail_service: ServiceMode,
+    pub stub_blocked_emails: Vec<String>,
+    pub public_addr: SocketAddr,
+    pub internal_addr: SocketAddr,
+    pub internal_token: Option<SecretString>,
+    /// `AUTHSESSION_INTERNAL_HTTP_ALLOW_UNAUTHENTICATED`: the operator's explicit opt-out.
+    pub internal_allow_unauthenticated: bool,
+    /// `None` only in stub mode, which then uses the development key.
+    pub code_hash_key: Option<CodeHashKey>,
+    pub code_hash_key_previous: Option<CodeHashKey>,
+    pub http_header_read_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    /// Most open connections per listener.
+    pub http_max_connections: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub shutdown_timeout: Duration,
+    pub policy: Policy,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// One bad variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub value: Option<String>,
+    pub expected: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(
+                f,
+                "{}={:?}: expected {}",
+                self.variable, value, self.expected
+            ),
+            None => write!(
+                f,
+                "{} is not set: expected {}",
+                self.variable, self.expected
+            ),
+        }
+    }
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration ({} problem(s)):\n{}", .0.len(), render(.0))]
+pub struct ConfigError(pub Vec<Problem>);
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What cluster mode needs of the three names, with a working example.
+pub(crate) fn hash_tag_expectation(key_prefix: &str, gateway_prefix: &str, stream: &str) -> String {
+    format!(
+        "in cluster mode {REDIS_KEY_PREFIX} ({key_prefix:?}), {GATEWAY_SESSION_KEY_PREFIX} ({gateway_prefix:?}) and \
+         {GATEWAY_SESSION_EVENTS_STREAM} ({stream:?}) to share one hash tag, e.g. \
+         {REDIS_KEY_PREFIX}={{auth}}authsession: {GATEWAY_SESSION_KEY_PREFIX}={{auth}}gateway:session: \
+         {GATEWAY_SESSION_EVENTS_STREAM}={{auth}}gateway:session_events (the gateway must use the same names)"
+    )
+}
+
+#[cfg(test)]
+mod tests;
