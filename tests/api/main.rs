@@ -6,6 +6,7 @@ mod contract;
 mod deployments;
 mod edge;
 mod faults;
+mod fuzz;
 mod helpers;
 mod hostile;
 mod internal;
