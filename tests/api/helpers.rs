@@ -1,7 +1,6 @@
 //! What most tests share: a Redis server, both fakes, and the app in REST mode against them.
 
 use authsession::config;
-use base64::Engine;
 use redis::AsyncCommands;
 use serde_json::Value;
 use testcontainers::app::Reply;
@@ -61,14 +60,7 @@ pub fn rest_env(users: &FakeUserService, mail: &FakeMailService) -> Vec<(&'stati
     ]
 }
 
-/// A random Ed25519-sized public key, base64.
-pub fn public_key() -> String {
-    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
-}
-
-pub fn unique_email() -> String {
-    format!("user{:x}@example.com", rand::random::<u64>())
-}
+pub use testcontainers::{public_key, unique_email};
 
 impl Harness {
     /// Sends a code to `email` and returns (challenge_id, code as the mail fake received it).
@@ -88,13 +80,8 @@ impl Harness {
 
     /// A full login; returns (device_session_id, user_id).
     pub async fn login(&self, email: &str) -> (String, String) {
-        let (challenge_id, code) = self.send_code(email).await;
-        let reply = self.app.confirm(&challenge_id, &code, &public_key()).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        let id = reply.body["device_session_id"]
-            .as_str()
-            .expect("device_session_id")
-            .to_owned();
+        let login = self.app.login_client(&self.mail).login(email).await;
+        let id = login.expect("login succeeds").device_session_id;
         // Through the internal API, so this works in every deployment mode.
         let session = self
             .app

@@ -1,11 +1,7 @@
 //! The trusted internal surface: list, get, revoke, revoke-all, block, bearer auth.
 
-use authsession::config::{self, Config};
-use authsession::domain::{
-    ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
-};
-use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
-use authsession::store::{Redis, Store};
+use authsession::config;
+use authsession::domain::UserId;
 use serde_json::json;
 use testcontainers::{spawn_app, Behaviour, RedisServer};
 
@@ -159,59 +155,6 @@ async fn revoke_writes_the_revoked_snapshot_and_one_event_and_is_terminal() {
     );
 }
 
-/// Creates `count` active sessions for `user_id` straight through the store's scripts.
-async fn seed_sessions(redis: &RedisServer, app_config: &Config, user_id: &str, count: usize) {
-    let store = Store::new(
-        Redis::new(&app_config.redis).unwrap(),
-        &app_config.redis,
-        &app_config.gateway,
-        &app_config.policy,
-    );
-    let user_id = UserId::parse(user_id).unwrap();
-    let _ = redis;
-    let tasks = (0..count).map(|i| {
-        let store = store.clone();
-        let user_id = user_id.clone();
-        async move {
-            let email = Email::parse(&format!("seed{i}@example.com")).unwrap();
-            let challenge_id = ChallengeId::generate();
-            let code = LoginCode::generate();
-            let hashes = CodeHasher::development().hashes(&challenge_id, &code);
-            store
-                .challenge_create(
-                    &challenge_id,
-                    &email,
-                    &hashes.current,
-                    None,
-                    &CodeHasher::development().client_key([127, 0, 0, 1].into()),
-                )
-                .await
-                .unwrap();
-            store
-                .challenge_mark_delivery(&challenge_id, &email, DeliveryStatus::Sent)
-                .await
-                .unwrap();
-            let key = ClientPublicKey::parse(&public_key()).unwrap();
-            let request = ConfirmRequest {
-                challenge_id: &challenge_id,
-                code_hashes: &hashes,
-                client_public_key: &key,
-                user_id: &user_id,
-                device_session_id: &DeviceSessionId::generate(),
-                max_attempts: 5,
-                max_active_sessions: 1000,
-            };
-            store.challenge_confirm(&request).await.unwrap();
-        }
-    });
-    futures::stream::iter(tasks)
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
-}
-
-use futures::StreamExt;
-
 async fn evalsha_calls(h: &Harness) -> u64 {
     let mut redis = h.app.redis.clone();
     let info: String = redis::cmd("INFO")
@@ -230,7 +173,8 @@ async fn evalsha_calls(h: &Harness) -> u64 {
 async fn revoke_all_over_a_thousand_sessions_revokes_every_one_in_batches_of_at_most_200() {
     let h = harness(&[(config::MAX_ACTIVE_SESSIONS_PER_USER, "1000")]).await;
     let user_id = h.users.add_user(&unique_email());
-    seed_sessions(&h.redis, &h.app.config, &user_id, 1000).await;
+    let user = UserId::parse(&user_id).unwrap();
+    testcontainers::seed::active_sessions(&h.app.store(), &user, 1000).await;
     let calls_before = evalsha_calls(&h).await;
 
     let reply = h

@@ -7,7 +7,9 @@ use std::time::Duration;
 use authsession::config;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use testcontainers::{FakeMailService, FakeUserService, OtlpReceiver, RedisServer, ServiceProcess};
+use testcontainers::{
+    FakeMailService, FakeUserService, LoginClient, OtlpReceiver, RedisServer, ServiceProcess,
+};
 
 use crate::helpers::{public_key, rest_env, unique_email};
 
@@ -115,12 +117,15 @@ async fn otlp_export_carries_request_and_script_spans_and_metrics_flushed_at_sig
         ],
     )
     .await;
+    let login = LoginClient {
+        http: &service.http,
+        public: format!("http://{}", service.public),
+        mail: &mail,
+        deadline: Duration::from_secs(10),
+    };
     let email = unique_email();
-    let (_, sent) = service.send(&email).await;
-    let challenge_id = sent["challenge_id"].as_str().unwrap().to_owned();
-    let code = mail.code_for(&challenge_id).unwrap();
-    let (status, _) = service.confirm(&challenge_id, &code, &public_key()).await;
-    assert_eq!(status, 200);
+    let login = login.login(&email).await.unwrap();
+    let (challenge_id, code) = (login.challenge_id, login.code);
     service
         .confirm(&challenge_id, "000000", &public_key())
         .await;

@@ -1,7 +1,8 @@
 //! The soak run (not part of CI): moderate load of logins and revokes for a fixed time while a
 //! random fault hits every few seconds, then the invariant checker. Prints requests, answers by
 //! code, recovery time per fault and the verdict; exits 1 on any 5xx other than a clean 503, on a
-//! fault the service did not recover from, or on partial state.
+//! fault the service did not recover from, on partial state, or when the process's memory grew
+//! more than 32 MiB after warm-up.
 //!
 //!     cargo run --release -p testcontainers --bin soak -- --minutes 10
 
@@ -16,6 +17,25 @@ use testcontainers::load::{logins_and_revokes, Observed};
 use testcontainers::{
     chaos, invariants, spawn_app, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
 };
+
+/// Most the whole process may grow between warm-up and the end: faults and failing requests must
+/// leave nothing behind.
+const RSS_GROWTH_LIMIT: u64 = 32 << 20;
+
+/// This process's resident set size, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages
+        * nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096) as u64
+}
 
 #[derive(Parser)]
 #[command(about = "authsession soak run: load with random faults, then the invariant checker")]
@@ -98,11 +118,15 @@ async fn main() {
 
     let stop = AtomicBool::new(false);
     let seen = Mutex::new(Observed::default());
+    // Whole-process memory (service, load and fakes share this process): sampled once the load
+    // is warm and again at the end, every fault in between.
+    let warm_rss = Mutex::new(None::<u64>);
     let deadline = Instant::now() + Duration::from_secs_f64(args.minutes * 60.0);
     let mut recoveries: Vec<(&str, Option<Duration>)> = Vec::new();
     let chaos = async {
         while Instant::now() + Duration::from_secs(args.fault_every) < deadline {
             tokio::time::sleep(Duration::from_secs(args.fault_every)).await;
+            warm_rss.lock().unwrap().get_or_insert_with(rss);
             let fault = FAULTS[rand::rng().random_range(0..FAULTS.len())];
             let hold = Duration::from_millis(1500);
             match fault {
@@ -149,13 +173,22 @@ async fn main() {
         &mail,
         args.workers,
         Duration::from_millis(20),
-        Duration::from_secs(6),
         &stop,
         &seen,
     );
     tokio::join!(load, chaos);
 
     let seen = seen.into_inner().unwrap();
+    let grown = warm_rss
+        .into_inner()
+        .unwrap()
+        .map(|warm| rss().saturating_sub(warm));
+    let memory_flat = grown.is_none_or(|g| g < RSS_GROWTH_LIMIT);
+    println!(
+        "process RSS growth after warm-up: {} KiB (limit {} KiB)",
+        grown.unwrap_or(0) >> 10,
+        RSS_GROWTH_LIMIT >> 10
+    );
     let total: u64 = seen.answers.values().sum();
     println!(
         "\nrequests: {total}, successful logins: {}, slowest answer: {:?}",
@@ -187,7 +220,7 @@ async fn main() {
             format!("{violations:#?}")
         }
     );
-    if !(clean && unrecovered == 0 && violations.is_empty()) {
+    if !(clean && unrecovered == 0 && violations.is_empty() && memory_flat) {
         std::process::exit(1);
     }
 }

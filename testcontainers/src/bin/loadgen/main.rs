@@ -1,0 +1,177 @@
+//! The load generator: full logins against the service and, in the same run, the same Lua
+//! scripts driven straight at Redis (the ceiling), then cost-growth and memory measurements, one
+//! module per scenario. Everything runs on this machine (loopback only) and stops by itself.
+//!
+//!     cargo run --release -p testcontainers --bin loadgen -- --help
+
+mod ceiling;
+mod memory;
+mod recorder;
+mod redis_stats;
+mod revoke;
+mod stream;
+mod throughput;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authsession::app::App;
+use authsession::config::{self, Config, MAX_ACTIVE_SESSIONS_CEILING};
+use authsession::store::{Redis, Store};
+use clap::Parser;
+use testcontainers::{FakeMailService, RedisServer};
+use tokio_util::sync::CancellationToken;
+
+use recorder::{Recorder, Target};
+use redis_stats::slow_commands;
+
+#[derive(Parser, Debug)]
+#[command(about = "authsession load generator: service vs Redis ceiling, cost growth, memory")]
+struct Args {
+    /// Concurrent virtual users in the closed-loop runs.
+    #[arg(long, default_value_t = 32)]
+    users: usize,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Sessions created for the bytes-per-session measurement.
+    #[arg(long, default_value_t = 20_000)]
+    population: usize,
+    /// Revoke-all sizes (active sessions of one user; at most the per-user ceiling, 1000).
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000", value_parser = session_count)]
+    revoke_sizes: Vec<usize>,
+    /// Stream entries for the trimming measurement (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    stream_entries: usize,
+    /// Worker threads of the service's runtime.
+    #[arg(long, default_value_t = 2)]
+    service_threads: usize,
+}
+
+/// A number of active sessions one user can hold.
+fn session_count(raw: &str) -> Result<usize, String> {
+    let n: usize = raw.parse().map_err(|e| format!("{e}"))?;
+    (1..=MAX_ACTIVE_SESSIONS_CEILING as usize)
+        .contains(&n)
+        .then_some(n)
+        .ok_or_else(|| format!("1 to {MAX_ACTIVE_SESSIONS_CEILING}: no user holds more"))
+}
+
+fn main() {
+    let args = Args::parse();
+    // The service gets a runtime of its own, as it would in its own process.
+    let service_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.service_threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    let driver = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = driver.block_on(RedisServer::start_with(&[
+        "--maxmemory-policy",
+        "noeviction",
+    ]));
+    let mail = Arc::new(driver.block_on(FakeMailService::start()));
+    mail.stop_recording();
+    let mut env = testcontainers::app::test_env(&redis);
+    env.insert(config::MAIL_SERVICE_MODE.into(), "rest".into());
+    env.insert(config::MAIL_SERVICE_BASE_URL.into(), mail.base_url());
+    env.insert(config::MAIL_SERVICE_REQUEST_TIMEOUT.into(), "2s".into());
+    env.insert(config::LOG_LEVEL.into(), "error".into());
+    let config = Config::from_source(&env).unwrap();
+    let stop = CancellationToken::new();
+    let public = service_rt.block_on(async {
+        let app = App::build(config.clone()).await.expect("service starts");
+        let public = format!("http://{}", app.public_addr());
+        tokio::spawn(app.run_until_stopped(stop.clone()));
+        public
+    });
+    println!("# authsession load run\n");
+    println!(
+        "machine: {} cores; redis-server {}; service runtime {} threads; {} virtual users; {} s per run\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        redis_version(),
+        args.service_threads,
+        args.users,
+        args.duration
+    );
+    driver.block_on(run(args, redis, mail, public, config));
+    stop.cancel();
+    drop(service_rt);
+}
+
+fn redis_version() -> String {
+    let out = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .unwrap_or("?")
+        .to_owned()
+}
+
+async fn run(
+    args: Args,
+    redis: RedisServer,
+    mail: Arc<FakeMailService>,
+    public: String,
+    config: Config,
+) {
+    let mut conn = redis.connection().await;
+    let target = Arc::new(Target {
+        http: reqwest::Client::new(),
+        public,
+        mail,
+    });
+    let duration = Duration::from_secs(args.duration);
+    let store = Store::new(
+        Redis::new(&config.redis).unwrap(),
+        &config.redis,
+        &config.gateway,
+        &config.policy,
+    );
+
+    // Warm-up: connections, script cache.
+    for _ in 0..50 {
+        target.login(&Recorder::default()).await;
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let service_rate = throughput::closed_loop(&target, args.users, duration, &mut conn).await;
+    let ceiling_rate = ceiling::run(&store, args.users * 2, duration, &mut conn).await;
+    println!(
+        "\n  service / ceiling = {:.0} %",
+        100.0 * service_rate / ceiling_rate
+    );
+    throughput::open_loop(&target, (service_rate * 0.5).max(1.0), duration).await;
+
+    let slow = slow_commands(&mut conn).await;
+    println!(
+        "\n  commands slower than 5 ms during runs 1-3: {} {:?}",
+        slow.len(),
+        &slow[..slow.len().min(10)]
+    );
+
+    memory::memory_per_session(&store, &mut conn, args.population).await;
+    memory::memory_per_send(&store, &mut conn, 10_000).await;
+    revoke::revoke_costs(&store, &mut conn, &args.revoke_sizes).await;
+    if args.stream_entries > 0 {
+        stream::stream_trimming(&mut conn, &config, args.stream_entries).await;
+    }
+}

@@ -1,0 +1,69 @@
+//! Sessions written the way the service writes them (the store's challenge scripts: create, mark
+//! delivered, confirm), without HTTP: one helper for every test and benchmark that needs many
+//! sessions of one user quickly.
+
+use authsession::config::MAX_ACTIVE_SESSIONS_CEILING;
+use authsession::domain::{
+    ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
+};
+use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
+use authsession::store::Store;
+use futures::StreamExt;
+
+use crate::login::public_key;
+
+/// Scripts in flight at once while seeding.
+const CONCURRENCY: usize = 16;
+
+/// Creates `count` active sessions for `user_id` (at most the per-user ceiling, 1000: the confirm
+/// script evicts beyond it, so no user can hold more) and returns their ids.
+pub async fn active_sessions(
+    store: &Store,
+    user_id: &UserId,
+    count: usize,
+) -> Vec<DeviceSessionId> {
+    assert!(
+        count <= MAX_ACTIVE_SESSIONS_CEILING as usize,
+        "a user holds at most {MAX_ACTIVE_SESSIONS_CEILING} active sessions"
+    );
+    let codes = CodeHasher::development();
+    let client = codes.client_key([127, 0, 0, 1].into());
+    let one = |i: usize| {
+        let (store, user_id, codes, client) = (store, user_id, &codes, &client);
+        async move {
+            let email = Email::parse(&format!("seed{i}x{:x}@example.com", rand::random::<u32>()))
+                .expect("a valid address");
+            let challenge_id = ChallengeId::generate();
+            let hashes = codes.hashes(&challenge_id, &LoginCode::generate());
+            store
+                .challenge_create(&challenge_id, &email, &hashes.current, None, client)
+                .await
+                .expect("challenge_create");
+            store
+                .challenge_mark_delivery(&challenge_id, &email, DeliveryStatus::Sent)
+                .await
+                .expect("challenge_mark_delivery");
+            let device_session_id = DeviceSessionId::generate();
+            let key = ClientPublicKey::parse(&public_key()).expect("a valid key");
+            let request = ConfirmRequest {
+                challenge_id: &challenge_id,
+                code_hashes: &hashes,
+                client_public_key: &key,
+                user_id,
+                device_session_id: &device_session_id,
+                max_attempts: 5,
+                max_active_sessions: MAX_ACTIVE_SESSIONS_CEILING,
+            };
+            store
+                .challenge_confirm(&request)
+                .await
+                .expect("challenge_confirm");
+            device_session_id
+        }
+    };
+    futures::stream::iter(0..count)
+        .map(one)
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
+}
