@@ -10,3 +10,106 @@ pub mod flows;
 pub mod http;
 pub mod store;
 pub mod telemetry;
+
+/// The README's code map is the layering rule: each module may use only the modules its row
+/// names, and every module has a row.
+#[cfg(test)]
+mod architecture {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// `module -> may call`, from the README's "Code map" table.
+    fn code_map() -> BTreeMap<String, BTreeSet<String>> {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("### Code map")
+            .nth(1)
+            .expect("a Code map section");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with("| module"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let module = cells[1]
+                    .trim_matches('`')
+                    .trim_start_matches("src/")
+                    .trim_end_matches('/')
+                    .trim_end_matches(".rs")
+                    .to_owned();
+                let calls = cells[3]
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                (module, calls)
+            })
+            .collect()
+    }
+
+    /// Every `.rs` file of a module (a file, or a directory's tree).
+    fn files(module: &Path) -> Vec<std::path::PathBuf> {
+        let file = module.with_extension("rs");
+        if file.is_file() {
+            return vec![file];
+        }
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(module).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn modules_call_only_what_the_code_map_allows() {
+        let map = code_map();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut modules: BTreeSet<String> = BTreeSet::new();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() || (name != "lib" && name != "build") {
+                modules.insert(name);
+            }
+        }
+        let mapped: BTreeSet<String> = map.keys().cloned().collect();
+        assert_eq!(
+            modules, mapped,
+            "modules under src/ vs rows of the README code map"
+        );
+
+        let mut violations = Vec::new();
+        for (module, allowed) in &map {
+            for file in files(&src.join(module)) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for prefix in ["crate::", "authsession::"] {
+                    for used in text.split(prefix).skip(1) {
+                        let target: String = used
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        if mapped.contains(&target)
+                            && target != *module
+                            && !allowed.contains(&target)
+                        {
+                            violations.push(format!("{}: uses {target}", file.display()));
+                        }
+                    }
+                }
+            }
+        }
+        violations.sort();
+        violations.dedup();
+        assert!(
+            violations.is_empty(),
+            "layering violations:\n{}",
+            violations.join("\n")
+        );
+    }
+}

@@ -232,7 +232,10 @@ impl Store {
                 "failure_window_ms",
                 millis(self.policy.confirm_failure_window),
             )
-            .arg("confirm_failures_prefix", self.keys.confirm_failures(""))
+            .arg(
+                "confirm_failures_prefix",
+                self.keys.confirm_failures_prefix(),
+            )
             .arg("attempt_id", attempt)
             .arg("client_limit", client_limit)
             .arg("client_window_ms", client_window)

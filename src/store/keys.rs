@@ -54,6 +54,12 @@ impl Keys {
         format!("{}confirm_failures:{email_hash}", self.prefix)
     }
 
+    /// `P confirm_failures:`: the prefix the verify script derives the failure counter from
+    /// (prefix .. sha256hex of the address it reads from the challenge).
+    pub fn confirm_failures_prefix(&self) -> String {
+        self.confirm_failures("")
+    }
+
     /// `P session:<device_session_id>` (hash).
     pub fn session(&self, device_session_id: &str) -> String {
         format!("{}session:{device_session_id}", self.prefix)
