@@ -43,6 +43,17 @@ impl DeliveryStatus {
     }
 }
 
+/// What `challenge_mark_delivery` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// The challenge now shows the outcome (or already did: a replay).
+    Marked,
+    /// It had moved on (confirmed, or marked otherwise): left as it was.
+    Unchanged,
+    /// No such challenge (expired and removed).
+    NotFound,
+}
+
 /// Why a confirm attempt is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
@@ -176,16 +187,21 @@ impl Store {
             .arg("outcome", outcome.status())
     }
 
-    /// Returns false when the challenge was no longer pending (already marked, or gone).
     pub async fn challenge_mark_delivery(
         &self,
         id: &ChallengeId,
         email: &Email,
         outcome: DeliveryStatus,
-    ) -> Result<bool, Error> {
+    ) -> Result<Marked, Error> {
         let call = self.challenge_mark_delivery_call(id, &email.hash(), outcome);
-        let reply = reply_string(call.script().name, self.redis.invoke(&call).await?)?;
-        Ok(reply == "marked")
+        let name = call.script().name;
+        let reply = reply_string(name, self.redis.invoke(&call).await?)?;
+        match reply.as_str() {
+            "marked" => Ok(Marked::Marked),
+            "unchanged" => Ok(Marked::Unchanged),
+            "not_found" => Ok(Marked::NotFound),
+            _ => Err(unexpected(name, &[reply])),
+        }
     }
 
     /// Startup probe: runs `challenge_mark_delivery` on a challenge that cannot exist, which
