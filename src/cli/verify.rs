@@ -189,6 +189,42 @@ async fn expect_reply(
     Check { name, ok, detail }
 }
 
+/// The deployment as the service sees it: mode, the primary taking writes, its replicas; with
+/// replica acks on, fewer connected replicas than required fails (every write would answer 503).
+async fn topology_check(redis: &Redis, config: &Config, limit: Duration) -> Check {
+    let wanted = config.redis.min_replica_acks;
+    let (ok, detail) = match redis.topology(limit).await {
+        Ok(t) => {
+            let replicas = t
+                .connected_replicas
+                .map_or("unknown (INFO denied)".to_owned(), |n| n.to_string());
+            let acks = if wanted == 0 {
+                "replica acks off: an acknowledged write can be lost in a failover".to_owned()
+            } else {
+                format!(
+                    "every write waits for {wanted} replica ack(s) within {:?}",
+                    config.redis.replica_ack_timeout
+                )
+            };
+            let enough = wanted == 0 || t.connected_replicas.is_some_and(|n| n >= wanted);
+            (
+                enough,
+                format!(
+                    "mode {}, primary {}, connected replicas {replicas}; {acks}",
+                    t.mode.as_str(),
+                    t.primary
+                ),
+            )
+        }
+        Err(e) => (false, format!("cannot read the topology: {e}")),
+    };
+    Check {
+        name: "redis topology",
+        ok,
+        detail,
+    }
+}
+
 async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
     let address = config.redis.addrs.join(",");
     let redis = match Redis::new(&config.redis) {
@@ -213,6 +249,8 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
         ok: true,
         detail: format!("PING {address}"),
     }];
+
+    checks.push(topology_check(&redis, config, limit).await);
 
     let store = Store::new(redis, &config.redis, &config.gateway, &config.policy);
     let keys = &store.keys;

@@ -22,11 +22,16 @@ impl Config {
             problems: Vec::new(),
         };
 
-        let mode = p.parse(REDIS_MODE, "`standalone` or `cluster`", |v| match v {
-            "standalone" => Some(RedisMode::Standalone),
-            "cluster" => Some(RedisMode::Cluster),
-            _ => None,
-        });
+        let mode = p.parse(
+            REDIS_MODE,
+            "`standalone`, `sentinel` or `cluster`",
+            |v| match v {
+                "standalone" => Some(RedisMode::Standalone),
+                "sentinel" => Some(RedisMode::Sentinel),
+                "cluster" => Some(RedisMode::Cluster),
+                _ => None,
+            },
+        );
         let addrs = if p.optional(REDIS_ADDR).is_some_and(|v| v.contains('@')) {
             // `user:password@host:port` would carry a secret into logs: refuse it unechoed.
             p.problem(
@@ -39,13 +44,20 @@ impl Config {
         } else {
             p.parse(
                 REDIS_ADDR,
-                "`host:port` (comma-separated in cluster mode)",
+                "`host:port` (comma-separated: the Sentinels, or cluster seed nodes)",
                 |v| {
                     let addrs: Vec<String> = v.split(',').map(|a| a.trim().to_owned()).collect();
                     addrs.iter().all(|a| valid_host_port(a)).then_some(addrs)
                 },
             )
         };
+        let sentinel_master = p.optional(REDIS_SENTINEL_MASTER);
+        let sentinel_username = p.optional(REDIS_SENTINEL_USERNAME);
+        let sentinel_password = p.optional(REDIS_SENTINEL_PASSWORD).map(SecretString::from);
+        let min_replica_acks = p.parse(REDIS_MIN_REPLICA_ACKS, "an integer from 0 to 16", |v| {
+            v.parse::<u32>().ok().filter(|n| *n <= 16)
+        });
+        let replica_ack_timeout = p.duration(REDIS_REPLICA_ACK_TIMEOUT);
         let username = p.optional(REDIS_USERNAME);
         let password = p.optional(REDIS_PASSWORD).map(SecretString::from);
         let db = p.parse(REDIS_DB, "an integer from 0 to 15", |v| {
@@ -199,6 +211,36 @@ impl Config {
                 );
             }
         }
+        match (mode, &sentinel_master) {
+            (Some(RedisMode::Sentinel), None) => p.problem(
+                REDIS_SENTINEL_MASTER,
+                None,
+                "the monitored primary's name when AUTHSESSION_REDIS_MODE=sentinel",
+            ),
+            (Some(RedisMode::Standalone | RedisMode::Cluster), Some(name)) => p.problem(
+                REDIS_SENTINEL_MASTER,
+                Some(name.clone()),
+                "unset unless AUTHSESSION_REDIS_MODE=sentinel",
+            ),
+            _ => {}
+        }
+        if sentinel_password.is_none() && sentinel_username.is_some() {
+            p.problem(
+                REDIS_SENTINEL_PASSWORD,
+                None,
+                "a password when AUTHSESSION_REDIS_SENTINEL_USERNAME is set",
+            );
+        }
+        if let (Some(ack), Some(command)) = (replica_ack_timeout, command_timeout) {
+            // The command timeout bounds the script and its WAIT together.
+            if ack >= command {
+                p.problem(
+                    REDIS_REPLICA_ACK_TIMEOUT,
+                    p.env.get(REDIS_REPLICA_ACK_TIMEOUT),
+                    "a duration shorter than AUTHSESSION_REDIS_COMMAND_TIMEOUT",
+                );
+            }
+        }
         if password.is_none() && username.is_some() {
             p.problem(
                 REDIS_PASSWORD,
@@ -301,6 +343,13 @@ impl Config {
             redis: RedisConfig {
                 addrs: addrs.unwrap(),
                 mode: mode.unwrap(),
+                sentinel: sentinel_master.map(|master| SentinelConfig {
+                    master,
+                    username: sentinel_username,
+                    password: sentinel_password,
+                }),
+                min_replica_acks: min_replica_acks.unwrap(),
+                replica_ack_timeout: replica_ack_timeout.unwrap(),
                 username,
                 password,
                 db: db.unwrap(),

@@ -69,7 +69,29 @@ impl EnvSource for HashMap<String, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisMode {
     Standalone,
+    /// A primary and its replicas watched by Sentinel: `addrs` are the Sentinels.
+    Sentinel,
     Cluster,
+}
+
+impl RedisMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisMode::Standalone => "standalone",
+            RedisMode::Sentinel => "sentinel",
+            RedisMode::Cluster => "cluster",
+        }
+    }
+}
+
+/// Where Sentinel mode finds the primary.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    /// The name the Sentinels monitor the primary under.
+    pub master: String,
+    /// Credentials for the Sentinels themselves (the data nodes use `RedisConfig`'s).
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +110,15 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// Seed nodes, `host:port`; exactly one in standalone mode.
+    /// Seed nodes, `host:port`: one in standalone mode, the Sentinels in sentinel mode, seed
+    /// nodes in cluster mode.
     pub addrs: Vec<String>,
     pub mode: RedisMode,
+    /// Set in sentinel mode only.
+    pub sentinel: Option<SentinelConfig>,
+    /// Replicas that must acknowledge each write script (`WAIT`); 0 is off.
+    pub min_replica_acks: u32,
+    pub replica_ack_timeout: Duration,
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub db: i64,

@@ -25,8 +25,14 @@ macro_rules! variables {
 variables! {
     /// `host:port` of Redis; comma-separated seed nodes in cluster mode.
     REDIS_ADDR = "AUTHSESSION_REDIS_ADDR", Some("127.0.0.1:6379");
-    /// `standalone` or `cluster`.
+    /// `standalone`, `sentinel` or `cluster`.
     REDIS_MODE = "AUTHSESSION_REDIS_MODE", Some("standalone");
+    /// Sentinel mode: the name the Sentinels monitor the primary under.
+    REDIS_SENTINEL_MASTER = "AUTHSESSION_REDIS_SENTINEL_MASTER", None;
+    /// Sentinel mode: ACL user of the Sentinels themselves (unset: the default user).
+    REDIS_SENTINEL_USERNAME = "AUTHSESSION_REDIS_SENTINEL_USERNAME", None;
+    /// Sentinel mode: password of the Sentinels themselves (unset: no AUTH).
+    REDIS_SENTINEL_PASSWORD = "AUTHSESSION_REDIS_SENTINEL_PASSWORD", None;
     /// Redis ACL user name (unset: the default user).
     REDIS_USERNAME = "AUTHSESSION_REDIS_USERNAME", None;
     /// Redis ACL password (unset: no AUTH).
@@ -47,6 +53,11 @@ variables! {
     REDIS_COMMAND_TIMEOUT = "AUTHSESSION_REDIS_COMMAND_TIMEOUT", Some("1s");
     /// `auto` (load scripts on NOSCRIPT) or `preloaded` (never send script bodies).
     REDIS_SCRIPT_LOADING = "AUTHSESSION_REDIS_SCRIPT_LOADING", Some("auto");
+    /// Replicas that must acknowledge every write script before it answers success (`WAIT`);
+    /// 0 is off.
+    REDIS_MIN_REPLICA_ACKS = "AUTHSESSION_REDIS_MIN_REPLICA_ACKS", Some("0");
+    /// How long a write waits for those acknowledgements before it answers 503.
+    REDIS_REPLICA_ACK_TIMEOUT = "AUTHSESSION_REDIS_REPLICA_ACK_TIMEOUT", Some("100ms");
     /// Prefix of the gateway snapshot keys; must match the gateway.
     GATEWAY_SESSION_KEY_PREFIX = "AUTHSESSION_GATEWAY_SESSION_KEY_PREFIX", Some("gateway:session:");
     /// Stream the gateway consumes; must match the gateway.

@@ -1,4 +1,7 @@
-//! Standalone connections: a bb8 pool of multiplexed connections with a manager of our own.
+//! Standalone and Sentinel connections: a bb8 pool of multiplexed connections with a manager of
+//! our own. In Sentinel mode every new connection asks the Sentinels for the current primary, and
+//! a connection that failed at the transport level or met `READONLY` (its server was demoted) is
+//! marked broken, so after a failover the pool refills against the new primary by itself.
 //!
 //! Not `bb8-redis`: its manager is built from connection info alone (`Client::open`), so it can
 //! take neither a custom CA (`Client::build_with_tls`) nor connect and response timeouts
@@ -12,10 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, RedisError, ServerErrorKind, TlsMode,
+};
+use secrecy::ExposeSecret;
 
 use super::Error;
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, SentinelConfig};
 use crate::telemetry::metrics::metrics;
 
 /// A pooled multiplexed connection that remembers a transport failure. Requests run on clones
@@ -30,21 +37,136 @@ pub struct Conn {
 impl Conn {
     /// A transport-level failure leaves the connection unusable: bb8 drops it on return.
     /// Returns true when the connection was lost (as opposed to a timeout or a server error).
+    /// `READONLY` counts as lost: the server was demoted to a replica (a failover), nothing was
+    /// written, and a fresh connection finds the new primary.
     pub(super) fn note<T>(&self, result: &Result<T, RedisError>) -> bool {
         let Err(e) = result else { return false };
+        let demoted = e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_unrecoverable_error()
+            || demoted
         {
             self.broken.store(true, Ordering::Relaxed);
         }
-        !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped())
+        demoted || (!e.is_timeout() && (e.is_io_error() || e.is_connection_dropped()))
+    }
+}
+
+/// The server a pool's connections go to.
+pub enum Target {
+    /// One server, fixed.
+    Fixed(Client),
+    /// The primary the Sentinels name when a connection is made.
+    Sentinel(Box<SentinelTarget>),
+}
+
+/// Sentinel discovery: which primary, through which Sentinels, and the last one found.
+pub struct SentinelTarget {
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// Bounds one discovery (asking the Sentinels, then checking the primary's `ROLE`).
+    lookup_timeout: Duration,
+    /// `host:port` of the primary last connected to (logs, `verify`).
+    primary: std::sync::Mutex<Option<String>>,
+}
+
+impl SentinelTarget {
+    pub fn new(config: &RedisConfig, sentinel: &SentinelConfig) -> Result<Self, Error> {
+        let sentinels = config
+            .addrs
+            .iter()
+            .map(|addr| {
+                let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "26379"));
+                let port = port.parse().unwrap_or(26379);
+                if config.tls_enabled {
+                    ConnectionAddr::TcpTls {
+                        host: host.to_owned(),
+                        port,
+                        insecure: false,
+                        tls_params: None,
+                    }
+                } else {
+                    ConnectionAddr::Tcp(host.to_owned(), port)
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut builder =
+            SentinelClientBuilder::new(sentinels, &sentinel.master, SentinelServerType::Master)?
+                .set_client_to_redis_db(config.db);
+        if let Some(username) = &config.username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = &config.password {
+            builder = builder.set_client_to_redis_password(password.expose_secret());
+        }
+        if let Some(username) = &sentinel.username {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = &sentinel.password {
+            builder = builder.set_client_to_sentinel_password(password.expose_secret());
+        }
+        if config.tls_enabled {
+            builder = builder
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(certs) = tls_certs(config)? {
+                builder = builder
+                    .set_client_to_redis_certificates(certs.clone())
+                    .set_client_to_sentinel_certificates(certs);
+            }
+        }
+        Ok(Self {
+            client: tokio::sync::Mutex::new(builder.build()?),
+            lookup_timeout: config.connect_timeout,
+            primary: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// A client for the current primary, as the Sentinels name it (and it confirms by `ROLE`).
+    pub async fn primary_client(&self) -> Result<Client, RedisError> {
+        // Boxed: the redis crate's discovery future is deep enough to push the futures that hold
+        // it past rustc's type-layout recursion limit.
+        let lookup: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+            Box::pin(async { self.client.lock().await.async_get_client().await });
+        let client = tokio::time::timeout(self.lookup_timeout, lookup)
+            .await
+            .map_err(|_| {
+                RedisError::from((
+                    ErrorKind::Io,
+                    "no primary from the Sentinels within the connect timeout",
+                ))
+            })??;
+        let address = match client.get_connection_info().addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                format!("{host}:{port}")
+            }
+            other => other.to_string(),
+        };
+        let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if primary.as_deref() != Some(address.as_str()) {
+            match primary.as_deref() {
+                Some(old) => {
+                    tracing::warn!(from = old, to = %address, "Sentinel named a new primary: following it")
+                }
+                None => tracing::info!(primary = %address, "Sentinel named the primary"),
+            }
+            *primary = Some(address);
+        }
+        Ok(client)
+    }
+
+    /// The primary last connected to.
+    pub fn last_primary(&self) -> Option<String> {
+        self.primary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 pub struct Manager {
-    pub(super) client: Client,
+    pub(super) target: Arc<Target>,
     pub(super) config: AsyncConnectionConfig,
 }
 
@@ -53,8 +175,11 @@ impl bb8::ManageConnection for Manager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Conn, RedisError> {
-        let inner = self
-            .client
+        let client = match &*self.target {
+            Target::Fixed(client) => client.clone(),
+            Target::Sentinel(sentinel) => sentinel.primary_client().await?,
+        };
+        let inner = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
         Ok(Conn {

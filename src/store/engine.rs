@@ -57,10 +57,7 @@ impl Redis {
     ) -> Result<Value, Error> {
         let script = call.script();
         let evalsha = call.evalsha();
-        match self
-            .run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
-            .await
-        {
+        match self.send_script(&evalsha).await {
             Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 if self.script_loading == ScriptLoading::Preloaded {
                     return Err(Error::NotPreloaded {
@@ -72,11 +69,55 @@ impl Redis {
                 metrics().noscript_reload(script.name);
                 tracing::info!("NOSCRIPT: loading script");
                 self.load(script, call.first_key()).await?;
-                self.run(Request::Cmd(&evalsha), self.command_timeout, Via::Pool)
-                    .await
+                self.send_script(&evalsha).await
             }
             other => other,
         }
+    }
+
+    /// `EVALSHA` alone, or, with replica acks on, `EVALSHA` then `WAIT` as one pipeline: both go
+    /// down the same connection back to back, so the `WAIT` covers this script's writes (and any
+    /// earlier ones of that connection). Every script writes, so every call waits; reads never
+    /// come through here.
+    async fn send_script(&self, evalsha: &redis::Cmd) -> Result<Value, Error> {
+        let wanted = self.min_replica_acks;
+        if wanted == 0 {
+            return self
+                .run(Request::Cmd(evalsha), self.command_timeout, Via::Pool)
+                .await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(evalsha.clone())
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(self.replica_ack_timeout.as_millis() as u64);
+        let started = std::time::Instant::now();
+        // A script error (NOSCRIPT included) fails the whole pipeline before its reply is read.
+        let replies = self
+            .run(Request::Pipe(&pipe), self.command_timeout, Via::Pool)
+            .await?;
+        let (reply, acked) = match replies {
+            Value::Array(mut items) if items.len() == 2 => {
+                let acked = u32::from_redis_value(items.pop().expect("two items"))
+                    .map_err(|e| Error::Redis(e.into()))?;
+                (items.pop().expect("two items"), acked)
+            }
+            other => {
+                return Err(Error::Reply {
+                    script: "WAIT",
+                    detail: format!("expected a script reply and a count, got {other:?}"),
+                })
+            }
+        };
+        metrics().replica_acks(acked >= wanted, started.elapsed());
+        if acked < wanted {
+            return Err(Error::ReplicaAcks {
+                wanted,
+                acked,
+                timeout: self.replica_ack_timeout,
+            });
+        }
+        Ok(reply)
     }
 
     /// `SCRIPT LOAD` on the node that runs the call (cluster: the primary owning `key`'s slot).

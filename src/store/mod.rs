@@ -24,6 +24,14 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error("script {script} v{version} is not cached in Redis and script loading is `preloaded`")]
     NotPreloaded { script: &'static str, version: u32 },
+    /// The write happened on the primary but fewer replicas than required acknowledged it in
+    /// time: it may not survive a failover, so it is not reported as done (a retry is safe).
+    #[error("{acked} of {wanted} required replicas acknowledged the write within {timeout:?}")]
+    ReplicaAcks {
+        wanted: u32,
+        acked: u32,
+        timeout: Duration,
+    },
     #[error("unexpected reply from script {script}: {detail}")]
     Reply {
         script: &'static str,

@@ -5,8 +5,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::connection::Target;
+use super::pool::Backend;
 use super::sessions::session_from_fields;
 use super::{Error, Redis, Store};
+use crate::config::RedisMode;
 use crate::domain::{ChallengeId, Session, UserId};
 
 /// A hash record as stored, and its key's `PTTL` (`-1` none, `-2` gone).
@@ -79,7 +82,61 @@ impl ServerInfo {
     }
 }
 
+/// Where writes go, and who replicates them.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub mode: RedisMode,
+    /// `host:port` of the primary that takes authsession's writes.
+    pub primary: String,
+    /// Replicas connected to that primary (`INFO replication`), when readable.
+    pub connected_replicas: Option<u32>,
+}
+
 impl Redis {
+    /// The current primary (asking the Sentinels in Sentinel mode; the owner of the namespace's
+    /// slot in cluster mode) and its connected replicas.
+    pub async fn topology(&self, limit: Duration) -> Result<Topology, Error> {
+        let (mode, primary) = match &self.backend {
+            Backend::Standalone { target, .. } => match &**target {
+                Target::Fixed(_) => (RedisMode::Standalone, self.address().to_owned()),
+                Target::Sentinel(sentinel) => {
+                    sentinel.primary_client().await?;
+                    let primary = sentinel.last_primary().unwrap_or_default();
+                    (RedisMode::Sentinel, primary)
+                }
+            },
+            Backend::Cluster { .. } => {
+                let nodes: String = self
+                    .query_server(redis::cmd("CLUSTER").arg("NODES"), limit)
+                    .await?;
+                let primary = nodes
+                    .lines()
+                    .find(|l| {
+                        l.split_whitespace()
+                            .nth(2)
+                            .is_some_and(|f| f.contains("myself"))
+                    })
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .map(|addr| addr.split('@').next().unwrap_or(addr).to_owned())
+                    .unwrap_or_default();
+                (RedisMode::Cluster, primary)
+            }
+        };
+        let info: Result<String, _> = self
+            .query_server(redis::cmd("INFO").arg("replication"), limit)
+            .await;
+        let connected_replicas = info.ok().and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("connected_slaves:"))
+                .and_then(|n| n.trim().parse().ok())
+        });
+        Ok(Topology {
+            mode,
+            primary,
+            connected_replicas,
+        })
+    }
+
     /// `PING` within `limit` (connection setup included).
     pub async fn ping(&self, limit: Duration) -> Result<(), Error> {
         self.check::<()>(&redis::cmd("PING"), limit).await

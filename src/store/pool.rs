@@ -6,6 +6,7 @@
 //! Script loads and server checks in cluster mode are routed to the primary that owns the slot of
 //! the configured hash tag, never to every node, so one unreachable replica cannot fail requests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -20,7 +21,7 @@ use tokio::sync::OnceCell;
 
 use secrecy::ExposeSecret;
 
-use super::connection::{checkout, tls_certs, Manager};
+use super::connection::{checkout, tls_certs, Manager, SentinelTarget, Target};
 use super::Error;
 use crate::config::{RedisConfig, RedisMode, ScriptLoading};
 
@@ -57,7 +58,11 @@ pub(super) fn convert<T: FromRedisValue>(value: Value) -> Result<T, Error> {
 
 #[derive(Clone)]
 pub(super) enum Backend {
-    Standalone(bb8::Pool<Manager>),
+    /// One server, or whichever primary the Sentinels name.
+    Standalone {
+        pool: bb8::Pool<Manager>,
+        target: Arc<Target>,
+    },
     Cluster {
         client: Box<ClusterClient>,
         conn: std::sync::Arc<OnceCell<ClusterConnection>>,
@@ -72,6 +77,9 @@ pub struct Redis {
     pub(super) backend: Backend,
     pub(super) command_timeout: Duration,
     pub(super) script_loading: ScriptLoading,
+    /// `WAIT` after every write script when above 0.
+    pub(super) min_replica_acks: u32,
+    pub(super) replica_ack_timeout: Duration,
     /// `host:port` (comma-separated seeds in cluster mode) for log lines; never credentials.
     address: String,
 }
@@ -86,14 +94,23 @@ impl Redis {
             "redis"
         };
         let backend = match config.mode {
-            RedisMode::Standalone => Self::standalone(config, scheme)?,
+            RedisMode::Standalone | RedisMode::Sentinel => Self::standalone(config, scheme)?,
             RedisMode::Cluster => Self::cluster(config, scheme)?,
         };
         Ok(Self {
             backend,
             command_timeout: config.command_timeout,
             script_loading: config.script_loading,
-            address: config.addrs.join(","),
+            min_replica_acks: config.min_replica_acks,
+            replica_ack_timeout: config.replica_ack_timeout,
+            address: match &config.sentinel {
+                Some(sentinel) => format!(
+                    "{} via Sentinels {}",
+                    sentinel.master,
+                    config.addrs.join(",")
+                ),
+                None => config.addrs.join(","),
+            },
         })
     }
 
@@ -105,15 +122,21 @@ impl Redis {
         if let Some(password) = &config.password {
             settings = settings.set_password(password.expose_secret());
         }
-        let info = format!("{scheme}://{}", config.addrs[0])
-            .into_connection_info()?
-            .set_redis_settings(settings);
-        let client = match tls_certs(config)? {
-            Some(certs) => Client::build_with_tls(info, certs)?,
-            None => Client::open(info)?,
+        let target = match &config.sentinel {
+            Some(sentinel) => Target::Sentinel(Box::new(SentinelTarget::new(config, sentinel)?)),
+            None => {
+                let info = format!("{scheme}://{}", config.addrs[0])
+                    .into_connection_info()?
+                    .set_redis_settings(settings);
+                Target::Fixed(match tls_certs(config)? {
+                    Some(certs) => Client::build_with_tls(info, certs)?,
+                    None => Client::open(info)?,
+                })
+            }
         };
+        let target = Arc::new(target);
         let manager = Manager {
-            client,
+            target: target.clone(),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.command_timeout)),
@@ -126,7 +149,7 @@ impl Redis {
             .queue_strategy(bb8::QueueStrategy::Fifo)
             .min_idle(Some(config.pool_size))
             .build_unchecked(manager);
-        Ok(Backend::Standalone(pool))
+        Ok(Backend::Standalone { pool, target })
     }
 
     fn cluster(config: &RedisConfig, scheme: &str) -> Result<Backend, Error> {
@@ -187,7 +210,7 @@ impl Redis {
         limit: Duration,
     ) -> Result<T, Error> {
         let value = match &self.backend {
-            Backend::Standalone(_) => self.run(Request::Cmd(cmd), limit, Via::Pool).await?,
+            Backend::Standalone { .. } => self.run(Request::Cmd(cmd), limit, Via::Pool).await?,
             Backend::Cluster { slot_key, .. } => self.route(cmd, slot_key, limit).await?,
         };
         convert(value)
@@ -224,7 +247,7 @@ impl Redis {
     ) -> Result<Value, Error> {
         let attempt = async {
             let pool = match &self.backend {
-                Backend::Standalone(pool) => pool,
+                Backend::Standalone { pool, .. } => pool,
                 Backend::Cluster { .. } => {
                     let mut conn = self.cluster_conn().await?;
                     return request.send(&mut conn).await.map_err(Error::Redis);

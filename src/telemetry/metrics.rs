@@ -19,6 +19,8 @@ pub struct Metrics {
     http_duration: Histogram<f64>,
     pool_wait: Histogram<f64>,
     refusals: Counter<u64>,
+    replica_waits: Counter<u64>,
+    replica_wait_duration: Histogram<f64>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -70,6 +72,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
                  connection_limit, deadline",
             )
             .build(),
+        replica_waits: meter
+            .u64_counter("authsession.redis.replica_acks")
+            .with_description(
+                "write scripts followed by WAIT (AUTHSESSION_REDIS_MIN_REPLICA_ACKS), by outcome: \
+                 acked, shortfall",
+            )
+            .build(),
+        replica_wait_duration: meter
+            .f64_histogram("authsession.redis.replica_acks.duration")
+            .with_unit("s")
+            .with_description("round trip of a write script and its WAIT for replica acks")
+            .build(),
     }
 });
 
@@ -79,6 +93,16 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// A write script's `WAIT`: whether enough replicas acknowledged, and the round trip of the
+    /// script and its `WAIT` together.
+    pub fn replica_acks(&self, acked: bool, elapsed: Duration) {
+        let outcome = if acked { "acked" } else { "shortfall" };
+        self.replica_waits
+            .add(1, &[KeyValue::new("outcome", outcome)]);
+        self.replica_wait_duration
+            .record(elapsed.as_secs_f64(), &[]);
+    }
+
     pub fn send(&self, outcome: &'static str) {
         self.send_outcomes
             .add(1, &[KeyValue::new("outcome", outcome)]);

@@ -14,6 +14,7 @@ pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod seed;
 
@@ -24,6 +25,7 @@ pub use otlp::OtlpReceiver;
 pub use process::ServiceProcess;
 pub use proxy::{Fault, FaultProxy};
 pub use redis_cluster::RedisCluster;
+pub use redis_sentinel::RedisSentinel;
 pub use redis_server::RedisServer;
 
 /// A key prefix no other test uses, for tests sharing one server.

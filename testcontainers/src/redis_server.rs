@@ -13,7 +13,8 @@ const INSTALL_HINT: &str =
 
 pub struct RedisServer {
     port: u16,
-    args: Vec<String>,
+    /// Behind a lock so a restart can change them (e.g. come back as a replica).
+    args: std::sync::Mutex<Vec<String>>,
     /// Behind a lock so fault tests can stop and restart a server other tasks are using.
     child: std::sync::Mutex<Option<Child>>,
     dir: tempfile::TempDir,
@@ -42,7 +43,7 @@ impl RedisServer {
         for _ in 0..5 {
             let mut server = Self {
                 port: crate::free_port(),
-                args: args.clone(),
+                args: std::sync::Mutex::new(args.clone()),
                 child: Default::default(),
                 dir,
                 tls: None,
@@ -71,7 +72,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
-            .args(&self.args)
+            .args(self.args.lock().unwrap().iter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -246,6 +247,13 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts the server again on the same port, empty, with `args` in place of the arguments it
+    /// was started with.
+    pub async fn restart_with(&self, args: &[&str]) {
+        *self.args.lock().unwrap() = args.iter().map(|a| a.to_string()).collect();
+        self.restart().await;
     }
 
     /// Starts the server again on the same port, empty (no persistence, empty script cache).

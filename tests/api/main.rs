@@ -8,6 +8,7 @@ mod edge;
 mod faults;
 mod fuzz;
 mod helpers;
+mod high_availability;
 mod hostile;
 mod internal;
 mod lifecycle;

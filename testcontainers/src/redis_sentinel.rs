@@ -1,0 +1,372 @@
+//! A real Sentinel deployment: one primary, replicas (`--replicaof`), and three `redis-sentinel`
+//! processes watching it with quorum 2, all on free ports. Failover by `SENTINEL FAILOVER` or by
+//! `kill -9` of the primary; after a kill the dead node comes back on its port as a replica of the
+//! new primary (a restarted empty node must never come back as a primary).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::RedisServer;
+
+const INSTALL_HINT: &str =
+    "redis-sentinel is not installed: run `apt-get install -y redis-sentinel` \
+                            (the README's test command does this for you)";
+
+/// The name the Sentinels monitor the primary under.
+pub const MASTER_NAME: &str = "authsession-primary";
+
+/// How long Sentinels wait before they call a silent primary down.
+const DOWN_AFTER_MS: u64 = 1000;
+
+struct SentinelProcess {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct RedisSentinel {
+    /// Data nodes; the primary is whichever the Sentinels name.
+    nodes: Vec<RedisServer>,
+    sentinels: Vec<SentinelProcess>,
+    /// Extra `redis-server` arguments every data node gets.
+    node_args: Vec<String>,
+}
+
+/// The arguments of a data node: fast diskless sync.
+fn data_args(extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--repl-diskless-sync",
+        "yes",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend_from_slice(extra);
+    args
+}
+
+impl RedisSentinel {
+    /// A primary with `replicas` replicas and three Sentinels, replication established.
+    pub async fn start(replicas: usize) -> Self {
+        Self::start_with(replicas, &[]).await
+    }
+
+    /// Like [`RedisSentinel::start`], every data node with extra arguments.
+    pub async fn start_with(replicas: usize, extra: &[&str]) -> Self {
+        let node_args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let args = data_args(&node_args);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let primary = RedisServer::start_with(&refs).await;
+        let mut nodes = vec![primary];
+        for _ in 0..replicas {
+            nodes.push(Self::replica_of(&node_args, nodes[0].port()).await);
+        }
+        let mut group = Self {
+            nodes,
+            sentinels: Vec::new(),
+            node_args,
+        };
+        group
+            .wait_for_replicas(group.nodes[0].port(), replicas)
+            .await;
+        for _ in 0..3 {
+            let sentinel = launch_sentinel(group.nodes[0].port()).await;
+            group.sentinels.push(sentinel);
+        }
+        group.wait_until_watched(replicas).await;
+        group
+    }
+
+    async fn replica_of(node_args: &[String], primary: u16) -> RedisServer {
+        let mut args = data_args(node_args);
+        args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.to_string(),
+        ]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        RedisServer::start_with(&refs).await
+    }
+
+    /// Comma-separated Sentinel addresses, for `AUTHSESSION_REDIS_ADDR`.
+    pub fn sentinel_addrs(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The primary's port, as the first Sentinel that answers names it.
+    pub async fn primary_port(&self) -> u16 {
+        for sentinel in &self.sentinels {
+            let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port))
+            else {
+                continue;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                continue;
+            };
+            let named: redis::RedisResult<(String, String)> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(MASTER_NAME)
+                .query_async(&mut conn)
+                .await;
+            if let Ok((_, port)) = named {
+                return port.parse().expect("a port");
+            }
+        }
+        panic!("no Sentinel names a primary");
+    }
+
+    /// The data node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .expect("a node of this group")
+    }
+
+    /// A connection to the current primary.
+    pub async fn primary(&self) -> redis::aio::MultiplexedConnection {
+        self.node(self.primary_port().await).connection().await
+    }
+
+    /// Cuts the primary's replication links (`CLIENT KILL TYPE replica`): until the replicas
+    /// reconnect (their reconnect timer runs once a second), writes the primary takes exist only
+    /// there. Bytes already sent stay sent, which is why stalling a replica instead would not do:
+    /// its kernel keeps receiving.
+    pub async fn cut_replication(&self) {
+        let _: redis::RedisResult<u64> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("replica")
+            .query_async(&mut self.primary().await)
+            .await;
+    }
+
+    /// Replicas of the current primary (live data nodes other than it).
+    pub async fn replica_ports(&self) -> Vec<u16> {
+        let primary = self.primary_port().await;
+        self.nodes
+            .iter()
+            .map(RedisServer::port)
+            .filter(|p| *p != primary)
+            .collect()
+    }
+
+    /// `SENTINEL FAILOVER`: a graceful switch to a replica; returns the new primary's port once
+    /// every Sentinel names it and it takes writes.
+    pub async fn failover(&self) -> u16 {
+        let old = self.primary_port().await;
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinels[0].port)).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER_NAME)
+            .query_async(&mut conn)
+            .await
+            .expect("SENTINEL FAILOVER accepted");
+        self.wait_for_switch(old).await
+    }
+
+    /// `kill -9` of the primary; waits until the Sentinels promoted a replica, then brings the
+    /// dead node back, empty, on its port as a replica of the new primary (the Sentinels already
+    /// list that address as a replica, so they can promote it next time). Returns the new
+    /// primary's port.
+    pub async fn kill_primary(&self) -> u16 {
+        let old = self.primary_port().await;
+        self.node(old).stop();
+        let new = self.wait_for_switch(old).await;
+        let mut args = data_args(&self.node_args);
+        args.extend(["--replicaof".into(), "127.0.0.1".into(), new.to_string()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.node(old).restart_with(&refs).await;
+        self.wait_for_replicas(new, self.nodes.len() - 1).await;
+        self.wait_until_sentinels_see_replica(old).await;
+        new
+    }
+
+    /// Until every Sentinel lists the replica on `port` as up (not `s_down`, connected): only
+    /// then can it be promoted.
+    async fn wait_until_sentinels_see_replica(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        'retry: while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for sentinel in &self.sentinels {
+                let client =
+                    redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port)).unwrap();
+                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                    continue 'retry;
+                };
+                let replicas: redis::RedisResult<Vec<Vec<String>>> = redis::cmd("SENTINEL")
+                    .arg("replicas")
+                    .arg(MASTER_NAME)
+                    .query_async(&mut conn)
+                    .await;
+                let Ok(replicas) = replicas else {
+                    continue 'retry;
+                };
+                last = format!("{replicas:?}");
+                let up = replicas.iter().any(|fields| {
+                    let field = |name: &str| {
+                        fields
+                            .chunks(2)
+                            .find(|kv| kv[0] == name)
+                            .map(|kv| kv[1].as_str())
+                    };
+                    field("port") == Some(&port.to_string())
+                        && field("flags")
+                            .is_some_and(|f| !f.contains("down") && !f.contains("disconnected"))
+                });
+                if !up {
+                    continue 'retry;
+                }
+            }
+            return;
+        }
+        panic!("the Sentinels did not see the replica on port {port} up within 30 s: {last}");
+    }
+
+    async fn wait_for_switch(&self, old: u16) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let now = self.primary_port().await;
+            if now != old && self.takes_writes(now).await {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the Sentinels did not promote a replica of port {old} within 30 s");
+    }
+
+    async fn takes_writes(&self, port: u16) -> bool {
+        let Some(node) = self.nodes.iter().find(|n| n.port() == port) else {
+            return false;
+        };
+        let mut conn = node.connection().await;
+        let role: redis::RedisResult<Vec<redis::Value>> =
+            redis::cmd("ROLE").query_async(&mut conn).await;
+        matches!(role.as_deref(), Ok([redis::Value::BulkString(r), ..]) if r == b"master")
+    }
+
+    /// Until the primary on `port` reports `count` replicas online.
+    async fn wait_for_replicas(&self, port: u16, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut conn = self.node(port).connection().await;
+        while Instant::now() < deadline {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            let online = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .count();
+            if online >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{count} replicas did not come online on port {port} within 30 s");
+    }
+
+    /// Until every Sentinel sees the primary, its replicas and the other Sentinels.
+    async fn wait_until_watched(&self, replicas: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        'retry: while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for sentinel in &self.sentinels {
+                let client =
+                    redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port)).unwrap();
+                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                    continue 'retry;
+                };
+                let master: redis::RedisResult<Vec<String>> = redis::cmd("SENTINEL")
+                    .arg("master")
+                    .arg(MASTER_NAME)
+                    .query_async(&mut conn)
+                    .await;
+                let Ok(fields) = master else { continue 'retry };
+                let field = |name: &str| {
+                    fields
+                        .chunks(2)
+                        .find(|kv| kv[0] == name)
+                        .and_then(|kv| kv[1].parse::<usize>().ok())
+                        .unwrap_or(0)
+                };
+                if field("num-slaves") < replicas || field("num-other-sentinels") < 2 {
+                    continue 'retry;
+                }
+            }
+            return;
+        }
+        panic!("the Sentinels did not discover the deployment within 30 s");
+    }
+}
+
+async fn launch_sentinel(primary: u16) -> SentinelProcess {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = crate::free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {dir}/sentinel.log\n\
+                 sentinel monitor {MASTER_NAME} 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
+                 sentinel failover-timeout {MASTER_NAME} 10000\n\
+                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                dir = dir.path().display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = match Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+            Err(e) => panic!("cannot run redis-sentinel: {e}"),
+        };
+        let mut sentinel = SentinelProcess {
+            port,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    let pong: redis::RedisResult<String> =
+                        redis::cmd("PING").query_async(&mut conn).await;
+                    if pong.is_ok() {
+                        return sentinel;
+                    }
+                }
+            }
+            if matches!(sentinel.child.try_wait(), Ok(Some(_))) {
+                break; // most likely the port was taken meanwhile
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = sentinel.child.kill();
+    }
+    panic!("redis-sentinel did not start after 5 attempts");
+}
