@@ -57,7 +57,7 @@ impl Conn {
 /// The server a pool's connections go to.
 pub enum Target {
     /// One server, fixed.
-    Fixed(Client),
+    Fixed(Box<Client>),
     /// The primary the Sentinels name when a connection is made.
     Sentinel(Box<SentinelTarget>),
 }
@@ -176,7 +176,7 @@ impl bb8::ManageConnection for Manager {
 
     async fn connect(&self) -> Result<Conn, RedisError> {
         let client = match &*self.target {
-            Target::Fixed(client) => client.clone(),
+            Target::Fixed(client) => Client::clone(client),
             Target::Sentinel(sentinel) => sentinel.primary_client().await?,
         };
         let inner = client

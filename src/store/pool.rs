@@ -128,10 +128,10 @@ impl Redis {
                 let info = format!("{scheme}://{}", config.addrs[0])
                     .into_connection_info()?
                     .set_redis_settings(settings);
-                Target::Fixed(match tls_certs(config)? {
+                Target::Fixed(Box::new(match tls_certs(config)? {
                     Some(certs) => Client::build_with_tls(info, certs)?,
                     None => Client::open(info)?,
-                })
+                }))
             }
         };
         let target = Arc::new(target);
