@@ -212,7 +212,7 @@ impl Store {
         let call =
             self.challenge_mark_delivery_call(&probe, "startup-probe", DeliveryStatus::Failed);
         let name = call.script().name;
-        match reply_string(name, self.redis.invoke(&call).await?)?.as_str() {
+        match reply_string(name, self.redis.invoke_unacknowledged(&call).await?)?.as_str() {
             "not_found" => Ok(()),
             other => Err(unexpected(name, &[other.to_owned()])),
         }

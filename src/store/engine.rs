@@ -18,6 +18,16 @@ impl Redis {
     /// the script with `SCRIPT LOAD` on the node that answered and retries once, unless scripts
     /// are `preloaded`.
     pub async fn invoke(&self, call: &ScriptCall<'_>) -> Result<Value, Error> {
+        self.invoke_waiting(call, self.min_replica_acks).await
+    }
+
+    /// [`Redis::invoke`] without waiting for replica acks, for a call that writes nothing (the
+    /// startup probe): replicas still syncing must not keep the service from starting.
+    pub async fn invoke_unacknowledged(&self, call: &ScriptCall<'_>) -> Result<Value, Error> {
+        self.invoke_waiting(call, 0).await
+    }
+
+    async fn invoke_waiting(&self, call: &ScriptCall<'_>, acks: u32) -> Result<Value, Error> {
         let script = call.script();
         let span = tracing::info_span!(
             "script",
@@ -29,7 +39,7 @@ impl Redis {
         let started = std::time::Instant::now();
         let reloaded = AtomicBool::new(false);
         let result = self
-            .invoke_once_reloading(call, &reloaded)
+            .invoke_once_reloading(call, acks, &reloaded)
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
@@ -53,11 +63,12 @@ impl Redis {
     async fn invoke_once_reloading(
         &self,
         call: &ScriptCall<'_>,
+        acks: u32,
         reloaded: &AtomicBool,
     ) -> Result<Value, Error> {
         let script = call.script();
         let evalsha = call.evalsha();
-        match self.send_script(&evalsha).await {
+        match self.send_script(&evalsha, acks).await {
             Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 if self.script_loading == ScriptLoading::Preloaded {
                     return Err(Error::NotPreloaded {
@@ -69,7 +80,7 @@ impl Redis {
                 metrics().noscript_reload(script.name);
                 tracing::info!("NOSCRIPT: loading script");
                 self.load(script, call.first_key()).await?;
-                self.send_script(&evalsha).await
+                self.send_script(&evalsha, acks).await
             }
             other => other,
         }
@@ -79,8 +90,7 @@ impl Redis {
     /// down the same connection back to back, so the `WAIT` covers this script's writes (and any
     /// earlier ones of that connection). Every script writes, so every call waits; reads never
     /// come through here.
-    async fn send_script(&self, evalsha: &redis::Cmd) -> Result<Value, Error> {
-        let wanted = self.min_replica_acks;
+    async fn send_script(&self, evalsha: &redis::Cmd, wanted: u32) -> Result<Value, Error> {
         if wanted == 0 {
             return self
                 .run(Request::Cmd(evalsha), self.command_timeout, Via::Pool)

@@ -12,10 +12,15 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// `primaries` primaries with `replicas` replicas each, all slots covered, state `ok`.
     pub async fn start(primaries: usize, replicas: usize) -> Self {
+        Self::start_with(primaries, replicas, &[]).await
+    }
+
+    /// Like [`RedisCluster::start`], every node with extra `redis-server` arguments.
+    pub async fn start_with(primaries: usize, replicas: usize, extra: &[&str]) -> Self {
         let mut nodes = Vec::new();
         for _ in 0..primaries * (1 + replicas) {
             let bus = crate::free_port().to_string();
-            let args = [
+            let mut args = vec![
                 "--cluster-enabled",
                 "yes",
                 "--cluster-node-timeout",
@@ -23,6 +28,7 @@ impl RedisCluster {
                 "--cluster-port",
                 &bus,
             ];
+            args.extend_from_slice(extra);
             nodes.push(RedisServer::start_with(&args).await);
         }
         let mut create = tokio::process::Command::new("redis-cli");
@@ -78,9 +84,26 @@ impl RedisCluster {
         panic!("the cluster did not reach cluster_state:ok");
     }
 
-    /// `CLUSTER NODES` as seen by the first node: (id, port, flags, primary id, slot ranges).
+    /// A connection to the first node that answers (fault tests kill nodes).
+    async fn any_live(&self) -> redis::aio::MultiplexedConnection {
+        for node in &self.nodes {
+            let Ok(client) = redis::Client::open(node.url()) else {
+                continue;
+            };
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut conn).await;
+                if pong.is_ok() {
+                    return conn;
+                }
+            }
+        }
+        panic!("no cluster node answers");
+    }
+
+    /// `CLUSTER NODES` as seen by a live node: (id, port, flags, primary id, slot ranges).
     async fn topology(&self) -> Vec<(String, u16, String, String, Vec<(u16, u16)>)> {
-        let mut conn = self.nodes[0].connection().await;
+        let mut conn = self.any_live().await;
         let text: String = redis::cmd("CLUSTER")
             .arg("NODES")
             .query_async(&mut conn)
@@ -111,7 +134,14 @@ impl RedisCluster {
 
     /// Port of the primary serving `key`'s slot.
     pub async fn primary_port_for(&self, key: &str) -> u16 {
-        let mut conn = self.nodes[0].connection().await;
+        self.serving(key)
+            .await
+            .expect("a primary serves every slot")
+    }
+
+    /// Port of the live primary serving `key`'s slot, if one does right now.
+    async fn serving(&self, key: &str) -> Option<u16> {
+        let mut conn = self.any_live().await;
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
@@ -122,10 +152,11 @@ impl RedisCluster {
             .await
             .into_iter()
             .find(|(_, _, flags, _, ranges)| {
-                flags.contains("master") && ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot))
+                flags.contains("master")
+                    && !flags.contains("fail")
+                    && ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot))
             })
             .map(|(_, port, ..)| port)
-            .expect("a primary serves every slot")
     }
 
     /// A node replicating the primary on `primary_port`, as the nodes themselves report it.
@@ -189,5 +220,72 @@ impl RedisCluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("the failover did not complete");
+    }
+
+    /// Cuts the replication links of the primary serving `key` (`CLIENT KILL TYPE replica`):
+    /// until its replicas reconnect (about a second), its writes exist only there.
+    pub async fn cut_replication_of(&self, key: &str) {
+        let port = self.primary_port_for(key).await;
+        let node = self.nodes.iter().find(|n| n.port() == port).unwrap();
+        let _: redis::RedisResult<u64> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("replica")
+            .query_async(&mut node.connection().await)
+            .await;
+    }
+
+    /// `kill -9` of the primary serving `key`: waits until the cluster promoted its replica and
+    /// serves every slot again, then brings the dead node back on its port (empty; its
+    /// `nodes.conf` makes it rejoin, and the cluster turns it into a replica of the new primary)
+    /// and waits until it replicates. Returns the new primary's port.
+    pub async fn kill_primary_of(&self, key: &str) -> u16 {
+        let old = self.primary_port_for(key).await;
+        let dead = self.nodes.iter().find(|n| n.port() == old).unwrap();
+        dead.stop();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let new = loop {
+            if Instant::now() > deadline {
+                let replica_log = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.port() != old)
+                    .map(|n| std::fs::read_to_string(n.log_path()).unwrap_or_default())
+                    .map(|log| {
+                        log.lines()
+                            .filter(|l| {
+                                l.contains("lection") || l.contains("ailover") || l.contains("FAIL")
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n---\n");
+                panic!(
+                    "no replica took over from port {old}: {:?}\n{replica_log}",
+                    self.topology().await
+                );
+            }
+            match self.serving(key).await {
+                Some(now) if now != old => break now,
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        dead.restart().await;
+        let mut conn = dead.connection().await;
+        while Instant::now() < deadline + Duration::from_secs(30) {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if info.contains("role:slave") && info.contains("master_link_status:up") {
+                self.wait_until_ok().await;
+                return new;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the restarted node on port {old} did not become a replica");
     }
 }

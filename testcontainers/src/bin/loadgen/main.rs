@@ -8,6 +8,7 @@ mod ceiling;
 mod memory;
 mod recorder;
 mod redis_stats;
+mod replica_acks;
 mod revoke;
 mod stream;
 mod throughput;
@@ -43,6 +44,9 @@ struct Args {
     /// Stream entries for the trimming measurement (0 skips it).
     #[arg(long, default_value_t = 0)]
     stream_entries: usize,
+    /// Also compare `WAIT 0` and `WAIT 1` with a replica attached (scenario 7).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    replica_acks: bool,
     /// Worker threads of the service's runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
@@ -153,6 +157,9 @@ async fn run(
         .await
         .unwrap();
 
+    println!(
+        "## 1. Full logins through the service (closed loop, stub user service, REST fake mail)\n"
+    );
     let service_rate = throughput::closed_loop(&target, args.users, duration, &mut conn).await;
     let ceiling_rate = ceiling::run(&store, args.users * 2, duration, &mut conn).await;
     println!(
@@ -173,5 +180,8 @@ async fn run(
     revoke::revoke_costs(&store, &mut conn, &args.revoke_sizes).await;
     if args.stream_entries > 0 {
         stream::stream_trimming(&mut conn, &config, args.stream_entries).await;
+    }
+    if args.replica_acks {
+        replica_acks::compare(&redis, &target.mail, &config, args.users, duration).await;
     }
 }

@@ -61,7 +61,8 @@ async fn round_trips(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
         .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
         .filter(|(name, _)| {
             let base = name.split('|').next().unwrap_or(name);
-            base != "info" && !internal.contains(base)
+            // WAIT travels in the script's pipeline: the same round trip.
+            base != "info" && base != "wait" && !internal.contains(base)
         })
         .filter_map(|(_, fields)| {
             fields

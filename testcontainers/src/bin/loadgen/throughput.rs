@@ -15,9 +15,6 @@ pub async fn closed_loop(
     duration: Duration,
     conn: &mut redis::aio::MultiplexedConnection,
 ) -> f64 {
-    println!(
-        "## 1. Full logins through the service (closed loop, stub user service, REST fake mail)\n"
-    );
     let recorder = Arc::new(Recorder::default());
     let before = counters(conn).await;
     let started = Instant::now();
