@@ -165,7 +165,7 @@ impl RedisSentinel {
     }
 
     /// `SENTINEL FAILOVER`: a graceful switch to a replica; returns the new primary's port once
-    /// every Sentinel names it and it takes writes.
+    /// the Sentinels name it, it takes writes and the old primary replicates it.
     pub async fn failover(&self) -> u16 {
         let old = self.primary_port().await;
         let client =
@@ -177,7 +177,9 @@ impl RedisSentinel {
             .query_async(&mut conn)
             .await
             .expect("SENTINEL FAILOVER accepted");
-        self.wait_for_switch(old).await
+        let new = self.wait_for_switch(old).await;
+        self.wait_for_replicas(new, self.nodes.len() - 1).await;
+        new
     }
 
     /// `kill -9` of the primary; waits until the Sentinels promoted a replica, then brings the

@@ -61,8 +61,9 @@ async fn round_trips(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
         .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
         .filter(|(name, _)| {
             let base = name.split('|').next().unwrap_or(name);
-            // WAIT travels in the script's pipeline: the same round trip.
-            base != "info" && base != "wait" && !internal.contains(base)
+            // WAIT travels in the script's pipeline (the same round trip); REPLCONF is a
+            // replica's acknowledgement, not the service's.
+            !matches!(base, "info" | "wait" | "replconf") && !internal.contains(base)
         })
         .filter_map(|(_, fields)| {
             fields
