@@ -36,6 +36,7 @@ async fn verify_passes_on_a_healthy_service() {
         "internal smoke request",
         "internal surface authentication",
         "redis",
+        "redis topology",
         "namespace",
         "script cache",
     ] {
@@ -48,9 +49,13 @@ async fn verify_passes_on_a_healthy_service() {
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
     assert_eq!(report["ok"], true);
-    assert_eq!(report["checks"].as_array().unwrap().len(), 8);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 9);
     assert!(
         output.contains("no token; listens on loopback only"),
+        "{output}"
+    );
+    assert!(
+        output.contains("mode standalone, primary ") && output.contains("replica acks off"),
         "{output}"
     );
 }
