@@ -7,6 +7,7 @@ pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod flows;
+pub mod gateway;
 pub mod http;
 pub mod store;
 pub mod telemetry;

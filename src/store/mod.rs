@@ -13,7 +13,7 @@ pub mod sessions;
 use std::time::Duration;
 
 pub use keys::Keys;
-pub use pool::Redis;
+pub use pool::{Dedicated, Redis};
 
 /// A Redis failure. Every variant answers `503 service_unavailable`.
 #[derive(Debug, thiserror::Error)]

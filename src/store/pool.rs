@@ -71,6 +71,13 @@ pub(super) enum Backend {
     },
 }
 
+/// A connection outside the pool ([`Redis::dedicated`]); clones share it.
+#[derive(Clone)]
+pub enum Dedicated {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
 /// A cheap, clonable handle on Redis.
 #[derive(Clone)]
 pub struct Redis {
@@ -177,6 +184,21 @@ impl Redis {
             conn: Default::default(),
             slot_key: config.key_prefix.clone(),
         })
+    }
+
+    /// A connection of its own, outside the pool: for a blocking command (a gateway's `XREAD
+    /// BLOCK`) that must not hold up the pool's multiplexed connections. In Sentinel mode it goes
+    /// to the primary the Sentinels name now.
+    pub async fn dedicated(&self) -> Result<Dedicated, Error> {
+        match &self.backend {
+            Backend::Standalone { pool, .. } => {
+                let conn = pool.dedicated_connection().await?;
+                Ok(Dedicated::Single(conn.inner))
+            }
+            Backend::Cluster { client, .. } => {
+                Ok(Dedicated::Cluster(client.get_async_connection().await?))
+            }
+        }
     }
 
     pub fn address(&self) -> &str {

@@ -144,7 +144,7 @@ fn tagged_prefixes() -> (String, String, String) {
     )
 }
 
-async fn cluster_harness(cluster: &RedisCluster, extra: &[(&str, &str)]) -> Harness {
+pub(crate) async fn cluster_harness(cluster: &RedisCluster, extra: &[(&str, &str)]) -> Harness {
     let (prefix, gateway, stream) = tagged_prefixes();
     let seeds = cluster.seeds();
     let mut env = vec![

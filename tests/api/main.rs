@@ -7,6 +7,7 @@ mod deployments;
 mod edge;
 mod faults;
 mod fuzz;
+mod gateway;
 mod helpers;
 mod high_availability;
 mod hostile;

@@ -6,6 +6,7 @@
 
 mod ceiling;
 mod memory;
+mod propagation;
 mod recorder;
 mod redis_stats;
 mod replica_acks;
@@ -44,6 +45,9 @@ struct Args {
     /// Stream entries for the trimming measurement (0 skips it).
     #[arg(long, default_value_t = 0)]
     stream_entries: usize,
+    /// Revokes timed from their `200` to the reference gateway consumer seeing them (scenario 8).
+    #[arg(long, default_value_t = 2000)]
+    propagation_revokes: usize,
     /// Also compare `WAIT 0` and `WAIT 1` with a replica attached (scenario 7).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     replica_acks: bool,
@@ -87,11 +91,12 @@ fn main() {
     env.insert(config::LOG_LEVEL.into(), "error".into());
     let config = Config::from_source(&env).unwrap();
     let stop = CancellationToken::new();
-    let public = service_rt.block_on(async {
+    let (public, internal) = service_rt.block_on(async {
         let app = App::build(config.clone()).await.expect("service starts");
         let public = format!("http://{}", app.public_addr());
+        let internal = format!("http://{}", app.internal_addr());
         tokio::spawn(app.run_until_stopped(stop.clone()));
-        public
+        (public, internal)
     });
     println!("# authsession load run\n");
     println!(
@@ -102,7 +107,7 @@ fn main() {
         args.users,
         args.duration
     );
-    driver.block_on(run(args, redis, mail, public, config));
+    driver.block_on(run(args, redis, mail, public, internal, config));
     stop.cancel();
     drop(service_rt);
 }
@@ -124,6 +129,7 @@ async fn run(
     redis: RedisServer,
     mail: Arc<FakeMailService>,
     public: String,
+    internal: String,
     config: Config,
 ) {
     let mut conn = redis.connection().await;
@@ -181,6 +187,7 @@ async fn run(
     if args.stream_entries > 0 {
         stream::stream_trimming(&mut conn, &config, args.stream_entries).await;
     }
+    propagation::measure(&store, &internal, args.propagation_revokes).await;
     if args.replica_acks {
         replica_acks::compare(&redis, &target.mail, &config, args.users, duration).await;
     }

@@ -1,0 +1,199 @@
+//! `authsession-gateway`: the reference gateway consumer as a process. It reads the same
+//! `AUTHSESSION_*` configuration as the service (so it uses the same Redis, names and
+//! credentials), follows the session event stream from now on (or from `--from <id>`), and
+//! answers `GET /sessions/{device_session_id}` with `{"active": true, "client_public_key": ...}`
+//! or `{"active": false}`. A session it has no event for is looked up at its snapshot key, so a
+//! restart (cache empty, following from now) never answers from stale state.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Parser;
+use redis::aio::ConnectionLike;
+use serde_json::json;
+
+use authsession::config::Config;
+use authsession::gateway::{GatewayConsumer, GatewayNames, Verdict};
+use authsession::store::{Dedicated, Redis};
+use authsession::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "authsession-gateway",
+    version,
+    about = "Reference gateway consumer: follows authsession's session events and answers whether a session is active"
+)]
+struct Args {
+    /// Where to answer `GET /sessions/{device_session_id}`.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// Stream id to follow from: `now` (new events only) or a saved id to resume after.
+    #[arg(long, default_value = "now")]
+    from: String,
+}
+
+#[derive(Clone)]
+struct Shared {
+    consumer: Arc<GatewayConsumer>,
+    redis: Redis,
+    /// The connection snapshot lookups share (multiplexed), replaced after an error.
+    lookups: Arc<tokio::sync::Mutex<Option<Dedicated>>>,
+}
+
+impl Shared {
+    /// The lookup connection, opened on first use and after a failure.
+    async fn lookups(&self) -> Result<Dedicated, String> {
+        let mut held = self.lookups.lock().await;
+        if held.is_none() {
+            *held = Some(self.redis.dedicated().await.map_err(|e| e.to_string())?);
+        }
+        Ok(held.clone().expect("just opened"))
+    }
+
+    async fn forget_lookups(&self) {
+        *self.lookups.lock().await = None;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    telemetry::init(config.log_format, &config.log_level);
+    let redis = match Redis::new(&config.redis) {
+        Ok(redis) => redis,
+        Err(e) => {
+            eprintln!("redis: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let consumer = Arc::new(GatewayConsumer::new(GatewayNames {
+        snapshot_prefix: config.gateway.session_key_prefix.clone(),
+        stream: config.gateway.events_stream.clone(),
+    }));
+    tokio::spawn(follow(consumer.clone(), redis.clone(), args.from));
+    let app = Router::new()
+        .route("/sessions/{device_session_id}", get(session))
+        .with_state(Shared {
+            consumer,
+            redis,
+            lookups: Arc::default(),
+        });
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(addr = %args.listen, "gateway consumer listening");
+    match axum::serve(listener, app).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Follows the stream for ever on a connection of its own, resuming from the last id read after
+/// any error.
+async fn follow(consumer: Arc<GatewayConsumer>, redis: Redis, from: String) {
+    let mut last_id = from;
+    loop {
+        if last_id == "now" {
+            let newest = match redis.dedicated().await {
+                Ok(Dedicated::Single(mut conn)) => consumer.newest_id(&mut conn).await,
+                Ok(Dedicated::Cluster(mut conn)) => consumer.newest_id(&mut conn).await,
+                Err(e) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "connect",
+                    e.to_string(),
+                ))),
+            };
+            match newest {
+                Ok(id) => last_id = id,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the stream's newest id; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        let result = match redis.dedicated().await {
+            Ok(Dedicated::Single(conn)) => follow_on(&consumer, conn, &mut last_id).await,
+            Ok(Dedicated::Cluster(conn)) => follow_on(&consumer, conn, &mut last_id).await,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, %last_id, "stream follow interrupted; resuming");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn follow_on(
+    consumer: &GatewayConsumer,
+    mut conn: impl ConnectionLike,
+    last_id: &mut String,
+) -> Result<(), String> {
+    loop {
+        let applied = consumer
+            .step(&mut conn, last_id, 1000)
+            .await
+            .map_err(|e| e.to_string())?;
+        *last_id = applied.last_id;
+    }
+}
+
+async fn session(
+    State(shared): State<Shared>,
+    Path(device_session_id): Path<String>,
+) -> Json<serde_json::Value> {
+    let verdict = match shared.lookups().await {
+        Ok(Dedicated::Single(mut conn)) => {
+            consumer_verdict(&shared, &mut conn, &device_session_id).await
+        }
+        Ok(Dedicated::Cluster(mut conn)) => {
+            consumer_verdict(&shared, &mut conn, &device_session_id).await
+        }
+        Err(e) => Err(e),
+    };
+    if verdict.is_err() {
+        shared.forget_lookups().await;
+    }
+    Json(match verdict {
+        Ok(Verdict::Active { client_public_key }) => {
+            json!({"active": true, "client_public_key": client_public_key})
+        }
+        Ok(Verdict::Refused) => json!({"active": false}),
+        // Fail closed: a gateway that cannot tell refuses.
+        Err(error) => {
+            tracing::warn!(%error, "session lookup failed");
+            json!({"active": false, "error": "lookup failed"})
+        }
+    })
+}
+
+async fn consumer_verdict(
+    shared: &Shared,
+    conn: &mut impl ConnectionLike,
+    device_session_id: &str,
+) -> Result<Verdict, String> {
+    shared
+        .consumer
+        .verdict(conn, device_session_id)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,137 @@
+//! The reference gateway consumer (`authsession::gateway`, binary `authsession-gateway`): the
+//! gateway contract executed against the real service, in the standalone and cluster layouts.
+
+use std::time::{Duration, Instant};
+
+use authsession::gateway::{GatewayConsumer, GatewayNames, Verdict};
+use authsession::store::Dedicated;
+use redis::aio::ConnectionLike;
+use testcontainers::{free_port, unique_email, RedisCluster, ServiceProcess};
+
+use crate::helpers::{harness, Harness};
+
+fn consumer(h: &Harness) -> GatewayConsumer {
+    GatewayConsumer::new(GatewayNames {
+        snapshot_prefix: h.app.config.gateway.session_key_prefix.clone(),
+        stream: h.app.config.gateway.events_stream.clone(),
+    })
+}
+
+/// Follows the stream until `done` holds for the consumer, or panics after 5 s.
+async fn follow_until(
+    consumer: &GatewayConsumer,
+    conn: &mut impl ConnectionLike,
+    last_id: &mut String,
+    done: impl Fn(&GatewayConsumer) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done(consumer) {
+        assert!(Instant::now() < deadline, "the consumer did not catch up");
+        *last_id = consumer.step(conn, last_id, 100).await.unwrap().last_id;
+    }
+}
+
+/// Login, revoke, unknown session and a session from before the consumer started, through the
+/// library on a connection of its own.
+async fn contract_story(h: &Harness, conn: &mut impl ConnectionLike) {
+    let before = h.login(&unique_email()).await.0;
+    let consumer = consumer(h);
+    // A gateway starting now follows new events only: the older session is found at its
+    // snapshot key.
+    let mut last_id = consumer.newest_id(conn).await.unwrap();
+    assert!(matches!(
+        consumer.verdict(conn, &before).await.unwrap(),
+        Verdict::Active { .. }
+    ));
+
+    let (id, _) = h.login(&unique_email()).await;
+    follow_until(&consumer, conn, &mut last_id, |c| c.cached(&id).is_some()).await;
+    let Verdict::Active { client_public_key } = consumer.verdict(conn, &id).await.unwrap() else {
+        panic!("a fresh session is active");
+    };
+    assert_eq!(client_public_key.len(), 44);
+
+    let reply = h
+        .app
+        .post_internal(&format!("/api/v1/internal/sessions/{id}/revoke"), None)
+        .await;
+    assert_eq!(reply.status, 200);
+    follow_until(&consumer, conn, &mut last_id, |c| {
+        c.cached(&id).is_some_and(|s| !s.is_active())
+    })
+    .await;
+    assert_eq!(consumer.verdict(conn, &id).await.unwrap(), Verdict::Refused);
+    assert_eq!(
+        consumer.verdict(conn, "never-existed").await.unwrap(),
+        Verdict::Refused
+    );
+}
+
+#[tokio::test]
+async fn the_reference_consumer_follows_the_contract_on_a_single_server() {
+    let h = harness(&[]).await;
+    match h.app.store().redis.dedicated().await.unwrap() {
+        Dedicated::Single(mut conn) => contract_story(&h, &mut conn).await,
+        Dedicated::Cluster(_) => unreachable!("standalone"),
+    }
+}
+
+#[tokio::test]
+async fn the_reference_consumer_follows_the_contract_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let h = crate::deployments::cluster_harness(&cluster, &[]).await;
+    match h.app.store().redis.dedicated().await.unwrap() {
+        Dedicated::Cluster(mut conn) => contract_story(&h, &mut conn).await,
+        Dedicated::Single(_) => unreachable!("cluster"),
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_binary_answers_whether_a_session_is_active_and_with_which_key() {
+    let h = harness(&[]).await;
+    let port = free_port();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_authsession-gateway"));
+    let listen = format!("127.0.0.1:{port}");
+    let _gateway = ServiceProcess::spawn(binary, &["--listen", &listen], &h.app.cli_env());
+    let http = reqwest::Client::new();
+    let ask = |id: String| {
+        let http = http.clone();
+        let url = format!("http://{listen}/sessions/{id}");
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match http.get(&url).send().await {
+                    Ok(r) => return r.json::<serde_json::Value>().await.unwrap(),
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Err(e) => panic!("the gateway does not answer: {e}"),
+                }
+            }
+        }
+    };
+
+    let (id, _) = h.login(&unique_email()).await;
+    let answer = ask(id.clone()).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["client_public_key"].as_str().unwrap().len(), 44);
+
+    let reply = h
+        .app
+        .post_internal(&format!("/api/v1/internal/sessions/{id}/revoke"), None)
+        .await;
+    assert_eq!(reply.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = ask(id.clone()).await;
+        if answer["active"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revoke never reached the gateway: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ask("never-existed".into()).await["active"], false);
+}
