@@ -51,9 +51,7 @@ impl Config {
                 },
             )
         };
-        let sentinel_master = p.optional(REDIS_SENTINEL_MASTER);
-        let sentinel_username = p.optional(REDIS_SENTINEL_USERNAME);
-        let sentinel_password = p.optional(REDIS_SENTINEL_PASSWORD).map(SecretString::from);
+        let sentinel = p.sentinel(mode);
         let min_replica_acks = p.parse(REDIS_MIN_REPLICA_ACKS, "an integer from 0 to 16", |v| {
             v.parse::<u32>().ok().filter(|n| *n <= 16)
         });
@@ -211,26 +209,6 @@ impl Config {
                 );
             }
         }
-        match (mode, &sentinel_master) {
-            (Some(RedisMode::Sentinel), None) => p.problem(
-                REDIS_SENTINEL_MASTER,
-                None,
-                "the monitored primary's name when AUTHSESSION_REDIS_MODE=sentinel",
-            ),
-            (Some(RedisMode::Standalone | RedisMode::Cluster), Some(name)) => p.problem(
-                REDIS_SENTINEL_MASTER,
-                Some(name.clone()),
-                "unset unless AUTHSESSION_REDIS_MODE=sentinel",
-            ),
-            _ => {}
-        }
-        if sentinel_password.is_none() && sentinel_username.is_some() {
-            p.problem(
-                REDIS_SENTINEL_PASSWORD,
-                None,
-                "a password when AUTHSESSION_REDIS_SENTINEL_USERNAME is set",
-            );
-        }
         if let (Some(ack), Some(command)) = (replica_ack_timeout, command_timeout) {
             // The command timeout bounds the script and its WAIT together.
             if ack >= command {
@@ -343,11 +321,7 @@ impl Config {
             redis: RedisConfig {
                 addrs: addrs.unwrap(),
                 mode: mode.unwrap(),
-                sentinel: sentinel_master.map(|master| SentinelConfig {
-                    master,
-                    username: sentinel_username,
-                    password: sentinel_password,
-                }),
+                sentinel,
                 min_replica_acks: min_replica_acks.unwrap(),
                 replica_ack_timeout: replica_ack_timeout.unwrap(),
                 username,

@@ -8,8 +8,15 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::vars::default_of;
-use super::{EnvSource, Problem, RateLimit, RestTarget, ServiceMode, MAX_REDIS_DURATION};
+use secrecy::SecretString;
+
+use super::vars::{
+    default_of, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD, REDIS_SENTINEL_USERNAME,
+};
+use super::{
+    EnvSource, Problem, RateLimit, RedisMode, RestTarget, SentinelConfig, ServiceMode,
+    MAX_REDIS_DURATION,
+};
 use crate::domain::CodeHashKey;
 
 /// Collects the configuration's values and its problems.
@@ -122,6 +129,41 @@ impl Parser<'_> {
                     .then(|| v.to_owned())
             },
         )
+    }
+
+    /// Sentinel settings: the monitored name is required in sentinel mode and refused in the
+    /// others; a Sentinel username needs a password.
+    pub fn sentinel(&mut self, mode: Option<RedisMode>) -> Option<SentinelConfig> {
+        let master = self.optional(REDIS_SENTINEL_MASTER);
+        let username = self.optional(REDIS_SENTINEL_USERNAME);
+        let password = self
+            .optional(REDIS_SENTINEL_PASSWORD)
+            .map(SecretString::from);
+        match (mode, &master) {
+            (Some(RedisMode::Sentinel), None) => self.problem(
+                REDIS_SENTINEL_MASTER,
+                None,
+                "the monitored primary's name when AUTHSESSION_REDIS_MODE=sentinel",
+            ),
+            (Some(RedisMode::Standalone | RedisMode::Cluster), Some(name)) => self.problem(
+                REDIS_SENTINEL_MASTER,
+                Some(name.clone()),
+                "unset unless AUTHSESSION_REDIS_MODE=sentinel",
+            ),
+            _ => {}
+        }
+        if password.is_none() && username.is_some() {
+            self.problem(
+                REDIS_SENTINEL_PASSWORD,
+                None,
+                "a password when AUTHSESSION_REDIS_SENTINEL_USERNAME is set",
+            );
+        }
+        Some(SentinelConfig {
+            master: master?,
+            username,
+            password,
+        })
     }
 
     pub fn service(
