@@ -82,7 +82,10 @@ async fn main() -> ExitCode {
         snapshot_prefix: config.gateway.session_key_prefix.clone(),
         stream: config.gateway.events_stream.clone(),
     }));
-    tokio::spawn(follow(consumer.clone(), redis.clone(), args.from));
+    // Each blocking read must end well inside the connection's response timeout (the
+    // configured command timeout), or the client would call it a timeout and reconnect.
+    let block_ms = (config.redis.command_timeout.as_millis() as u64 / 2).max(1);
+    tokio::spawn(follow(consumer.clone(), redis.clone(), args.from, block_ms));
     let app = Router::new()
         .route("/sessions/{device_session_id}", get(session))
         .with_state(Shared {
@@ -109,7 +112,7 @@ async fn main() -> ExitCode {
 
 /// Follows the stream for ever on a connection of its own, resuming from the last id read after
 /// any error.
-async fn follow(consumer: Arc<GatewayConsumer>, redis: Redis, from: String) {
+async fn follow(consumer: Arc<GatewayConsumer>, redis: Redis, from: String, block_ms: u64) {
     let mut last_id = from;
     loop {
         if last_id == "now" {
@@ -132,8 +135,10 @@ async fn follow(consumer: Arc<GatewayConsumer>, redis: Redis, from: String) {
             }
         }
         let result = match redis.dedicated().await {
-            Ok(Dedicated::Single(conn)) => follow_on(&consumer, conn, &mut last_id).await,
-            Ok(Dedicated::Cluster(conn)) => follow_on(&consumer, conn, &mut last_id).await,
+            Ok(Dedicated::Single(conn)) => follow_on(&consumer, conn, &mut last_id, block_ms).await,
+            Ok(Dedicated::Cluster(conn)) => {
+                follow_on(&consumer, conn, &mut last_id, block_ms).await
+            }
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = result {
@@ -147,10 +152,11 @@ async fn follow_on(
     consumer: &GatewayConsumer,
     mut conn: impl ConnectionLike,
     last_id: &mut String,
+    block_ms: u64,
 ) -> Result<(), String> {
     loop {
         let applied = consumer
-            .step(&mut conn, last_id, 1000)
+            .step(&mut conn, last_id, block_ms)
             .await
             .map_err(|e| e.to_string())?;
         *last_id = applied.last_id;

@@ -92,7 +92,7 @@ async fn the_gateway_binary_answers_whether_a_session_is_active_and_with_which_k
     let port = free_port();
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_authsession-gateway"));
     let listen = format!("127.0.0.1:{port}");
-    let _gateway = ServiceProcess::spawn(binary, &["--listen", &listen], &h.app.cli_env());
+    let gateway = ServiceProcess::spawn(binary, &["--listen", &listen], &h.app.cli_env());
     let http = reqwest::Client::new();
     let ask = |id: String| {
         let http = http.clone();
@@ -115,6 +115,8 @@ async fn the_gateway_binary_answers_whether_a_session_is_active_and_with_which_k
     let answer = ask(id.clone()).await;
     assert_eq!(answer["active"], true, "{answer}");
     assert_eq!(answer["client_public_key"].as_str().unwrap().len(), 44);
+    // Longer than the command timeout (1 s): the blocking read must not count as a timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let reply = h
         .app
@@ -134,4 +136,9 @@ async fn the_gateway_binary_answers_whether_a_session_is_active_and_with_which_k
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(ask("never-existed".into()).await["active"], false);
+    let lines = gateway.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("interrupted")),
+        "the stream follow broke off with Redis up: {lines:?}"
+    );
 }
