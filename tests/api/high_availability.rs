@@ -365,3 +365,28 @@ async fn without_replica_acks_acknowledged_writes_are_lost_in_failovers() {
         );
     }
 }
+
+#[tokio::test]
+async fn with_acks_and_no_replica_writes_answer_503_and_reads_still_work() {
+    let h = crate::helpers::harness(&[(config::REDIS_MIN_REPLICA_ACKS, "1")]).await;
+
+    let reply = h.app.send_email_code(&unique_email()).await;
+    assert_eq!(
+        (reply.status, reply.error_code()),
+        (503, Some("service_unavailable")),
+        "an unreplicated write is not acknowledged: {reply:?}"
+    );
+    // Reads never wait for replicas.
+    let list = h
+        .app
+        .get_internal("/api/v1/internal/users/nobody/sessions")
+        .await;
+    assert_eq!(list.status, 200, "{list:?}");
+
+    let (code, output) = verify(&h.app).await;
+    assert_ne!(code, 0, "{output}");
+    assert!(
+        output.contains("[FAIL] redis topology") && output.contains("connected replicas 0"),
+        "{output}"
+    );
+}
