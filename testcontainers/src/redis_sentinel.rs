@@ -182,6 +182,14 @@ impl RedisSentinel {
         new
     }
 
+    /// `kill -9` of the primary, for good: returns the new primary's port once the Sentinels
+    /// promoted a replica and it takes writes; the dead node stays down.
+    pub async fn kill_primary_for_good(&self) -> u16 {
+        let old = self.primary_port().await;
+        self.node(old).stop();
+        self.wait_for_switch(old).await
+    }
+
     /// `kill -9` of the primary; waits until the Sentinels promoted a replica, then brings the
     /// dead node back, empty, on its port as a replica of the new primary (the Sentinels already
     /// list that address as a replica, so they can promote it next time). Returns the new

@@ -390,3 +390,40 @@ async fn with_acks_and_no_replica_writes_answer_503_and_reads_still_work() {
         "{output}"
     );
 }
+
+/// With two replicas and acks 1, losing the primary for good leaves one replica to acknowledge
+/// writes: logins go on right after the switch (with one replica they would all answer 503), and
+/// every acknowledged write survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_replicas_and_one_ack_writes_go_on_after_losing_the_primary() {
+    let group = RedisSentinel::start(2).await;
+    let (users, mail) = (
+        FakeUserService::start().await,
+        FakeMailService::start().await,
+    );
+    let app = sentinel_app(&group, &users, &mail, "1").await;
+    let stop = AtomicBool::new(false);
+    let acked = Mutex::new(Acknowledged::default());
+    let chaos = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        group.kill_primary_for_good().await;
+        let at_switch = acked.lock().unwrap().confirmed.len();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::Relaxed);
+        at_switch
+    };
+    let (at_switch, ()) = tokio::join!(chaos, acknowledging_load(&app, &mail, &stop, &acked));
+    let acked = acked.into_inner().unwrap();
+    assert!(
+        acked.confirmed.len() > at_switch,
+        "no login was acknowledged in the second after the switch ({at_switch} before it)"
+    );
+    let store = app.store();
+    for id in &acked.confirmed {
+        let record = store.session_record(id).await.expect("reads the primary");
+        assert!(
+            record.session().is_some(),
+            "acknowledged session {id} was lost"
+        );
+    }
+}
