@@ -14,7 +14,6 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
-use redis::aio::ConnectionLike;
 use serde_json::json;
 
 use authsession::config::Config;
@@ -115,45 +114,27 @@ async fn main() -> ExitCode {
 async fn follow(consumer: Arc<GatewayConsumer>, redis: Redis, from: String, block_ms: u64) {
     let mut last_id = from;
     loop {
-        if last_id == "now" {
-            let newest = match redis.dedicated().await {
-                Ok(Dedicated::Single(mut conn)) => consumer.newest_id(&mut conn).await,
-                Ok(Dedicated::Cluster(mut conn)) => consumer.newest_id(&mut conn).await,
-                Err(e) => Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "connect",
-                    e.to_string(),
-                ))),
-            };
-            match newest {
-                Ok(id) => last_id = id,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the stream's newest id; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-        }
-        let result = match redis.dedicated().await {
-            Ok(Dedicated::Single(conn)) => follow_on(&consumer, conn, &mut last_id, block_ms).await,
-            Ok(Dedicated::Cluster(conn)) => {
-                follow_on(&consumer, conn, &mut last_id, block_ms).await
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(error) = result {
+        if let Err(error) = follow_on(&consumer, &redis, &mut last_id, block_ms).await {
             tracing::warn!(%error, %last_id, "stream follow interrupted; resuming");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
 
+/// One connection's worth of following; `now` is resolved to the stream's newest entry first.
 async fn follow_on(
     consumer: &GatewayConsumer,
-    mut conn: impl ConnectionLike,
+    redis: &Redis,
     last_id: &mut String,
     block_ms: u64,
 ) -> Result<(), String> {
+    let mut conn = redis.dedicated().await.map_err(|e| e.to_string())?;
+    if last_id == "now" {
+        *last_id = consumer
+            .newest_id(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     loop {
         let applied = consumer
             .step(&mut conn, last_id, block_ms)
@@ -168,12 +149,11 @@ async fn session(
     Path(device_session_id): Path<String>,
 ) -> Json<serde_json::Value> {
     let verdict = match shared.lookups().await {
-        Ok(Dedicated::Single(mut conn)) => {
-            consumer_verdict(&shared, &mut conn, &device_session_id).await
-        }
-        Ok(Dedicated::Cluster(mut conn)) => {
-            consumer_verdict(&shared, &mut conn, &device_session_id).await
-        }
+        Ok(mut conn) => shared
+            .consumer
+            .verdict(&mut conn, &device_session_id)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
     if verdict.is_err() {
@@ -190,16 +170,4 @@ async fn session(
             json!({"active": false, "error": "lookup failed"})
         }
     })
-}
-
-async fn consumer_verdict(
-    shared: &Shared,
-    conn: &mut impl ConnectionLike,
-    device_session_id: &str,
-) -> Result<Verdict, String> {
-    shared
-        .consumer
-        .verdict(conn, device_session_id)
-        .await
-        .map_err(|e| e.to_string())
 }

@@ -67,7 +67,7 @@ pub struct SentinelTarget {
     client: tokio::sync::Mutex<SentinelClient>,
     /// Bounds one discovery (asking the Sentinels, then checking the primary's `ROLE`).
     lookup_timeout: Duration,
-    /// `host:port` of the primary last connected to (logs, `verify`).
+    /// `host:port` of the primary last connected to: a change is logged once.
     primary: std::sync::Mutex<Option<String>>,
 }
 
@@ -123,8 +123,9 @@ impl SentinelTarget {
         })
     }
 
-    /// A client for the current primary, as the Sentinels name it (and it confirms by `ROLE`).
-    pub async fn primary_client(&self) -> Result<Client, RedisError> {
+    /// A client for the current primary, as the Sentinels name it (and it confirms by `ROLE`),
+    /// and its `host:port`.
+    pub async fn primary(&self) -> Result<(Client, String), RedisError> {
         // Boxed: the redis crate's discovery future is deep enough to push the futures that hold
         // it past rustc's type-layout recursion limit.
         let lookup: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
@@ -151,17 +152,9 @@ impl SentinelTarget {
                 }
                 None => tracing::info!(primary = %address, "Sentinel named the primary"),
             }
-            *primary = Some(address);
+            *primary = Some(address.clone());
         }
-        Ok(client)
-    }
-
-    /// The primary last connected to.
-    pub fn last_primary(&self) -> Option<String> {
-        self.primary
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        Ok((client, address))
     }
 }
 
@@ -177,7 +170,7 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<Conn, RedisError> {
         let client = match &*self.target {
             Target::Fixed(client) => Client::clone(client),
-            Target::Sentinel(sentinel) => sentinel.primary_client().await?,
+            Target::Sentinel(sentinel) => sentinel.primary().await?.0,
         };
         let inner = client
             .get_multiplexed_async_connection_with_config(&self.config)

@@ -99,11 +99,7 @@ impl Redis {
         let (mode, primary) = match &self.backend {
             Backend::Standalone { target, .. } => match &**target {
                 Target::Fixed(_) => (RedisMode::Standalone, self.address().to_owned()),
-                Target::Sentinel(sentinel) => {
-                    sentinel.primary_client().await?;
-                    let primary = sentinel.last_primary().unwrap_or_default();
-                    (RedisMode::Sentinel, primary)
-                }
+                Target::Sentinel(sentinel) => (RedisMode::Sentinel, sentinel.primary().await?.1),
             },
             Backend::Cluster { .. } => {
                 let nodes: String = self

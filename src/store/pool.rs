@@ -71,11 +71,40 @@ pub(super) enum Backend {
     },
 }
 
-/// A connection outside the pool ([`Redis::dedicated`]); clones share it.
+/// A connection outside the pool ([`Redis::dedicated`]); clones share it. It is a connection
+/// like any other, whichever the deployment: callers never match on it.
 #[derive(Clone)]
 pub enum Dedicated {
     Single(redis::aio::MultiplexedConnection),
     Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Dedicated {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Dedicated::Single(conn) => conn.req_packed_command(cmd),
+            Dedicated::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Dedicated::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Dedicated::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Dedicated::Single(conn) => conn.get_db(),
+            Dedicated::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 /// A cheap, clonable handle on Redis.

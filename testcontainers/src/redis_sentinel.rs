@@ -35,45 +35,42 @@ pub struct RedisSentinel {
     /// Data nodes; the primary is whichever the Sentinels name.
     nodes: Vec<RedisServer>,
     sentinels: Vec<SentinelProcess>,
-    /// Extra `redis-server` arguments every data node gets.
-    node_args: Vec<String>,
 }
 
 /// The arguments of a data node: fast diskless sync.
-fn data_args(extra: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--repl-diskless-sync",
-        "yes",
-        "--repl-diskless-sync-delay",
-        "0",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    args.extend_from_slice(extra);
+const DATA_ARGS: [&str; 4] = [
+    "--repl-diskless-sync",
+    "yes",
+    "--repl-diskless-sync-delay",
+    "0",
+];
+
+/// A connection to the Redis process (Sentinel or data node) on `port`; `None` while it does not
+/// answer.
+async fn connect(port: u16) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    client.get_multiplexed_async_connection().await.ok()
+}
+
+/// The arguments of a data node replicating the primary on `primary`.
+fn replica_args(primary: &str) -> Vec<&str> {
+    let mut args = DATA_ARGS.to_vec();
+    args.extend(["--replicaof", "127.0.0.1", primary]);
     args
 }
 
 impl RedisSentinel {
     /// A primary with `replicas` replicas and three Sentinels, replication established.
     pub async fn start(replicas: usize) -> Self {
-        Self::start_with(replicas, &[]).await
-    }
-
-    /// Like [`RedisSentinel::start`], every data node with extra arguments.
-    pub async fn start_with(replicas: usize, extra: &[&str]) -> Self {
-        let node_args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        let args = data_args(&node_args);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let primary = RedisServer::start_with(&refs).await;
+        let primary = RedisServer::start_with(&DATA_ARGS).await;
+        let port = primary.port().to_string();
         let mut nodes = vec![primary];
         for _ in 0..replicas {
-            nodes.push(Self::replica_of(&node_args, nodes[0].port()).await);
+            nodes.push(RedisServer::start_with(&replica_args(&port)).await);
         }
         let mut group = Self {
             nodes,
             sentinels: Vec::new(),
-            node_args,
         };
         group
             .wait_for_replicas(group.nodes[0].port(), replicas)
@@ -84,17 +81,6 @@ impl RedisSentinel {
         }
         group.wait_until_watched(replicas).await;
         group
-    }
-
-    async fn replica_of(node_args: &[String], primary: u16) -> RedisServer {
-        let mut args = data_args(node_args);
-        args.extend([
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            primary.to_string(),
-        ]);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        RedisServer::start_with(&refs).await
     }
 
     /// Comma-separated Sentinel addresses, for `AUTHSESSION_REDIS_ADDR`.
@@ -109,11 +95,7 @@ impl RedisSentinel {
     /// The primary's port, as the first Sentinel that answers names it.
     pub async fn primary_port(&self) -> u16 {
         for sentinel in &self.sentinels {
-            let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port))
-            else {
-                continue;
-            };
-            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            let Some(mut conn) = connect(sentinel.port).await else {
                 continue;
             };
             let named: redis::RedisResult<(String, String)> = redis::cmd("SENTINEL")
@@ -154,23 +136,13 @@ impl RedisSentinel {
             .await;
     }
 
-    /// Replicas of the current primary (live data nodes other than it).
-    pub async fn replica_ports(&self) -> Vec<u16> {
-        let primary = self.primary_port().await;
-        self.nodes
-            .iter()
-            .map(RedisServer::port)
-            .filter(|p| *p != primary)
-            .collect()
-    }
-
     /// `SENTINEL FAILOVER`: a graceful switch to a replica; returns the new primary's port once
     /// the Sentinels name it, it takes writes and the old primary replicates it.
     pub async fn failover(&self) -> u16 {
         let old = self.primary_port().await;
-        let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinels[0].port)).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = connect(self.sentinels[0].port)
+            .await
+            .expect("the first Sentinel answers");
         let () = redis::cmd("SENTINEL")
             .arg("FAILOVER")
             .arg(MASTER_NAME)
@@ -198,10 +170,9 @@ impl RedisSentinel {
         let old = self.primary_port().await;
         self.node(old).stop();
         let new = self.wait_for_switch(old).await;
-        let mut args = data_args(&self.node_args);
-        args.extend(["--replicaof".into(), "127.0.0.1".into(), new.to_string()]);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.node(old).restart_with(&refs).await;
+        self.node(old)
+            .restart_with(&replica_args(&new.to_string()))
+            .await;
         self.wait_for_replicas(new, self.nodes.len() - 1).await;
         self.wait_until_sentinels_see_replica(old).await;
         new
@@ -215,9 +186,7 @@ impl RedisSentinel {
         'retry: while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             for sentinel in &self.sentinels {
-                let client =
-                    redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port)).unwrap();
-                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                let Some(mut conn) = connect(sentinel.port).await else {
                     continue 'retry;
                 };
                 let replicas: redis::RedisResult<Vec<Vec<String>>> = redis::cmd("SENTINEL")
@@ -299,9 +268,7 @@ impl RedisSentinel {
         'retry: while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             for sentinel in &self.sentinels {
-                let client =
-                    redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port)).unwrap();
-                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                let Some(mut conn) = connect(sentinel.port).await else {
                     continue 'retry;
                 };
                 let master: redis::RedisResult<Vec<String>> = redis::cmd("SENTINEL")
@@ -362,13 +329,11 @@ async fn launch_sentinel(primary: u16) -> SentinelProcess {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) {
-                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    let pong: redis::RedisResult<String> =
-                        redis::cmd("PING").query_async(&mut conn).await;
-                    if pong.is_ok() {
-                        return sentinel;
-                    }
+            if let Some(mut conn) = connect(port).await {
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut conn).await;
+                if pong.is_ok() {
+                    return sentinel;
                 }
             }
             if matches!(sentinel.child.try_wait(), Ok(Some(_))) {

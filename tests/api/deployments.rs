@@ -135,7 +135,7 @@ async fn the_story_passes_on_standalone() {
 }
 
 /// Prefixes sharing one hash tag, as cluster mode requires.
-fn tagged_prefixes() -> (String, String, String) {
+pub(crate) fn tagged_prefixes() -> (String, String, String) {
     let tag = format!("{{t{:x}}}", rand::random::<u32>());
     (
         format!("{tag}authsession:"),

@@ -10,10 +10,12 @@ use authsession::domain::SessionStatus;
 use testcontainers::load::{self, Observed};
 use testcontainers::{
     invariants, spawn_app, unique_email, FakeMailService, FakeUserService, RedisCluster,
-    RedisSentinel, ServiceProcess, TestApp,
+    RedisSentinel, TestApp,
 };
 
+use crate::deployments::tagged_prefixes;
 use crate::helpers::rest_env;
+use crate::operator::run_cli;
 
 /// The service in Sentinel mode against `group`, REST fakes, with `acks` replica acks.
 async fn sentinel_app(
@@ -56,14 +58,6 @@ fn assert_clean(seen: &Observed, since: Instant, what: &str) -> Duration {
     })
 }
 
-/// `authsession verify` against the running app: (exit code, output).
-async fn verify(app: &TestApp) -> (i32, String) {
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_authsession"));
-    let (code, output) =
-        ServiceProcess::run(binary, &["verify"], &app.cli_env(), Duration::from_secs(20)).await;
-    (code.unwrap_or(-1), output)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_names_the_mode_the_primary_and_the_replicas_before_and_after_a_failover() {
     let group = RedisSentinel::start(1).await;
@@ -74,7 +68,7 @@ async fn verify_names_the_mode_the_primary_and_the_replicas_before_and_after_a_f
     let app = sentinel_app(&group, &users, &mail, "1").await;
 
     let before = group.primary_port().await;
-    let (code, output) = verify(&app).await;
+    let (code, output) = run_cli(&app, &["verify"], &[]).await;
     assert_eq!(code, 0, "{output}");
     let expected = format!("mode sentinel, primary 127.0.0.1:{before}, connected replicas 1");
     assert!(
@@ -83,7 +77,7 @@ async fn verify_names_the_mode_the_primary_and_the_replicas_before_and_after_a_f
     );
 
     let after = group.failover().await;
-    let (code, output) = verify(&app).await;
+    let (code, output) = run_cli(&app, &["verify"], &[]).await;
     assert_eq!(code, 0, "{output}");
     assert!(
         output.contains(&format!("primary 127.0.0.1:{after}")),
@@ -147,6 +141,27 @@ struct Acknowledged {
     revoked: Vec<String>,
 }
 
+impl Acknowledged {
+    /// How many acknowledged confirms (session missing) and revokes (session missing or not
+    /// revoked) the primary `app` writes to now lacks.
+    async fn lost(&self, app: &TestApp) -> (usize, usize) {
+        let store = app.store();
+        let (mut confirms, mut revokes) = (0, 0);
+        for id in &self.confirmed {
+            let record = store.session_record(id).await.expect("reads the primary");
+            confirms += usize::from(record.session().is_none());
+        }
+        for id in &self.revoked {
+            let record = store.session_record(id).await.expect("reads the primary");
+            let revoked = record
+                .session()
+                .is_some_and(|s| s.status == SessionStatus::Revoked);
+            revokes += usize::from(!revoked);
+        }
+        (confirms, revokes)
+    }
+}
+
 /// Logins, each followed by a revoke, until `stop`; records what was acknowledged.
 async fn acknowledging_load(
     app: &TestApp,
@@ -188,12 +203,7 @@ impl Deployment {
         match self {
             Deployment::Sentinel(group) => sentinel_app(group, users, mail, acks).await,
             Deployment::Cluster(cluster) => {
-                let tag = format!("{{t{:x}}}", rand::random::<u32>());
-                let (prefix, gateway, stream) = (
-                    format!("{tag}authsession:"),
-                    format!("{tag}gateway:session:"),
-                    format!("{tag}gateway:session_events"),
-                );
+                let (prefix, gateway, stream) = tagged_prefixes();
                 let seeds = cluster.seeds();
                 let rest = rest_env(users, mail);
                 let mut env: Vec<(&str, &str)> =
@@ -278,23 +288,7 @@ async fn torture(deployment: Deployment, acks: &str, failovers: usize) -> Surviv
     tokio::join!(chaos, acknowledging_load(&app, &mail, &stop, &acked));
 
     let acked = acked.into_inner().unwrap();
-    let store = app.store();
-    let (mut lost_confirms, mut lost_revokes) = (0, 0);
-    for id in &acked.confirmed {
-        let record = store.session_record(id).await.expect("reads the primary");
-        if record.session().is_none() {
-            lost_confirms += 1;
-        }
-    }
-    for id in &acked.revoked {
-        let record = store.session_record(id).await.expect("reads the primary");
-        if record
-            .session()
-            .is_none_or(|s| s.status != SessionStatus::Revoked)
-        {
-            lost_revokes += 1;
-        }
-    }
+    let (lost_confirms, lost_revokes) = acked.lost(&app).await;
     let violations = invariants::check(&mut deployment.primary(&app).await, &app.config).await;
     assert!(violations.is_empty(), "{violations:#?}");
     let survival = Survival {
@@ -383,7 +377,7 @@ async fn with_acks_and_no_replica_writes_answer_503_and_reads_still_work() {
         .await;
     assert_eq!(list.status, 200, "{list:?}");
 
-    let (code, output) = verify(&h.app).await;
+    let (code, output) = run_cli(&h.app, &["verify"], &[]).await;
     assert_ne!(code, 0, "{output}");
     assert!(
         output.contains("[FAIL] redis topology") && output.contains("connected replicas 0"),
@@ -418,12 +412,6 @@ async fn with_two_replicas_and_one_ack_writes_go_on_after_losing_the_primary() {
         acked.confirmed.len() > at_switch,
         "no login was acknowledged in the second after the switch ({at_switch} before it)"
     );
-    let store = app.store();
-    for id in &acked.confirmed {
-        let record = store.session_record(id).await.expect("reads the primary");
-        assert!(
-            record.session().is_some(),
-            "acknowledged session {id} was lost"
-        );
-    }
+    let (lost_confirms, _) = acked.lost(&app).await;
+    assert_eq!(lost_confirms, 0, "acknowledged sessions were lost");
 }

@@ -11,7 +11,11 @@ use testcontainers::{free_port, ServiceProcess, TestApp};
 use crate::helpers::{harness, unique_email};
 
 /// Runs `authsession <args>` with the app's configuration plus `overrides`; (exit code, output).
-async fn run_cli(app: &TestApp, args: &[&str], overrides: &[(&str, String)]) -> (i32, String) {
+pub(crate) async fn run_cli(
+    app: &TestApp,
+    args: &[&str],
+    overrides: &[(&str, String)],
+) -> (i32, String) {
     let mut env = app.cli_env();
     for (k, v) in overrides {
         env.retain(|(key, _)| key != k);

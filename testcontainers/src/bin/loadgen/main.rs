@@ -150,18 +150,8 @@ async fn run(
     for _ in 0..50 {
         target.login(&Recorder::default()).await;
     }
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("slowlog-log-slower-than")
-        .arg(5000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SLOWLOG")
-        .arg("RESET")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis_stats::config_set(&mut conn, "slowlog-log-slower-than", 5000).await;
+    redis_stats::slowlog_reset(&mut conn).await;
 
     println!(
         "## 1. Full logins through the service (closed loop, stub user service, REST fake mail)\n"

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use authsession::domain::UserId;
 use authsession::gateway::{GatewayConsumer, GatewayNames};
 use authsession::store::{Dedicated, Store};
-use redis::aio::ConnectionLike;
 
 /// Revokes in flight at once.
 const CONCURRENCY: usize = 8;
@@ -33,12 +32,7 @@ pub async fn measure(store: &Store, internal: &str, revokes: usize) {
     let follower = {
         let (consumer, seen, stop) = (consumer.clone(), seen.clone(), stop.clone());
         let conn = store.redis.dedicated().await.expect("a connection");
-        tokio::spawn(async move {
-            match conn {
-                Dedicated::Single(c) => follow(&consumer, c, &seen, &stop).await,
-                Dedicated::Cluster(c) => follow(&consumer, c, &seen, &stop).await,
-            }
-        })
+        tokio::spawn(async move { follow(&consumer, conn, &seen, &stop).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -108,7 +102,7 @@ pub async fn measure(store: &Store, internal: &str, revokes: usize) {
 
 async fn follow(
     consumer: &GatewayConsumer,
-    mut conn: impl ConnectionLike,
+    mut conn: Dedicated,
     seen: &Mutex<HashMap<String, Instant>>,
     stop: &AtomicBool,
 ) {

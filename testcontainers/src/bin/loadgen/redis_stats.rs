@@ -28,29 +28,54 @@ pub struct RedisCounters {
 }
 
 /// Commands some script runs (`redis.call('HSET'` ...), lowercase: calls of these may come from
-/// inside scripts, so they are not round trips.
-fn script_internal_commands() -> std::collections::BTreeSet<String> {
-    let mut names = std::collections::BTreeSet::new();
-    for script in scripts().all() {
-        for call in script.body.split("redis.").skip(1) {
-            let rest = call
-                .strip_prefix("call(")
-                .or_else(|| call.strip_prefix("pcall("));
-            if let Some(name) = rest
-                .and_then(|r| r.get(1..))
-                .and_then(|r| r.split(['\'', '"']).next())
-            {
-                names.insert(name.to_lowercase());
+/// inside scripts, so they are not round trips. Read from the scripts once.
+static SCRIPT_INTERNAL_COMMANDS: std::sync::LazyLock<std::collections::BTreeSet<String>> =
+    std::sync::LazyLock::new(|| {
+        let mut names = std::collections::BTreeSet::new();
+        for script in scripts().all() {
+            for call in script.body.split("redis.").skip(1) {
+                let rest = call
+                    .strip_prefix("call(")
+                    .or_else(|| call.strip_prefix("pcall("));
+                if let Some(name) = rest
+                    .and_then(|r| r.get(1..))
+                    .and_then(|r| r.split(['\'', '"']).next())
+                {
+                    names.insert(name.to_lowercase());
+                }
             }
         }
-    }
-    names
+        names
+    });
+
+/// `CONFIG SET name value` (the slow log's settings).
+pub async fn config_set(
+    conn: &mut redis::aio::MultiplexedConnection,
+    name: &str,
+    value: impl redis::ToRedisArgs,
+) {
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// `SLOWLOG RESET`.
+pub async fn slowlog_reset(conn: &mut redis::aio::MultiplexedConnection) {
+    let () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(conn)
+        .await
+        .unwrap();
 }
 
 /// Round trips from `INFO commandstats`: calls of every command no script runs (EVALSHA, SCRIPT
 /// LOAD, the service's own reads), minus this generator's own `INFO`s.
 async fn round_trips(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let internal = script_internal_commands();
+    let internal = &*SCRIPT_INTERNAL_COMMANDS;
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(redis)

@@ -5,7 +5,7 @@ use std::time::Instant;
 use authsession::domain::{Revocation, SessionStatus, UserId};
 use authsession::store::Store;
 
-use crate::redis_stats::slow_scripts;
+use crate::redis_stats::{config_set, slow_scripts, slowlog_reset};
 
 pub async fn revoke_costs(
     store: &Store,
@@ -19,25 +19,9 @@ pub async fn revoke_costs(
         let user = format!("bulk{size}");
         let user_id = UserId::parse(&user).unwrap();
         testcontainers::seed::active_sessions(store, &user_id, size).await;
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("slowlog-log-slower-than")
-            .arg(0)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("slowlog-max-len")
-            .arg(1_000_000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let _: () = redis::cmd("SLOWLOG")
-            .arg("RESET")
-            .query_async(conn)
-            .await
-            .unwrap();
+        config_set(conn, "slowlog-log-slower-than", 0).await;
+        config_set(conn, "slowlog-max-len", 1_000_000).await;
+        slowlog_reset(conn).await;
         let revocation = Revocation {
             reason_code: authsession::domain::Code::known("admin_revoke"),
             actor_type: authsession::domain::Code::known("admin"),
@@ -51,13 +35,7 @@ pub async fn revoke_costs(
         let took = started.elapsed();
         assert_eq!(revoked as usize, size);
         let scripts = slow_scripts(conn).await;
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("slowlog-log-slower-than")
-            .arg(5000)
-            .query_async(conn)
-            .await
-            .unwrap();
+        config_set(conn, "slowlog-log-slower-than", 5000).await;
         let list = |filter| {
             let store = store.clone();
             let user_id = user_id.clone();
