@@ -113,4 +113,27 @@ mod architecture {
             violations.join("\n")
         );
     }
+
+    /// Raw Redis commands are spelled in `store` only (and in `gateway`, which reads the contract's
+    /// keys as a gateway would, without the service's code).
+    #[test]
+    fn only_the_store_sends_raw_redis_commands() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        for module in code_map().keys() {
+            if module == "store" || module == "gateway" {
+                continue;
+            }
+            for file in files(&src.join(module)) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                if text.contains("redis::cmd(") || text.contains("redis::pipe(") {
+                    offenders.push(file.display().to_string());
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "raw Redis outside the store: {offenders:?}"
+        );
+    }
 }
