@@ -52,12 +52,11 @@ async fn four_hundred_stalling_connections_neither_starve_a_client_nor_outlive_t
         &env,
     );
     let internal = process.listener_addr("internal").await;
-    let url = format!("http://{internal}/api/v1/internal/users/nobody/sessions");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .build()
-        .unwrap();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    // One connection, admitted before the attack and reused for every request: a pooled client
+    // could open a second one mid-test (its first not yet back in the pool), which the full cap
+    // rightly closes at once.
+    let mut admitted = AdmittedClient::connect(internal).await;
+    assert_eq!(admitted.get().await, 200);
 
     let attack_started = Instant::now();
     let mut attackers = Vec::new();
@@ -72,8 +71,7 @@ async fn four_hundred_stalling_connections_neither_starve_a_client_nor_outlive_t
     let mut slowest = Duration::ZERO;
     for _ in 0..30 {
         let started = Instant::now();
-        let reply = client.get(&url).send().await.unwrap();
-        assert_eq!(reply.status(), 200);
+        assert_eq!(admitted.get().await, 200);
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -112,6 +110,41 @@ async fn four_hundred_stalling_connections_neither_starve_a_client_nor_outlive_t
         .iter()
         .any(|l| l.contains("RLIMIT_NOFILE cannot hold"));
     assert!(!warned, "80 per listener fits in 256 descriptors");
+}
+
+/// An HTTP/1.1 client on exactly one keep-alive connection.
+struct AdmittedClient {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+}
+
+impl AdmittedClient {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        Self { sender }
+    }
+
+    async fn get(&mut self) -> u16 {
+        self.sender
+            .ready()
+            .await
+            .expect("the admitted connection was closed");
+        let request = hyper::Request::get("/api/v1/internal/users/nobody/sessions")
+            .header("host", "authsession")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        // Read the body to the end so that the connection is ready for the next request.
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        status
+    }
 }
 
 /// A client bound to `source` (any 127.0.0.0/8 address works on loopback).
