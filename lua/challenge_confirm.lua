@@ -1,8 +1,9 @@
 #!lua
--- challenge_confirm, version: 7
--- Turns a verified challenge into a device session, atomically with its indexes, the eviction of
--- the user's oldest sessions over the limit, and the gateway projection of every change. Refuses,
--- writing nothing, while a block of the user is in flight (the block's marker exists).
+-- challenge_confirm, version: 8
+-- (Single-tag layout.) Turns a verified challenge into a device session, atomically with its
+-- indexes, the eviction of the user's oldest sessions over the limit, and the gateway projection
+-- of every change. Refuses, writing nothing, while a block of the user is in flight (the block's
+-- marker exists).
 -- KEYS[1] challenge
 -- KEYS[2] session: the new session record
 -- KEYS[3] user_sessions: the user's index of every session
@@ -38,11 +39,7 @@
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_expired, user_index_settle
 --!include projection.lua: projection_json, projection_write
-
--- Index entries beyond the evicted ones looked at for ghosts (entries whose record is gone).
-local GHOST_SCAN = 8
--- Oldest entries of the all-sessions index checked for ghosts on each login.
-local SWEEP = 8
+--!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
 
 local max_attempts = arg_int(5, 1, 1000)
 local max_active = arg_int(6, 1, 1000)
@@ -89,66 +86,15 @@ end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   fail('device session id already in use')
 end
-key_type_is(KEYS[6], 'stream')
--- No separate type checks of the indexes: the reads below (ZRANGE of `revoked` and `all`, ZCARD of
--- `active`) fail on a wrong type before any write.
-local idx = {all = KEYS[3], active = KEYS[4], revoked = KEYS[7]}
-local expired = user_index_expired(idx, now)
+local k = {session = KEYS[2], all = KEYS[3], active = KEYS[4], revoked = KEYS[7], gateway = KEYS[5],
+  stream = KEYS[6]}
+local a = {id = id, user_id = ARGV[3], client_public_key = ARGV[2], challenge_id = ARGV[12],
+  max_active = max_active, max_evictions = max_evictions, retention = retention, maxlen = maxlen,
+  session_prefix = ARGV[10], gateway_prefix = ARGV[11]}
+local plan = session_open_plan(k, a, now)
 
--- Oldest active-index entries over the limit (the new session counts). An entry whose record is
--- gone or no longer active is a ghost: removing it lowers the count as much as an eviction, so
--- only the sessions still over the limit once the ghosts are gone are evicted.
-local evicted, ghosts, gone = {}, {}, {}
-local excess = redis.call('ZCARD', KEYS[4]) + 1 - max_active
-if excess > 0 then
-  local live = {}
-  for _, sid in ipairs(redis.call('ZRANGE', KEYS[4], 0, math.min(excess, max_evictions) + GHOST_SCAN - 1)) do
-    local s = session_load(ARGV[10] .. sid)
-    if s and s.status == 'active' then
-      table.insert(live, s)
-    else
-      table.insert(ghosts, sid)
-      if not s then
-        table.insert(gone, sid)
-      end
-    end
-  end
-  for i = 1, math.min(excess - #ghosts, max_evictions, #live) do
-    evicted[i] = live[i]
-  end
-end
--- The oldest few entries of the all-sessions index whose record is gone (ghosts, and sessions
--- revoked before the revoked index existed).
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[3], 0, SWEEP - 1)) do
-  if redis.call('EXISTS', ARGV[10] .. sid) == 0 then
-    table.insert(gone, sid)
-  end
-end
-
-local revocation = {reason = 'session_limit_exceeded', actor_type = 'system', actor_id = '', request_id = id}
-for _, s in ipairs(evicted) do
-  session_revoke_apply(ARGV[10] .. s.device_session_id, idx, s, now, revocation, retention)
-  projection_write(ARGV[11] .. s.device_session_id, KEYS[6], maxlen, s, now, retention)
-end
-if #ghosts > 0 then
-  redis.call('ZREM', KEYS[4], unpack(ghosts))
-end
-if #gone > 0 then
-  redis.call('ZREM', KEYS[3], unpack(gone))
-end
-
-local session = {
-  device_session_id = id, user_id = ARGV[3], status = 'active', client_public_key = ARGV[2],
-  version = 1, created_at_ms = int(now),
-}
-redis.call('HSET', KEYS[2], 'device_session_id', id, 'user_id', ARGV[3], 'status', 'active',
-  'client_public_key', ARGV[2], 'created_at_ms', session.created_at_ms, 'version', 1,
-  'challenge_id', ARGV[12])
-redis.call('ZADD', KEYS[3], now, id)
-redis.call('ZADD', KEYS[4], now, id)
-user_index_settle(idx, expired, now, retention, true) -- the new session is active
+local session = session_open_apply(k, a, plan, now)
 redis.call('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
   'client_public_key', ARGV[2], 'user_id', ARGV[3], 'confirmed_at_ms', session.created_at_ms)
 redis.call('PEXPIRE', KEYS[1], idempotency)
-projection_write(KEYS[5], KEYS[6], maxlen, session, now, retention)
 return {'created', id, session.created_at_ms}

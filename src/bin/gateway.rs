@@ -18,7 +18,7 @@ use serde_json::json;
 
 use authsession::config::Config;
 use authsession::gateway::{GatewayConsumer, GatewayNames, Verdict};
-use authsession::store::{Dedicated, Redis};
+use authsession::store::{Dedicated, Keys, Redis};
 use authsession::telemetry;
 
 #[derive(Parser)]
@@ -31,7 +31,8 @@ struct Args {
     /// Where to answer `GET /sessions/{device_session_id}`.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
-    /// Stream id to follow from: `now` (new events only) or a saved id to resume after.
+    /// Stream id to follow every stream from: `now` (new events only), or an id to resume after
+    /// (`0` replays what the streams hold).
     #[arg(long, default_value = "now")]
     from: String,
 }
@@ -77,14 +78,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let keys = Keys::new(&config.redis, &config.gateway);
     let consumer = Arc::new(GatewayConsumer::new(GatewayNames {
-        snapshot_prefix: config.gateway.session_key_prefix.clone(),
-        stream: config.gateway.events_stream.clone(),
+        snapshot_prefix: keys.gateway_session_prefix().to_owned(),
+        streams: keys.streams(),
     }));
     // Each blocking read must end well inside the connection's response timeout (the
     // configured command timeout), or the client would call it a timeout and reconnect.
     let block_ms = (config.redis.command_timeout.as_millis() as u64 / 2).max(1);
-    tokio::spawn(follow(consumer.clone(), redis.clone(), args.from, block_ms));
+    for stream in consumer.names().streams.clone() {
+        let (consumer, redis, from) = (consumer.clone(), redis.clone(), args.from.clone());
+        tokio::spawn(follow(consumer, redis, stream, from, block_ms));
+    }
     let app = Router::new()
         .route("/sessions/{device_session_id}", get(session))
         .with_state(Shared {
@@ -109,13 +114,19 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Follows the stream for ever on a connection of its own, resuming from the last id read after
+/// Follows one stream for ever on a connection of its own, resuming from the last id read after
 /// any error.
-async fn follow(consumer: Arc<GatewayConsumer>, redis: Redis, from: String, block_ms: u64) {
+async fn follow(
+    consumer: Arc<GatewayConsumer>,
+    redis: Redis,
+    stream: String,
+    from: String,
+    block_ms: u64,
+) {
     let mut last_id = from;
     loop {
-        if let Err(error) = follow_on(&consumer, &redis, &mut last_id, block_ms).await {
-            tracing::warn!(%error, %last_id, "stream follow interrupted; resuming");
+        if let Err(error) = follow_on(&consumer, &redis, &stream, &mut last_id, block_ms).await {
+            tracing::warn!(%error, %stream, %last_id, "stream follow interrupted; resuming");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -125,19 +136,20 @@ async fn follow(consumer: Arc<GatewayConsumer>, redis: Redis, from: String, bloc
 async fn follow_on(
     consumer: &GatewayConsumer,
     redis: &Redis,
+    stream: &str,
     last_id: &mut String,
     block_ms: u64,
 ) -> Result<(), String> {
     let mut conn = redis.dedicated().await.map_err(|e| e.to_string())?;
     if last_id == "now" {
         *last_id = consumer
-            .newest_id(&mut conn)
+            .newest_id(&mut conn, stream)
             .await
             .map_err(|e| e.to_string())?;
     }
     loop {
         let applied = consumer
-            .step(&mut conn, last_id, block_ms)
+            .step(&mut conn, stream, last_id, block_ms)
             .await
             .map_err(|e| e.to_string())?;
         *last_id = applied.last_id;

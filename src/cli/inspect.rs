@@ -182,7 +182,10 @@ impl View {
     }
 
     async fn events(&self, session: &Session, out: &mut impl Write) -> Result<(), super::Error> {
-        let entries = self.store.recent_events(EVENT_SCAN).await?;
+        let (stream, entries) = self
+            .store
+            .recent_events(&session.device_session_id, EVENT_SCAN)
+            .await?;
         let mine: Vec<_> = entries
             .iter()
             .filter(|e| {
@@ -193,7 +196,7 @@ impl View {
         writeln!(
             out,
             "  stream {}: {} event(s) for this session in the last {} entries",
-            self.store.keys.stream(),
+            stream,
             mine.len(),
             entries.len()
         )?;

@@ -254,19 +254,32 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
 
     let store = Store::new(redis, &config.redis, &config.gateway, &config.policy);
     let keys = &store.keys;
-    let stream_type = store.stream_type().await;
-    let (ok, detail) = match stream_type.as_deref() {
-        Ok("stream" | "none") => (
-            true,
-            format!(
-                "key prefix {:?}, gateway prefix {:?}, stream {:?} (gateway must use the same names)",
-                keys.prefix(),
-                keys.gateway_session_prefix(),
-                keys.stream()
-            ),
+    let streams = keys.streams();
+    let layout = match streams.as_slice() {
+        [one] => format!("stream {one:?}"),
+        many => format!(
+            "{} partitions, streams {:?} .. {:?}",
+            many.len(),
+            many[0],
+            many[many.len() - 1]
         ),
-        Ok(other) => (false, format!("stream {:?} holds a {other}, not a stream: every confirm and revoke fails", keys.stream())),
-        Err(e) => (false, format!("TYPE {:?}: {e}", keys.stream())),
+    };
+    let (ok, detail) = match store.stream_types().await {
+        Ok(types) => match types.iter().find(|(_, t)| t != "stream" && t != "none") {
+            None => (
+                true,
+                format!(
+                    "key prefix {:?}, gateway prefix {:?}, {layout} (gateway must use the same names)",
+                    keys.prefix(),
+                    keys.gateway_session_prefix(),
+                ),
+            ),
+            Some((stream, other)) => (
+                false,
+                format!("stream {stream:?} holds a {other}, not a stream: every confirm and revoke fails"),
+            ),
+        },
+        Err(e) => (false, format!("TYPE of the streams: {e}")),
     };
     checks.push(Check {
         name: "namespace",

@@ -52,6 +52,11 @@ impl Config {
             )
         };
         let sentinel = p.sentinel(mode);
+        let partitions = p.parse(REDIS_PARTITIONS, "an integer from 1 to 1024", |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_PARTITIONS).contains(n))
+        });
         let min_replica_acks = p.parse(REDIS_MIN_REPLICA_ACKS, "an integer from 0 to 16", |v| {
             v.parse::<u32>().ok().filter(|n| *n <= 16)
         });
@@ -251,10 +256,36 @@ impl Config {
                 );
             }
         }
+        let partitioned = partitions.is_some_and(|n| n > 1);
+        if partitioned && mode.is_some_and(|m| m != RedisMode::Cluster) {
+            p.problem(
+                REDIS_PARTITIONS,
+                p.env.get(REDIS_PARTITIONS),
+                "1 unless AUTHSESSION_REDIS_MODE=cluster (partitions spread keys over cluster slots)",
+            );
+        }
         if let (Some(RedisMode::Cluster), Some(k), Some(g), Some(s)) =
             (mode, &key_prefix, &session_key_prefix, &events_stream)
         {
-            if !share_one_hash_tag(&[k, g, s]) {
+            if partitioned {
+                // The service adds a partition tag to every key; a tag of the operator's would
+                // win (Redis hashes the first one) and put every partition in one slot.
+                for (name, value) in [
+                    (REDIS_KEY_PREFIX, k),
+                    (GATEWAY_SESSION_KEY_PREFIX, g),
+                    (GATEWAY_SESSION_EVENTS_STREAM, s),
+                ] {
+                    if value.contains(['{', '}']) {
+                        p.problem(
+                            name,
+                            Some(value.clone()),
+                            "no `{` or `}` when AUTHSESSION_REDIS_PARTITIONS > 1: the service adds \
+                             a partition tag to every key, and a tag in the prefix would put every \
+                             partition in one slot",
+                        );
+                    }
+                }
+            } else if !share_one_hash_tag(&[k, g, s]) {
                 p.problem(
                     REDIS_KEY_PREFIX,
                     Some(k.clone()),
@@ -330,6 +361,7 @@ impl Config {
                 tls_enabled: tls_enabled.unwrap(),
                 tls_ca_file,
                 key_prefix: key_prefix.unwrap(),
+                partitions: partitions.unwrap(),
                 pool_size: pool_size.unwrap(),
                 connect_timeout: connect_timeout.unwrap(),
                 command_timeout: command_timeout.unwrap(),

@@ -125,6 +125,9 @@ pub struct RedisConfig {
     pub tls_enabled: bool,
     pub tls_ca_file: Option<PathBuf>,
     pub key_prefix: String,
+    /// Cluster mode: how many partitions (hash tags) the keys are spread over; 1 is the
+    /// single-tag layout.
+    pub partitions: u32,
     pub pool_size: u32,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -258,6 +261,9 @@ fn render(problems: &[Problem]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Most partitions `AUTHSESSION_REDIS_PARTITIONS` accepts: 16 slots each at the most.
+pub const MAX_PARTITIONS: u32 = 1024;
 
 /// What cluster mode needs of the three names, with a working example.
 pub(crate) fn hash_tag_expectation(key_prefix: &str, gateway_prefix: &str, stream: &str) -> String {

@@ -129,6 +129,38 @@ fn cluster_mode_needs_db_zero_and_one_hash_tag() {
     assert!(ok.is_ok(), "{:?}", ok.err());
 }
 
+#[test]
+fn partitions_need_cluster_mode_and_untagged_names() {
+    let err = Config::from_source(&env(&[(REDIS_PARTITIONS, "8")])).unwrap_err();
+    assert_eq!(err.0[0].variable, REDIS_PARTITIONS);
+    for bad in ["0", "1025", "x"] {
+        let err = Config::from_source(&env(&[(REDIS_PARTITIONS, bad)])).unwrap_err();
+        assert!(err.to_string().contains("from 1 to 1024"), "{bad}");
+    }
+    let tagged = Config::from_source(&env(&[
+        (REDIS_MODE, "cluster"),
+        (REDIS_PARTITIONS, "8"),
+        (REDIS_KEY_PREFIX, "{auth}authsession:"),
+        (GATEWAY_SESSION_KEY_PREFIX, "{auth}gateway:session:"),
+        (GATEWAY_SESSION_EVENTS_STREAM, "{auth}gateway:session_events"),
+    ]))
+    .unwrap_err();
+    let vars: Vec<_> = tagged.0.iter().map(|p| p.variable).collect();
+    assert_eq!(
+        vars,
+        [
+            REDIS_KEY_PREFIX,
+            GATEWAY_SESSION_KEY_PREFIX,
+            GATEWAY_SESSION_EVENTS_STREAM
+        ]
+    );
+    assert!(tagged.to_string().contains("partition tag"));
+    // The defaults carry no tag: partitioned mode needs nothing else.
+    let ok = Config::from_source(&env(&[(REDIS_MODE, "cluster"), (REDIS_PARTITIONS, "64")]))
+        .unwrap();
+    assert_eq!(ok.redis.partitions, 64);
+}
+
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// Security review: unkeyed code hashes let anyone who reads Redis recover live codes.

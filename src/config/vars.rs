@@ -27,6 +27,8 @@ variables! {
     REDIS_ADDR = "AUTHSESSION_REDIS_ADDR", Some("127.0.0.1:6379");
     /// `standalone`, `sentinel` or `cluster`.
     REDIS_MODE = "AUTHSESSION_REDIS_MODE", Some("standalone");
+    /// Cluster mode: partitions the keys are spread over (1 keeps every key in one hash tag).
+    REDIS_PARTITIONS = "AUTHSESSION_REDIS_PARTITIONS", Some("1");
     /// Sentinel mode: the name the Sentinels monitor the primary under.
     REDIS_SENTINEL_MASTER = "AUTHSESSION_REDIS_SENTINEL_MASTER", None;
     /// Sentinel mode: ACL user of the Sentinels themselves (unset: the default user).

@@ -98,11 +98,11 @@ macro_rules! string_newtype {
 }
 
 string_newtype!(
-    /// `[A-Za-z0-9_-]{1,128}`.
+    /// `[A-Za-z0-9_-]{1,128}`, after a partition tag `{[a-z0-9]{1,4}}` in the partitioned layout.
     ChallengeId
 );
 string_newtype!(
-    /// `[A-Za-z0-9_-]{1,128}`.
+    /// `[A-Za-z0-9_-]{1,128}`, after a partition tag `{[a-z0-9]{1,4}}` in the partitioned layout.
     DeviceSessionId
 );
 string_newtype!(
@@ -142,9 +142,24 @@ fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
+/// An id: an optional partition tag (`{` 1-4 lowercase letters or digits `}`) and 1-128 id
+/// characters. Whether the tag is one of the deployment's is the store's question.
+fn parse_id(raw: &str) -> Option<String> {
+    let body = match raw.strip_prefix('{') {
+        Some(tagged) => {
+            let (tag, body) = tagged.split_once('}')?;
+            let tag_ok = (1..=4).contains(&tag.len())
+                && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            tag_ok.then_some(body)?
+        }
+        None => raw,
+    };
+    parse_token(body, 128, is_id_char).map(|_| raw.to_owned())
+}
+
 impl ChallengeId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        parse_token(raw, 128, is_id_char)
+        parse_id(raw)
             .map(Self)
             .ok_or(Invalid("challenge_id is malformed"))
     }
@@ -156,7 +171,7 @@ impl ChallengeId {
 
 impl DeviceSessionId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        parse_token(raw, 128, is_id_char)
+        parse_id(raw)
             .map(Self)
             .ok_or(Invalid("device_session_id is malformed"))
     }

@@ -1,5 +1,6 @@
 //! `POST /api/v1/public/auth/confirm-email-code`: verify the code, ask the user service for the
-//! account, then create the device session and its gateway projection in one script call.
+//! account, then create the device session and its gateway projection (one script call in the
+//! single-tag layout; a session step and a challenge step in the partitioned one).
 //! An identical retry returns the committed session and repairs its projection.
 
 use std::net::IpAddr;
@@ -82,7 +83,9 @@ async fn confirm(
         Ensured::Blocked => return Err(Error::UserBlocked),
         Ensured::User(user_id) => user_id,
     };
-    let device_session_id = DeviceSessionId::generate();
+    // Partitioned: derived from the challenge, so a retry after a crash between the two steps of
+    // the store's confirm finds the session the first attempt made.
+    let device_session_id = ctx.store.keys.device_session_id(challenge_id, &user_id);
     let request = ConfirmRequest {
         challenge_id,
         code_hashes: &code_hashes,

@@ -20,7 +20,8 @@ pub async fn send_email_code(
     client: IpAddr,
 ) -> Result<ChallengeId, Error> {
     let started = std::time::Instant::now();
-    let challenge_id = ChallengeId::generate();
+    // In the partitioned layout the id carries the address's partition.
+    let challenge_id = ctx.store.keys.new_challenge_id(&email.hash());
     let code = LoginCode::generate();
     let created = ctx
         .store

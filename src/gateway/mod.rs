@@ -1,6 +1,8 @@
 //! The reference gateway consumer: the executable form of the gateway contract. It follows the
-//! session event stream (`S`, one blocking `XREAD` loop resuming from its last entry id), keeps a
-//! cache of session snapshots, and answers "is this session active, and with which key?",
+//! session event streams (`S`; in the partitioned layout `S{t}` for every partition tag `t`, one
+//! blocking `XREAD` loop per stream resuming from its last entry id: Redis Cluster refuses an
+//! `XREAD` over several slots, even on one shard), keeps a cache of session snapshots, and
+//! answers "is this session active, and with which key?",
 //! falling back to the snapshot key (`G<device_session_id>`) for a session it has not seen an
 //! event of. Nothing here writes to Redis, and nothing depends on the service's internals: a
 //! gateway team can read this module as the contract in code.
@@ -14,11 +16,11 @@ use serde::Deserialize;
 /// Entries read per `XREAD` call.
 const BATCH: usize = 500;
 
-/// The contract's names: the snapshot key prefix `G` and the stream `S`.
+/// The contract's names: the snapshot key prefix `G` and the streams (`S`, or one per partition).
 #[derive(Debug, Clone)]
 pub struct GatewayNames {
     pub snapshot_prefix: String,
-    pub stream: String,
+    pub streams: Vec<String>,
 }
 
 /// The snapshot JSON a gateway authenticates with.
@@ -101,11 +103,15 @@ impl GatewayConsumer {
             .cloned()
     }
 
-    /// The id to follow from for "new events only": the stream's newest entry now (`0-0` when
+    /// The id to follow `stream` from for "new events only": its newest entry now (`0-0` when
     /// it is empty). Unlike `$`, it can be resumed from without a gap between two reads.
-    pub async fn newest_id(&self, conn: &mut impl ConnectionLike) -> redis::RedisResult<String> {
+    pub async fn newest_id(
+        &self,
+        conn: &mut impl ConnectionLike,
+        stream: &str,
+    ) -> redis::RedisResult<String> {
         let newest: Vec<Entry> = redis::cmd("XREVRANGE")
-            .arg(&self.names.stream)
+            .arg(stream)
             .arg("+")
             .arg("-")
             .arg("COUNT")
@@ -118,12 +124,13 @@ impl GatewayConsumer {
             .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
     }
 
-    /// One `XREAD` from `last_id` (blocking up to `block_ms`, 0: do not block): applies what it
-    /// read and says where to resume. Entries whose snapshot does not parse are skipped (a
-    /// gateway must not stop on one bad entry) and counted in `entries` nonetheless.
+    /// One `XREAD` of `stream` from `last_id` (blocking up to `block_ms`, 0: do not block):
+    /// applies what it read and says where to resume. Entries whose snapshot does not parse are
+    /// skipped (a gateway must not stop on one bad entry) and counted in `entries` nonetheless.
     pub async fn step(
         &self,
         conn: &mut impl ConnectionLike,
+        stream: &str,
         last_id: &str,
         block_ms: u64,
     ) -> redis::RedisResult<Applied> {
@@ -132,7 +139,7 @@ impl GatewayConsumer {
         if block_ms > 0 {
             cmd.arg("BLOCK").arg(block_ms);
         }
-        cmd.arg("STREAMS").arg(&self.names.stream).arg(last_id);
+        cmd.arg("STREAMS").arg(stream).arg(last_id);
         let reply: Option<Vec<(String, Vec<Entry>)>> = cmd.query_async(conn).await?;
         let mut applied = Applied {
             last_id: last_id.to_owned(),
@@ -201,7 +208,7 @@ mod tests {
     fn versions_only_move_forward() {
         let consumer = GatewayConsumer::new(GatewayNames {
             snapshot_prefix: "g:".into(),
-            stream: "s".into(),
+            streams: vec!["s".into()],
         });
         assert!(consumer.apply(snapshot(1, "active")));
         assert!(consumer.apply(snapshot(2, "revoked")));

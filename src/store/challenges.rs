@@ -125,16 +125,28 @@ impl Store {
         client: &ClientKey,
     ) -> ScriptCall<'static> {
         let email_hash = email.hash();
-        let (client_limit, client_window) = limit_args(self.policy.send_rate_per_ip);
-        let (global_limit, global_window) = limit_args(self.policy.send_rate_global);
+        let (mut client_limit, client_window) = limit_args(self.policy.send_rate_per_ip);
+        let (mut global_limit, global_window) = limit_args(self.policy.send_rate_global);
+        let (rate_client, rate_global) = if self.keys.partitions().is_partitioned() {
+            // send_admit counted the client already; these keys of the address's slot stay
+            // untouched (limits off).
+            (client_limit, global_limit) = (0, 0);
+            let home = self.keys.address_partition(&email_hash);
+            (
+                self.keys.rate_send_client_in(home, client.as_str()),
+                self.keys.rate_send_global(home),
+            )
+        } else {
+            (
+                self.keys.rate_send_client(client.as_str()),
+                self.keys.rate_send_global(self.keys.client_partition(client.as_str())),
+            )
+        };
         ScriptCall::new(&self.scripts.challenge_create)
             .key("challenge", self.keys.challenge(id.as_str()))
             .key("resend_throttle", self.keys.resend_throttle(&email_hash))
-            .key(
-                "rate_send_client",
-                self.keys.rate_send_client(client.as_str()),
-            )
-            .key("rate_send_global", self.keys.rate_send_global())
+            .key("rate_send_client", rate_client)
+            .key("rate_send_global", rate_global)
             .arg("challenge_id", id)
             .arg("email", email.as_str())
             .arg("email_hash", &email_hash)
@@ -160,6 +172,11 @@ impl Store {
         locale: Option<&Locale>,
         client: &ClientKey,
     ) -> Result<Created, Error> {
+        if self.keys.partitions().is_partitioned() {
+            if let Some(after) = self.admit(self.send_admit_call(id, client)).await? {
+                return Ok(Created::RateLimited(after));
+            }
+        }
         let call = self.challenge_create_call(id, email, code_hash, locale, client);
         let name = call.script().name;
         let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
@@ -169,6 +186,53 @@ impl Store {
             [limited, ms] if limited == "rate_limited" => ms
                 .parse()
                 .map(|ms| Created::RateLimited(Duration::from_millis(ms)))
+                .map_err(|_| unexpected(name, &reply)),
+            _ => Err(unexpected(name, &reply)),
+        }
+    }
+
+    /// (Partitioned.) The send admission of `id` in the client's partition; the global window is
+    /// shared out evenly, each partition admitting its share (rounded up).
+    pub fn send_admit_call(&self, id: &ChallengeId, client: &ClientKey) -> ScriptCall<'static> {
+        let (client_limit, client_window) = limit_args(self.policy.send_rate_per_ip);
+        let (global_limit, global_window) = limit_args(self.policy.send_rate_global);
+        let shares = self.keys.all_partitions().len() as u32;
+        let home = self.keys.client_partition(client.as_str());
+        ScriptCall::new(&self.scripts.send_admit)
+            .key(
+                "rate_send_client",
+                self.keys.rate_send_client(client.as_str()),
+            )
+            .key("rate_send_global", self.keys.rate_send_global(home))
+            .arg("challenge_id", id)
+            .arg("client_limit", client_limit)
+            .arg("client_window_ms", client_window)
+            .arg("global_limit", global_limit.div_ceil(shares))
+            .arg("global_window_ms", global_window)
+    }
+
+    /// (Partitioned.) The confirm admission of `attempt` in the client's partition.
+    pub fn confirm_admit_call(&self, attempt: &RequestId, client: &ClientKey) -> ScriptCall<'static> {
+        let (client_limit, client_window) = limit_args(self.policy.confirm_rate_per_ip);
+        ScriptCall::new(&self.scripts.confirm_admit)
+            .key(
+                "rate_confirm_client",
+                self.keys.rate_confirm_client(client.as_str()),
+            )
+            .arg("attempt_id", attempt)
+            .arg("client_limit", client_limit)
+            .arg("client_window_ms", client_window)
+    }
+
+    /// Runs an admission script: `Some(retry after)` when refused.
+    async fn admit(&self, call: ScriptCall<'static>) -> Result<Option<Duration>, Error> {
+        let name = call.script().name;
+        let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
+        match reply.as_slice() {
+            [admitted] if admitted == "admitted" => Ok(None),
+            [limited, ms] if limited == "rate_limited" => ms
+                .parse()
+                .map(|ms| Some(Duration::from_millis(ms)))
                 .map_err(|_| unexpected(name, &reply)),
             _ => Err(unexpected(name, &reply)),
         }
@@ -208,7 +272,8 @@ impl Store {
     /// writes nothing but proves EVALSHA (and SCRIPT LOAD in `auto` mode) and the key-pattern
     /// ACLs work for the configured user and namespace.
     pub async fn probe_scripts(&self) -> Result<(), Error> {
-        let probe = ChallengeId::parse("startup-probe").expect("a valid id");
+        // An id in the address partition of its own "hash", as a real challenge's would be.
+        let probe = self.keys.probe_challenge_id("startup-probe");
         let call =
             self.challenge_mark_delivery_call(&probe, "startup-probe", DeliveryStatus::Failed);
         let name = call.script().name;
@@ -229,13 +294,19 @@ impl Store {
         attempt: &RequestId,
         client: &ClientKey,
     ) -> ScriptCall<'static> {
-        let (client_limit, client_window) = limit_args(self.policy.confirm_rate_per_ip);
+        let (mut client_limit, client_window) = limit_args(self.policy.confirm_rate_per_ip);
+        let home = self.home_or_first(id.as_str());
+        let rate_client = if self.keys.partitions().is_partitioned() {
+            // confirm_admit counted the client already; this key of the challenge's slot stays
+            // untouched (limit off).
+            client_limit = 0;
+            self.keys.rate_confirm_client_in(home, client.as_str())
+        } else {
+            self.keys.rate_confirm_client(client.as_str())
+        };
         ScriptCall::new(&self.scripts.challenge_verify)
             .key("challenge", self.keys.challenge(id.as_str()))
-            .key(
-                "rate_confirm_client",
-                self.keys.rate_confirm_client(client.as_str()),
-            )
+            .key("rate_confirm_client", rate_client)
             .arg("code_hash", &code_hashes.current)
             .arg(
                 "code_hash_previous",
@@ -250,7 +321,7 @@ impl Store {
             )
             .arg(
                 "confirm_failures_prefix",
-                self.keys.confirm_failures_prefix(),
+                self.keys.confirm_failures_prefix(home),
             )
             .arg("attempt_id", attempt)
             .arg("client_limit", client_limit)
@@ -266,6 +337,14 @@ impl Store {
         client: &ClientKey,
     ) -> Result<Verified, Error> {
         let attempt = RequestId::generate();
+        if self.keys.partitions().is_partitioned() {
+            if let Some(after) = self.admit(self.confirm_admit_call(&attempt, client)).await? {
+                return Ok(Verified::RateLimited(after));
+            }
+        }
+        if self.home(id.as_str()).is_none() {
+            return Ok(Verified::Rejected(Rejection::NotFound));
+        }
         let call = self.challenge_verify_call(
             id,
             code_hashes,
@@ -307,7 +386,7 @@ impl Store {
             .key("user_sessions", self.keys.user_sessions(user))
             .key("user_active_sessions", self.keys.user_active_sessions(user))
             .key("gateway_session", self.keys.gateway_session(session))
-            .key("stream", self.keys.stream())
+            .key("stream", self.keys.stream(self.keys.user_partition(user)))
             .key(
                 "user_revoked_sessions",
                 self.keys.user_revoked_sessions(user),
@@ -332,7 +411,14 @@ impl Store {
             )
     }
 
+    /// Creates the session of a verified challenge. Single-tag layout: one script. Partitioned:
+    /// the session in the user's partition (its id derived from the challenge), then the mark
+    /// on the challenge in the address's; a crash between the two leaves a session that the
+    /// retry finds, so every interleaving ends as an uninterrupted confirm does.
     pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
+        if self.keys.partitions().is_partitioned() {
+            return self.challenge_confirm_in_steps(req).await;
+        }
         let call = self.challenge_confirm_call(req);
         let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
@@ -348,6 +434,125 @@ impl Store {
                 .map(Confirmed::Rejected)
                 .ok_or_else(|| unexpected(script.name, &reply)),
             _ => Err(unexpected(script.name, &reply)),
+        }
+    }
+}
+
+/// `session_create`'s result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCreated {
+    /// Created now, or found made by this challenge with this key (a retry): its creation time.
+    Created { created_at_ms: u64 },
+    /// The challenge's session exists with another client key: a twin confirmed first.
+    OtherKey,
+    /// A block of the user is in flight: nothing was written.
+    UserBlocked,
+}
+
+/// `challenge_mark_confirmed`'s result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkedConfirmed {
+    Marked,
+    /// Confirmed with another session already: left as it was.
+    OtherSession,
+    /// Gone (expired and removed since it verified).
+    NotFound,
+}
+
+impl Store {
+    /// The partitioned confirm's step 2, in the user's partition.
+    pub fn session_create_call(&self, req: &ConfirmRequest<'_>) -> ScriptCall<'static> {
+        let user = req.user_id.as_str();
+        let session = req.device_session_id.as_str();
+        ScriptCall::new(&self.scripts.session_create)
+            .key("session", self.keys.session(session))
+            .key("user_sessions", self.keys.user_sessions(user))
+            .key("user_active_sessions", self.keys.user_active_sessions(user))
+            .key("gateway_session", self.keys.gateway_session(session))
+            .key("stream", self.keys.stream(self.keys.user_partition(user)))
+            .key(
+                "user_revoked_sessions",
+                self.keys.user_revoked_sessions(user),
+            )
+            .key("user_blocked", self.keys.user_blocked(user))
+            .arg("client_public_key", req.client_public_key)
+            .arg("user_id", user)
+            .arg("device_session_id", session)
+            .arg("challenge_id", req.challenge_id)
+            .arg("max_active_sessions", req.max_active_sessions)
+            .arg("max_evictions", MAX_EVICTIONS_PER_LOGIN)
+            .revoking_by_prefix(self)
+    }
+
+    pub async fn session_create(&self, req: &ConfirmRequest<'_>) -> Result<SessionCreated, Error> {
+        let call = self.session_create_call(req);
+        let name = call.script().name;
+        let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
+        match reply.as_slice() {
+            [created, id, at] if created == "created" && id == req.device_session_id.as_str() => {
+                at.parse()
+                    .map(|created_at_ms| SessionCreated::Created { created_at_ms })
+                    .map_err(|_| unexpected(name, &reply))
+            }
+            [other] if other == "other_key" => Ok(SessionCreated::OtherKey),
+            [blocked] if blocked == "user_blocked" => Ok(SessionCreated::UserBlocked),
+            _ => Err(unexpected(name, &reply)),
+        }
+    }
+
+    /// The partitioned confirm's step 3, in the address's partition.
+    pub fn challenge_mark_confirmed_call(
+        &self,
+        req: &ConfirmRequest<'_>,
+        created_at_ms: u64,
+    ) -> ScriptCall<'static> {
+        ScriptCall::new(&self.scripts.challenge_mark_confirmed)
+            .key("challenge", self.keys.challenge(req.challenge_id.as_str()))
+            .arg("device_session_id", req.device_session_id)
+            .arg("client_public_key", req.client_public_key)
+            .arg("user_id", req.user_id)
+            .arg("confirmed_at_ms", created_at_ms)
+            .arg(
+                "idempotency_window_ms",
+                millis(self.policy.confirm_idempotency_window),
+            )
+    }
+
+    pub async fn challenge_mark_confirmed(
+        &self,
+        req: &ConfirmRequest<'_>,
+        created_at_ms: u64,
+    ) -> Result<MarkedConfirmed, Error> {
+        let call = self.challenge_mark_confirmed_call(req, created_at_ms);
+        let name = call.script().name;
+        let reply = reply_string(name, self.redis.invoke(&call).await?)?;
+        match reply.as_str() {
+            "marked" => Ok(MarkedConfirmed::Marked),
+            "other_session" => Ok(MarkedConfirmed::OtherSession),
+            "not_found" => Ok(MarkedConfirmed::NotFound),
+            _ => Err(unexpected(name, &[reply])),
+        }
+    }
+
+    async fn challenge_confirm_in_steps(
+        &self,
+        req: &ConfirmRequest<'_>,
+    ) -> Result<Confirmed, Error> {
+        let created_at_ms = match self.session_create(req).await? {
+            SessionCreated::Created { created_at_ms } => created_at_ms,
+            SessionCreated::OtherKey => return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
+            SessionCreated::UserBlocked => return Ok(Confirmed::UserBlocked),
+        };
+        let id = req.device_session_id.clone();
+        match self.challenge_mark_confirmed(req, created_at_ms).await? {
+            MarkedConfirmed::Marked => Ok(Confirmed::Created(id)),
+            // The session was made by a verified confirm; the challenge expiring since, or a
+            // twin's mark, does not undo it.
+            MarkedConfirmed::NotFound => {
+                tracing::warn!(device_session_id = %id, "confirm: the challenge expired before it was marked confirmed");
+                Ok(Confirmed::Created(id))
+            }
+            MarkedConfirmed::OtherSession => Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
         }
     }
 }

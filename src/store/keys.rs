@@ -1,7 +1,20 @@
 //! Every Redis key name, spelled once. Scripts that must derive keys (evicted sessions, batches)
 //! receive prefixes built here, so all keys share the configured hash tag in cluster mode.
+//!
+//! In the partitioned layout every key carries a partition tag where its id goes: a user's keys
+//! `P user:{t}<user_id>:...`, an address's `P resend_throttle:{t}<hash>`, a client's
+//! `P rate:send:{t}<client>`; challenge and device session ids start with their partition's
+//! `{t}`, so `P session:<id>`, `G<id>` and `P challenge:<id>` keep their contract names and
+//! still land in their partition. Each partition has its own stream `S{t}`.
 
+use std::sync::Arc;
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use super::partitions::Partitions;
 use crate::config::{GatewayConfig, RedisConfig};
+use crate::domain::{ChallengeId, DeviceSessionId, UserId};
 
 /// The Redis Cluster hash tag of a key: the text between the first `{` and the next `}`, when
 /// non-empty.
@@ -18,11 +31,16 @@ pub fn share_one_hash_tag(names: &[&str]) -> bool {
     first.is_some() && names.iter().all(|n| hash_tag(n) == first)
 }
 
+/// Where a record lives: a partition's index, or `None` in the single-tag layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition(Option<usize>);
+
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
     gateway_prefix: String,
     stream: String,
+    partitions: Arc<Partitions>,
 }
 
 impl Keys {
@@ -31,7 +49,105 @@ impl Keys {
             prefix: redis.key_prefix.clone(),
             gateway_prefix: gateway.session_key_prefix.clone(),
             stream: gateway.events_stream.clone(),
+            partitions: Arc::new(Partitions::new(redis.partitions)),
         }
+    }
+
+    pub fn partitions(&self) -> &Partitions {
+        &self.partitions
+    }
+
+    /// Every partition (one, `Partition(None)`, in the single-tag layout).
+    pub fn all_partitions(&self) -> Vec<Partition> {
+        if self.partitions.is_partitioned() {
+            (0..self.partitions.tags().len())
+                .map(|i| Partition(Some(i)))
+                .collect()
+        } else {
+            vec![Partition(None)]
+        }
+    }
+
+    fn index_of(&self, tag: Option<&str>) -> Partition {
+        Partition(tag.and_then(|t| self.partitions.tags().iter().position(|x| x == t)))
+    }
+
+    /// `{t}` of a partition, `""` in the single-tag layout.
+    fn tag(&self, partition: Partition) -> String {
+        partition
+            .0
+            .map(|i| format!("{{{}}}", self.partitions.tags()[i]))
+            .unwrap_or_default()
+    }
+
+    /// The user's partition: every session of the user, its indexes and projection live there.
+    pub fn user_partition(&self, user_id: &str) -> Partition {
+        self.index_of(self.partitions.of_user(user_id))
+    }
+
+    /// The address's partition (by its SHA-256 hex): challenges, resend window, failure budget.
+    pub fn address_partition(&self, email_hash: &str) -> Partition {
+        self.index_of(self.partitions.of_address(email_hash))
+    }
+
+    /// The client's partition (by its keyed address hash): its admission counters.
+    pub fn client_partition(&self, client: &str) -> Partition {
+        self.index_of(self.partitions.of_client(client))
+    }
+
+    /// The partition a challenge or device session id names, `None` when the id cannot be one
+    /// of this deployment's (a tag in the single-tag layout, or no known tag in the
+    /// partitioned one): such an id is not found without asking Redis.
+    pub fn partition_of_id(&self, id: &str) -> Option<Partition> {
+        if !self.partitions.is_partitioned() {
+            return (!id.contains(['{', '}'])).then_some(Partition(None));
+        }
+        let tag = id.strip_prefix('{')?.split_once('}')?.0;
+        self.partitions
+            .contains(tag)
+            .then(|| self.index_of(Some(tag)))
+    }
+
+    /// A fresh challenge id, in the address's partition.
+    pub fn new_challenge_id(&self, email_hash: &str) -> ChallengeId {
+        let id = ChallengeId::generate();
+        match self.address_partition(email_hash) {
+            Partition(None) => id,
+            p => ChallengeId::parse(&format!("{}{id}", self.tag(p))).expect("a tagged id"),
+        }
+    }
+
+    /// The device session id a confirm of `challenge_id` creates for `user_id`. Partitioned:
+    /// derived from the challenge (so a retry or a concurrent twin of a confirm that crashed
+    /// half-way finds the same session) in the user's partition. Single-tag: random (the one
+    /// confirm script makes retries safe there).
+    pub fn device_session_id(&self, challenge_id: &ChallengeId, user_id: &UserId) -> DeviceSessionId {
+        match self.user_partition(user_id.as_str()) {
+            Partition(None) => DeviceSessionId::generate(),
+            p => {
+                use base64::Engine;
+                let digest = Sha256::digest(format!("device_session:{challenge_id}"));
+                let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
+                DeviceSessionId::parse(&format!("{}{body}", self.tag(p))).expect("a tagged id")
+            }
+        }
+    }
+
+    /// The startup probe's challenge id: in the address partition of `email_hash`, as a real
+    /// challenge's would be, so the probe's keys share a slot.
+    pub fn probe_challenge_id(&self, email_hash: &str) -> ChallengeId {
+        let tag = self.tag(self.address_partition(email_hash));
+        ChallengeId::parse(&format!("{tag}{email_hash}")).expect("a valid id")
+    }
+
+    /// A random id in a partition, for tests and tools that seed records.
+    pub fn random_device_session_id(&self, partition: Partition) -> DeviceSessionId {
+        let body: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(22)
+            .map(char::from)
+            .collect();
+        DeviceSessionId::parse(&format!("{}{body}", self.tag(partition))).expect("a valid id")
     }
 
     /// The source-of-truth namespace (`AUTHSESSION_REDIS_KEY_PREFIX`).
@@ -46,18 +162,23 @@ impl Keys {
 
     /// `P resend_throttle:<sha256hex(email)>` (string holding the challenge id).
     pub fn resend_throttle(&self, email_hash: &str) -> String {
-        format!("{}resend_throttle:{email_hash}", self.prefix)
+        let tag = self.tag(self.address_partition(email_hash));
+        format!("{}resend_throttle:{tag}{email_hash}", self.prefix)
     }
 
     /// `P confirm_failures:<sha256hex(email)>` (counter).
     pub fn confirm_failures(&self, email_hash: &str) -> String {
-        format!("{}confirm_failures:{email_hash}", self.prefix)
+        format!(
+            "{}{email_hash}",
+            self.confirm_failures_prefix(self.address_partition(email_hash))
+        )
     }
 
-    /// `P confirm_failures:`: the prefix the verify script derives the failure counter from
-    /// (prefix .. sha256hex of the address it reads from the challenge).
-    pub fn confirm_failures_prefix(&self) -> String {
-        self.confirm_failures("")
+    /// `P confirm_failures:` (and the partition's tag): the prefix the verify script derives the
+    /// failure counter from (prefix .. sha256hex of the address it reads from the challenge,
+    /// which lives in the address's partition).
+    pub fn confirm_failures_prefix(&self, partition: Partition) -> String {
+        format!("{}confirm_failures:{}", self.prefix, self.tag(partition))
     }
 
     /// `P session:<device_session_id>` (hash).
@@ -72,31 +193,37 @@ impl Keys {
 
     /// `P user:<user_id>:sessions` (zset of every session id, score `created_at_ms`).
     pub fn user_sessions(&self, user_id: &str) -> String {
-        format!("{}{USER}{user_id}{USER_SESSIONS}", self.prefix)
+        format!("{}{user_id}{USER_SESSIONS}", self.user_head(user_id))
+    }
+
+    /// `P user:` and the user's partition tag.
+    fn user_head(&self, user_id: &str) -> String {
+        self.user_index_parts(self.user_partition(user_id)).head
     }
 
     /// `P user:<user_id>:active_sessions` (zset of active session ids, score `created_at_ms`).
     pub fn user_active_sessions(&self, user_id: &str) -> String {
-        format!("{}{USER}{user_id}{USER_ACTIVE_SESSIONS}", self.prefix)
+        format!("{}{user_id}{USER_ACTIVE_SESSIONS}", self.user_head(user_id))
     }
 
     /// `P user:<user_id>:revoked_sessions` (zset of revoked session ids, score = when the
     /// revoked record expires): lets scripts prune every expired index entry in bounded steps.
     pub fn user_revoked_sessions(&self, user_id: &str) -> String {
-        format!("{}{USER}{user_id}{USER_REVOKED_SESSIONS}", self.prefix)
+        format!("{}{user_id}{USER_REVOKED_SESSIONS}", self.user_head(user_id))
     }
 
     /// `P user:<user_id>:blocked` (string holding when the block happened): written by a block
     /// before it revokes, so a confirm in flight cannot create a session after it.
     pub fn user_blocked(&self, user_id: &str) -> String {
-        format!("{}{USER}{user_id}{USER_BLOCKED}", self.prefix)
+        format!("{}{user_id}{USER_BLOCKED}", self.user_head(user_id))
     }
 
-    /// `P user:` and the three index suffixes, for scripts that learn the user id from a session
-    /// record (the user's index keys are head .. user_id .. suffix).
-    pub fn user_index_parts(&self) -> UserIndexParts {
+    /// `P user:` (with the partition's tag) and the three index suffixes, for scripts that learn
+    /// the user id from a session record (the user's index keys are head .. user_id .. suffix;
+    /// a session lives in its user's partition).
+    pub fn user_index_parts(&self, partition: Partition) -> UserIndexParts {
         UserIndexParts {
-            head: format!("{}{USER}", self.prefix),
+            head: format!("{}{USER}{}", self.prefix, self.tag(partition)),
             sessions: USER_SESSIONS,
             active: USER_ACTIVE_SESSIONS,
             revoked: USER_REVOKED_SESSIONS,
@@ -105,24 +232,41 @@ impl Keys {
 
     /// `P revoke_batches:<request_id>` (hash of batch number -> reply): lets a replayed batch of
     /// a revoke-all answer what it answered first; expires a minute later.
-    pub fn revoke_batches(&self, request_id: &str) -> String {
-        format!("{}revoke_batches:{request_id}", self.prefix)
+    pub fn revoke_batches(&self, user_id: &str, request_id: &str) -> String {
+        let tag = self.tag(self.user_partition(user_id));
+        format!("{}revoke_batches:{tag}{request_id}", self.prefix)
     }
 
     /// `P rate:send:<client>` (hash `n`, `last`): one client's send window; `client` is a keyed
     /// hash of its IP address, never the address itself.
     pub fn rate_send_client(&self, client: &str) -> String {
-        format!("{}rate:send:{client}", self.prefix)
+        self.rate_send_client_in(self.client_partition(client), client)
     }
 
-    /// `P rate:send_global` (hash `n`, `last`): everyone's challenge-creation window.
-    pub fn rate_send_global(&self) -> String {
-        format!("{}rate:send_global", self.prefix)
+    /// The key `rate_send_client` would have in `partition`: the partitioned layout admits in
+    /// the client's partition first and hands the create script, which runs in the address's
+    /// partition, this never-touched key of its own slot (its limit is off there).
+    pub fn rate_send_client_in(&self, partition: Partition, client: &str) -> String {
+        format!("{}rate:send:{}{client}", self.prefix, self.tag(partition))
+    }
+
+    /// `P rate:send_global` (hash `n`, `last`): everyone's challenge-creation window. Partitioned:
+    /// `P rate:send_global:{t}`, one share of the window per partition (the client's).
+    pub fn rate_send_global(&self, partition: Partition) -> String {
+        match partition {
+            Partition(None) => format!("{}rate:send_global", self.prefix),
+            p => format!("{}rate:send_global:{}", self.prefix, self.tag(p)),
+        }
     }
 
     /// `P rate:confirm:<client>` (hash `n`, `last`): one client's confirm window.
     pub fn rate_confirm_client(&self, client: &str) -> String {
-        format!("{}rate:confirm:{client}", self.prefix)
+        self.rate_confirm_client_in(self.client_partition(client), client)
+    }
+
+    /// See [`Self::rate_send_client_in`].
+    pub fn rate_confirm_client_in(&self, partition: Partition, client: &str) -> String {
+        format!("{}rate:confirm:{}{client}", self.prefix, self.tag(partition))
     }
 
     /// `P config` (hash of runtime overrides).
@@ -140,15 +284,23 @@ impl Keys {
         &self.gateway_prefix
     }
 
-    /// `S`: the gateway event stream.
-    pub fn stream(&self) -> &str {
-        &self.stream
+    /// `S`: the gateway event stream; `S{t}`, one per partition, in the partitioned layout.
+    pub fn stream(&self, partition: Partition) -> String {
+        format!("{}{}", self.stream, self.tag(partition))
+    }
+
+    /// Every partition's stream (the one `S` in the single-tag layout).
+    pub fn streams(&self) -> Vec<String> {
+        self.all_partitions()
+            .into_iter()
+            .map(|p| self.stream(p))
+            .collect()
     }
 
     /// The kind of an authsession key, by the name the scripts' headers use for it (`challenge`,
     /// `session`, `user_active_sessions`, ...); `None` for a key outside the namespaces.
     pub fn kind_of(&self, key: &str) -> Option<&'static str> {
-        if key == self.stream {
+        if key == self.stream || self.streams().iter().any(|s| s == key) {
             return Some("stream");
         }
         if key.starts_with(&self.gateway_prefix) {
@@ -158,7 +310,7 @@ impl Keys {
         if rest == "config" {
             return Some("config");
         }
-        if rest == "rate:send_global" {
+        if rest == "rate:send_global" || rest.starts_with("rate:send_global:") {
             return Some("rate_send_global");
         }
         if rest.starts_with("rate:send:") {
@@ -168,6 +320,7 @@ impl Keys {
             return Some("rate_confirm_client");
         }
         if let Some(user) = rest.strip_prefix(USER) {
+            // (Partitioned) `{t}<user_id>:suffix`: the suffix alone tells the kind.
             return [
                 (USER_ACTIVE_SESSIONS, "user_active_sessions"),
                 (USER_REVOKED_SESSIONS, "user_revoked_sessions"),
@@ -240,10 +393,25 @@ mod tests {
             keys.user_revoked_sessions("u1"),
             "authsession:user:u1:revoked_sessions"
         );
-        assert_eq!(keys.revoke_batches("r1"), "authsession:revoke_batches:r1");
+        assert_eq!(
+            keys.revoke_batches("u1", "r1"),
+            "authsession:revoke_batches:r1"
+        );
         assert_eq!(keys.config(), "authsession:config");
         assert_eq!(keys.gateway_session("s1"), "gateway:session:s1");
-        assert_eq!(keys.stream(), "gateway:session_events");
+        let single = keys.all_partitions()[0];
+        assert_eq!(keys.stream(single), "gateway:session_events");
+        assert_eq!(keys.streams(), ["gateway:session_events"]);
+        assert_eq!(keys.rate_send_global(single), "authsession:rate:send_global");
+        assert_eq!(keys.rate_send_client("c"), "authsession:rate:send:c");
+        assert_eq!(keys.rate_confirm_client("c"), "authsession:rate:confirm:c");
+        assert_eq!(keys.user_blocked("u1"), "authsession:user:u1:blocked");
+        assert_eq!(keys.user_index_parts(single).head, "authsession:user:");
+        // Ids of the single-tag layout carry no tag; a tagged one is not ours.
+        let challenge = keys.new_challenge_id("ab");
+        assert!(!challenge.as_str().contains('{'));
+        assert_eq!(keys.partition_of_id(challenge.as_str()), Some(single));
+        assert_eq!(keys.partition_of_id("{a}x"), None);
     }
 
     #[test]
@@ -258,18 +426,119 @@ mod tests {
             (keys.user_sessions("u:sessions"), "user_sessions"),
             (keys.user_active_sessions("u"), "user_active_sessions"),
             (keys.user_revoked_sessions("u"), "user_revoked_sessions"),
-            (keys.revoke_batches("r"), "revoke_batches"),
+            (keys.revoke_batches("u", "r"), "revoke_batches"),
             (keys.user_blocked("u"), "user_blocked"),
             (keys.rate_send_client("c"), "rate_send_client"),
-            (keys.rate_send_global(), "rate_send_global"),
+            (keys.rate_send_global(keys.all_partitions()[0]), "rate_send_global"),
             (keys.rate_confirm_client("c"), "rate_confirm_client"),
             (keys.config(), "config"),
             (keys.gateway_session("s"), "gateway_session"),
-            (keys.stream().to_owned(), "stream"),
+            (keys.streams()[0].clone(), "stream"),
         ];
         for (key, kind) in kinds {
             assert_eq!(keys.kind_of(&key), Some(kind), "{key}");
         }
         assert_eq!(keys.kind_of("other:thing"), None);
+    }
+
+    fn partitioned(n: &str) -> Keys {
+        let env = HashMap::from([
+            (crate::config::REDIS_MODE.to_owned(), "cluster".to_owned()),
+            (crate::config::REDIS_PARTITIONS.to_owned(), n.to_owned()),
+        ]);
+        let config = Config::from_source(&env).unwrap();
+        Keys::new(&config.redis, &config.gateway)
+    }
+
+    /// Partitioned: everything one script touches shares a slot. A user's keys, its sessions'
+    /// records and snapshots and its partition's stream; an address's challenge, resend window
+    /// and failure counter; a client's counters.
+    #[test]
+    fn partitioned_keys_group_by_user_address_and_client() {
+        use crate::domain::UserId;
+        use crate::store::partitions::slot;
+        let keys = partitioned("64");
+        let user = UserId::parse("user-7").unwrap();
+        let home = keys.user_partition(user.as_str());
+        let challenge = keys.new_challenge_id("ab12");
+        let session = keys.device_session_id(&challenge, &user);
+        let user_slot = slot(&keys.user_sessions(user.as_str()));
+        for key in [
+            keys.user_active_sessions(user.as_str()),
+            keys.user_revoked_sessions(user.as_str()),
+            keys.user_blocked(user.as_str()),
+            keys.revoke_batches(user.as_str(), "r1"),
+            keys.session(session.as_str()),
+            keys.gateway_session(session.as_str()),
+            keys.stream(home),
+            format!("{}{}", keys.session_prefix(), session),
+            format!("{}user-7:sessions", keys.user_index_parts(home).head),
+        ] {
+            assert_eq!(slot(&key), user_slot, "{key}");
+        }
+        let address_slot = slot(&keys.challenge(challenge.as_str()));
+        let address = keys.address_partition("ab12");
+        for key in [
+            keys.resend_throttle("ab12"),
+            keys.confirm_failures("ab12"),
+            format!("{}ab12", keys.confirm_failures_prefix(address)),
+            keys.rate_send_client_in(address, "c"),
+            keys.rate_send_global(address),
+            keys.rate_confirm_client_in(address, "c"),
+        ] {
+            assert_eq!(slot(&key), address_slot, "{key}");
+        }
+        assert_eq!(
+            slot(&keys.rate_send_client("c")),
+            slot(&keys.rate_send_global(keys.client_partition("c")))
+        );
+        // The contract names keep their shape, the tag sits where the id goes.
+        let tag = keys.partitions().of_user("user-7").unwrap();
+        assert_eq!(
+            keys.user_sessions("user-7"),
+            format!("authsession:user:{{{tag}}}user-7:sessions")
+        );
+        assert_eq!(keys.stream(home), format!("gateway:session_events{{{tag}}}"));
+        assert!(session.as_str().starts_with(&format!("{{{tag}}}")));
+        assert_eq!(keys.streams().len(), 64);
+        for (key, kind) in [
+            (keys.user_sessions("u"), "user_sessions"),
+            (keys.stream(home), "stream"),
+            (keys.rate_send_global(home), "rate_send_global"),
+            (keys.revoke_batches("u", "r"), "revoke_batches"),
+            (keys.session(session.as_str()), "session"),
+        ] {
+            assert_eq!(keys.kind_of(&key), Some(kind), "{key}");
+        }
+    }
+
+    /// The device session id of a confirm is a function of the challenge (a retry finds it), a
+    /// partition's ids are recognised and a foreign or untagged one is not.
+    #[test]
+    fn partitioned_ids_carry_their_partition() {
+        use crate::domain::UserId;
+        let keys = partitioned("8");
+        let user = UserId::parse("u1").unwrap();
+        let challenge = keys.new_challenge_id("ffee");
+        assert_eq!(
+            keys.device_session_id(&challenge, &user),
+            keys.device_session_id(&challenge, &user)
+        );
+        let other = keys.new_challenge_id("ffee");
+        assert_ne!(
+            keys.device_session_id(&challenge, &user),
+            keys.device_session_id(&other, &user)
+        );
+        assert_eq!(
+            keys.partition_of_id(challenge.as_str()),
+            Some(keys.address_partition("ffee"))
+        );
+        assert_eq!(keys.partition_of_id("plain"), None);
+        assert_eq!(keys.partition_of_id("{zzzz}x"), None);
+        assert_eq!(keys.partition_of_id("{"), None);
+        let p = keys.all_partitions()[3];
+        let id = keys.random_device_session_id(p);
+        assert_eq!(keys.partition_of_id(id.as_str()), Some(p));
+        assert!(crate::domain::DeviceSessionId::parse(id.as_str()).is_ok());
     }
 }

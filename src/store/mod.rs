@@ -6,6 +6,7 @@ mod connection;
 mod engine;
 pub mod keys;
 pub mod operator;
+pub mod partitions;
 pub mod pool;
 pub mod scripts;
 pub mod sessions;
@@ -140,19 +141,24 @@ mod tests {
             actor_id: None,
         };
         let request = RequestId::generate();
+        let confirm = ConfirmRequest {
+            challenge_id: &id,
+            code_hashes: &hashes,
+            client_public_key: &key,
+            user_id: &user,
+            device_session_id: &session,
+            max_attempts: 5,
+            max_active_sessions: 50,
+        };
         let calls = [
             store.challenge_create_call(&id, &email, &hashes.current, None, &client),
             store.challenge_mark_delivery_call(&id, &email.hash(), DeliveryStatus::Sent),
             store.challenge_verify_call(&id, &hashes, &key, 5, &request, &client),
-            store.challenge_confirm_call(&ConfirmRequest {
-                challenge_id: &id,
-                code_hashes: &hashes,
-                client_public_key: &key,
-                user_id: &user,
-                device_session_id: &session,
-                max_attempts: 5,
-                max_active_sessions: 50,
-            }),
+            store.challenge_confirm_call(&confirm),
+            store.send_admit_call(&id, &client),
+            store.confirm_admit_call(&request, &client),
+            store.session_create_call(&confirm),
+            store.challenge_mark_confirmed_call(&confirm, 1),
             store.session_revoke_call(&session, &revocation, &request),
             store.user_sessions_revoke_call(
                 &user,

@@ -182,23 +182,30 @@ impl Store {
         Ok(Snapshot { key, raw, ttl_ms })
     }
 
-    /// The newest `count` entries of the gateway stream, newest first.
-    pub async fn recent_events(&self, count: usize) -> Result<Vec<Event>, Error> {
+    /// The newest `count` entries of the stream a session's events go to (its partition's),
+    /// newest first, and that stream's name.
+    pub async fn recent_events(
+        &self,
+        device_session_id: &str,
+        count: usize,
+    ) -> Result<(String, Vec<Event>), Error> {
+        let stream = self.keys.stream(self.home_or_first(device_session_id));
         let entries: Vec<(String, HashMap<String, String>)> = self
             .redis
             .query(
                 redis::cmd("XREVRANGE")
-                    .arg(self.keys.stream())
+                    .arg(&stream)
                     .arg("+")
                     .arg("-")
                     .arg("COUNT")
                     .arg(count),
             )
             .await?;
-        Ok(entries
+        let events = entries
             .into_iter()
             .map(|(id, fields)| Event { id, fields })
-            .collect())
+            .collect();
+        Ok((stream, events))
     }
 
     pub async fn user_indexes(&self, user_id: &UserId) -> Result<UserIndexes, Error> {
@@ -215,11 +222,15 @@ impl Store {
         Ok(UserIndexes { indexed, active })
     }
 
-    /// The Redis type of the gateway stream key (`stream`, or `none` before the first event).
-    pub async fn stream_type(&self) -> Result<String, Error> {
-        self.redis
-            .query(redis::cmd("TYPE").arg(self.keys.stream()))
-            .await
+    /// Each gateway stream (one per partition) with its Redis type (`stream`, or `none` before
+    /// the first event).
+    pub async fn stream_types(&self) -> Result<Vec<(String, String)>, Error> {
+        let mut types = Vec::new();
+        for stream in self.keys.streams() {
+            let kind = self.redis.query(redis::cmd("TYPE").arg(&stream)).await?;
+            types.push((stream, kind));
+        }
+        Ok(types)
     }
 }
 

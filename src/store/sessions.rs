@@ -8,6 +8,7 @@ use crate::domain::{
     ActorId, Cursor, DeviceSessionId, Page, RequestId, Revocation, RevokeOutcome, Session,
     SessionStatus, UserId,
 };
+use crate::store::keys::Partition;
 use crate::store::scripts::ScriptCall;
 
 /// Sessions revoked per `user_sessions_revoke` call, so one call never blocks Redis for long:
@@ -86,7 +87,21 @@ pub enum Republished {
 }
 
 impl Store {
+    /// The partition a session id names; `None`: not an id of this deployment, so no such session.
+    pub(super) fn home(&self, id: &str) -> Option<Partition> {
+        self.keys.partition_of_id(id)
+    }
+
+    /// For call builders, which the typed methods only reach with an id of this deployment.
+    pub(super) fn home_or_first(&self, id: &str) -> Partition {
+        self.home(id)
+            .unwrap_or_else(|| self.keys.all_partitions()[0])
+    }
+
     pub async fn session_get(&self, id: &DeviceSessionId) -> Result<Option<Session>, Error> {
+        if self.home(id.as_str()).is_none() {
+            return Ok(None);
+        }
         let fields: HashMap<String, String> = self
             .redis
             .query(redis::cmd("HGETALL").arg(self.keys.session(id.as_str())))
@@ -104,11 +119,12 @@ impl Store {
         revocation: &Revocation,
         request: &RequestId,
     ) -> ScriptCall<'static> {
-        let user = self.keys.user_index_parts();
+        let home = self.home_or_first(id.as_str());
+        let user = self.keys.user_index_parts(home);
         ScriptCall::new(&self.scripts.session_revoke)
             .key("session", self.keys.session(id.as_str()))
             .key("gateway_session", self.keys.gateway_session(id.as_str()))
-            .key("stream", self.keys.stream())
+            .key("stream", self.keys.stream(home))
             .revocation(revocation)
             .arg(
                 "revoked_retention_ms",
@@ -127,6 +143,9 @@ impl Store {
         id: &DeviceSessionId,
         revocation: &Revocation,
     ) -> Result<Option<(RevokeOutcome, Session)>, Error> {
+        if self.home(id.as_str()).is_none() {
+            return Ok(None);
+        }
         let call = self.session_revoke_call(id, revocation, &RequestId::generate());
         let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
@@ -155,13 +174,13 @@ impl Store {
         let user = user_id.as_str();
         ScriptCall::new(&self.scripts.user_sessions_revoke)
             .key("user_active_sessions", self.keys.user_active_sessions(user))
-            .key("stream", self.keys.stream())
+            .key("stream", self.keys.stream(self.keys.user_partition(user)))
             .key("user_sessions", self.keys.user_sessions(user))
             .key(
                 "user_revoked_sessions",
                 self.keys.user_revoked_sessions(user),
             )
-            .key("revoke_batches", self.keys.revoke_batches(request.as_str()))
+            .key("revoke_batches", self.keys.revoke_batches(user, request.as_str()))
             .key("user_blocked", self.keys.user_blocked(user))
             .revocation(revocation)
             .arg("batch_size", REVOKE_BATCH)
@@ -211,7 +230,7 @@ impl Store {
         ScriptCall::new(&self.scripts.session_projection_republish)
             .key("session", self.keys.session(id.as_str()))
             .key("gateway_session", self.keys.gateway_session(id.as_str()))
-            .key("stream", self.keys.stream())
+            .key("stream", self.keys.stream(self.home_or_first(id.as_str())))
             .arg("stream_maxlen", self.stream_maxlen)
             .arg(
                 "revoked_retention_ms",
@@ -224,6 +243,9 @@ impl Store {
         &self,
         id: &DeviceSessionId,
     ) -> Result<Republished, Error> {
+        if self.home(id.as_str()).is_none() {
+            return Ok(Republished::NotFound);
+        }
         let call = self.session_projection_republish_call(id, &RequestId::generate());
         let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;

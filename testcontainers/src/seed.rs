@@ -4,7 +4,7 @@
 
 use authsession::config::MAX_ACTIVE_SESSIONS_CEILING;
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
+    ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
 use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
 use authsession::store::Store;
@@ -33,7 +33,7 @@ pub async fn active_sessions(
         async move {
             let email = Email::parse(&format!("seed{i}x{:x}@example.com", rand::random::<u32>()))
                 .expect("a valid address");
-            let challenge_id = ChallengeId::generate();
+            let challenge_id = store.keys.new_challenge_id(&email.hash());
             let hashes = codes.hashes(&challenge_id, &LoginCode::generate());
             store
                 .challenge_create(&challenge_id, &email, &hashes.current, None, client)
@@ -43,7 +43,7 @@ pub async fn active_sessions(
                 .challenge_mark_delivery(&challenge_id, &email, DeliveryStatus::Sent)
                 .await
                 .expect("challenge_mark_delivery");
-            let device_session_id = DeviceSessionId::generate();
+            let device_session_id = store.keys.device_session_id(&challenge_id, user_id);
             let key = ClientPublicKey::parse(&public_key()).expect("a valid key");
             let request = ConfirmRequest {
                 challenge_id: &challenge_id,

@@ -160,11 +160,50 @@ pub(crate) async fn cluster_harness(cluster: &RedisCluster, extra: &[(&str, &str
     harness_on(RedisServer::start().await, &env).await
 }
 
+/// The partitioned layout over `partitions` tags: untagged prefixes unique to the test.
+pub(crate) async fn partitioned_harness(
+    cluster: &RedisCluster,
+    partitions: u32,
+    extra: &[(&str, &str)],
+) -> Harness {
+    let label = testcontainers::unique_prefix("p");
+    let (prefix, gateway, stream) = (
+        format!("{label}authsession:"),
+        format!("{label}gateway:session:"),
+        format!("{label}gateway:session_events"),
+    );
+    let (seeds, partitions) = (cluster.seeds(), partitions.to_string());
+    let mut env = vec![
+        (config::REDIS_MODE, "cluster"),
+        (config::REDIS_PARTITIONS, partitions.as_str()),
+        (config::REDIS_ADDR, seeds.as_str()),
+        (config::REDIS_KEY_PREFIX, prefix.as_str()),
+        (config::GATEWAY_SESSION_KEY_PREFIX, gateway.as_str()),
+        (config::GATEWAY_SESSION_EVENTS_STREAM, stream.as_str()),
+        COOLDOWN,
+    ];
+    env.extend_from_slice(extra);
+    harness_on(RedisServer::start().await, &env).await
+}
+
 #[tokio::test]
 async fn the_story_passes_on_a_three_primary_cluster() {
     let cluster = RedisCluster::start(3, 1).await;
     let h = cluster_harness(&cluster, &[]).await;
     login_revoke_block_story(&h).await;
+}
+
+/// The same story in the partitioned layout: ids carry their partition, a user's sessions and
+/// their projections sit in the user's partition, the address's challenge in the address's.
+#[tokio::test]
+async fn the_story_passes_on_a_partitioned_cluster() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let h = partitioned_harness(&cluster, 64, &[]).await;
+    login_revoke_block_story(&h).await;
+    let (id, user) = h.login(&unique_email()).await;
+    let keys = &h.app.store().keys;
+    let tag = keys.partitions().of_user(&user).unwrap();
+    assert!(id.starts_with(&format!("{{{tag}}}")), "{id} in {tag}");
 }
 
 fn acl_env(redis: &RedisServer, password: &str) -> (String, Vec<(&'static str, String)>) {

@@ -11,34 +11,55 @@ use testcontainers::{free_port, unique_email, RedisCluster, ServiceProcess};
 use crate::helpers::{harness, Harness};
 
 fn consumer(h: &Harness) -> GatewayConsumer {
+    let keys = &h.app.store().keys;
     GatewayConsumer::new(GatewayNames {
-        snapshot_prefix: h.app.config.gateway.session_key_prefix.clone(),
-        stream: h.app.config.gateway.events_stream.clone(),
+        snapshot_prefix: keys.gateway_session_prefix().to_owned(),
+        streams: keys.streams(),
     })
 }
 
-/// Follows the stream until `done` holds for the consumer, or panics after 5 s.
+/// Where the consumer is in each stream.
+type Positions = Vec<(String, String)>;
+
+/// Every stream's newest id: following from now.
+async fn newest(consumer: &GatewayConsumer, conn: &mut impl ConnectionLike) -> Positions {
+    let mut positions = Vec::new();
+    for stream in &consumer.names().streams {
+        let id = consumer.newest_id(conn, stream).await.unwrap();
+        positions.push((stream.clone(), id));
+    }
+    positions
+}
+
+/// Follows every stream until `done` holds for the consumer, or panics after 5 s.
 async fn follow_until(
     consumer: &GatewayConsumer,
     conn: &mut impl ConnectionLike,
-    last_id: &mut String,
+    positions: &mut Positions,
     done: impl Fn(&GatewayConsumer) -> bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(5);
+    let block = if positions.len() == 1 { 100 } else { 0 };
     while !done(consumer) {
         assert!(Instant::now() < deadline, "the consumer did not catch up");
-        *last_id = consumer.step(conn, last_id, 100).await.unwrap().last_id;
+        for (stream, last_id) in positions.iter_mut() {
+            *last_id = consumer.step(conn, stream, last_id, block).await.unwrap().last_id;
+        }
+        if block == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
 /// Login, revoke, unknown session and a session from before the consumer started, through the
 /// library on a connection of its own.
-async fn contract_story(h: &Harness, conn: &mut impl ConnectionLike) {
+async fn contract_story(h: &Harness, conn: &mut impl ConnectionLike, partitions: usize) {
     let before = h.login(&unique_email()).await.0;
     let consumer = consumer(h);
+    assert_eq!(consumer.names().streams.len(), partitions);
     // A gateway starting now follows new events only: the older session is found at its
     // snapshot key.
-    let mut last_id = consumer.newest_id(conn).await.unwrap();
+    let mut last_id = newest(&consumer, conn).await;
     assert!(matches!(
         consumer.verdict(conn, &before).await.unwrap(),
         Verdict::Active { .. }
@@ -72,7 +93,7 @@ async fn the_reference_consumer_follows_the_contract_on_a_single_server() {
     let h = harness(&[]).await;
     let mut conn = h.app.store().redis.dedicated().await.unwrap();
     assert!(matches!(conn, Dedicated::Single(_)), "standalone");
-    contract_story(&h, &mut conn).await;
+    contract_story(&h, &mut conn, 1).await;
 }
 
 #[tokio::test]
@@ -81,7 +102,16 @@ async fn the_reference_consumer_follows_the_contract_on_a_cluster() {
     let h = crate::deployments::cluster_harness(&cluster, &[]).await;
     let mut conn = h.app.store().redis.dedicated().await.unwrap();
     assert!(matches!(conn, Dedicated::Cluster(_)), "cluster");
-    contract_story(&h, &mut conn).await;
+    contract_story(&h, &mut conn, 1).await;
+}
+
+/// The partitioned layout: 16 streams, a session's events in its user's partition's stream.
+#[tokio::test]
+async fn the_reference_consumer_follows_every_partition_stream() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let h = crate::deployments::partitioned_harness(&cluster, 16, &[]).await;
+    let mut conn = h.app.store().redis.dedicated().await.unwrap();
+    contract_story(&h, &mut conn, 16).await;
 }
 
 #[tokio::test]

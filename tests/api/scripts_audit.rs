@@ -42,6 +42,11 @@ const SCENARIOS: &[&str] = &[
     "challenge_verify/right_code",
     "challenge_confirm/first_login",
     "challenge_confirm/evicting_past_ghosts_and_pruning",
+    "send_admit/first",
+    "confirm_admit/first",
+    "session_create/first_login",
+    "session_create/evicting_past_ghosts_and_pruning",
+    "challenge_mark_confirmed/verified",
     "session_revoke/active",
     "session_revoke/healing_a_lost_projection",
     "user_sessions_revoke/batch",
@@ -52,6 +57,7 @@ const SCENARIOS: &[&str] = &[
 const DERIVING: &[&str] = &[
     "challenge_verify/wrong_code",
     "challenge_confirm/evicting_past_ghosts_and_pruning",
+    "session_create/evicting_past_ghosts_and_pruning",
     "session_revoke/active",
     "user_sessions_revoke/batch",
 ];
@@ -227,7 +233,22 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             b.store
                 .challenge_confirm_call(&confirm_request(&id, &hash, &key, &user, &session))
         }
-        "challenge_confirm/evicting_past_ghosts_and_pruning" => {
+        "send_admit/first" => store.send_admit_call(&ChallengeId::generate(), &client()),
+        "confirm_admit/first" => store.confirm_admit_call(&RequestId::generate(), &client()),
+        "session_create/first_login" | "challenge_mark_confirmed/verified" => {
+            let (id, code) = sent_challenge(b, &email).await;
+            let hash = hashes(&id, &code);
+            let key = ClientPublicKey::parse(&public_key()).unwrap();
+            let (user, session) = (new_user(), DeviceSessionId::generate());
+            let request = confirm_request(&id, &hash, &key, &user, &session);
+            if scenario.starts_with("session_create") {
+                b.store.session_create_call(&request)
+            } else {
+                b.store.challenge_mark_confirmed_call(&request, 1_795_867_200_000)
+            }
+        }
+        "challenge_confirm/evicting_past_ghosts_and_pruning"
+        | "session_create/evicting_past_ghosts_and_pruning" => {
             let user = new_user();
             let u = user.as_str();
             // A revoked session whose record has expired: its revoked-index entry is due.
@@ -249,8 +270,12 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let session = DeviceSessionId::generate();
-            b.store
-                .challenge_confirm_call(&confirm_request(&id, &hash, &key, &user, &session))
+            let request = confirm_request(&id, &hash, &key, &user, &session);
+            if scenario.starts_with("session_create") {
+                b.store.session_create_call(&request)
+            } else {
+                b.store.challenge_confirm_call(&request)
+            }
         }
         "session_revoke/active" => {
             let user = new_user();

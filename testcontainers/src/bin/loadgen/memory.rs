@@ -20,7 +20,7 @@ pub async fn memory_per_session(
     let prefix = store.keys.prefix().to_owned();
     delete_matching(conn, &format!("{prefix}*")).await;
     let _: () = redis::cmd("DEL")
-        .arg(store.keys.stream())
+        .arg(&store.keys.streams()[0])
         .query_async(conn)
         .await
         .unwrap();
@@ -77,7 +77,7 @@ pub async fn memory_per_session(
         .unwrap();
     if let Some(id) = sample.first() {
         let stream_len: f64 = redis::cmd("XLEN")
-            .arg(store.keys.stream())
+            .arg(&store.keys.streams()[0])
             .query_async(conn)
             .await
             .unwrap();
@@ -89,7 +89,7 @@ pub async fn memory_per_session(
             usage(store.keys.gateway_session(id)).await,
             usage(store.keys.user_sessions("u0")).await,
             usage(store.keys.user_active_sessions("u0")).await,
-            usage(store.keys.stream().to_owned()).await / stream_len.max(1.0));
+            usage(store.keys.streams()[0].clone()).await / stream_len.max(1.0));
     }
     println!("  | state | bytes per session |");
     println!("  |---|---|");

@@ -25,7 +25,7 @@ pub async fn measure(store: &Store, internal: &str, revokes: usize) {
     }
     let consumer = Arc::new(GatewayConsumer::new(GatewayNames {
         snapshot_prefix: store.keys.gateway_session_prefix().to_owned(),
-        stream: store.keys.stream().to_owned(),
+        streams: store.keys.streams(),
     }));
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -106,10 +106,15 @@ async fn follow(
     seen: &Mutex<HashMap<String, Instant>>,
     stop: &AtomicBool,
 ) {
-    let mut last_id = consumer.newest_id(&mut conn).await.expect("stream id");
+    // The standalone bench has the one stream.
+    let stream = consumer.names().streams[0].clone();
+    let mut last_id = consumer
+        .newest_id(&mut conn, &stream)
+        .await
+        .expect("stream id");
     while !stop.load(Ordering::Relaxed) {
         let applied = consumer
-            .step(&mut conn, &last_id, 100)
+            .step(&mut conn, &stream, &last_id, 100)
             .await
             .expect("XREAD");
         let now = Instant::now();

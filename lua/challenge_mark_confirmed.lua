@@ -1,0 +1,40 @@
+#!lua
+-- challenge_mark_confirmed, version: 1
+-- (Partitioned layout, step 3 of a confirm.) Records on the challenge the session step 2 created,
+-- so that an identical retry is answered from the challenge and any other confirm is refused.
+-- KEYS[1] challenge
+-- ARGV[1] device_session_id
+-- ARGV[2] client_public_key
+-- ARGV[3] user_id
+-- ARGV[4] confirmed_at_ms: the session's created_at_ms
+-- ARGV[5] idempotency_window_ms: how long the confirmed challenge stays
+-- Derives: nothing
+-- Reply: 'marked' | 'other_session' (confirmed with another session: left as it is) | 'not_found'
+-- Replay: a second run finds the challenge confirmed with this session and answers 'marked',
+-- writing nothing.
+-- Failure: ARGV ranges and the challenge's status are checked before the first write.
+--!include common.lua: MAX_MS, int, fail, arg_int, arg_str
+
+local id = arg_str(1)
+local confirmed_at = arg_int(4, 0, MAX_MS * 1000)
+local idempotency = arg_int(5, 1, MAX_MS)
+local c = redis.call('HMGET', KEYS[1], 'status', 'device_session_id')
+if not c[1] then
+  return 'not_found'
+end
+if c[1] == 'confirmed_pending_expire' then
+  if c[2] == id then
+    return 'marked'
+  end
+  return 'other_session'
+end
+-- Verified while `sent` or `pending_delivery`; a delivery outcome marked since changes nothing.
+-- A throttled challenge holds no code and can never have verified.
+if c[1] == 'delivery_throttled' then
+  fail('challenge ' .. KEYS[1] .. ' is throttled: it never verified')
+end
+
+redis.call('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
+  'client_public_key', arg_str(2), 'user_id', arg_str(3), 'confirmed_at_ms', int(confirmed_at))
+redis.call('PEXPIRE', KEYS[1], idempotency)
+return 'marked'

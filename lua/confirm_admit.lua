@@ -1,0 +1,25 @@
+#!lua
+-- confirm_admit, version: 1
+-- (Partitioned layout.) Admits a confirm against the client's fixed window, in the client's
+-- partition, before challenge_verify runs in the challenge's.
+-- KEYS[1] rate_confirm_client: the client's confirm window
+-- ARGV[1] attempt_id: unique per confirm request
+-- ARGV[2] client_limit: confirms per client per window, 0 = off
+-- ARGV[3] client_window_ms
+-- Derives: nothing
+-- Reply: {'admitted'} | {'rate_limited', retry_after_ms}
+-- Replay: the counter remembers the attempt it counted last, so a resent call counts once.
+-- Failure: ARGV ranges and the counter's type and value are checked before the first write.
+--!include common.lua: MAX_MS, int, fail, arg_int, arg_str, key_type_is
+--!include rate_limit.lua: rate_check, rate_count
+
+local id = arg_str(1)
+local limit = arg_int(2, 0, 1000000000)
+local window = arg_int(3, 1, MAX_MS)
+local client = rate_check(KEYS[1], limit, window, id)
+if client and client[1] then
+  return {'rate_limited', client[1]}
+end
+
+rate_count(KEYS[1], client, window, id)
+return {'admitted'}

@@ -1,0 +1,63 @@
+#!lua
+-- session_create, version: 1
+-- (Partitioned layout, step 2 of a confirm.) Creates the device session of a verified challenge in
+-- its user's partition, atomically with its indexes, the eviction of the user's oldest sessions
+-- over the limit and the gateway projection of every change. The id is derived from the challenge,
+-- so a retry, or a twin racing this one, finds the session instead of making a second. Refuses,
+-- writing nothing, while a block of the user is in flight (the block's marker exists).
+-- KEYS[1] session: the new session record
+-- KEYS[2] user_sessions: the user's index of every session
+-- KEYS[3] user_active_sessions
+-- KEYS[4] gateway_session: the new session's snapshot
+-- KEYS[5] stream: the partition's event stream
+-- KEYS[6] user_revoked_sessions
+-- KEYS[7] user_blocked: the marker a block writes before revoking
+-- ARGV[1] client_public_key
+-- ARGV[2] user_id
+-- ARGV[3] device_session_id: derived from the challenge id
+-- ARGV[4] challenge_id
+-- ARGV[5] max_active_sessions: per user
+-- ARGV[6] max_evictions: most sessions this call evicts (later logins evict the rest)
+-- ARGV[7] revoked_retention_ms
+-- ARGV[8] stream_maxlen
+-- ARGV[9] session_prefix: evicted and pruned sessions' records are this prefix .. id
+-- ARGV[10] gateway_session_prefix: evicted sessions' snapshots are this prefix .. id
+-- Derives: session (ARGV[9] .. id of the user's oldest sessions), gateway_session (ARGV[10] .. id
+-- of the evicted ones)
+-- Reply: {'created', device_session_id, created_at_ms} | {'other_key'} (the challenge's session
+--        exists with another client key) | {'user_blocked'}
+-- Replay: a second run finds the session it made (same challenge, same key) and answers
+-- {'created', ...} again, writing nothing.
+-- Failure: ARGV ranges, the existing record, every key's type and every record the call reads
+-- are checked before the first write; a session of the id made for another challenge fails.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
+--!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
+--!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_expired, user_index_settle
+--!include projection.lua: projection_json, projection_write
+--!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
+
+local a = {client_public_key = arg_str(1), user_id = arg_str(2), id = arg_str(3),
+  challenge_id = arg_str(4), max_active = arg_int(5, 1, 1000), max_evictions = arg_int(6, 0, 1000),
+  retention = arg_int(7, 1, MAX_MS), maxlen = arg_int(8, 1, MAX_STREAM_LEN),
+  session_prefix = ARGV[9], gateway_prefix = ARGV[10]}
+local k = {session = KEYS[1], all = KEYS[2], active = KEYS[3], gateway = KEYS[4], stream = KEYS[5],
+  revoked = KEYS[6]}
+
+local existing = session_load(KEYS[1])
+if existing then
+  if redis.call('HGET', KEYS[1], 'challenge_id') ~= a.challenge_id or existing.user_id ~= a.user_id then
+    fail('device session id ' .. a.id .. ' belongs to another challenge')
+  end
+  if existing.client_public_key ~= a.client_public_key then
+    return {'other_key'}
+  end
+  return {'created', a.id, existing.created_at_ms}
+end
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  return {'user_blocked'}
+end
+local now = now_ms()
+local plan = session_open_plan(k, a, now)
+
+local session = session_open_apply(k, a, plan, now)
+return {'created', a.id, session.created_at_ms}
