@@ -142,7 +142,10 @@ fn partitions_need_cluster_mode_and_untagged_names() {
         (REDIS_PARTITIONS, "8"),
         (REDIS_KEY_PREFIX, "{auth}authsession:"),
         (GATEWAY_SESSION_KEY_PREFIX, "{auth}gateway:session:"),
-        (GATEWAY_SESSION_EVENTS_STREAM, "{auth}gateway:session_events"),
+        (
+            GATEWAY_SESSION_EVENTS_STREAM,
+            "{auth}gateway:session_events",
+        ),
     ]))
     .unwrap_err();
     let vars: Vec<_> = tagged.0.iter().map(|p| p.variable).collect();
@@ -156,8 +159,8 @@ fn partitions_need_cluster_mode_and_untagged_names() {
     );
     assert!(tagged.to_string().contains("partition tag"));
     // The defaults carry no tag: partitioned mode needs nothing else.
-    let ok = Config::from_source(&env(&[(REDIS_MODE, "cluster"), (REDIS_PARTITIONS, "64")]))
-        .unwrap();
+    let ok =
+        Config::from_source(&env(&[(REDIS_MODE, "cluster"), (REDIS_PARTITIONS, "64")])).unwrap();
     assert_eq!(ok.redis.partitions, 64);
 }
 

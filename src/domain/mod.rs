@@ -149,7 +149,9 @@ fn parse_id(raw: &str) -> Option<String> {
         Some(tagged) => {
             let (tag, body) = tagged.split_once('}')?;
             let tag_ok = (1..=4).contains(&tag.len())
-                && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                && tag
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             tag_ok.then_some(body)?
         }
         None => raw,

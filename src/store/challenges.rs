@@ -139,7 +139,8 @@ impl Store {
         } else {
             (
                 self.keys.rate_send_client(client.as_str()),
-                self.keys.rate_send_global(self.keys.client_partition(client.as_str())),
+                self.keys
+                    .rate_send_global(self.keys.client_partition(client.as_str())),
             )
         };
         ScriptCall::new(&self.scripts.challenge_create)
@@ -212,7 +213,11 @@ impl Store {
     }
 
     /// (Partitioned.) The confirm admission of `attempt` in the client's partition.
-    pub fn confirm_admit_call(&self, attempt: &RequestId, client: &ClientKey) -> ScriptCall<'static> {
+    pub fn confirm_admit_call(
+        &self,
+        attempt: &RequestId,
+        client: &ClientKey,
+    ) -> ScriptCall<'static> {
         let (client_limit, client_window) = limit_args(self.policy.confirm_rate_per_ip);
         ScriptCall::new(&self.scripts.confirm_admit)
             .key(
@@ -338,7 +343,10 @@ impl Store {
     ) -> Result<Verified, Error> {
         let attempt = RequestId::generate();
         if self.keys.partitions().is_partitioned() {
-            if let Some(after) = self.admit(self.confirm_admit_call(&attempt, client)).await? {
+            if let Some(after) = self
+                .admit(self.confirm_admit_call(&attempt, client))
+                .await?
+            {
                 return Ok(Verified::RateLimited(after));
             }
         }
@@ -489,11 +497,10 @@ impl Store {
         let name = call.script().name;
         let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
         match reply.as_slice() {
-            [created, id, at] if created == "created" && id == req.device_session_id.as_str() => {
-                at.parse()
-                    .map(|created_at_ms| SessionCreated::Created { created_at_ms })
-                    .map_err(|_| unexpected(name, &reply))
-            }
+            [created, id, at] if created == "created" && id == req.device_session_id.as_str() => at
+                .parse()
+                .map(|created_at_ms| SessionCreated::Created { created_at_ms })
+                .map_err(|_| unexpected(name, &reply)),
             [other] if other == "other_key" => Ok(SessionCreated::OtherKey),
             [blocked] if blocked == "user_blocked" => Ok(SessionCreated::UserBlocked),
             _ => Err(unexpected(name, &reply)),
@@ -540,7 +547,9 @@ impl Store {
     ) -> Result<Confirmed, Error> {
         let created_at_ms = match self.session_create(req).await? {
             SessionCreated::Created { created_at_ms } => created_at_ms,
-            SessionCreated::OtherKey => return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
+            SessionCreated::OtherKey => {
+                return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed))
+            }
             SessionCreated::UserBlocked => return Ok(Confirmed::UserBlocked),
         };
         let id = req.device_session_id.clone();

@@ -121,7 +121,11 @@ impl Keys {
     /// derived from the challenge (so a retry or a concurrent twin of a confirm that crashed
     /// half-way finds the same session) in the user's partition. Single-tag: random (the one
     /// confirm script makes retries safe there).
-    pub fn device_session_id(&self, challenge_id: &ChallengeId, user_id: &UserId) -> DeviceSessionId {
+    pub fn device_session_id(
+        &self,
+        challenge_id: &ChallengeId,
+        user_id: &UserId,
+    ) -> DeviceSessionId {
         match self.user_partition(user_id.as_str()) {
             Partition(None) => DeviceSessionId::generate(),
             p => {
@@ -209,7 +213,10 @@ impl Keys {
     /// `P user:<user_id>:revoked_sessions` (zset of revoked session ids, score = when the
     /// revoked record expires): lets scripts prune every expired index entry in bounded steps.
     pub fn user_revoked_sessions(&self, user_id: &str) -> String {
-        format!("{}{user_id}{USER_REVOKED_SESSIONS}", self.user_head(user_id))
+        format!(
+            "{}{user_id}{USER_REVOKED_SESSIONS}",
+            self.user_head(user_id)
+        )
     }
 
     /// `P user:<user_id>:blocked` (string holding when the block happened): written by a block
@@ -266,7 +273,11 @@ impl Keys {
 
     /// See [`Self::rate_send_client_in`].
     pub fn rate_confirm_client_in(&self, partition: Partition, client: &str) -> String {
-        format!("{}rate:confirm:{}{client}", self.prefix, self.tag(partition))
+        format!(
+            "{}rate:confirm:{}{client}",
+            self.prefix,
+            self.tag(partition)
+        )
     }
 
     /// `P config` (hash of runtime overrides).
@@ -402,7 +413,10 @@ mod tests {
         let single = keys.all_partitions()[0];
         assert_eq!(keys.stream(single), "gateway:session_events");
         assert_eq!(keys.streams(), ["gateway:session_events"]);
-        assert_eq!(keys.rate_send_global(single), "authsession:rate:send_global");
+        assert_eq!(
+            keys.rate_send_global(single),
+            "authsession:rate:send_global"
+        );
         assert_eq!(keys.rate_send_client("c"), "authsession:rate:send:c");
         assert_eq!(keys.rate_confirm_client("c"), "authsession:rate:confirm:c");
         assert_eq!(keys.user_blocked("u1"), "authsession:user:u1:blocked");
@@ -429,7 +443,10 @@ mod tests {
             (keys.revoke_batches("u", "r"), "revoke_batches"),
             (keys.user_blocked("u"), "user_blocked"),
             (keys.rate_send_client("c"), "rate_send_client"),
-            (keys.rate_send_global(keys.all_partitions()[0]), "rate_send_global"),
+            (
+                keys.rate_send_global(keys.all_partitions()[0]),
+                "rate_send_global",
+            ),
             (keys.rate_confirm_client("c"), "rate_confirm_client"),
             (keys.config(), "config"),
             (keys.gateway_session("s"), "gateway_session"),
@@ -498,7 +515,10 @@ mod tests {
             keys.user_sessions("user-7"),
             format!("authsession:user:{{{tag}}}user-7:sessions")
         );
-        assert_eq!(keys.stream(home), format!("gateway:session_events{{{tag}}}"));
+        assert_eq!(
+            keys.stream(home),
+            format!("gateway:session_events{{{tag}}}")
+        );
         assert!(session.as_str().starts_with(&format!("{{{tag}}}")));
         assert_eq!(keys.streams().len(), 64);
         for (key, kind) in [

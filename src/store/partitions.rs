@@ -163,7 +163,9 @@ mod tests {
         let p = Partitions::new(64);
         let mut counts = std::collections::HashMap::new();
         for u in 0..64_000 {
-            *counts.entry(p.of_user(&format!("user-{u}")).unwrap()).or_insert(0) += 1;
+            *counts
+                .entry(p.of_user(&format!("user-{u}")).unwrap())
+                .or_insert(0) += 1;
         }
         assert_eq!(counts.len(), 64);
         for (tag, count) in counts {

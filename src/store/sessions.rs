@@ -180,7 +180,10 @@ impl Store {
                 "user_revoked_sessions",
                 self.keys.user_revoked_sessions(user),
             )
-            .key("revoke_batches", self.keys.revoke_batches(user, request.as_str()))
+            .key(
+                "revoke_batches",
+                self.keys.revoke_batches(user, request.as_str()),
+            )
             .key("user_blocked", self.keys.user_blocked(user))
             .revocation(revocation)
             .arg("batch_size", REVOKE_BATCH)

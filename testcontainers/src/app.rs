@@ -19,7 +19,9 @@ pub struct TestApp {
     pub internal_addr: SocketAddr,
     pub config: Config,
     pub http: reqwest::Client,
-    pub redis: redis::aio::MultiplexedConnection,
+    /// A connection for the test's own reads and writes: straight to the harness's server, or
+    /// in cluster mode a cluster connection that routes each key to its node.
+    pub redis: authsession::store::Dedicated,
     shutdown: CancellationToken,
     task: Option<JoinHandle<bool>>,
 }
@@ -73,16 +75,30 @@ pub async fn spawn_app_with_env(redis: &RedisServer, env: HashMap<String, String
     let (public_addr, internal_addr) = (app.public_addr(), app.internal_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let test_redis = test_connection(redis, &config).await;
     TestApp {
         env: requested,
         public_addr,
         internal_addr,
         config,
         http: reqwest::Client::new(),
-        redis: redis.connection().await,
+        redis: test_redis,
         shutdown,
         task: Some(task),
     }
+}
+
+async fn test_connection(redis: &RedisServer, config: &Config) -> authsession::store::Dedicated {
+    if config.redis.mode != config::RedisMode::Cluster {
+        return authsession::store::Dedicated::Single(redis.connection().await);
+    }
+    let mut cluster = config.redis.clone();
+    cluster.command_timeout = std::time::Duration::from_secs(10);
+    authsession::store::Redis::new(&cluster)
+        .expect("a valid Redis config")
+        .dedicated()
+        .await
+        .expect("a cluster connection")
 }
 
 /// A JSON response: status and body (`Value::Null` when the body is not JSON).

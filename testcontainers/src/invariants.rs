@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use authsession::config::Config;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 
-/// Every key matching `pattern` (SCAN, never KEYS).
+/// Every key matching `pattern` (SCAN, never KEYS) on one server.
 pub async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor = 0u64;
@@ -28,7 +28,16 @@ pub async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String
     }
 }
 
-async fn hash(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
+/// Every key matching `pattern` on every node.
+async fn scan_all(nodes: &mut [MultiplexedConnection], pattern: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for node in nodes {
+        keys.extend(scan(node, pattern).await);
+    }
+    keys
+}
+
+async fn hash(conn: &mut impl ConnectionLike, key: &str) -> HashMap<String, String> {
     redis::cmd("HGETALL")
         .arg(key)
         .query_async(conn)
@@ -43,31 +52,50 @@ async fn hash(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, St
 /// - every active session is in both user indexes, no revoked one in the active index, every
 ///   revoked one in the revoked index; a user with an active session has indexes without TTL;
 /// - no active session of a user was created after the user's block (the blocked marker);
-/// - every session's current version has its stream event (revokes included).
+/// - every session's current version has its stream event (revokes included), in the stream of
+///   the session's partition;
+/// - (partitioned) a session lives in its user's partition, a challenge in its address's.
+///
+/// One server (standalone, or the primary holding a single-tag namespace).
 pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<String> {
+    check_nodes(&mut conn.clone(), &mut [conn.clone()], config).await
+}
+
+/// A namespace spread over several nodes (the partitioned layout): keys are listed on every
+/// node in `nodes` and read through `reader`, which routes each key to its node.
+pub async fn check_nodes(
+    reader: &mut (impl ConnectionLike + Clone),
+    nodes: &mut [MultiplexedConnection],
+    config: &Config,
+) -> Vec<String> {
+    let conn = reader;
     let prefix = &config.redis.key_prefix;
     let gateway = &config.gateway.session_key_prefix;
-    let stream = &config.gateway.events_stream;
     let keys = authsession::store::Keys::new(&config.redis, &config.gateway);
     let mut violations = Vec::new();
 
-    let events: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await
-        .unwrap_or_default();
-    let published: HashSet<(String, String, String)> = events
-        .iter()
-        .map(|(_, f)| {
+    let mut published: HashSet<(String, String, String, String)> = HashSet::new();
+    for stream in keys.streams() {
+        let events: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query_async(conn)
+            .await
+            .unwrap_or_default();
+        published.extend(events.iter().map(|(_, f)| {
             let get = |k: &str| f.get(k).cloned().unwrap_or_default();
-            (get("device_session_id"), get("version"), get("status"))
-        })
-        .collect();
+            (
+                stream.clone(),
+                get("device_session_id"),
+                get("version"),
+                get("status"),
+            )
+        }));
+    }
 
     let mut by_challenge: HashMap<String, Vec<String>> = HashMap::new();
-    for key in scan(conn, &format!("{prefix}session:*")).await {
+    for key in scan_all(nodes, &format!("{prefix}session:*")).await {
         let id = key
             .trim_start_matches(&format!("{prefix}session:"))
             .to_owned();
@@ -102,9 +130,16 @@ pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<Str
                 }
             }
         }
-        let in_index = |conn: &mut MultiplexedConnection, index: String| {
+        let home = keys.partition_of_id(&id);
+        if home.is_none() || home != Some(keys.user_partition(&user)) {
+            violations.push(format!(
+                "session {id} is not in its user {user}'s partition"
+            ));
+        }
+        let stream = keys.stream(home.unwrap_or(keys.all_partitions()[0]));
+        let in_index = |conn: &mut _, index: String| {
             let id = id.clone();
-            let mut conn = conn.clone();
+            let mut conn = Clone::clone(conn);
             async move {
                 redis::cmd("ZSCORE")
                     .arg(index)
@@ -154,9 +189,9 @@ pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<Str
             "revoked" => {}
             other => violations.push(format!("session {id} has status {other:?}")),
         }
-        if !published.contains(&(id.clone(), version.clone(), status.clone())) {
+        if !published.contains(&(stream.clone(), id.clone(), version.clone(), status.clone())) {
             violations.push(format!(
-                "session {id} v{version} {status} has no stream event"
+                "session {id} v{version} {status} has no event in {stream}"
             ));
         }
     }
@@ -169,12 +204,19 @@ pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<Str
         }
     }
 
-    for key in scan(conn, &format!("{prefix}challenge:*")).await {
+    for key in scan_all(nodes, &format!("{prefix}challenge:*")).await {
         let c = hash(conn, &key).await;
+        let challenge = key.trim_start_matches(&format!("{prefix}challenge:"));
+        if let Some(address) = c.get("email_hash") {
+            if keys.partition_of_id(challenge) != Some(keys.address_partition(address)) {
+                violations.push(format!(
+                    "challenge {challenge} is not in its address's partition"
+                ));
+            }
+        }
         if c.get("status").map(String::as_str) != Some("confirmed_pending_expire") {
             continue;
         }
-        let challenge = key.trim_start_matches(&format!("{prefix}challenge:"));
         let session = c.get("device_session_id").cloned().unwrap_or_default();
         let record = hash(conn, &format!("{prefix}session:{session}")).await;
         if record.is_empty() {

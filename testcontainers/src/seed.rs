@@ -3,9 +3,7 @@
 //! sessions of one user quickly.
 
 use authsession::config::MAX_ACTIVE_SESSIONS_CEILING;
-use authsession::domain::{
-    ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
-};
+use authsession::domain::{ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId};
 use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
 use authsession::store::Store;
 use futures::StreamExt;

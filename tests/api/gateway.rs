@@ -43,7 +43,11 @@ async fn follow_until(
     while !done(consumer) {
         assert!(Instant::now() < deadline, "the consumer did not catch up");
         for (stream, last_id) in positions.iter_mut() {
-            *last_id = consumer.step(conn, stream, last_id, block).await.unwrap().last_id;
+            *last_id = consumer
+                .step(conn, stream, last_id, block)
+                .await
+                .unwrap()
+                .last_id;
         }
         if block == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -16,6 +16,7 @@ mod lifecycle;
 mod model;
 mod operator;
 mod oracles;
+mod partitioned;
 mod routing;
 mod script_engine;
 mod scripts_audit;

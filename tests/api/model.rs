@@ -9,7 +9,7 @@ use authsession::config;
 use proptest::prelude::*;
 use redis::AsyncCommands;
 use serde_json::Value;
-use testcontainers::invariants;
+use testcontainers::{invariants, RedisCluster};
 
 use crate::helpers::{harness, Harness};
 
@@ -349,17 +349,49 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
     Ok(())
 }
 
+/// The model's settings: a short guess budget, a long resend window, limits read at once.
+const SETTINGS: [(&str, &str); 4] = [
+    (config::RESEND_COOLDOWN, "1h"),
+    (config::CHALLENGE_MAX_ATTEMPTS, "3"),
+    (config::CONFIRM_FAILURE_BUDGET, "5"),
+    (config::CONFIG_REFRESH_INTERVAL, "1ms"),
+];
+
 async fn run_case(ops: Vec<Op>) -> Result<(), String> {
-    let h = harness(&[
-        (config::RESEND_COOLDOWN, "1h"),
-        (config::CHALLENGE_MAX_ATTEMPTS, "3"),
-        (config::CONFIRM_FAILURE_BUDGET, "5"),
-        (config::CONFIG_REFRESH_INTERVAL, "1ms"),
-    ])
-    .await;
+    let h = harness(&SETTINGS).await;
+    run_ops(&h, &ops).await?;
+    let mut conn = h.redis.connection().await;
+    let violations = invariants::check(&mut conn, &h.app.config).await;
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("invariants: {violations:?}"))
+    }
+}
+
+/// The same sequence in the partitioned layout (8 partitions on a 3-primary cluster, a fresh
+/// namespace per case): confirms run in steps across two partitions and must match the model.
+async fn run_partitioned_case(cluster: &RedisCluster, ops: Vec<Op>) -> Result<(), String> {
+    let h = crate::deployments::partitioned_harness(cluster, 8, &SETTINGS).await;
+    run_ops(&h, &ops).await?;
+    let mut nodes = Vec::new();
+    for node in &cluster.nodes {
+        nodes.push(node.connection().await);
+    }
+    let violations =
+        invariants::check_nodes(&mut h.app.redis.clone(), &mut nodes, &h.app.config).await;
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("invariants: {violations:?}"))
+    }
+}
+
+/// Runs `ops`, then compares every session with the model.
+async fn run_ops(h: &Harness, ops: &[Op]) -> Result<(), String> {
     let mut m = Model::default();
     for (i, op) in ops.iter().enumerate() {
-        step(&h, &mut m, op)
+        step(h, &mut m, op)
             .await
             .map_err(|e| format!("step {i} {op:?}: {e}"))?;
         // Creation times are milliseconds: keep them distinct so "oldest" is well defined.
@@ -376,13 +408,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), String> {
             ));
         }
     }
-    let mut conn = h.redis.connection().await;
-    let violations = invariants::check(&mut conn, &h.app.config).await;
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("invariants: {violations:?}"))
-    }
+    Ok(())
 }
 
 proptest! {
@@ -393,5 +419,30 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let outcome = runtime.block_on(run_case(ops));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
+/// The model in the partitioned layout, on one cluster for every case.
+#[test]
+fn random_operation_sequences_match_the_reference_model_in_the_partitioned_layout() {
+    use proptest::test_runner::{Config as Cases, TestCaseError, TestRunner};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cluster = runtime.block_on(RedisCluster::start(3, 0));
+    let mut runner = TestRunner::new(Cases {
+        cases: 16,
+        max_shrink_iters: 32,
+        ..Cases::default()
+    });
+    let outcome = runner.run(&proptest::collection::vec(op(), 1..30), |ops| {
+        runtime
+            .block_on(run_partitioned_case(&cluster, ops))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }

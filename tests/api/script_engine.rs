@@ -29,7 +29,7 @@ async fn script_calls_keep_working_after_the_redis_server_restarts() {
     h.login(&unique_email()).await;
 
     h.redis.restart().await; // empty data, empty script cache, every pooled connection dead
-    h.app.redis = h.redis.connection().await;
+    h.app.redis = authsession::store::Dedicated::Single(h.redis.connection().await);
 
     h.login(&unique_email()).await;
 }

@@ -244,7 +244,8 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             if scenario.starts_with("session_create") {
                 b.store.session_create_call(&request)
             } else {
-                b.store.challenge_mark_confirmed_call(&request, 1_795_867_200_000)
+                b.store
+                    .challenge_mark_confirmed_call(&request, 1_795_867_200_000)
             }
         }
         "challenge_confirm/evicting_past_ghosts_and_pruning"
