@@ -277,14 +277,17 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
 
     if config.redis.script_loading == ScriptLoading::Preloaded {
         let all = scripts().all();
-        let exists = redis
-            .scripts_exist(&all)
-            .await
-            .map_err(|source| StartupError::Redis {
-                component: "challenge_store",
-                address: address.clone(),
-                source,
-            })?;
+        // Every partition's primary runs every script.
+        let routes = crate::store::Keys::new(&config.redis, &config.gateway).streams();
+        let exists =
+            redis
+                .scripts_exist(&all, &routes)
+                .await
+                .map_err(|source| StartupError::Redis {
+                    component: "challenge_store",
+                    address: address.clone(),
+                    source,
+                })?;
         let missing: Vec<_> = all
             .iter()
             .zip(exists)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::store::scripts::scripts;
-use crate::store::Redis;
+use crate::store::{Keys, Redis};
 
 /// `name version sha1`, one line per script (the content of `lua/scripts.lock`).
 pub fn list(out: &mut impl Write) -> std::io::Result<()> {
@@ -30,11 +30,13 @@ pub fn export(dir: &Path, out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reports which scripts the configured Redis has cached; true when all are.
+/// Reports which scripts the configured Redis has cached (in cluster mode: every primary that
+/// owns a partition); true when all are.
 pub async fn check(config: &Config, out: &mut impl Write) -> Result<bool, super::Error> {
     let redis = Redis::new(&config.redis)?;
     let all = scripts().all();
-    let exists = redis.scripts_exist(&all).await?;
+    let routes = Keys::new(&config.redis, &config.gateway).streams();
+    let exists = redis.scripts_exist(&all, &routes).await?;
     for (script, ok) in all.iter().zip(&exists) {
         let state = if *ok { "cached" } else { "MISSING" };
         writeln!(

@@ -288,7 +288,7 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
     });
 
     let all = scripts().all();
-    let (ok, detail) = match store.redis.scripts_exist(&all).await {
+    let (ok, detail) = match store.redis.scripts_exist(&all, &store.keys.streams()).await {
         Ok(exists) => {
             let cached = exists.iter().filter(|e| **e).count();
             let preloaded = config.redis.script_loading == ScriptLoading::Preloaded;

@@ -150,13 +150,31 @@ impl Redis {
         Ok(())
     }
 
-    /// `SCRIPT EXISTS` for each script, in order.
-    pub async fn scripts_exist(&self, scripts: &[&Script]) -> Result<Vec<bool>, Error> {
+    /// `SCRIPT EXISTS` for each script, in order. In cluster mode it asks the primary of every
+    /// key in `routes` (one per partition: each must run every script) and a script counts as
+    /// cached only when all of them have it; elsewhere the one server.
+    pub async fn scripts_exist(
+        &self,
+        scripts: &[&Script],
+        routes: &[String],
+    ) -> Result<Vec<bool>, Error> {
         let mut cmd = redis::cmd("SCRIPT");
         cmd.arg("EXISTS");
         for script in scripts {
             cmd.arg(&script.sha1);
         }
-        self.query_server(&cmd, self.command_timeout).await
+        if !matches!(self.backend, Backend::Cluster { .. }) || routes.is_empty() {
+            return self.query_server(&cmd, self.command_timeout).await;
+        }
+        let mut all = vec![true; scripts.len()];
+        for key in routes {
+            let value = self.route(&cmd, key, self.command_timeout).await?;
+            let here: Vec<bool> =
+                FromRedisValue::from_redis_value(value).map_err(|e| Error::Redis(e.into()))?;
+            for (cached, now) in all.iter_mut().zip(here) {
+                *cached &= now;
+            }
+        }
+        Ok(all)
     }
 }

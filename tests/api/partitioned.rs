@@ -221,3 +221,57 @@ async fn ids_of_no_partition_are_not_found() {
         assert_eq!(confirm.status, 404, "{id}: {confirm:?}");
     }
 }
+
+/// The operator's tools understand partitions: `verify` names the layout, `scripts check` asks
+/// every primary (a script missing on one is missing), `inspect` reads the session's own
+/// partition stream and `republish` repairs a projection there.
+#[tokio::test]
+async fn the_cli_understands_partitions() {
+    use crate::operator::run_cli;
+    let cluster = RedisCluster::start(3, 0).await;
+    let h = partitioned_harness(&cluster, 64, &[]).await;
+    let (id, _) = h.login(&unique_email()).await;
+
+    let (code, output) = run_cli(&h.app, &["verify"], &[]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("64 partitions, streams"), "{output}");
+
+    for node in &cluster.nodes {
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut node.connection().await)
+            .await
+            .unwrap();
+    }
+    cluster.nodes[0].load_scripts().await;
+    let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
+    assert_eq!(code, 1, "loaded on one primary of three: {output}");
+    for node in &cluster.nodes[1..] {
+        node.load_scripts().await;
+    }
+    let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
+    assert_eq!(code, 0, "{output}");
+
+    // A lost projection, found by inspect and repaired by republish.
+    let () = h
+        .app
+        .redis
+        .clone()
+        .del(h.app.snapshot_key(&id))
+        .await
+        .unwrap();
+    let (code, output) = run_cli(&h.app, &["inspect", "session", &id], &[]).await;
+    assert_eq!(code, 1, "{output}");
+    let keys = h.app.store().keys;
+    let stream = keys.stream(keys.partition_of_id(&id).unwrap());
+    assert!(
+        output.contains(&format!("stream {stream}: 1 event(s)")),
+        "{output}"
+    );
+    let (code, output) = run_cli(&h.app, &["republish", &id], &[]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("repaired"), "{output}");
+    let (code, output) = run_cli(&h.app, &["inspect", "session", &id], &[]).await;
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(events_of(&h, &id).await, 2);
+}
