@@ -50,6 +50,9 @@ enum Command {
         #[command(subcommand)]
         action: ScriptsAction,
     },
+    /// Print the partition layout (tag, slot and stream of each partition) from configuration:
+    /// the streams a gateway follows.
+    Partitions,
     /// Print the OpenAPI 3.1 document of both HTTP surfaces.
     Openapi,
 }
@@ -108,6 +111,9 @@ fn main() -> ExitCode {
     let Some(config) = load_config() else {
         return ExitCode::FAILURE;
     };
+    if let Command::Partitions = command {
+        return exit(cli::partitions::print(&config, &mut out).is_ok());
+    }
     if let Command::Serve = command {
         let budget = config.shutdown_timeout;
         let telemetry = telemetry::init(config.log_format, &config.log_level);
@@ -152,7 +158,7 @@ fn main() -> ExitCode {
             Command::Scripts {
                 action: ScriptsAction::Check,
             } => cli::scripts::check(&config, &mut out).await,
-            Command::Serve | Command::Openapi | Command::Scripts { .. } => {
+            Command::Serve | Command::Openapi | Command::Partitions | Command::Scripts { .. } => {
                 unreachable!("handled above")
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod inspect;
 pub mod openapi;
+pub mod partitions;
 pub mod republish;
 pub mod scripts;
 pub mod verify;

@@ -173,7 +173,10 @@ impl Store {
         locale: Option<&Locale>,
         client: &ClientKey,
     ) -> Result<Created, Error> {
-        if self.keys.partitions().is_partitioned() {
+        // (Partitioned) no round trip when both limits are off.
+        let limited =
+            self.policy.send_rate_per_ip.is_some() || self.policy.send_rate_global.is_some();
+        if self.keys.partitions().is_partitioned() && limited {
             if let Some(after) = self.admit(self.send_admit_call(id, client)).await? {
                 return Ok(Created::RateLimited(after));
             }
@@ -342,7 +345,8 @@ impl Store {
         client: &ClientKey,
     ) -> Result<Verified, Error> {
         let attempt = RequestId::generate();
-        if self.keys.partitions().is_partitioned() {
+        // (Partitioned) no round trip when the limit is off.
+        if self.keys.partitions().is_partitioned() && self.policy.confirm_rate_per_ip.is_some() {
             if let Some(after) = self
                 .admit(self.confirm_admit_call(&attempt, client))
                 .await?

@@ -235,6 +235,24 @@ async fn the_cli_understands_partitions() {
     let (code, output) = run_cli(&h.app, &["verify"], &[]).await;
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("64 partitions, streams"), "{output}");
+    // The gateway's list of streams, each in the slot it names.
+    let (code, output) = run_cli(&h.app, &["partitions"], &[]).await;
+    assert_eq!(code, 0, "{output}");
+    let lines: Vec<&str> = output.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 64, "{output}");
+    let mut conn = h.app.redis.clone();
+    for line in lines {
+        let [_, _, slot, stream] = line.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("{line}");
+        };
+        let redis_slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(slot, redis_slot.to_string(), "{line}");
+    }
 
     for node in &cluster.nodes {
         let () = redis::cmd("SCRIPT")

@@ -6,6 +6,7 @@
 
 mod ceiling;
 mod memory;
+mod partitioned;
 mod propagation;
 mod recorder;
 mod redis_stats;
@@ -51,6 +52,13 @@ struct Args {
     /// Also compare `WAIT 0` and `WAIT 1` with a replica attached (scenario 7).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     replica_acks: bool,
+    /// Logins of the partitioned layout's distribution run on a 3-primary cluster (scenario 9;
+    /// 0 skips the scenario).
+    #[arg(long, default_value_t = 100_000)]
+    partition_logins: usize,
+    /// Distinct users (addresses) those logins are spread over.
+    #[arg(long, default_value_t = 10_000)]
+    partition_users: usize,
     /// Worker threads of the service's runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
@@ -180,5 +188,17 @@ async fn run(
     propagation::measure(&store, &internal, args.propagation_revokes).await;
     if args.replica_acks {
         replica_acks::compare(&redis, &target.mail, &config, args.users, duration).await;
+    }
+    if args.partition_logins > 0 {
+        partitioned::compare(
+            &target.mail,
+            args.users,
+            duration,
+            args.partition_logins,
+            args.partition_users,
+            args.propagation_revokes,
+            args.service_threads,
+        )
+        .await;
     }
 }

@@ -1,6 +1,7 @@
 //! Scenario 8: revocation propagation. The reference gateway consumer follows the event stream
-//! on a connection of its own while sessions are revoked through the internal API, a few at a
-//! time; for each revoke: the time from its `200` to the consumer holding the revoked snapshot.
+//! (every partition's, in the partitioned layout: one connection and blocking `XREAD` loop per
+//! stream) while sessions are revoked through the internal API, a few at a time; for each
+//! revoke: the time from its `200` to the consumer holding the revoked snapshot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +15,21 @@ use authsession::store::{Dedicated, Store};
 /// Revokes in flight at once.
 const CONCURRENCY: usize = 8;
 
+/// Sessions seeded per user: enough users that a partitioned layout spreads them.
+const PER_USER: usize = 50;
+
 pub async fn measure(store: &Store, internal: &str, revokes: usize) {
     println!("\n## 8. Revocation propagation to the reference gateway consumer ({revokes} revokes, {CONCURRENCY} at a time)\n");
+    propagation(store, internal, revokes).await;
+}
+
+/// Seeds `revokes` sessions, revokes them and prints the propagation percentiles.
+pub async fn propagation(store: &Store, internal: &str, revokes: usize) {
     let mut sessions = Vec::new();
-    let users = revokes.div_ceil(1000);
+    let users = revokes.div_ceil(PER_USER);
     for u in 0..users {
         let user = UserId::parse(&format!("propagation{u}")).unwrap();
-        let count = (revokes - sessions.len()).min(1000);
+        let count = (revokes - sessions.len()).min(PER_USER);
         sessions.extend(testcontainers::seed::active_sessions(store, &user, count).await);
     }
     let consumer = Arc::new(GatewayConsumer::new(GatewayNames {
@@ -29,11 +38,14 @@ pub async fn measure(store: &Store, internal: &str, revokes: usize) {
     }));
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let follower = {
+    let mut followers = Vec::new();
+    for stream in store.keys.streams() {
         let (consumer, seen, stop) = (consumer.clone(), seen.clone(), stop.clone());
         let conn = store.redis.dedicated().await.expect("a connection");
-        tokio::spawn(async move { follow(&consumer, conn, &seen, &stop).await })
-    };
+        followers.push(tokio::spawn(async move {
+            follow(&consumer, conn, &stream, &seen, &stop).await
+        }));
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let http = reqwest::Client::new();
@@ -65,7 +77,9 @@ pub async fn measure(store: &Store, internal: &str, revokes: usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let _ = follower.await;
+    for follower in followers {
+        let _ = follower.await;
+    }
 
     let (acked, seen) = (acked.lock().unwrap(), seen.lock().unwrap());
     let mut delays: Vec<Duration> = Vec::new();
@@ -103,18 +117,17 @@ pub async fn measure(store: &Store, internal: &str, revokes: usize) {
 async fn follow(
     consumer: &GatewayConsumer,
     mut conn: Dedicated,
+    stream: &str,
     seen: &Mutex<HashMap<String, Instant>>,
     stop: &AtomicBool,
 ) {
-    // The standalone bench has the one stream.
-    let stream = consumer.names().streams[0].clone();
     let mut last_id = consumer
-        .newest_id(&mut conn, &stream)
+        .newest_id(&mut conn, stream)
         .await
         .expect("stream id");
     while !stop.load(Ordering::Relaxed) {
         let applied = consumer
-            .step(&mut conn, &stream, &last_id, 100)
+            .step(&mut conn, stream, &last_id, 100)
             .await
             .expect("XREAD");
         let now = Instant::now();
