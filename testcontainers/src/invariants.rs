@@ -28,11 +28,16 @@ pub async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String
     }
 }
 
-/// Every key matching `pattern` on every node.
+/// Every key matching `pattern` on every primary among `nodes` (a replica lists its primary's
+/// keys again, possibly older ones).
 async fn scan_all(nodes: &mut [MultiplexedConnection], pattern: &str) -> Vec<String> {
     let mut keys = Vec::new();
     for node in nodes {
-        keys.extend(scan(node, pattern).await);
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(node).await.unwrap();
+        let primary = matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master");
+        if primary {
+            keys.extend(scan(node, pattern).await);
+        }
     }
     keys
 }
@@ -76,13 +81,20 @@ pub async fn check_nodes(
 
     let mut published: HashSet<(String, String, String, String)> = HashSet::new();
     for stream in keys.streams() {
-        let events: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        let events: Vec<(String, HashMap<String, String>)> = match redis::cmd("XRANGE")
             .arg(&stream)
             .arg("-")
             .arg("+")
             .query_async(conn)
             .await
-            .unwrap_or_default();
+        {
+            Ok(events) => events,
+            // A key of another type is a violation of its own; a read failure says so too.
+            Err(e) => {
+                violations.push(format!("XRANGE {stream}: {e}"));
+                Vec::new()
+            }
+        };
         published.extend(events.iter().map(|(_, f)| {
             let get = |k: &str| f.get(k).cloned().unwrap_or_default();
             (

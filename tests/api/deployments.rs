@@ -367,12 +367,28 @@ async fn a_cluster_failover_mid_run_costs_at_most_some_503s_and_loses_no_session
     let cluster = RedisCluster::start(3, 1).await;
     let h = cluster_harness(&cluster, &[]).await;
     let slot_key = h.app.config.redis.key_prefix.clone();
+    failover_mid_run(&h, &cluster, &slot_key).await;
+}
+
+/// The same in the partitioned layout: the primary of one partition (and of the others on its
+/// shard) fails over mid-run.
+#[tokio::test]
+async fn a_cluster_failover_mid_run_in_the_partitioned_layout_loses_no_session() {
+    let cluster = RedisCluster::start(3, 1).await;
+    let h = partitioned_harness(&cluster, 64, &[]).await;
+    let slot_key = h.app.store().keys.streams()[0].clone();
+    failover_mid_run(&h, &cluster, &slot_key).await;
+}
+
+/// Logins while the primary serving `slot_key` fails over: 200 or 503 only, a login succeeds
+/// after the switch, and every session a 200 announced is still there.
+async fn failover_mid_run(h: &Harness, cluster: &RedisCluster, slot_key: &str) {
     h.login(&unique_email()).await; // scripts cached on the current primary
 
     let done: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
     let failover = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let port = cluster.failover_primary_of(&slot_key).await;
+        let port = cluster.failover_primary_of(slot_key).await;
         *done.lock().unwrap() = Some(Instant::now());
         port
     };
@@ -408,7 +424,7 @@ async fn a_cluster_failover_mid_run_costs_at_most_some_503s_and_loses_no_session
     };
     let (new_primary, created) = tokio::join!(failover, load);
 
-    assert_eq!(cluster.primary_port_for(&slot_key).await, new_primary);
+    assert_eq!(cluster.primary_port_for(slot_key).await, new_primary);
     let switched = done.lock().unwrap().expect("failover completed");
     assert!(
         created.iter().any(|(at, _)| *at > switched),

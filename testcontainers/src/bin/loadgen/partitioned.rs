@@ -117,8 +117,33 @@ async fn start(
     }
 }
 
+/// Script calls (`EVALSHA`, each one round trip) served by every primary so far.
+async fn script_calls(cluster: &RedisCluster) -> u64 {
+    let mut calls = 0;
+    for node in &cluster.nodes {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut node.connection().await)
+            .await
+            .unwrap();
+        calls += info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    calls
+}
+
 /// `users` virtual users logging in for `duration` (new addresses each time).
-async fn closed_loop(service: &Service, users: usize, duration: Duration) -> f64 {
+async fn closed_loop(
+    cluster: &RedisCluster,
+    service: &Service,
+    users: usize,
+    duration: Duration,
+) -> f64 {
+    let calls = script_calls(cluster).await;
     let recorder = Arc::new(Recorder::default());
     let started = Instant::now();
     let tasks: Vec<_> = (0..users)
@@ -134,7 +159,13 @@ async fn closed_loop(service: &Service, users: usize, duration: Duration) -> f64
     for task in tasks {
         task.await.unwrap();
     }
-    recorder.report(started.elapsed())
+    let rate = recorder.report(started.elapsed());
+    let logins = recorder.logins.load(Ordering::Relaxed).max(1);
+    println!(
+        "  script calls (round trips) per login: {:.2}",
+        (script_calls(cluster).await - calls) as f64 / logins as f64
+    );
+    rate
 }
 
 /// `logins` full logins by `users` virtual users; the i-th uses `email(i)`. Returns failures.
@@ -257,7 +288,7 @@ pub async fn compare(
     for round in 0..2 {
         for (i, service) in [&single, &partitioned].into_iter().enumerate() {
             println!("\n  {} (round {}):", service.name, round + 1);
-            rates[i].push(closed_loop(service, users, duration).await);
+            rates[i].push(closed_loop(&cluster, service, users, duration).await);
         }
     }
     let mean = |r: &Vec<f64>| r.iter().sum::<f64>() / r.len() as f64;
