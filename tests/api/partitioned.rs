@@ -192,12 +192,18 @@ async fn a_fault_on_the_addresss_primary_between_the_steps_answers_503_and_the_r
 }
 
 /// Ids that cannot be this deployment's (untagged, or with a tag that is no partition's) are
-/// not found, without reaching Redis with a key of an unknown slot.
+/// not found, without reaching Redis with a key of an unknown slot; in the single-tag layout a
+/// tagged id is not found either.
 #[tokio::test]
 async fn ids_of_no_partition_are_not_found() {
     let cluster = RedisCluster::start(3, 0).await;
-    let h = partitioned_harness(&cluster, 16, &[]).await;
-    for id in ["plain-id", "{zzzz}abc"] {
+    let partitioned = partitioned_harness(&cluster, 16, &[]).await;
+    let single = crate::helpers::harness(&[]).await;
+    for (h, id) in [
+        (&partitioned, "plain-id"),
+        (&partitioned, "{zzzz}abc"),
+        (&single, "{ab}abc"),
+    ] {
         let got = h
             .app
             .get_internal(&format!(
