@@ -99,6 +99,23 @@ pub struct ConfirmRequest<'a> {
     pub max_active_sessions: u32,
 }
 
+impl ScriptCall<'_> {
+    /// The seven KEYS of opening `req`'s session (`include/session_open.lua`), in the order both
+    /// confirm paths' scripts take them: the record, the user's two indexes, the snapshot, the
+    /// user's partition's stream, the revoked index and the blocked marker.
+    fn opening_session(self, store: &Store, req: &ConfirmRequest<'_>) -> Self {
+        let (keys, user) = (&store.keys, req.user_id.as_str());
+        let session = req.device_session_id.as_str();
+        self.key("session", keys.session(session))
+            .key("user_sessions", keys.user_sessions(user))
+            .key("user_active_sessions", keys.user_active_sessions(user))
+            .key("gateway_session", keys.gateway_session(session))
+            .key("stream", keys.stream(keys.user_partition(user)))
+            .key("user_revoked_sessions", keys.user_revoked_sessions(user))
+            .key("user_blocked", keys.user_blocked(user))
+    }
+}
+
 /// `(limit, window_ms)` for a script: `(0, 1)` when the limit is off.
 fn limit_args(limit: Option<RateLimit>) -> (u32, u128) {
     limit.map_or((0, 1), |l| (l.count, millis(l.window)))
@@ -394,16 +411,7 @@ impl Store {
         let session = req.device_session_id.as_str();
         ScriptCall::new(&self.scripts.challenge_confirm)
             .key("challenge", self.keys.challenge(req.challenge_id.as_str()))
-            .key("session", self.keys.session(session))
-            .key("user_sessions", self.keys.user_sessions(user))
-            .key("user_active_sessions", self.keys.user_active_sessions(user))
-            .key("gateway_session", self.keys.gateway_session(session))
-            .key("stream", self.keys.stream(self.keys.user_partition(user)))
-            .key(
-                "user_revoked_sessions",
-                self.keys.user_revoked_sessions(user),
-            )
-            .key("user_blocked", self.keys.user_blocked(user))
+            .opening_session(self, req)
             .arg("code_hash", &req.code_hashes.current)
             .arg("client_public_key", req.client_public_key)
             .arg("user_id", user)
@@ -477,16 +485,7 @@ impl Store {
         let user = req.user_id.as_str();
         let session = req.device_session_id.as_str();
         ScriptCall::new(&self.scripts.session_create)
-            .key("session", self.keys.session(session))
-            .key("user_sessions", self.keys.user_sessions(user))
-            .key("user_active_sessions", self.keys.user_active_sessions(user))
-            .key("gateway_session", self.keys.gateway_session(session))
-            .key("stream", self.keys.stream(self.keys.user_partition(user)))
-            .key(
-                "user_revoked_sessions",
-                self.keys.user_revoked_sessions(user),
-            )
-            .key("user_blocked", self.keys.user_blocked(user))
+            .opening_session(self, req)
             .arg("client_public_key", req.client_public_key)
             .arg("user_id", user)
             .arg("device_session_id", session)

@@ -33,6 +33,22 @@ pub fn unique_prefix(label: &str) -> String {
     format!("t{:08x}{label}:", rand::random::<u32>())
 }
 
+/// The three names of a namespace no other test uses, for cluster mode: `(key prefix, gateway
+/// prefix, stream)`, sharing one hash tag for the single-tag layout, or with none for the
+/// partitioned one (which adds its own).
+pub fn cluster_names(partitioned: bool) -> (String, String, String) {
+    let head = if partitioned {
+        unique_prefix("p")
+    } else {
+        format!("{{t{:x}}}", rand::random::<u32>())
+    };
+    (
+        format!("{head}authsession:"),
+        format!("{head}gateway:session:"),
+        format!("{head}gateway:session_events"),
+    )
+}
+
 /// A port that was free a moment ago (the kernel picks it; the caller binds it soon after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -134,44 +134,27 @@ async fn the_story_passes_on_standalone() {
     login_revoke_block_story(&h).await;
 }
 
-/// Prefixes sharing one hash tag, as cluster mode requires.
-pub(crate) fn tagged_prefixes() -> (String, String, String) {
-    let tag = format!("{{t{:x}}}", rand::random::<u32>());
-    (
-        format!("{tag}authsession:"),
-        format!("{tag}gateway:session:"),
-        format!("{tag}gateway:session_events"),
-    )
-}
-
 pub(crate) async fn cluster_harness(cluster: &RedisCluster, extra: &[(&str, &str)]) -> Harness {
-    let (prefix, gateway, stream) = tagged_prefixes();
-    let seeds = cluster.seeds();
-    let mut env = vec![
-        (config::REDIS_MODE, "cluster"),
-        (config::REDIS_ADDR, seeds.as_str()),
-        (config::REDIS_KEY_PREFIX, prefix.as_str()),
-        (config::GATEWAY_SESSION_KEY_PREFIX, gateway.as_str()),
-        (config::GATEWAY_SESSION_EVENTS_STREAM, stream.as_str()),
-        COOLDOWN,
-    ];
-    env.extend_from_slice(extra);
-    // The harness's own server is unused here; the cluster is the store.
-    harness_on(RedisServer::start().await, &env).await
+    layout_harness(cluster, 1, extra).await
 }
 
-/// The partitioned layout over `partitions` tags: untagged prefixes unique to the test.
+/// The partitioned layout over `partitions` tags: untagged names unique to the test.
 pub(crate) async fn partitioned_harness(
     cluster: &RedisCluster,
     partitions: u32,
     extra: &[(&str, &str)],
 ) -> Harness {
-    let label = testcontainers::unique_prefix("p");
-    let (prefix, gateway, stream) = (
-        format!("{label}authsession:"),
-        format!("{label}gateway:session:"),
-        format!("{label}gateway:session_events"),
-    );
+    layout_harness(cluster, partitions, extra).await
+}
+
+/// The service on `cluster` in the single-tag layout (`partitions` 1: names sharing one hash
+/// tag, as it requires) or the partitioned one (names without a tag).
+async fn layout_harness(
+    cluster: &RedisCluster,
+    partitions: u32,
+    extra: &[(&str, &str)],
+) -> Harness {
+    let (prefix, gateway, stream) = testcontainers::cluster_names(partitions > 1);
     let (seeds, partitions) = (cluster.seeds(), partitions.to_string());
     let mut env = vec![
         (config::REDIS_MODE, "cluster"),
@@ -183,6 +166,7 @@ pub(crate) async fn partitioned_harness(
         COOLDOWN,
     ];
     env.extend_from_slice(extra);
+    // The harness's own server is unused here; the cluster is the store.
     harness_on(RedisServer::start().await, &env).await
 }
 

@@ -13,7 +13,6 @@ use testcontainers::{
     RedisSentinel, TestApp,
 };
 
-use crate::deployments::tagged_prefixes;
 use crate::helpers::rest_env;
 use crate::operator::run_cli;
 
@@ -209,16 +208,7 @@ impl Deployment {
             Deployment::Sentinel(group) => sentinel_app(group, users, mail, acks).await,
             Deployment::Cluster(cluster) | Deployment::Partitioned(cluster) => {
                 let partitioned = matches!(self, Deployment::Partitioned(_));
-                let (prefix, gateway, stream) = if partitioned {
-                    let label = testcontainers::unique_prefix("p");
-                    (
-                        format!("{label}authsession:"),
-                        format!("{label}gateway:session:"),
-                        format!("{label}gateway:session_events"),
-                    )
-                } else {
-                    tagged_prefixes()
-                };
+                let (prefix, gateway, stream) = testcontainers::cluster_names(partitioned);
                 let partitions = if partitioned { TORTURE_PARTITIONS } else { 1 }.to_string();
                 let seeds = cluster.seeds();
                 let rest = rest_env(users, mail);

@@ -43,27 +43,17 @@ async fn start(
     partitions: u32,
     threads: usize,
 ) -> Service {
-    let label = testcontainers::unique_prefix(if partitions > 1 { "p" } else { "s" });
-    // The single-tag layout puts its tag first; the partitioned one refuses any tag.
-    let names = if partitions > 1 {
-        label.clone()
-    } else {
-        format!("{{{}}}", label.trim_end_matches(':'))
-    };
+    let (prefix, gateway, stream) = testcontainers::cluster_names(partitions > 1);
+    // Every key of the namespace starts with what the key prefix has before `authsession:`.
+    let label = prefix.trim_end_matches("authsession:").to_owned();
     let mut env = testcontainers::app::test_env(&cluster.nodes[0]);
     for (k, v) in [
         (config::REDIS_MODE, "cluster".to_owned()),
         (config::REDIS_ADDR, cluster.seeds()),
         (config::REDIS_PARTITIONS, partitions.to_string()),
-        (config::REDIS_KEY_PREFIX, format!("{names}authsession:")),
-        (
-            config::GATEWAY_SESSION_KEY_PREFIX,
-            format!("{names}gateway:session:"),
-        ),
-        (
-            config::GATEWAY_SESSION_EVENTS_STREAM,
-            format!("{names}gateway:session_events"),
-        ),
+        (config::REDIS_KEY_PREFIX, prefix),
+        (config::GATEWAY_SESSION_KEY_PREFIX, gateway),
+        (config::GATEWAY_SESSION_EVENTS_STREAM, stream),
         // Addresses log in again and again in the distribution run.
         (config::RESEND_COOLDOWN, "1ms".to_owned()),
         (config::MAIL_SERVICE_MODE, "rest".to_owned()),
@@ -113,7 +103,7 @@ async fn start(
         }),
         internal,
         store,
-        label: names,
+        label,
     }
 }
 
