@@ -21,9 +21,8 @@ use authsession::domain::{
 };
 use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
 use authsession::store::scripts::{scripts, ScriptCall};
-use authsession::store::{Redis, Store};
+use authsession::store::{Dedicated, Redis, Store};
 use base64::Engine;
-use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 use testcontainers::keyspace::Keyspace;
 use testcontainers::monitor::Monitor;
@@ -66,7 +65,8 @@ const MAX_ACTIVE: u32 = 2;
 
 struct Bench {
     store: Store,
-    conn: MultiplexedConnection,
+    /// Straight to the server, or (partitioned layout) a cluster connection routing each key.
+    conn: Dedicated,
 }
 
 fn store_for(env: &BTreeMap<&str, String>) -> Store {
@@ -95,13 +95,13 @@ async fn standalone(redis: &RedisServer) -> Bench {
     env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
     Bench {
         store: store_for(&env),
-        conn: redis.connection().await,
+        conn: Dedicated::Single(redis.connection().await),
     }
 }
 
 /// A challenge marked `sent`, and its code.
 async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
-    let id = ChallengeId::generate();
+    let id = b.store.keys.new_challenge_id(&email.hash());
     let code = LoginCode::generate();
     b.store
         .challenge_create(&id, email, &hashes(&id, &code).current, None, &client())
@@ -143,7 +143,7 @@ fn confirm_request<'a>(
 async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
     let email = Email::parse(&unique_email()).unwrap();
     let (id, code) = sent_challenge(b, &email).await;
-    let session = DeviceSessionId::generate();
+    let session = b.store.keys.device_session_id(&id, user);
     let key = ClientPublicKey::parse(&public_key()).unwrap();
     let hash = hashes(&id, &code);
     let request = confirm_request(&id, &hash, &key, user, &session);
@@ -229,7 +229,8 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             let (id, code) = sent_challenge(b, &email).await;
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
-            let (user, session) = (new_user(), DeviceSessionId::generate());
+            let user = new_user();
+            let session = keys.device_session_id(&id, &user);
             b.store
                 .challenge_confirm_call(&confirm_request(&id, &hash, &key, &user, &session))
         }
@@ -239,7 +240,8 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             let (id, code) = sent_challenge(b, &email).await;
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
-            let (user, session) = (new_user(), DeviceSessionId::generate());
+            let user = new_user();
+            let session = keys.device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
                 b.store.session_create_call(&request)
@@ -264,13 +266,15 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             // Two live sessions at the limit, behind a ghost whose record is gone.
             login(b, &user).await;
             login(b, &user).await;
+            // (In the user's partition, as every id the user's indexes hold.)
+            let ghost = keys.random_device_session_id(keys.user_partition(u));
             for index in [keys.user_sessions(u), keys.user_active_sessions(u)] {
-                let () = b.conn.zadd(index, "ghost", 0).await.unwrap();
+                let () = b.conn.zadd(index, ghost.as_str(), 0).await.unwrap();
             }
             let (id, code) = sent_challenge(b, &email).await;
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
-            let session = DeviceSessionId::generate();
+            let session = keys.device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
                 b.store.session_create_call(&request)
@@ -345,7 +349,7 @@ async fn run(b: &Bench, call: &ScriptCall<'_>) -> Result<String, String> {
 
 /// Every way a touched key is spoiled: another type, and for values the script reads, a
 /// missing or garbled field or a garbled string.
-async fn spoilers(conn: &mut MultiplexedConnection, key: &str) -> Vec<Vec<redis::Cmd>> {
+async fn spoilers(conn: &mut Dedicated, key: &str) -> Vec<Vec<redis::Cmd>> {
     let mut all = vec![vec![
         redis::cmd("DEL").arg(key).clone(),
         redis::cmd("RPUSH")
@@ -373,7 +377,7 @@ async fn spoilers(conn: &mut MultiplexedConnection, key: &str) -> Vec<Vec<redis:
 }
 
 /// The keys each command touched, as Redis itself parses them (`COMMAND GETKEYS`).
-async fn keys_of(conn: &mut MultiplexedConnection, command: &[Vec<u8>]) -> Vec<String> {
+async fn keys_of(conn: &mut Dedicated, command: &[Vec<u8>]) -> Vec<String> {
     let mut cmd = redis::cmd("COMMAND");
     cmd.arg("GETKEYS");
     for arg in command {
@@ -570,7 +574,7 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
     }
     let mut b = Bench {
         store: store_for(&env),
-        conn: primary.connection().await,
+        conn: Dedicated::Single(primary.connection().await),
     };
     for scenario in DERIVING {
         let mut call = arrange(&mut b, scenario).await;
@@ -583,6 +587,86 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
         assert!(
             result.is_err(),
             "{scenario}: reached another slot: {result:?}"
+        );
+        assert_eq!(
+            before.differences(&after),
+            Vec::<String>::new(),
+            "{scenario}: failed after writing"
+        );
+    }
+}
+
+/// The partitioned layout: what a script derives lies in its partition's slot. With a
+/// prefix-derived key moved to another primary's partition (the tag in ARGV), or an id of another
+/// partition first in the user's indexes, the call fails having written nothing anywhere in the
+/// cluster.
+#[tokio::test]
+async fn in_the_partitioned_layout_a_derived_key_of_another_partition_fails_the_call_before_any_write(
+) {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (prefix, gateway, stream) = testcontainers::cluster_names(true);
+    let mut env = BTreeMap::from([
+        (config::REDIS_MODE, "cluster".to_owned()),
+        (config::REDIS_PARTITIONS, "8".to_owned()),
+        (config::REDIS_ADDR, cluster.seeds()),
+        (config::REDIS_KEY_PREFIX, prefix),
+        (config::GATEWAY_SESSION_KEY_PREFIX, gateway),
+        (config::GATEWAY_SESSION_EVENTS_STREAM, stream),
+    ]);
+    env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
+    let store = store_for(&env);
+    let conn = store.redis.dedicated().await.unwrap();
+    let mut b = Bench { store, conn };
+    let keys = b.store.keys.clone();
+    let tags = keys.partitions().tags().to_vec();
+    // The single-tag confirm has no place in this layout.
+    for scenario in DERIVING
+        .iter()
+        .filter(|s| !s.starts_with("challenge_confirm/"))
+    {
+        let mut call = arrange(&mut b, scenario).await;
+        let home = authsession::store::keys::hash_tag(&call.keys()[0])
+            .expect("a partitioned key")
+            .to_owned();
+        let home_port = cluster.primary_port_for(&format!("{{{home}}}")).await;
+        let mut other = None;
+        for tag in &tags {
+            if cluster.primary_port_for(&format!("{{{tag}}}")).await != home_port {
+                other = Some(tag.clone());
+                break;
+            }
+        }
+        let other = other.expect("a partition on another primary");
+        for arg in call.args_mut() {
+            *arg = arg.replace(&format!("{{{home}}}"), &format!("{{{other}}}"));
+        }
+        for index in call.keys().to_vec() {
+            if matches!(
+                keys.kind_of(&index),
+                Some("user_active_sessions" | "user_sessions")
+            ) {
+                let foreign = format!("{{{other}}}elsewhere");
+                let () = b.conn.zadd(index, foreign, 0).await.unwrap();
+            }
+        }
+        let before = Keyspace::capture(&mut b.conn).await;
+        // (`KEYS` on a cluster connection asks every primary: the whole namespace.)
+        let primaries: BTreeSet<u16> = futures::future::join_all(before.0.keys().map(|k| {
+            let cluster = &cluster;
+            async move { cluster.primary_port_for(k).await }
+        }))
+        .await
+        .into_iter()
+        .collect();
+        assert!(
+            primaries.len() > 1,
+            "{scenario}: the capture spans primaries"
+        );
+        let result = run(&b, &call).await;
+        let after = Keyspace::capture(&mut b.conn).await;
+        assert!(
+            result.is_err(),
+            "{scenario}: reached another partition: {result:?}"
         );
         assert_eq!(
             before.differences(&after),
