@@ -142,11 +142,15 @@ async fn a_fault_on_the_addresss_primary_between_the_steps_answers_503_and_the_r
         .find(|n| n.port() == address_port)
         .unwrap();
     let mut pause = address_node.connection().await;
+    h.users.clear_calls();
     let confirm = h.app.confirm(&challenge, &code, &key);
     let fault = async {
-        // Verify is done (the user service holds the request); writes on the address's
-        // primary stop for longer than the command timeout.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Verify is done once the user service holds the request; then writes on the address's
+        // primary stop for longer than the command timeout (the paused mark runs when the pause
+        // ends, which changes nothing: the retry converges either way).
+        while h.users.calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let () = redis::cmd("CLIENT")
             .arg("PAUSE")
             .arg(2500)
