@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::partitions::Partitions;
@@ -68,10 +67,6 @@ impl Keys {
         }
     }
 
-    fn index_of(&self, tag: Option<&str>) -> Partition {
-        Partition(tag.and_then(|t| self.partitions.tags().iter().position(|x| x == t)))
-    }
-
     /// `{t}` of a partition, `""` in the single-tag layout.
     fn tag(&self, partition: Partition) -> String {
         partition
@@ -82,17 +77,17 @@ impl Keys {
 
     /// The user's partition: every session of the user, its indexes and projection live there.
     pub fn user_partition(&self, user_id: &str) -> Partition {
-        self.index_of(self.partitions.of_user(user_id))
+        Partition(self.partitions.index_for(user_id))
     }
 
     /// The address's partition (by its SHA-256 hex): challenges, resend window, failure budget.
     pub fn address_partition(&self, email_hash: &str) -> Partition {
-        self.index_of(self.partitions.of_address(email_hash))
+        Partition(self.partitions.index_for(email_hash))
     }
 
     /// The client's partition (by its keyed address hash): its admission counters.
     pub fn client_partition(&self, client: &str) -> Partition {
-        self.index_of(self.partitions.of_client(client))
+        Partition(self.partitions.index_for(client))
     }
 
     /// The partition a challenge or device session id names, `None` when the id cannot be one
@@ -103,9 +98,7 @@ impl Keys {
             return (!id.contains(['{', '}'])).then_some(Partition(None));
         }
         let tag = id.strip_prefix('{')?.split_once('}')?.0;
-        self.partitions
-            .contains(tag)
-            .then(|| self.index_of(Some(tag)))
+        self.partitions.index_of(tag).map(|i| Partition(Some(i)))
     }
 
     /// A fresh challenge id, in the address's partition.
@@ -146,11 +139,7 @@ impl Keys {
 
     /// A random id in a partition, for tests and tools that seed records.
     pub fn random_device_session_id(&self, partition: Partition) -> DeviceSessionId {
-        let body: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(22)
-            .map(char::from)
-            .collect();
+        let body = DeviceSessionId::generate();
         DeviceSessionId::parse(&format!("{}{body}", self.tag(partition))).expect("a valid id")
     }
 
@@ -311,7 +300,15 @@ impl Keys {
     /// The kind of an authsession key, by the name the scripts' headers use for it (`challenge`,
     /// `session`, `user_active_sessions`, ...); `None` for a key outside the namespaces.
     pub fn kind_of(&self, key: &str) -> Option<&'static str> {
-        if key == self.stream || self.streams().iter().any(|s| s == key) {
+        // `S`, or `S{t}` for one of the partition tags.
+        let partition_stream = key.strip_prefix(self.stream.as_str()).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix('{')
+                    .and_then(|r| r.strip_suffix('}'))
+                    .is_some_and(|tag| self.partitions.index_of(tag).is_some())
+        });
+        if partition_stream {
             return Some("stream");
         }
         if key.starts_with(&self.gateway_prefix) {

@@ -48,32 +48,38 @@ impl Partitions {
 
     /// A user's partition tag: every session write of the user lives there.
     pub fn of_user(&self, user_id: &str) -> Option<&str> {
-        self.pick(user_id.as_bytes())
+        self.tag_for(user_id)
     }
 
     /// An address's partition tag (by the SHA-256 hex of the address): its challenges, resend
     /// window and failure budget live there.
     pub fn of_address(&self, email_hash: &str) -> Option<&str> {
-        self.pick(email_hash.as_bytes())
+        self.tag_for(email_hash)
     }
 
     /// A client's partition tag (by its keyed address hash): its admission counters live there.
     pub fn of_client(&self, client: &str) -> Option<&str> {
-        self.pick(client.as_bytes())
+        self.tag_for(client)
     }
 
-    /// Whether `tag` is one of this deployment's partition tags.
-    pub fn contains(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
-    }
-
-    fn pick(&self, input: &[u8]) -> Option<&str> {
+    /// The partition (index into [`Self::tags`]) `input` falls in: the first 8 bytes of its
+    /// SHA-256, modulo N. `None` in the single-tag layout, without hashing.
+    pub fn index_for(&self, input: &str) -> Option<usize> {
         if self.tags.is_empty() {
             return None;
         }
-        let digest = Sha256::digest(input);
+        let digest = Sha256::digest(input.as_bytes());
         let bucket = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-        Some(&self.tags[(bucket % self.tags.len() as u64) as usize])
+        Some((bucket % self.tags.len() as u64) as usize)
+    }
+
+    /// The partition whose tag is `tag`, if it is one of this deployment's.
+    pub fn index_of(&self, tag: &str) -> Option<usize> {
+        self.tags.iter().position(|t| t == tag)
+    }
+
+    fn tag_for(&self, input: &str) -> Option<&str> {
+        self.index_for(input).map(|i| self.tags[i].as_str())
     }
 }
 

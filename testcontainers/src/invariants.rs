@@ -66,9 +66,27 @@ pub async fn check(conn: &mut MultiplexedConnection, config: &Config) -> Vec<Str
     check_nodes(&mut conn.clone(), &mut [conn.clone()], config).await
 }
 
-/// A namespace spread over several nodes (the partitioned layout): keys are listed on every
-/// node in `nodes` and read through `reader`, which routes each key to its node.
-pub async fn check_nodes(
+/// A namespace on a cluster (the partitioned layout spreads it over every primary): keys are
+/// listed on every primary and read through a fresh cluster connection (a held one may still
+/// name a node that died).
+pub async fn check_cluster(cluster: &crate::RedisCluster, config: &Config) -> Vec<String> {
+    let mut nodes = Vec::new();
+    for node in &cluster.nodes {
+        nodes.push(node.connection().await);
+    }
+    let mut redis = config.redis.clone();
+    redis.command_timeout = std::time::Duration::from_secs(10);
+    let mut reader = authsession::store::Redis::new(&redis)
+        .expect("a valid Redis config")
+        .dedicated()
+        .await
+        .expect("a cluster connection");
+    check_nodes(&mut reader, &mut nodes, config).await
+}
+
+/// Keys are listed on every primary in `nodes` and read through `reader`, which routes each key
+/// to its node.
+async fn check_nodes(
     reader: &mut (impl ConnectionLike + Clone),
     nodes: &mut [MultiplexedConnection],
     config: &Config,

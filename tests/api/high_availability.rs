@@ -261,14 +261,7 @@ impl Deployment {
     async fn violations(&self, app: &TestApp) -> Vec<String> {
         match self {
             Deployment::Partitioned(cluster) => {
-                let mut nodes = Vec::new();
-                for node in &cluster.nodes {
-                    nodes.push(node.connection().await);
-                }
-                // A fresh cluster connection: the app's test connection may still name a node
-                // that died.
-                let mut reader = app.store().redis.dedicated().await.unwrap();
-                invariants::check_nodes(&mut reader, &mut nodes, &app.config).await
+                invariants::check_cluster(cluster, &app.config).await
             }
             _ => invariants::check(&mut self.primary(app).await, &app.config).await,
         }

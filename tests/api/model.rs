@@ -374,12 +374,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), String> {
 async fn run_partitioned_case(cluster: &RedisCluster, ops: Vec<Op>) -> Result<(), String> {
     let h = crate::deployments::partitioned_harness(cluster, 8, &SETTINGS).await;
     run_ops(&h, &ops).await?;
-    let mut nodes = Vec::new();
-    for node in &cluster.nodes {
-        nodes.push(node.connection().await);
-    }
-    let violations =
-        invariants::check_nodes(&mut h.app.redis.clone(), &mut nodes, &h.app.config).await;
+    let violations = invariants::check_cluster(cluster, &h.app.config).await;
     if violations.is_empty() {
         Ok(())
     } else {

@@ -14,11 +14,7 @@ use crate::helpers::{public_key, unique_email, Harness};
 
 /// The cluster's invariants, read from every primary.
 async fn violations(h: &Harness, cluster: &RedisCluster) -> Vec<String> {
-    let mut nodes = Vec::new();
-    for node in &cluster.nodes {
-        nodes.push(node.connection().await);
-    }
-    invariants::check_nodes(&mut h.app.redis.clone(), &mut nodes, &h.app.config).await
+    invariants::check_cluster(cluster, &h.app.config).await
 }
 
 /// How many events of `id` its partition's stream holds.

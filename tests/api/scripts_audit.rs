@@ -582,18 +582,27 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
             *arg = arg.replace(&format!("{{{tag}}}"), &format!("{{{other}}}"));
         }
         let before = Keyspace::capture(&mut b.conn).await;
-        let result = run(&b, &call).await;
-        let after = Keyspace::capture(&mut b.conn).await;
-        assert!(
-            result.is_err(),
-            "{scenario}: reached another slot: {result:?}"
-        );
-        assert_eq!(
-            before.differences(&after),
-            Vec::<String>::new(),
-            "{scenario}: failed after writing"
-        );
+        refused_whole(&mut b, &call, &before, scenario, "reached another slot").await;
     }
+}
+
+/// Runs `call`, which must fail (`refusal` says why it should have), leaving the keyspace as
+/// `before`.
+async fn refused_whole(
+    b: &mut Bench,
+    call: &ScriptCall<'_>,
+    before: &Keyspace,
+    scenario: &str,
+    refusal: &str,
+) {
+    let result = run(b, call).await;
+    let after = Keyspace::capture(&mut b.conn).await;
+    assert!(result.is_err(), "{scenario}: {refusal}: {result:?}");
+    assert_eq!(
+        before.differences(&after),
+        Vec::<String>::new(),
+        "{scenario}: failed after writing"
+    );
 }
 
 /// The partitioned layout: what a script derives lies in its partition's slot. With a
@@ -661,17 +670,14 @@ async fn in_the_partitioned_layout_a_derived_key_of_another_partition_fails_the_
         for marker in &markers {
             assert!(before.0.contains_key(marker), "the capture misses {marker}");
         }
-        let result = run(&b, &call).await;
-        let after = Keyspace::capture(&mut b.conn).await;
-        assert!(
-            result.is_err(),
-            "{scenario}: reached another partition: {result:?}"
-        );
-        assert_eq!(
-            before.differences(&after),
-            Vec::<String>::new(),
-            "{scenario}: failed after writing"
-        );
+        refused_whole(
+            &mut b,
+            &call,
+            &before,
+            scenario,
+            "reached another partition",
+        )
+        .await;
     }
 }
 

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use authsession::app::App;
 use authsession::config::{self, Config};
 use authsession::store::{Redis, Store};
-use testcontainers::{unique_email, FakeMailService, LoginClient, RedisCluster};
+use testcontainers::{unique_email, FakeMailService, RedisCluster};
 use tokio_util::sync::CancellationToken;
 
 use crate::propagation;
 use crate::recorder::{Recorder, Target};
+use crate::redis_stats;
 
 /// One service on the cluster, in its own runtime (as in its own process).
 struct Service {
@@ -107,23 +108,13 @@ async fn start(
     }
 }
 
-/// Script calls (`EVALSHA`, each one round trip) served by every primary so far.
-async fn script_calls(cluster: &RedisCluster) -> u64 {
-    let mut calls = 0;
+/// Round trips every primary has served so far (`redis_stats::round_trips`, summed).
+async fn round_trips(cluster: &RedisCluster) -> u64 {
+    let mut trips = 0;
     for node in &cluster.nodes {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut node.connection().await)
-            .await
-            .unwrap();
-        calls += info
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
+        trips += redis_stats::round_trips(&mut node.connection().await).await;
     }
-    calls
+    trips
 }
 
 /// `users` virtual users logging in for `duration` (new addresses each time).
@@ -133,7 +124,7 @@ async fn closed_loop(
     users: usize,
     duration: Duration,
 ) -> f64 {
-    let calls = script_calls(cluster).await;
+    let trips = round_trips(cluster).await;
     let recorder = Arc::new(Recorder::default());
     let started = Instant::now();
     let tasks: Vec<_> = (0..users)
@@ -152,8 +143,8 @@ async fn closed_loop(
     let rate = recorder.report(started.elapsed());
     let logins = recorder.logins.load(Ordering::Relaxed).max(1);
     println!(
-        "  script calls (round trips) per login: {:.2}",
-        (script_calls(cluster).await - calls) as f64 / logins as f64
+        "  Redis round trips per login (every primary): {:.2}",
+        (round_trips(cluster).await - trips) as f64 / logins as f64
     );
     rate
 }
@@ -181,13 +172,7 @@ async fn logins(
                     if i >= logins {
                         break;
                     }
-                    let client = LoginClient {
-                        http: &target.http,
-                        public: target.public.clone(),
-                        mail: &target.mail,
-                        deadline: Duration::from_secs(30),
-                    };
-                    if client.login(&email(i)).await.is_err() {
+                    if target.client().login(&email(i)).await.is_err() {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -201,20 +186,10 @@ async fn logins(
 }
 
 /// `used_memory` of each primary.
-async fn used_memory(cluster: &RedisCluster) -> Vec<i64> {
+async fn used_memory(cluster: &RedisCluster) -> Vec<f64> {
     let mut all = Vec::new();
     for node in &cluster.nodes {
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut node.connection().await)
-            .await
-            .unwrap();
-        let used = info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        all.push(used);
+        all.push(redis_stats::used_memory(&mut node.connection().await).await);
     }
     all
 }
@@ -296,7 +271,7 @@ pub async fn compare(
         let failed = logins(service, users, per_layout, |_| unique_email()).await;
         let after = bytes(keys_per_primary(&cluster, &service.label).await);
         let used_after = used_memory(&cluster).await;
-        let grown: i64 = used_after
+        let grown: f64 = used_after
             .iter()
             .zip(&used_before)
             .map(|(a, b)| a - b)
@@ -305,7 +280,7 @@ pub async fn compare(
             "  {}: {per_layout} logins ({failed} failed): {:.0} B per login by MEMORY USAGE of the keys, {:.0} B by used_memory",
             service.name,
             (after - before) as f64 / per_layout as f64,
-            grown as f64 / per_layout as f64
+            grown / per_layout as f64
         );
     }
 
@@ -333,15 +308,11 @@ pub async fn compare(
             node.port(),
             keys[i].0,
             keys[i].1 as f64 / 1048576.0,
-            (after[i] - before[i]) as f64 / 1048576.0,
+            (after[i] - before[i]) / 1048576.0,
             single_keys[i].0
         );
     }
-    let grown: Vec<f64> = after
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| (a - b) as f64)
-        .collect();
+    let grown: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let counts: Vec<f64> = keys.iter().map(|k| k.0 as f64).collect();
     let bytes: Vec<f64> = keys.iter().map(|k| k.1 as f64).collect();
     println!(

@@ -68,15 +68,19 @@ pub struct Target {
 }
 
 impl Target {
-    /// One full login over HTTP; returns false on any error (recorded).
-    pub async fn login(&self, recorder: &Recorder) -> bool {
-        let client = LoginClient {
+    /// The bench's login helper against this surface.
+    pub fn client(&self) -> LoginClient<'_> {
+        LoginClient {
             http: &self.http,
             public: self.public.clone(),
             mail: &self.mail,
             deadline: Duration::from_secs(30),
-        };
-        match client.login(&unique_email()).await {
+        }
+    }
+
+    /// One full login over HTTP; returns false on any error (recorded).
+    pub async fn login(&self, recorder: &Recorder) -> bool {
+        match self.client().login(&unique_email()).await {
             Ok(login) => {
                 recorder.record("send-email-code", login.send_latency);
                 recorder.record("confirm-email-code", login.confirm_latency);

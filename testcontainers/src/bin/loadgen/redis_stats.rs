@@ -74,7 +74,7 @@ pub async fn slowlog_reset(conn: &mut redis::aio::MultiplexedConnection) {
 
 /// Round trips from `INFO commandstats`: calls of every command no script runs (EVALSHA, SCRIPT
 /// LOAD, the service's own reads), minus this generator's own `INFO`s.
-async fn round_trips(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+pub async fn round_trips(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
     let internal = &*SCRIPT_INTERNAL_COMMANDS;
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
