@@ -1,9 +1,9 @@
 #!lua
--- challenge_confirm, version: 8
+-- challenge_confirm, version: 9
 -- (Single-tag layout.) Turns a verified challenge into a device session, atomically with its
 -- indexes, the eviction of the user's oldest sessions over the limit, and the gateway projection
 -- of every change. Refuses, writing nothing, while a block of the user is in flight (the block's
--- marker exists).
+-- marker exists), and when the verdict it acts on is older than the marker lives.
 -- KEYS[1] challenge
 -- KEYS[2] session: the new session record
 -- KEYS[3] user_sessions: the user's index of every session
@@ -24,30 +24,38 @@
 -- ARGV[10] session_prefix: evicted and pruned sessions' records are this prefix .. id
 -- ARGV[11] gateway_session_prefix: evicted sessions' snapshots are this prefix .. id
 -- ARGV[12] challenge_id
--- ARGV[13] max_evictions: most sessions this call evicts (later logins evict the rest)
+-- ARGV[13] max_evictions: most sessions one call evicts
 -- ARGV[14] code_hash_previous: under the previous key during a rotation, '' otherwise
+-- ARGV[15] verified_at_ms: when challenge_verify answered 'ok' (Redis time)
+-- ARGV[16] max_verdict_age_ms: the blocked marker's life; an older verdict is refused
 -- Derives: session (ARGV[10] .. id of the user's oldest sessions), gateway_session (ARGV[11] .. id
 -- of the evicted ones)
 -- Reply: {'created', device_session_id, created_at_ms} | {'confirmed', device_session_id}
 --        | {'already_confirmed'} | {'not_found'} | {'expired'} | {'invalid_code'} | {'too_many_attempts'}
---        | {'user_blocked'}
+--        | {'user_blocked'} | {'verdict_expired'} | {'continue'} (ghosts or evictions beyond one
+--        call's bound were removed; call again)
 -- Replay: a second run finds the challenge confirmed with its own device_session_id and answers
 -- {'created', ...} again, writing nothing; another identical confirm answers {'confirmed', ...}.
--- Failure: ARGV ranges, the challenge's fields, every key's type and every record the call
--- reads are checked before the first write.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
+-- Failure: ARGV, the challenge's fields and every record the call reads are read strictly, then
+-- `commit` preflights every write (slot, ACL, type, stream id) before the first one.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
---!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_expired, user_index_settle
+--!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_write
 --!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
 
+local code_hash, client_key, user_id, id = arg_str(1), arg_str(2), arg_str(3), arg_str(4)
 local max_attempts = arg_int(5, 1, 1000)
 local max_active = arg_int(6, 1, 1000)
 local idempotency = arg_int(7, 1, MAX_MS)
 local retention = arg_int(8, 1, MAX_MS)
 local maxlen = arg_int(9, 1, MAX_STREAM_LEN)
-local max_evictions = arg_int(13, 0, 1000)
-local id = arg_str(4)
+local session_prefix, gateway_prefix, challenge_id = arg_str(10), arg_str(11), arg_str(12)
+local max_evictions = arg_int(13, 1, 50)
+local code_hash_previous = arg_opt(14)
+local verified_at = arg_int(15, 0, MAX_INT)
+local max_verdict_age = arg_int(16, 1, MAX_MS)
 
 local c = redis.call('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms',
   'client_public_key', 'device_session_id', 'confirmed_at_ms')
@@ -56,18 +64,19 @@ if not status then
   return {'not_found'}
 end
 -- A throttled challenge stores no hash: '' matches nothing.
-local code_ok = c[2] and c[2] ~= '' and (c[2] == arg_str(1) or c[2] == ARGV[14])
+local code_ok = c[2] and c[2] ~= '' and (c[2] == code_hash or c[2] == code_hash_previous)
 if status == 'confirmed_pending_expire' then
   if c[6] == id then
     return {'created', id, c[7]}
   end
-  if code_ok and c[5] == ARGV[2] then
+  if code_ok and c[5] == client_key then
     return {'confirmed', c[6]}
   end
   return {'already_confirmed'}
 end
-local attempts, expires_at = tonumber(c[3] or '0'), tonumber(c[4])
-if not attempts or not expires_at then
+local attempts = stored_int(c[3], KEYS[1] .. ' attempts', 0)
+local expires_at = stored_int(c[4], KEYS[1] .. ' expires_at_ms')
+if not expires_at then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')
 end
 local now = now_ms()
@@ -83,18 +92,26 @@ end
 if redis.call('EXISTS', KEYS[8]) == 1 then
   return {'user_blocked'}
 end
+if now - verified_at > max_verdict_age then
+  return {'verdict_expired'}
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   fail('device session id already in use')
 end
 local k = {session = KEYS[2], all = KEYS[3], active = KEYS[4], revoked = KEYS[7], gateway = KEYS[5],
   stream = KEYS[6]}
-local a = {id = id, user_id = ARGV[3], client_public_key = ARGV[2], challenge_id = ARGV[12],
+local a = {id = id, user_id = user_id, client_public_key = client_key, challenge_id = challenge_id,
   max_active = max_active, max_evictions = max_evictions, retention = retention, maxlen = maxlen,
-  session_prefix = ARGV[10], gateway_prefix = ARGV[11]}
+  session_prefix = session_prefix, gateway_prefix = gateway_prefix}
 local plan = session_open_plan(k, a, now)
 
 local session = session_open_apply(k, a, plan, now)
-redis.call('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
-  'client_public_key', ARGV[2], 'user_id', ARGV[3], 'confirmed_at_ms', session.created_at_ms)
-redis.call('PEXPIRE', KEYS[1], idempotency)
+if not session then
+  commit()
+  return {'continue'}
+end
+write('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
+  'client_public_key', client_key, 'user_id', user_id, 'confirmed_at_ms', session.created_at_ms)
+write('PEXPIRE', KEYS[1], idempotency)
+commit()
 return {'created', id, session.created_at_ms}

@@ -1,5 +1,5 @@
 #!lua
--- challenge_create, version: 3
+-- challenge_create, version: 4
 -- Admits a send (per-client and global fixed windows), then creates a login challenge and opens
 -- the per-address resend window, atomically. A throttled challenge keeps only its status and
 -- expiry (about 150 B): no address, no hashes, no locale.
@@ -21,14 +21,17 @@
 -- ARGV[12] global_window_ms
 -- Derives: nothing
 -- Reply: {'pending_delivery'} (send the code) | {'delivery_throttled'} | {'rate_limited', retry_after_ms}
--- Replay: a second run finds its challenge and returns its status, writing nothing (the challenge
--- id is the request id of both counters).
--- Failure: every check (ARGV ranges, the keys' types, the counters) precedes the first write. A
--- throttle key of another type counts as an open window (`SET NX` leaves it alone).
---!include common.lua: MAX_MS, now_ms, int, fail, arg_int, arg_str, key_type_is
+-- Replay: a second run finds its challenge and returns its status, writing nothing; each counter
+-- keeps the request ids it counted in its window, so a resend counts once.
+-- Failure: ARGV and the counters are read strictly, then `commit` preflights every write (slot,
+-- ACL, type) before the first one. A throttle key of another type counts as an open window
+-- (`SET NX` leaves it alone).
+--!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)
+local email, email_hash, code_hash, locale = arg_str(2), arg_str(3), arg_str(4), arg_opt(5)
 local ttl = arg_int(6, 1, MAX_MS)
 local retention = arg_int(7, 0, MAX_MS)
 local cooldown = arg_int(8, 1, MAX_MS)
@@ -41,12 +44,12 @@ if existing then
   return {existing}
 end
 local client = rate_check(KEYS[3], client_limit, client_window, id)
-if client and client[1] then
-  return {'rate_limited', client[1]}
+if client and client.retry_after then
+  return {'rate_limited', client.retry_after}
 end
 local global = rate_check(KEYS[4], global_limit, global_window, id)
-if global and global[1] then
-  return {'rate_limited', global[1]}
+if global and global.retry_after then
+  return {'rate_limited', global.retry_after}
 end
 local throttled = redis.call('EXISTS', KEYS[2]) == 1
 local now = now_ms()
@@ -54,13 +57,15 @@ local now = now_ms()
 rate_count(KEYS[3], client, client_window, id)
 rate_count(KEYS[4], global, global_window, id)
 if throttled then
-  redis.call('HSET', KEYS[1], 'status', 'delivery_throttled', 'expires_at_ms', int(now + ttl))
-  redis.call('PEXPIRE', KEYS[1], ttl + retention)
+  write('HSET', KEYS[1], 'status', 'delivery_throttled', 'expires_at_ms', int(now + ttl))
+  write('PEXPIRE', KEYS[1], ttl + retention)
+  commit()
   return {'delivery_throttled'}
 end
-redis.call('SET', KEYS[2], id, 'PX', cooldown, 'NX')
-redis.call('HSET', KEYS[1], 'status', 'pending_delivery', 'email', ARGV[2], 'email_hash', ARGV[3],
-  'code_hash', ARGV[4], 'attempts', 0, 'created_at_ms', int(now),
-  'expires_at_ms', int(now + ttl), 'locale', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ttl + retention)
+write('SET', KEYS[2], id, 'PX', cooldown, 'NX')
+write('HSET', KEYS[1], 'status', 'pending_delivery', 'email', email, 'email_hash', email_hash,
+  'code_hash', code_hash, 'attempts', '0', 'created_at_ms', int(now),
+  'expires_at_ms', int(now + ttl), 'locale', locale)
+write('PEXPIRE', KEYS[1], ttl + retention)
+commit()
 return {'pending_delivery'}

@@ -1,5 +1,5 @@
 #!lua
--- challenge_mark_confirmed, version: 1
+-- challenge_mark_confirmed, version: 2
 -- (Partitioned layout, step 3 of a confirm.) Records on the challenge the session step 2 created,
 -- so that an identical retry is answered from the challenge and any other confirm is refused.
 -- KEYS[1] challenge
@@ -12,11 +12,13 @@
 -- Reply: 'marked' | 'other_session' (confirmed with another session: left as it is) | 'not_found'
 -- Replay: a second run finds the challenge confirmed with this session and answers 'marked',
 -- writing nothing.
--- Failure: ARGV ranges and the challenge's status are checked before the first write.
---!include common.lua: MAX_MS, int, fail, arg_int, arg_str
+-- Failure: ARGV and the challenge's status are checked, then `commit` preflights every write.
+--!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, arg_int, arg_str
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 
 local id = arg_str(1)
-local confirmed_at = arg_int(4, 0, MAX_MS * 1000)
+local client_public_key, user_id = arg_str(2), arg_str(3)
+local confirmed_at = arg_int(4, 0, MAX_INT)
 local idempotency = arg_int(5, 1, MAX_MS)
 local c = redis.call('HMGET', KEYS[1], 'status', 'device_session_id')
 if not c[1] then
@@ -34,7 +36,8 @@ if c[1] == 'delivery_throttled' then
   fail('challenge ' .. KEYS[1] .. ' is throttled: it never verified')
 end
 
-redis.call('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
-  'client_public_key', arg_str(2), 'user_id', arg_str(3), 'confirmed_at_ms', int(confirmed_at))
-redis.call('PEXPIRE', KEYS[1], idempotency)
+write('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
+  'client_public_key', client_public_key, 'user_id', user_id, 'confirmed_at_ms', int(confirmed_at))
+write('PEXPIRE', KEYS[1], idempotency)
+commit()
 return 'marked'

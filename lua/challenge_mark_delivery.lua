@@ -1,5 +1,5 @@
 #!lua
--- challenge_mark_delivery, version: 2
+-- challenge_mark_delivery, version: 3
 -- Records what happened to a pending challenge's code; on failure releases the resend window,
 -- but only if that window is still the one this challenge opened.
 -- KEYS[1] challenge
@@ -9,13 +9,15 @@
 -- Derives: nothing
 -- Reply: 'marked', 'unchanged' (not pending: marked otherwise before) or 'not_found'.
 -- Replay: a second run finds the status it wrote and answers 'marked' again, writing nothing.
--- Failure: the outcome and the challenge key's type are checked before the first write; a
+-- Failure: the outcome is checked, then `commit` preflights every write (slot, ACL, type). A
 -- throttle key of another type is not this challenge's window and is left alone.
 --!include common.lua: fail, arg_str
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 
+local id = arg_str(1)
 local outcome = arg_str(2)
 if outcome ~= 'sent' and outcome ~= 'delivery_suppressed' and outcome ~= 'delivery_failed' then
-  fail('ARGV[2] must be sent, delivery_suppressed or delivery_failed')
+  fail('the outcome must be sent, delivery_suppressed or delivery_failed')
 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
@@ -27,10 +29,18 @@ end
 if status ~= 'pending_delivery' then
   return 'unchanged'
 end
-local release = outcome == 'delivery_failed' and redis.pcall('GET', KEYS[2]) == ARGV[1]
-
-redis.call('HSET', KEYS[1], 'status', outcome)
-if release then
-  redis.call('DEL', KEYS[2])
+local release = false
+if outcome == 'delivery_failed' then
+  local window = redis.pcall('GET', KEYS[2])
+  if type(window) == 'table' and window.err and not string.find(window.err, '^WRONGTYPE') then
+    fail(KEYS[2] .. ': ' .. window.err)
+  end
+  release = window == id
 end
+
+write('HSET', KEYS[1], 'status', outcome)
+if release then
+  write('DEL', KEYS[2])
+end
+commit()
 return 'marked'

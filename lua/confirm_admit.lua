@@ -1,5 +1,5 @@
 #!lua
--- confirm_admit, version: 1
+-- confirm_admit, version: 2
 -- (Partitioned layout.) Admits a confirm against the client's fixed window, in the client's
 -- partition, before challenge_verify runs in the challenge's.
 -- KEYS[1] rate_confirm_client: the client's confirm window
@@ -8,18 +8,21 @@
 -- ARGV[3] client_window_ms
 -- Derives: nothing
 -- Reply: {'admitted'} | {'rate_limited', retry_after_ms}
--- Replay: the counter remembers the attempt it counted last, so a resent call counts once.
--- Failure: ARGV ranges and the counter's type and value are checked before the first write.
---!include common.lua: MAX_MS, int, fail, arg_int, arg_str, key_type_is
+-- Replay: the counter keeps the attempt ids it counted in its window, so a resent call counts
+-- once whatever came between.
+-- Failure: ARGV and the counter are read strictly, then `commit` preflights every write.
+--!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, stored_int, arg_int, arg_str
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)
 local limit = arg_int(2, 0, 1000000000)
 local window = arg_int(3, 1, MAX_MS)
 local client = rate_check(KEYS[1], limit, window, id)
-if client and client[1] then
-  return {'rate_limited', client[1]}
+if client and client.retry_after then
+  return {'rate_limited', client.retry_after}
 end
 
 rate_count(KEYS[1], client, window, id)
+commit()
 return {'admitted'}

@@ -1,5 +1,5 @@
 #!lua
--- send_admit, version: 1
+-- send_admit, version: 2
 -- (Partitioned layout.) Admits a send against the client's and the global fixed windows, both in
 -- the client's partition, before challenge_create runs in the address's partition.
 -- KEYS[1] rate_send_client: the client's send window
@@ -11,9 +11,11 @@
 -- ARGV[5] global_window_ms
 -- Derives: nothing
 -- Reply: {'admitted'} | {'rate_limited', retry_after_ms}
--- Replay: each counter remembers the request it counted last, so a resent call counts once.
--- Failure: ARGV ranges and the counters' types and values are checked before the first write.
---!include common.lua: MAX_MS, int, fail, arg_int, arg_str, key_type_is
+-- Replay: each counter keeps the request ids it counted in its window, so a resent call counts
+-- once whatever came between.
+-- Failure: ARGV and the counters are read strictly, then `commit` preflights every write.
+--!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, stored_int, arg_int, arg_str
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)
@@ -22,14 +24,15 @@ local client_window = arg_int(3, 1, MAX_MS)
 local global_limit = arg_int(4, 0, 1000000000)
 local global_window = arg_int(5, 1, MAX_MS)
 local client = rate_check(KEYS[1], client_limit, client_window, id)
-if client and client[1] then
-  return {'rate_limited', client[1]}
+if client and client.retry_after then
+  return {'rate_limited', client.retry_after}
 end
 local global = rate_check(KEYS[2], global_limit, global_window, id)
-if global and global[1] then
-  return {'rate_limited', global[1]}
+if global and global.retry_after then
+  return {'rate_limited', global.retry_after}
 end
 
 rate_count(KEYS[1], client, client_window, id)
 rate_count(KEYS[2], global, global_window, id)
+commit()
 return {'admitted'}

@@ -1,10 +1,11 @@
 #!lua
--- session_create, version: 1
+-- session_create, version: 2
 -- (Partitioned layout, step 2 of a confirm.) Creates the device session of a verified challenge in
 -- its user's partition, atomically with its indexes, the eviction of the user's oldest sessions
 -- over the limit and the gateway projection of every change. The id is derived from the challenge,
 -- so a retry, or a twin racing this one, finds the session instead of making a second. Refuses,
--- writing nothing, while a block of the user is in flight (the block's marker exists).
+-- writing nothing, while a block of the user is in flight (the block's marker exists), and when
+-- the verdict it acts on is older than the marker lives.
 -- KEYS[1] session: the new session record
 -- KEYS[2] user_sessions: the user's index of every session
 -- KEYS[3] user_active_sessions
@@ -17,29 +18,36 @@
 -- ARGV[3] device_session_id: derived from the challenge id
 -- ARGV[4] challenge_id
 -- ARGV[5] max_active_sessions: per user
--- ARGV[6] max_evictions: most sessions this call evicts (later logins evict the rest)
+-- ARGV[6] max_evictions: most sessions one call evicts
 -- ARGV[7] revoked_retention_ms
 -- ARGV[8] stream_maxlen
 -- ARGV[9] session_prefix: evicted and pruned sessions' records are this prefix .. id
 -- ARGV[10] gateway_session_prefix: evicted sessions' snapshots are this prefix .. id
+-- ARGV[11] verified_at_ms: when challenge_verify answered 'ok' (Redis time)
+-- ARGV[12] max_verdict_age_ms: the blocked marker's life; an older verdict is refused
 -- Derives: session (ARGV[9] .. id of the user's oldest sessions), gateway_session (ARGV[10] .. id
 -- of the evicted ones)
 -- Reply: {'created', device_session_id, created_at_ms} | {'other_key'} (the challenge's session
---        exists with another client key) | {'user_blocked'}
+--        exists with another client key) | {'user_blocked'} | {'verdict_expired'}
+--        | {'continue'} (ghosts or evictions beyond one call's bound were removed; call again)
 -- Replay: a second run finds the session it made (same challenge, same key) and answers
 -- {'created', ...} again, writing nothing.
--- Failure: ARGV ranges, the existing record, every key's type and every record the call reads
--- are checked before the first write; a session of the id made for another challenge fails.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
+-- Failure: ARGV, the existing record and every record the call reads are read strictly, then
+-- `commit` preflights every write (slot, ACL, type, stream id) before the first one; a session of
+-- the id made for another challenge fails.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
---!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_expired, user_index_settle
+--!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_write
 --!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
 
 local a = {client_public_key = arg_str(1), user_id = arg_str(2), id = arg_str(3),
-  challenge_id = arg_str(4), max_active = arg_int(5, 1, 1000), max_evictions = arg_int(6, 0, 1000),
+  challenge_id = arg_str(4), max_active = arg_int(5, 1, 1000), max_evictions = arg_int(6, 1, 50),
   retention = arg_int(7, 1, MAX_MS), maxlen = arg_int(8, 1, MAX_STREAM_LEN),
-  session_prefix = ARGV[9], gateway_prefix = ARGV[10]}
+  session_prefix = arg_str(9), gateway_prefix = arg_str(10)}
+local verified_at = arg_int(11, 0, MAX_INT)
+local max_verdict_age = arg_int(12, 1, MAX_MS)
 local k = {session = KEYS[1], all = KEYS[2], active = KEYS[3], gateway = KEYS[4], stream = KEYS[5],
   revoked = KEYS[6]}
 
@@ -57,7 +65,14 @@ if redis.call('EXISTS', KEYS[7]) == 1 then
   return {'user_blocked'}
 end
 local now = now_ms()
+if now - verified_at > max_verdict_age then
+  return {'verdict_expired'}
+end
 local plan = session_open_plan(k, a, now)
 
 local session = session_open_apply(k, a, plan, now)
+commit()
+if not session then
+  return {'continue'}
+end
 return {'created', a.id, session.created_at_ms}

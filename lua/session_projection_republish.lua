@@ -1,5 +1,5 @@
 #!lua
--- session_projection_republish, version: 2
+-- session_projection_republish, version: 3
 -- Repairs a session's gateway projection from source of truth: rewrites the snapshot (and appends
 -- its event) only when it is missing, unreadable or older; never turns a revoked view active.
 -- KEYS[1] session
@@ -12,9 +12,10 @@
 -- Reply: {'repaired' | 'current', version} | {'not_found'}
 -- Replay: a repair stores request_id in the record (`projection_repaired_by`); a second run
 -- answers 'repaired' again and writes nothing.
--- Failure: ARGV ranges, the record's fields and the stream's type are checked before the first
--- write.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
+-- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
+-- (slot, ACL, type, stream id) before the first one.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load
 --!include projection.lua: projection_json, projection_needed, projection_write
 
@@ -31,11 +32,11 @@ end
 if not projection_needed(KEYS[2], s) then
   return {'current', s.version}
 end
-key_type_is(KEYS[3], 'stream')
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then
   ttl = retention
 end
 projection_write(KEYS[2], KEYS[3], maxlen, s, now_ms(), ttl)
-redis.call('HSET', KEYS[1], 'projection_repaired_by', request_id)
+write('HSET', KEYS[1], 'projection_repaired_by', request_id)
+commit()
 return {'repaired', s.version}

@@ -1,8 +1,9 @@
 #!lua
--- session_revoke, version: 3
+-- session_revoke, version: 4
 -- Revokes one session (terminal) with its revoked snapshot and event in the same call. On an
 -- already revoked session it heals what a lost or failed earlier write left behind: a missing or
--- stale snapshot (with its event), an active-index entry, a missing revoked-index entry.
+-- stale snapshot (with its event), an active-index entry, a missing revoked-index entry, and the
+-- indexes' lifetime.
 -- KEYS[1] session
 -- KEYS[2] gateway_session: its snapshot
 -- KEYS[3] stream
@@ -20,54 +21,65 @@
 -- Reply: {'revoked' | 'already_revoked', field, value, ...} (the session hash) | {'not_found'}
 -- Replay: the revoking call stores request_id in the record (`revoke_request_id`); a second run
 -- answers 'revoked' again and writes nothing.
--- Failure: ARGV ranges, the record's fields and the types of the stream and of the three derived
--- index keys (in cluster mode also their slot) are checked before the first write.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
---!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
---!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_check, user_index_expired, user_index_settle
+-- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
+-- (slot, ACL, type, stream id; the derived index keys included) before the first one.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include session.lua: SESSION_FIELDS, SESSION_REPLY_FIELDS, session_load, session_reply, session_revoke_apply
+--!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_needed, projection_write
 
+local r = {reason = arg_str(1), actor_type = arg_str(2), actor_id = arg_opt(3), request_id = arg_str(10)}
 local retention = arg_int(4, 1, MAX_MS)
 local maxlen = arg_int(5, 1, MAX_STREAM_LEN)
-local request_id = arg_str(10)
+local user_prefix, all_suffix, active_suffix, revoked_suffix = arg_str(6), arg_str(7), arg_str(8), arg_str(9)
 local s = session_load(KEYS[1])
 if not s then
   return {'not_found'}
 end
-local user = ARGV[6] .. s.user_id
-local idx = {all = user .. ARGV[7], active = user .. ARGV[8], revoked = user .. ARGV[9]}
-user_index_check(idx)
-key_type_is(KEYS[3], 'stream')
+local user = user_prefix .. s.user_id
+local idx = {all = user .. all_suffix, active = user .. active_suffix, revoked = user .. revoked_suffix}
 local now = now_ms()
+local in_active = redis.call('ZSCORE', idx.active, s.device_session_id)
+local others_active = redis.call('ZCARD', idx.active) - (in_active and 1 or 0) > 0
 
 if s.status == 'active' then
-  local expired = user_index_expired(idx, now)
-  local r = {reason = ARGV[1], actor_type = ARGV[2], actor_id = ARGV[3], request_id = request_id}
+  local index = user_index_read(idx, now, not others_active)
   session_revoke_apply(KEYS[1], idx, s, now, r, retention)
   projection_write(KEYS[2], KEYS[3], maxlen, s, now, retention)
-  user_index_settle(idx, expired, now, retention, redis.call('EXISTS', idx.active) == 1)
-  return {'revoked', unpack(redis.call('HGETALL', KEYS[1]))}
+  user_index_settle(idx, index, now, retention, others_active)
+  commit()
+  return session_reply('revoked', s)
 end
 
 -- Already revoked: heal, reading everything first.
 local stale_projection = projection_needed(KEYS[2], s)
-local in_active = redis.call('ZSCORE', idx.active, s.device_session_id)
 local in_revoked = redis.call('ZSCORE', idx.revoked, s.device_session_id)
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then
   ttl = retention
 end
+local index = user_index_read(idx, now, not others_active)
 if stale_projection then
   projection_write(KEYS[2], KEYS[3], maxlen, s, now, ttl)
 end
 if in_active then
-  redis.call('ZREM', idx.active, s.device_session_id)
+  write('ZREM', idx.active, s.device_session_id)
 end
 if not in_revoked then
-  redis.call('ZADD', idx.revoked, now + ttl, s.device_session_id)
+  write('ZADD', idx.revoked, now + ttl, s.device_session_id)
 end
+-- The indexes' lifetime: none while another session is active, else a TTL (a session revoked
+-- before the revoked index existed, or a lost write, can leave them without one).
+local lives = {redis.call('PTTL', idx.all), redis.call('PTTL', idx.revoked)}
+local unsettled = (others_active and (lives[1] >= 0 or lives[2] >= 0))
+  or (not others_active and (lives[1] == -1 or lives[2] == -1))
+if unsettled or #index.expired > 0 then
+  user_index_settle(idx, index, now, ttl, others_active)
+end
+commit()
 local outcome = 'already_revoked'
-if s.revoke_request_id == request_id then
+if s.revoke_request_id == r.request_id then
   outcome = 'revoked'
 end
-return {outcome, unpack(redis.call('HGETALL', KEYS[1]))}
+return session_reply(outcome, s)

@@ -1,5 +1,5 @@
 #!lua
--- user_sessions_revoke, version: 4
+-- user_sessions_revoke, version: 5
 -- Revokes one bounded batch of a user's active sessions, each with its snapshot and event.
 -- The caller repeats until nothing remains, so Redis is never blocked for long. For a block, the
 -- first batch also writes the user's blocked marker, so that a confirm already past the user
@@ -26,60 +26,66 @@
 -- Reply: {revoked in this batch, active sessions remaining}
 -- Replay: a batch that wrote stores its reply in KEYS[5]; a second run answers it again and
 -- writes nothing (so revoked_count is exact).
--- Failure: ARGV ranges, every key's type and every record of the batch are checked before the
--- first write. A snapshot key of another type is simply replaced.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, now_ms, int, fail, arg_int, arg_str, key_type_is
+-- Failure: ARGV and every record of the batch are read strictly, then `commit` preflights every
+-- write (slot, ACL, type, stream id; each record and snapshot key of the batch included) before
+-- the first one. Every write goes to the key the id of the index names (a record whose own id
+-- field disagrees is rewritten), and every id looked at leaves the active index, so the caller's
+-- loop ends.
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
+--!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
---!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_check, user_index_expired, user_index_settle
+--!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_write
 
-local batch_size = arg_int(4, 1, 1000)
+local r = {reason = arg_str(1), actor_type = arg_str(2), actor_id = arg_opt(3), request_id = arg_str(9)}
+local batch_size = arg_int(4, 1, 50)
 local retention = arg_int(5, 1, MAX_MS)
 local maxlen = arg_int(6, 1, MAX_STREAM_LEN)
-local request_id = arg_str(9)
-local batch_number = arg_str(10)
+local session_prefix, gateway_prefix = arg_str(7), arg_str(8)
+local batch_number = arg_int(10, 1, MAX_INT)
 local memo_ms = arg_int(11, 1, MAX_MS)
 local marker_ms = arg_int(12, 0, MAX_MS)
-local memo = redis.call('HGET', KEYS[5], batch_number)
+local memo = redis.call('HGET', KEYS[5], int(batch_number))
 if memo then
   local revoked, remaining = string.match(memo, '^(%d+):(%d+)$')
+  if not revoked then
+    fail(KEYS[5] .. ' holds a malformed reply')
+  end
   return {tonumber(revoked), tonumber(remaining)}
 end
 local idx = {all = KEYS[3], active = KEYS[1], revoked = KEYS[4]}
-user_index_check(idx)
-key_type_is(KEYS[2], 'stream')
 local ids = redis.call('ZRANGE', KEYS[1], 0, batch_size - 1)
-local mark = marker_ms > 0 and batch_number == '1'
+local mark = marker_ms > 0 and batch_number == 1
 if #ids == 0 and not mark then
   return {0, 0}
 end
 local batch, stale = {}, {}
 for _, id in ipairs(ids) do
-  local s = session_load(ARGV[7] .. id)
+  local s = session_load(session_prefix .. id, id)
   if s and s.status == 'active' then
     table.insert(batch, s)
   else
     table.insert(stale, id)
   end
 end
+local remaining = redis.call('ZCARD', KEYS[1]) - #ids
 local now = now_ms()
-local expired = user_index_expired(idx, now)
+local index = user_index_read(idx, now, remaining == 0)
 
 if mark then
-  redis.call('SET', KEYS[6], int(now), 'PX', marker_ms)
+  write('SET', KEYS[6], int(now), 'PX', marker_ms)
 end
-local r = {reason = ARGV[1], actor_type = ARGV[2], actor_id = ARGV[3], request_id = request_id}
 for _, s in ipairs(batch) do
-  session_revoke_apply(ARGV[7] .. s.device_session_id, idx, s, now, r, retention)
-  projection_write(ARGV[8] .. s.device_session_id, KEYS[2], maxlen, s, now, retention)
+  session_revoke_apply(session_prefix .. s.device_session_id, idx, s, now, r, retention)
+  projection_write(gateway_prefix .. s.device_session_id, KEYS[2], maxlen, s, now, retention)
 end
 if #stale > 0 then
-  redis.call('ZREM', KEYS[1], unpack(stale))
+  write('ZREM', KEYS[1], unpack(stale))
 end
-local remaining = redis.call('ZCARD', KEYS[1])
 if #ids > 0 then
-  user_index_settle(idx, expired, now, retention, remaining > 0)
+  user_index_settle(idx, index, now, retention, remaining > 0)
 end
-redis.call('HSET', KEYS[5], batch_number, int(#batch) .. ':' .. int(remaining))
-redis.call('PEXPIRE', KEYS[5], memo_ms)
+write('HSET', KEYS[5], int(batch_number), int(#batch) .. ':' .. int(remaining))
+write('PEXPIRE', KEYS[5], memo_ms)
+commit()
 return {#batch, remaining}

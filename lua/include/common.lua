@@ -1,6 +1,6 @@
 -- common: the Redis clock, integer formatting and the read-phase checks every script shares.
--- A check fails the call with an error reply; scripts run every check before their first write,
--- so a failed call has written nothing.
+-- A check fails the call with an error reply; scripts run every check before their first write
+-- (writes are queued and run by `commit`), so a failed call has written nothing.
 
 -- Longest duration a script accepts in ARGV (10 years, as `config::MAX_REDIS_DURATION`), so
 -- `now + duration` can never make `PEXPIRE`/`PEXPIREAT` fail half way.
@@ -8,6 +8,9 @@ local MAX_MS = 315360000000
 
 -- Largest stream MAXLEN a script accepts (as `config::MAX_EVENTS_MAXLEN`).
 local MAX_STREAM_LEN = 1000000000
+
+-- Largest integer a script reads or writes: every integer below it is exact in a Lua number.
+local MAX_INT = 9007199254740991
 
 -- Milliseconds since the epoch from the Redis server clock, the only clock scripts use.
 local function now_ms()
@@ -25,10 +28,37 @@ local function fail(message)
   error({err = 'ERR ' .. message})
 end
 
--- ARGV[i] as an integer from lo to hi; anything else fails the call.
+-- `v` as an integer from lo to hi when it is written the one way Redis and `int` write it
+-- (digits, no sign but a leading '-', no leading zero, no space, point or exponent), else nil:
+-- `tonumber` alone accepts '1.5', '07', ' 3', '1e1' and '-0'.
+local function strict_int(v, lo, hi)
+  if type(v) ~= 'string' or not (v == '0' or string.find(v, '^%-?[1-9]%d*$')) or #v > 17 then
+    return nil
+  end
+  local n = tonumber(v)
+  if n < lo or n > hi then
+    return nil
+  end
+  return n
+end
+
+-- A stored integer (a field or value the script reads), `default` when it is missing; anything
+-- but a canonical integer from 0 to MAX_INT fails the call, naming where it was read.
+local function stored_int(v, where, default)
+  if v == nil or v == false then
+    return default
+  end
+  local n = strict_int(v, 0, MAX_INT)
+  if not n then
+    fail(where .. ' does not hold a canonical integer')
+  end
+  return n
+end
+
+-- ARGV[i] as an integer from lo to hi, written canonically; anything else fails the call.
 local function arg_int(i, lo, hi)
-  local n = tonumber(ARGV[i])
-  if not n or n ~= math.floor(n) or n < lo or n > hi then
+  local n = strict_int(ARGV[i], lo, hi)
+  if not n then
     fail('ARGV[' .. i .. '] must be an integer from ' .. int(lo) .. ' to ' .. int(hi))
   end
   return n
@@ -43,11 +73,11 @@ local function arg_str(i)
   return v
 end
 
--- Fails the call unless `key` is missing or holds a `kind`, so that a later write to it cannot
--- fail half way (and, in cluster mode, a key of another slot fails here, before any write).
-local function key_type_is(key, kind)
-  local found = redis.call('TYPE', key)['ok']
-  if found ~= kind and found ~= 'none' then
-    fail('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', not a ' .. kind)
+-- ARGV[i] as a string that may be empty ('' stands for none); a missing one fails the call.
+local function arg_opt(i)
+  local v = ARGV[i]
+  if not v then
+    fail('ARGV[' .. i .. '] is missing')
   end
+  return v
 end

@@ -1,7 +1,7 @@
 -- projection: the gateway view of a session, one snapshot key plus one stream event per write.
--- Every script that writes a snapshot uses these: projection_needed (and a `key_type_is` check of
--- the stream) in its read phase, projection_write in its write phase. A snapshot key of another
--- type needs no check: `SET` replaces it.
+-- Every script that writes a snapshot uses these: projection_needed in its read phase,
+-- projection_write to queue the writes. A snapshot key of another type needs no check: `SET`
+-- replaces it (and `commit` touches it before any write all the same).
 
 -- The snapshot JSON of `s`, fields in contract order.
 local function projection_json(s)
@@ -24,6 +24,9 @@ end
 local function projection_needed(snapshot_key, s)
   local stored = redis.pcall('GET', snapshot_key)
   if type(stored) ~= 'string' then
+    if type(stored) == 'table' and stored.err and not string.find(stored.err, '^WRONGTYPE') then
+      fail(snapshot_key .. ': ' .. stored.err)
+    end
     return true
   end
   local ok, view = pcall(cjson.decode, stored)
@@ -36,15 +39,15 @@ local function projection_needed(snapshot_key, s)
   return type(view.version) ~= 'number' or view.version < s.version
 end
 
--- Writes the snapshot (no TTL while active, `retention_ms` once revoked) and appends its event.
+-- Queues the snapshot (no TTL while active, `retention_ms` once revoked) and its event.
 local function projection_write(snapshot_key, stream_key, maxlen, s, now, retention_ms)
   local json = projection_json(s)
   if s.status == 'revoked' then
-    redis.call('SET', snapshot_key, json, 'PX', retention_ms)
+    write('SET', snapshot_key, json, 'PX', retention_ms)
   else
-    redis.call('SET', snapshot_key, json)
+    write('SET', snapshot_key, json)
   end
-  redis.call('XADD', stream_key, 'MAXLEN', '~', maxlen, '*',
+  write('XADD', stream_key, 'MAXLEN', '~', maxlen, '*',
     'event_type', 'session_snapshot',
     'device_session_id', s.device_session_id,
     'user_id', s.user_id,

@@ -4,42 +4,52 @@
 -- (`id`, `user_id`, `client_public_key`, `challenge_id`, `max_active`, `max_evictions`,
 -- `retention`, `maxlen`, `session_prefix`, `gateway_prefix`).
 
--- Index entries beyond the evicted ones looked at for ghosts (entries whose record is gone).
+-- Index entries beyond the evictions one call looks at for ghosts (entries whose record is gone
+-- or no longer active).
 local SESSION_OPEN_GHOST_SCAN = 8
 
--- Oldest entries of the all-sessions index checked for ghosts on each login.
+-- Entries of the all-sessions index checked for a record that is gone on each login, from a
+-- place that moves with the clock, so every entry is reached in time.
 local SESSION_OPEN_SWEEP = 8
 
--- Read phase: what opening the session will change. The oldest active-index entries over the
--- limit (the new session counts); an entry whose record is gone or no longer active is a ghost:
--- removing it lowers the count as much as an eviction, so only the sessions still over the limit
--- once the ghosts are gone are evicted. Also the oldest few entries of the all-sessions index
--- whose record is gone. Fails on a wrong key type before any write.
+-- Read phase: what opening the session will change. From the oldest active-index entry on,
+-- each entry over the limit (the new session counts) is a ghost (its removal lowers the count)
+-- or a live session to evict. `settled`: the limit holds once these are done; when it would not
+-- (more ghosts or evictions than one call's bound), the call removes what it found and answers
+-- `continue` without opening the session, and the caller calls again: the limit holds exactly
+-- after every login, whatever the index holds. Also a few entries of the all-sessions index whose
+-- record is gone.
 local function session_open_plan(k, a, now)
-  key_type_is(k.stream, 'stream')
-  -- No separate type checks of the indexes: the reads below (ZRANGE of `revoked` and `all`,
-  -- ZCARD of `active`) fail on a wrong type before any write.
-  local plan = {expired = user_index_expired(k, now), evicted = {}, ghosts = {}, gone = {}}
+  local plan = {index = user_index_read(k, now, false), evicted = {}, ghosts = {}, gone = {}}
   local excess = redis.call('ZCARD', k.active) + 1 - a.max_active
   if excess > 0 then
-    local live = {}
-    local scan = math.min(excess, a.max_evictions) + SESSION_OPEN_GHOST_SCAN
+    local scan = a.max_evictions + SESSION_OPEN_GHOST_SCAN
     for _, sid in ipairs(redis.call('ZRANGE', k.active, 0, scan - 1)) do
-      local s = session_load(a.session_prefix .. sid)
+      if excess == 0 then
+        break
+      end
+      local s = session_load(a.session_prefix .. sid, sid)
       if s and s.status == 'active' then
-        table.insert(live, s)
+        if #plan.evicted == a.max_evictions then
+          break
+        end
+        table.insert(plan.evicted, s)
       else
         table.insert(plan.ghosts, sid)
         if not s then
           table.insert(plan.gone, sid)
         end
       end
-    end
-    for i = 1, math.min(excess - #plan.ghosts, a.max_evictions, #live) do
-      plan.evicted[i] = live[i]
+      excess = excess - 1
     end
   end
-  for _, sid in ipairs(redis.call('ZRANGE', k.all, 0, SESSION_OPEN_SWEEP - 1)) do
+  plan.settled = excess <= 0
+  local all = redis.call('ZCARD', k.all)
+  local from = 0
+  if all > SESSION_OPEN_SWEEP then
+    from = now % (all - SESSION_OPEN_SWEEP + 1)
+  end
+  for _, sid in ipairs(redis.call('ZRANGE', k.all, from, from + SESSION_OPEN_SWEEP - 1)) do
     if redis.call('EXISTS', a.session_prefix .. sid) == 0 then
       table.insert(plan.gone, sid)
     end
@@ -47,8 +57,8 @@ local function session_open_plan(k, a, now)
   return plan
 end
 
--- Write phase: evicts, removes ghosts, writes the session record, its index entries and its
--- projection. Returns the new session.
+-- Queues the evictions, the removal of ghosts and, when the plan settles the limit, the session
+-- record, its index entries and its projection. Returns the new session (nil when not settled).
 local function session_open_apply(k, a, plan, now)
   local revocation = {reason = 'session_limit_exceeded', actor_type = 'system', actor_id = '', request_id = a.id}
   for _, s in ipairs(plan.evicted) do
@@ -56,21 +66,24 @@ local function session_open_apply(k, a, plan, now)
     projection_write(a.gateway_prefix .. s.device_session_id, k.stream, a.maxlen, s, now, a.retention)
   end
   if #plan.ghosts > 0 then
-    redis.call('ZREM', k.active, unpack(plan.ghosts))
+    write('ZREM', k.active, unpack(plan.ghosts))
   end
   if #plan.gone > 0 then
-    redis.call('ZREM', k.all, unpack(plan.gone))
+    write('ZREM', k.all, unpack(plan.gone))
+  end
+  user_index_settle(k, plan.index, now, a.retention, true) -- the user keeps an active session
+  if not plan.settled then
+    return nil
   end
   local session = {
     device_session_id = a.id, user_id = a.user_id, status = 'active',
     client_public_key = a.client_public_key, version = 1, created_at_ms = int(now),
   }
-  redis.call('HSET', k.session, 'device_session_id', a.id, 'user_id', a.user_id, 'status', 'active',
-    'client_public_key', a.client_public_key, 'created_at_ms', session.created_at_ms, 'version', 1,
+  write('HSET', k.session, 'device_session_id', a.id, 'user_id', a.user_id, 'status', 'active',
+    'client_public_key', a.client_public_key, 'created_at_ms', session.created_at_ms, 'version', '1',
     'challenge_id', a.challenge_id)
-  redis.call('ZADD', k.all, now, a.id)
-  redis.call('ZADD', k.active, now, a.id)
-  user_index_settle(k, plan.expired, now, a.retention, true) -- the new session is active
+  write('ZADD', k.all, now, a.id)
+  write('ZADD', k.active, now, a.id)
   projection_write(k.gateway, k.stream, a.maxlen, session, now, a.retention)
   return session
 end

@@ -6,38 +6,34 @@
 -- Most expired entries one call prunes (later calls prune the rest).
 local USER_INDEX_PRUNE_BATCH = 32
 
--- Fails the call unless each index is a zset or missing (read phase).
-local function user_index_check(idx)
-  key_type_is(idx.all, 'zset')
-  key_type_is(idx.active, 'zset')
-  key_type_is(idx.revoked, 'zset')
-end
-
--- Ids whose revoked record has expired by `now`, at most USER_INDEX_PRUNE_BATCH (read phase).
-local function user_index_expired(idx, now)
-  return redis.call('ZRANGE', idx.revoked, '-inf', '(' .. int(now), 'BYSCORE', 'LIMIT', 0,
+-- Read phase: the ids whose revoked record has expired by `now` (at most
+-- USER_INDEX_PRUNE_BATCH) and, when `with_last`, the latest expiry the revoked index holds.
+local function user_index_read(idx, now, with_last)
+  local r = {last = 0}
+  r.expired = redis.call('ZRANGE', idx.revoked, '-inf', '(' .. int(now), 'BYSCORE', 'LIMIT', 0,
     USER_INDEX_PRUNE_BATCH)
+  if with_last then
+    local last = redis.call('ZRANGE', idx.revoked, -1, -1, 'WITHSCORES')
+    r.last = tonumber(last[2]) or 0
+  end
+  return r
 end
 
--- Write phase: removes `expired` ids from `all` and `revoked`, then sets the indexes' lifetime:
--- none while an active session exists (`any_active`, which the caller knows), else until the last
--- revoked record expires (at least `retention_ms` from now, which also covers records revoked
--- before the revoked index existed).
-local function user_index_settle(idx, expired, now, retention_ms, any_active)
-  if #expired > 0 then
-    redis.call('ZREM', idx.all, unpack(expired))
-    redis.call('ZREM', idx.revoked, unpack(expired))
+-- Queues the removal of the expired ids from `all` and `revoked`, then the indexes' lifetime:
+-- none while an active session exists (`any_active`, which the caller knows), else until the
+-- last revoked record expires (at least `retention_ms` from now, which also covers records
+-- revoked before the revoked index existed and those this call revokes).
+local function user_index_settle(idx, r, now, retention_ms, any_active)
+  if #r.expired > 0 then
+    write('ZREM', idx.all, unpack(r.expired))
+    write('ZREM', idx.revoked, unpack(r.expired))
   end
   if any_active then
-    redis.call('PERSIST', idx.all)
-    redis.call('PERSIST', idx.revoked)
+    write('PERSIST', idx.all)
+    write('PERSIST', idx.revoked)
     return
   end
-  local until_ms = now + retention_ms
-  local last = redis.call('ZRANGE', idx.revoked, -1, -1, 'WITHSCORES')
-  if last[2] and tonumber(last[2]) > until_ms then
-    until_ms = tonumber(last[2])
-  end
-  redis.call('PEXPIREAT', idx.all, int(until_ms))
-  redis.call('PEXPIREAT', idx.revoked, int(until_ms))
+  local until_ms = math.max(now + retention_ms, r.last)
+  write('PEXPIREAT', idx.all, int(until_ms))
+  write('PEXPIREAT', idx.revoked, int(until_ms))
 end

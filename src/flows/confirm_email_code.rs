@@ -65,7 +65,7 @@ async fn confirm(
             &ctx.codes.client_key(client),
         )
         .await?;
-    let email = match verified {
+    let (email, verified_at_ms) = match verified {
         Verified::Rejected(rejection) => return Err(rejection.into()),
         Verified::RateLimited(after) => {
             metrics().refused("public", "rate_limited");
@@ -76,7 +76,10 @@ async fn confirm(
                 .await
                 .map(|id| (id, Confirmation::Retried))
         }
-        Verified::Ok { email } => email,
+        Verified::Ok {
+            email,
+            verified_at_ms,
+        } => (email, verified_at_ms),
     };
 
     let user_id = match ctx.users.ensure_by_email(&email).await? {
@@ -94,6 +97,7 @@ async fn confirm(
         device_session_id: &device_session_id,
         max_attempts: limits.challenge_max_attempts,
         max_active_sessions: limits.max_active_sessions_per_user,
+        verified_at_ms,
     };
     match ctx.store.challenge_confirm(&request).await? {
         Confirmed::Created(id) => {

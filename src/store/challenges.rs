@@ -10,9 +10,14 @@ use crate::domain::{
 };
 use crate::store::scripts::ScriptCall;
 
-/// Most sessions one confirm revokes for being over the per-user limit, so the script stays
-/// short even right after the limit was lowered a lot; later logins evict the rest.
+/// Most sessions one confirm call revokes for being over the per-user limit, so the script stays
+/// short even right after the limit was lowered a lot (the script refuses more than 50).
 pub const MAX_EVICTIONS_PER_LOGIN: u32 = 50;
+
+/// Most calls one confirm makes while the script answers `continue` (each removes up to 58
+/// ghost or evicted entries of the user's active index before the session opens), so an index
+/// full of ghosts is cleared in bounded steps and a runaway one answers 503.
+pub const MAX_OPEN_CALLS: u32 = 64;
 
 /// What `challenge_create` decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +75,9 @@ pub enum Verified {
     /// The code is right; the challenge's e-mail address.
     Ok {
         email: Email,
+        /// Redis time of the verdict: the session step refuses it once it is older than the
+        /// blocked marker lives (a confirm stalled that long could outlive a block).
+        verified_at_ms: u64,
     },
     /// An identical confirm already succeeded: its session.
     Confirmed(DeviceSessionId),
@@ -97,6 +105,8 @@ pub struct ConfirmRequest<'a> {
     pub device_session_id: &'a DeviceSessionId,
     pub max_attempts: u32,
     pub max_active_sessions: u32,
+    /// From [`Verified::Ok`].
+    pub verified_at_ms: u64,
 }
 
 impl ScriptCall<'_> {
@@ -113,6 +123,13 @@ impl ScriptCall<'_> {
             .key("stream", keys.stream(keys.user_partition(user)))
             .key("user_revoked_sessions", keys.user_revoked_sessions(user))
             .key("user_blocked", keys.user_blocked(user))
+    }
+
+    /// `verified_at_ms max_verdict_age_ms`: the verdict's time and the longest a session step may
+    /// act on it (the blocked marker's life, so a block in flight is never outlived).
+    fn verdict(self, store: &Store, req: &ConfirmRequest<'_>) -> Self {
+        self.arg("verified_at_ms", req.verified_at_ms)
+            .arg("max_verdict_age_ms", millis(store.policy.block_marker_ttl))
     }
 }
 
@@ -385,11 +402,15 @@ impl Store {
         let script = call.script();
         let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
         match reply.as_slice() {
-            [ok, email] if ok == "ok" => Ok(Verified::Ok {
+            [ok, email, at] if ok == "ok" => Ok(Verified::Ok {
                 // Never in the error: the address is personal data.
                 email: Email::parse(email).map_err(|_| Error::Reply {
                     script: script.name,
                     detail: "the stored e-mail address does not parse".into(),
+                })?,
+                verified_at_ms: at.parse().map_err(|_| Error::Reply {
+                    script: script.name,
+                    detail: "the verdict's time does not parse".into(),
                 })?,
             }),
             [confirmed, id] if confirmed == "confirmed" => Ok(Verified::Confirmed(
@@ -429,6 +450,7 @@ impl Store {
                 "code_hash_previous",
                 req.code_hashes.previous.as_deref().unwrap_or(""),
             )
+            .verdict(self, req)
     }
 
     /// Creates the session of a verified challenge. Single-tag layout: one script. Partitioned:
@@ -441,7 +463,7 @@ impl Store {
         }
         let call = self.challenge_confirm_call(req);
         let script = call.script();
-        let reply = reply_strings(script.name, self.redis.invoke(&call).await?)?;
+        let reply = self.invoke_until_settled(&call).await?;
         let parse_id =
             |id: &str| DeviceSessionId::parse(id).map_err(|_| unexpected(script.name, &reply));
         match reply.as_slice() {
@@ -450,6 +472,7 @@ impl Store {
             }
             [confirmed, id] if confirmed == "confirmed" => Ok(Confirmed::Existing(parse_id(id)?)),
             [blocked] if blocked == "user_blocked" => Ok(Confirmed::UserBlocked),
+            [stale] if stale == "verdict_expired" => Err(Error::StaleVerdict),
             [word] => rejection(word)
                 .map(Confirmed::Rejected)
                 .ok_or_else(|| unexpected(script.name, &reply)),
@@ -493,12 +516,30 @@ impl Store {
             .arg("max_active_sessions", req.max_active_sessions)
             .arg("max_evictions", MAX_EVICTIONS_PER_LOGIN)
             .revoking_by_prefix(self)
+            .verdict(self, req)
+    }
+
+    /// Runs a session-opening call again while it answers `continue` (it removed a bounded part
+    /// of the ghosts and evictions standing before the limit holds), at most [`MAX_OPEN_CALLS`]
+    /// times; its final reply.
+    async fn invoke_until_settled(&self, call: &ScriptCall<'_>) -> Result<Vec<String>, Error> {
+        let name = call.script().name;
+        for _ in 0..MAX_OPEN_CALLS {
+            let reply = reply_strings(name, self.redis.invoke(call).await?)?;
+            if reply.first().map(String::as_str) != Some("continue") {
+                return Ok(reply);
+            }
+        }
+        Err(Error::Unfinished {
+            script: name,
+            calls: MAX_OPEN_CALLS,
+        })
     }
 
     pub async fn session_create(&self, req: &ConfirmRequest<'_>) -> Result<SessionCreated, Error> {
         let call = self.session_create_call(req);
         let name = call.script().name;
-        let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
+        let reply = self.invoke_until_settled(&call).await?;
         match reply.as_slice() {
             [created, id, at] if created == "created" && id == req.device_session_id.as_str() => at
                 .parse()
@@ -506,6 +547,7 @@ impl Store {
                 .map_err(|_| unexpected(name, &reply)),
             [other] if other == "other_key" => Ok(SessionCreated::OtherKey),
             [blocked] if blocked == "user_blocked" => Ok(SessionCreated::UserBlocked),
+            [stale] if stale == "verdict_expired" => Err(Error::StaleVerdict),
             _ => Err(unexpected(name, &reply)),
         }
     }

@@ -33,6 +33,13 @@ pub enum Error {
         acked: u32,
         timeout: Duration,
     },
+    /// A confirm's verdict is older than the blocked marker lives (the request stalled between
+    /// verify and the session step): nothing was written; the client's retry verifies again.
+    #[error("the confirm's verdict is older than the blocked marker lives")]
+    StaleVerdict,
+    /// A script that works in bounded steps still had work left after this many calls.
+    #[error("script {script} still had work left after {calls} calls")]
+    Unfinished { script: &'static str, calls: u32 },
     #[error("unexpected reply from script {script}: {detail}")]
     Reply {
         script: &'static str,
@@ -149,6 +156,7 @@ mod tests {
             device_session_id: &session,
             max_attempts: 5,
             max_active_sessions: 50,
+            verified_at_ms: 1_795_867_200_000,
         };
         let calls = [
             store.challenge_create_call(&id, &email, &hashes.current, None, &client),

@@ -149,13 +149,13 @@ fn assemble(name: &'static str) -> Script {
     let source = file
         .contents_utf8()
         .unwrap_or_else(|| panic!("lua/{name}.lua is not UTF-8"));
-    let body = inline_includes(name, source);
+    let header = Header::parse(name, source);
+    let body = inline_includes(name, source, &arity_check(name, &header));
     let version = parse_version(name, &body);
     let sha1 = sha1_smol::Sha1::from(&body).digest().to_string();
     let writes_projection = body
         .lines()
         .any(|l| l.trim_start().starts_with("projection_write("));
-    let header = Header::parse(name, source);
     Script {
         name,
         version,
@@ -166,15 +166,34 @@ fn assemble(name: &'static str) -> Script {
     }
 }
 
-/// Inlines `--!include <fragment>.lua: helper, helper, ...` lines. A fragment is a sequence of
+/// The script's first statement, generated from its header: a call with another number of KEYS
+/// or ARGV than the header names is refused before anything is read (a missing last ARGV would
+/// otherwise surface as a nil deep inside the script).
+fn arity_check(name: &str, header: &Header) -> String {
+    let (keys, args) = (header.keys.len(), header.args.len());
+    format!(
+        "if #KEYS ~= {keys} or #ARGV ~= {args} then\n  \
+         return redis.error_reply('ERR {name} takes {keys} KEYS and {args} ARGV')\nend\n"
+    )
+}
+
+/// Inlines `--!include <fragment>.lua: helper, helper, ...` lines, with `prologue` before the
+/// first of them (or before the first statement). A fragment is a sequence of
 /// units separated by blank lines, each declaring one `local function NAME` or `local NAME =`
 /// (its comment lines above it belong to it); the file's opening comment block is its
 /// description. Only the units a script names are inlined, in the fragment's order, so the
 /// audited text holds no unused code, and a script must declare every helper it uses (luacheck
 /// flags an undeclared one as an undefined global).
-fn inline_includes(name: &str, source: &str) -> String {
+fn inline_includes(name: &str, source: &str, prologue: &str) -> String {
     let mut body = String::with_capacity(source.len() * 3);
+    let mut prologue = Some(prologue);
     for line in source.lines() {
+        let header = line.starts_with("#!") || (line.starts_with("--") && !line.starts_with("--!"));
+        if !header {
+            if let Some(text) = prologue.take() {
+                body.push_str(text);
+            }
+        }
         let Some(include) = line.strip_prefix("--!include ") else {
             body.push_str(line);
             body.push('\n');
@@ -399,12 +418,150 @@ mod tests {
         }
     }
 
+    /// Every Lua source: the scripts and the include fragments, by path under `lua/`.
+    fn sources() -> Vec<(String, &'static str)> {
+        let mut all = Vec::new();
+        for dir in [&LUA, LUA.get_dir("include").expect("lua/include")] {
+            for file in dir.files() {
+                let path = file.path().to_string_lossy().into_owned();
+                if path.ends_with(".lua") {
+                    all.push((path, file.contents_utf8().expect("UTF-8")));
+                }
+            }
+        }
+        assert!(all.len() > 11, "the scripts and their fragments");
+        all
+    }
+
+    /// Commands a script may run itself: reads only. Every write is queued with `write(...)`
+    /// and run by `commit()` (`lua/include/commit.lua`) after its preflight, so no script can
+    /// write before every key it writes was touched, its ACL checked and its type known.
+    const READS: &[&str] = &[
+        "HGET", "HMGET", "HGETALL", "GET", "EXISTS", "ZRANGE", "ZCARD", "ZSCORE", "PTTL", "TIME",
+        "TYPE", "XINFO",
+    ];
+
+    #[test]
+    fn scripts_write_only_through_commit() {
+        for (path, text) in sources() {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("--").next().unwrap_or_default();
+                for call in ["redis.call(", "redis.pcall("] {
+                    for (at, _) in code.match_indices(call) {
+                        let rest = &code[at + call.len()..];
+                        if path == "include/commit.lua" && rest.starts_with("unpack(w)") {
+                            continue; // commit's own run of the preflighted writes
+                        }
+                        let command = rest
+                            .strip_prefix('\'')
+                            .and_then(|r| r.split('\'').next())
+                            .unwrap_or_else(|| {
+                                panic!("lua/{path}:{}: a command named by a literal", n + 1)
+                            });
+                        assert!(
+                            READS.contains(&command),
+                            "lua/{path}:{}: `{command}` is not a read: queue it with write(...)",
+                            n + 1
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn argv_is_read_only_through_the_typed_helpers() {
+        for (path, text) in sources() {
+            if path == "include/common.lua" {
+                continue;
+            }
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("--").next().unwrap_or_default();
+                assert!(
+                    !code.contains("ARGV["),
+                    "lua/{path}:{}: read ARGV with arg_str, arg_opt or arg_int",
+                    n + 1
+                );
+            }
+        }
+    }
+
+    /// A queued write is lost unless `commit()` runs before the script returns, and nothing
+    /// after `commit()` may read or decide: each script's own text is checked line by line.
+    #[test]
+    fn every_queued_write_is_committed_and_nothing_runs_after_commit() {
+        const QUEUEING: &[&str] = &[
+            "write(",
+            "rate_count(",
+            "session_revoke_apply(",
+            "projection_write(",
+            "user_index_settle(",
+            "session_open_apply(",
+        ];
+        for script in scripts().all() {
+            let path = format!("{}.lua", script.name);
+            let text = LUA.get_file(&path).unwrap().contents_utf8().unwrap();
+            let (mut pending, mut committed) = (false, false);
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("--").next().unwrap_or_default().trim();
+                if QUEUEING.iter().any(|q| code.contains(q)) {
+                    pending = true;
+                }
+                if code == "commit()" {
+                    (pending, committed) = (false, true);
+                    continue;
+                }
+                if committed && !code.starts_with("return") && !code.starts_with("end") {
+                    assert!(
+                        !code.contains("redis.") && !code.contains("write("),
+                        "lua/{path}:{}: runs Redis after commit()",
+                        n + 1
+                    );
+                }
+                if code.starts_with("return") {
+                    assert!(
+                        !pending,
+                        "lua/{path}:{}: returns with writes queued and not committed",
+                        n + 1
+                    );
+                }
+                if code == "end" || code.starts_with("if ") {
+                    committed = false;
+                }
+            }
+            assert!(text.contains("\ncommit()\n"), "lua/{path} never commits");
+        }
+    }
+
+    #[test]
+    fn every_script_checks_its_arity_first() {
+        for script in scripts().all() {
+            let first_code = script
+                .body
+                .lines()
+                .find(|l| !l.starts_with("--") && !l.starts_with("#!"))
+                .unwrap();
+            assert_eq!(
+                first_code,
+                format!(
+                    "if #KEYS ~= {} or #ARGV ~= {} then",
+                    script.header.keys.len(),
+                    script.header.args.len()
+                ),
+                "{}",
+                script.name
+            );
+        }
+    }
+
     #[test]
     fn include_lines_are_replaced_by_the_fragment() {
         let body = inline_includes(
             "t",
             "#!lua\n-- t, version: 3\n--!include common.lua: int\nreturn int(1)\n",
+            "-- prologue\n",
         );
+        assert!(body.starts_with("#!lua\n-- t, version: 3\n-- prologue\n"));
         assert!(body.contains("local function int("));
         assert!(
             !body.contains("now_ms"),

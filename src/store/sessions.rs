@@ -18,6 +18,9 @@ pub const REVOKE_BATCH: u32 = 50;
 /// How long a revoke-all remembers each batch's reply, so a replayed batch (a resend after a lost
 /// reply, within the command timeout) answers the same count.
 const REVOKE_BATCH_MEMO: Duration = Duration::from_secs(60);
+/// Batches a revoke-all may run beyond those its first reply accounts for (sessions created by
+/// logins racing it).
+const REVOKE_EXTRA_BATCHES: u64 = 4;
 /// Most index entries one listing request examines, whatever the filter.
 const LIST_SCAN_LIMIT: usize = 5000;
 
@@ -204,7 +207,17 @@ impl Store {
     ) -> Result<u64, Error> {
         let request = RequestId::generate();
         let mut revoked = 0u64;
+        // Every batch removes each id it looks at from the active index, so the first reply's
+        // count bounds the batches left; logins racing the revoke may add a few more. A loop past
+        // that bound (an index that does not shrink) ends in an error, not forever.
+        let mut last_batch = u32::MAX;
         for batch in 1.. {
+            if batch > last_batch {
+                return Err(Error::Unfinished {
+                    script: self.scripts.user_sessions_revoke.name,
+                    calls: last_batch,
+                });
+            }
             let call =
                 self.user_sessions_revoke_call(user_id, revocation, &request, batch, block_marker);
             let name = call.script().name;
@@ -217,6 +230,10 @@ impl Store {
                 _ => return Err(unexpected(name, &reply)),
             };
             revoked += batch;
+            if last_batch == u32::MAX {
+                let left = remaining.div_ceil(u64::from(REVOKE_BATCH)) + REVOKE_EXTRA_BATCHES;
+                last_batch = u32::try_from(left).unwrap_or(u32::MAX - 1) + 1;
+            }
             // Each call removes every entry it looked at from the active index, so this ends.
             if remaining == 0 {
                 break;

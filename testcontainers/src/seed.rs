@@ -51,6 +51,7 @@ pub async fn active_sessions(
                 device_session_id: &device_session_id,
                 max_attempts: 5,
                 max_active_sessions: MAX_ACTIVE_SESSIONS_CEILING,
+                verified_at_ms: crate::now_ms(),
             };
             store
                 .challenge_confirm(&request)

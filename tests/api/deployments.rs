@@ -12,41 +12,52 @@ use testcontainers::{free_port, RedisCluster, RedisServer, ServiceProcess};
 
 use crate::helpers::{harness, harness_on, public_key, unique_email, Harness};
 
-/// Every command authsession needs, for the platform team's ACL (README "Redis ACL").
-pub const ACL_COMMANDS: &[&str] = &[
-    // connection setup and startup checks
-    "+ping",
-    "+hello",
-    "+auth",
-    "+info",
-    // script engine and read paths
-    "+evalsha",
-    "+script|load",
-    "+script|exists",
-    "+hgetall",
-    "+hmget",
-    "+zrange",
-    // what the scripts run
-    "+hget",
-    "+hset",
-    "+hincrby",
-    "+exists",
-    "+set",
-    "+get",
-    "+del",
-    "+pexpire",
-    "+pttl",
-    "+incr",
-    "+zadd",
-    "+zrem",
-    "+zcard",
-    "+zscore",
-    "+persist",
-    "+pexpireat",
-    "+xadd",
-    "+type",
-    "+time",
-];
+/// The README's ACL grant (section "Shared Redis deployments"), verbatim: `ACL SETUSER` and its
+/// arguments, the placeholders `<P>`, `<G>`, `<S>` and `PASSWORD` still in.
+fn readme_acl() -> Vec<&'static str> {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("ACL SETUSER authsession")
+        .expect("the README documents the ACL user");
+    let block = &readme[start..];
+    block[..block.find("```").expect("the ACL block ends")]
+        .split_whitespace()
+        .collect()
+}
+
+/// The commands the README grants (`+cmd`), which every command the scripts run must be among.
+pub static ACL_COMMANDS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    readme_acl()
+        .into_iter()
+        .filter(|a| a.starts_with('+'))
+        .collect()
+});
+
+/// Creates the README's ACL user exactly as documented, on every node given, with the
+/// deployment's key prefix, gateway prefix and stream for `<P>`, `<G>` and `<S>`.
+pub(crate) async fn create_readme_acl_user(
+    nodes: &mut [redis::aio::MultiplexedConnection],
+    (p, g, s): (&str, &str, &str),
+    password: &str,
+) {
+    let words = readme_acl();
+    assert_eq!(&words[..3], ["ACL", "SETUSER", "authsession"]);
+    let mut cmd = redis::cmd("ACL");
+    for word in &words[1..] {
+        cmd.arg(
+            word.replace("<P>", p)
+                .replace("<G>", g)
+                .replace("<S>", s)
+                .replace("PASSWORD", password),
+        );
+    }
+    for node in nodes {
+        let () = cmd
+            .query_async(node)
+            .await
+            .expect("the README's ACL SETUSER");
+    }
+}
 
 /// The snapshot the gateway would read, through the service's own Redis handle (works in every
 /// deployment mode).
@@ -135,7 +146,7 @@ async fn the_story_passes_on_standalone() {
 }
 
 pub(crate) async fn cluster_harness(cluster: &RedisCluster, extra: &[(&str, &str)]) -> Harness {
-    layout_harness(cluster, 1, extra).await
+    layout_harness(cluster, 1, testcontainers::cluster_names(false), extra).await
 }
 
 /// The partitioned layout over `partitions` tags: untagged names unique to the test.
@@ -144,7 +155,13 @@ pub(crate) async fn partitioned_harness(
     partitions: u32,
     extra: &[(&str, &str)],
 ) -> Harness {
-    layout_harness(cluster, partitions, extra).await
+    layout_harness(
+        cluster,
+        partitions,
+        testcontainers::cluster_names(true),
+        extra,
+    )
+    .await
 }
 
 /// The service on `cluster` in the single-tag layout (`partitions` 1: names sharing one hash
@@ -152,9 +169,9 @@ pub(crate) async fn partitioned_harness(
 async fn layout_harness(
     cluster: &RedisCluster,
     partitions: u32,
+    (prefix, gateway, stream): (String, String, String),
     extra: &[(&str, &str)],
 ) -> Harness {
-    let (prefix, gateway, stream) = testcontainers::cluster_names(partitions > 1);
     let (seeds, partitions) = (cluster.seeds(), partitions.to_string());
     let mut env = vec![
         (config::REDIS_MODE, "cluster"),
@@ -213,14 +230,17 @@ fn acl_env(redis: &RedisServer, password: &str) -> (String, Vec<(&'static str, S
 async fn the_story_passes_with_an_acl_user_restricted_to_its_keys_and_commands() {
     let redis = RedisServer::start().await;
     let (prefix, env) = acl_env(&redis, "acl-secret");
-    let patterns = [
-        format!("{prefix}authsession:*"),
-        format!("{prefix}gateway:*"),
-    ];
-    let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
-    redis
-        .create_acl_user("authsession", "acl-secret", &patterns, ACL_COMMANDS)
-        .await;
+    let names = (
+        format!("{prefix}authsession:"),
+        format!("{prefix}gateway:session:"),
+        format!("{prefix}gateway:session_events"),
+    );
+    create_readme_acl_user(
+        &mut [redis.connection().await],
+        (&names.0, &names.1, &names.2),
+        "acl-secret",
+    )
+    .await;
     let env: Vec<(&str, &str)> = env
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
@@ -229,6 +249,41 @@ async fn the_story_passes_with_an_acl_user_restricted_to_its_keys_and_commands()
 
     let h = harness_on(redis, &env).await;
 
+    login_revoke_block_story(&h).await;
+}
+
+/// Finding 12 of the second scripts audit: the README's ACL line read `~<S>`, which matches no
+/// partition stream `S{t}`, so every session script was refused in the partitioned layout. The
+/// documented ACL, verbatim (plus the cluster-mode grants the README names), runs the story.
+#[tokio::test]
+async fn the_readme_acl_verbatim_runs_the_story_on_a_partitioned_cluster() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (prefix, gateway, stream) = testcontainers::cluster_names(true);
+    let mut nodes = Vec::new();
+    for node in &cluster.nodes {
+        nodes.push(node.connection().await);
+    }
+    create_readme_acl_user(&mut nodes, (&prefix, &gateway, &stream), "acl-secret").await;
+    for node in &mut nodes {
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("authsession")
+            .arg("+cluster|slots")
+            .arg("+cluster|nodes")
+            .query_async(node)
+            .await
+            .unwrap();
+    }
+    let h = layout_harness(
+        &cluster,
+        8,
+        (prefix, gateway, stream),
+        &[
+            (config::REDIS_USERNAME, "authsession"),
+            (config::REDIS_PASSWORD, "acl-secret"),
+        ],
+    )
+    .await;
     login_revoke_block_story(&h).await;
 }
 
@@ -268,7 +323,7 @@ async fn a_wrong_password_a_wrong_ca_or_a_user_without_evalsha_fails_startup_nam
     let (prefix, env) = acl_env(&redis, "not-the-password");
     let pattern = format!("{prefix}*");
     redis
-        .create_acl_user("authsession", "right-password", &[&pattern], ACL_COMMANDS)
+        .create_acl_user("authsession", "right-password", &[&pattern], &ACL_COMMANDS)
         .await;
     let mut map = test_env(&redis);
     map.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));

@@ -61,6 +61,7 @@ async fn a_confirm_interrupted_between_its_steps_converges_on_retry() {
         device_session_id: &device_session_id,
         max_attempts: 5,
         max_active_sessions: 50,
+        verified_at_ms: testcontainers::now_ms(),
     };
     assert!(matches!(
         store.session_create(&request).await.unwrap(),

@@ -34,7 +34,7 @@ pub async fn direct_login(store: &Store, n: u64) -> bool {
         store
             .challenge_mark_delivery(&id, &email, DeliveryStatus::Sent)
             .await?;
-        let Verified::Ok { .. } = store
+        let Verified::Ok { verified_at_ms, .. } = store
             .challenge_verify(&id, &hashes, &key, 5, &client)
             .await?
         else {
@@ -49,6 +49,7 @@ pub async fn direct_login(store: &Store, n: u64) -> bool {
             device_session_id: &DeviceSessionId::generate(),
             max_attempts: 5,
             max_active_sessions: 50,
+            verified_at_ms,
         };
         store.challenge_confirm(&request).await.map(|_| true)
     };
