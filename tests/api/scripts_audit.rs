@@ -364,17 +364,88 @@ async fn spoilers(conn: &mut Dedicated, key: &str) -> Vec<Vec<redis::Cmd>> {
             let fields: Vec<String> = conn.hkeys(key).await.unwrap();
             for field in fields {
                 all.push(vec![redis::cmd("HDEL").arg(key).arg(&field).clone()]);
-                all.push(vec![redis::cmd("HSET")
-                    .arg(key)
-                    .arg(&field)
-                    .arg("x")
-                    .clone()]);
+                for garbled in GARBLED {
+                    all.push(vec![redis::cmd("HSET")
+                        .arg(key)
+                        .arg(&field)
+                        .arg(garbled)
+                        .clone()]);
+                }
             }
         }
-        "string" => all.push(vec![redis::cmd("SET").arg(key).arg("x{").clone()]),
+        "string" => {
+            for garbled in GARBLED.iter().chain(&["x{"]) {
+                all.push(vec![redis::cmd("SET").arg(key).arg(garbled).clone()]);
+            }
+        }
         _ => {}
     }
+    // A stream at its last id: `XADD *` cannot add to it (whether the stream existed or not).
+    if kind == "stream" || kind == "none" {
+        all.push(vec![
+            redis::cmd("DEL").arg(key).clone(),
+            redis::cmd("XADD")
+                .arg(key)
+                .arg("18446744073709551615-18446744073709551615")
+                .arg("f")
+                .arg("v")
+                .clone(),
+        ]);
+    }
     all
+}
+
+/// The commands that write (the scripts queue them, `commit` runs them).
+const WRITES: &[&str] = &[
+    "hset", "hdel", "zadd", "zrem", "xadd", "set", "del", "pexpire", "pexpireat", "persist",
+];
+
+/// Garbled values of a field or string: not a value at all, and every number form `tonumber`
+/// accepts but `INCR` and the scripts' canonical integers do not.
+const GARBLED: &[&str] = &["x", "1.5", "07", " 3", "1e1", "-0", "-1", "9007199254740993"];
+
+/// A glob pattern matching exactly `key` (Redis glob specials escaped).
+fn literal_pattern(key: &str) -> String {
+    key.chars()
+        .flat_map(|c| {
+            let special = matches!(c, '*' | '?' | '[' | ']' | '\\');
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+/// Runs `call` as an ACL user that may read and write every key in `touched` but `denied`,
+/// which it may only read (`read_only`) or not access at all.
+async fn run_as_restricted_user(
+    b: &mut Bench,
+    redis: &RedisServer,
+    call: &ScriptCall<'_>,
+    touched: &BTreeSet<String>,
+    denied: &str,
+    read_only: bool,
+) -> Result<String, String> {
+    let mut setuser = redis::cmd("ACL");
+    setuser
+        .arg("SETUSER")
+        .arg("audited")
+        .arg("reset")
+        .arg("on")
+        .arg(">audit-pw")
+        .arg("+@all");
+    for key in touched.iter().filter(|k| *k != denied) {
+        setuser.arg(format!("~{}", literal_pattern(key)));
+    }
+    if read_only {
+        setuser.arg(format!("%R~{}", literal_pattern(denied)));
+    }
+    let () = setuser.query_async(&mut b.conn).await.unwrap();
+    let client = redis::Client::open(format!("redis://audited:audit-pw@{}", redis.addr())).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    call.evalsha()
+        .query_async::<redis::Value>(&mut conn)
+        .await
+        .map(|v| format!("{v:?}"))
+        .map_err(|e| e.to_string())
 }
 
 /// The keys each command touched, as Redis itself parses them (`COMMAND GETKEYS`).
@@ -445,13 +516,21 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
         let first = first.unwrap_or_else(|e| panic!("{scenario}: the call must succeed: {e}"));
         let once = Keyspace::capture(&mut b.conn).await;
 
+        // Every key the script touches, and the order: once it has written, it touches no key
+        // it had not touched before (the preflight reached each one first).
         let mut touched = BTreeSet::new();
+        let mut wrote = false;
         for command in &commands {
             let name = String::from_utf8_lossy(&command[0]).to_lowercase();
             commands_seen.insert(name.clone());
             for key in keys_of(&mut b.conn, command).await {
+                assert!(
+                    !wrote || touched.contains(&key),
+                    "{scenario}: `{name}` touched {key} first after the script's first write"
+                );
                 touched.insert(key);
             }
+            wrote |= WRITES.contains(&name.as_str());
         }
         for (i, key) in call.keys().iter().enumerate() {
             assert_eq!(
@@ -527,6 +606,26 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
                             .iter()
                             .map(|c| String::from_utf8_lossy(&c.get_packed_command()).into_owned())
                             .collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        // No partial write, whatever permission is missing: each touched key in turn readable
+        // only, then not accessible at all, to a user with every other key.
+        for key in &touched {
+            for read_only in [true, false] {
+                before.restore(&mut b.conn).await;
+                runs += 1;
+                let result =
+                    run_as_restricted_user(&mut b, &redis, &call, &touched, key, read_only).await;
+                if let Err(error) = result {
+                    refused += 1;
+                    let after = Keyspace::capture(&mut b.conn).await;
+                    assert_eq!(
+                        before.differences(&after),
+                        Vec::<String>::new(),
+                        "{scenario}: failed ({error}) after writing, with {key} denied \
+                         (read_only: {read_only})"
                     );
                 }
             }
