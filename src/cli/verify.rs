@@ -256,12 +256,13 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
     let keys = &store.keys;
     let streams = keys.streams();
     let layout = match streams.as_slice() {
-        [one] => format!("stream {one:?}"),
+        [one] => format!("stream {one:?} (MAXLEN ~ {})", store.stream_maxlen()),
         many => format!(
-            "{} partitions, streams {:?} .. {:?}",
+            "{} partitions, streams {:?} .. {:?} (each MAXLEN ~ {})",
             many.len(),
             many[0],
-            many[many.len() - 1]
+            many[many.len() - 1],
+            store.stream_maxlen()
         ),
     };
     let (ok, detail) = match store.stream_types().await {

@@ -310,19 +310,38 @@ impl Store {
         }
     }
 
-    /// Startup probe: runs `challenge_mark_delivery` on a challenge that cannot exist, which
-    /// writes nothing but proves EVALSHA (and SCRIPT LOAD in `auto` mode) and the key-pattern
-    /// ACLs work for the configured user and namespace.
+    /// Startup probe, once per partition: `access_probe` on a key of each namespace the service
+    /// writes (key prefix, gateway prefix, the partition's stream). It writes nothing, but proves
+    /// EVALSHA (and SCRIPT LOAD in `auto` mode) and that the user may run each write the scripts
+    /// run there: a user missing the gateway pattern or a stream fails startup, naming the key.
     pub async fn probe_scripts(&self) -> Result<(), Error> {
-        // An id in the address partition of its own "hash", as a real challenge's would be.
-        let probe = self.keys.probe_challenge_id("startup-probe");
-        let call =
-            self.challenge_mark_delivery_call(&probe, "startup-probe", DeliveryStatus::Failed);
-        let name = call.script().name;
-        match reply_string(name, self.redis.invoke_unacknowledged(&call).await?)?.as_str() {
-            "not_found" => Ok(()),
-            other => Err(unexpected(name, &[other.to_owned()])),
+        for call in self.access_probe_calls() {
+            let name = call.script().name;
+            match reply_string(name, self.redis.invoke_unacknowledged(&call).await?)?.as_str() {
+                "ok" => {}
+                other => return Err(unexpected(name, &[other.to_owned()])),
+            }
         }
+        Ok(())
+    }
+
+    /// One `access_probe` call per partition (one in the single-tag layout).
+    pub fn access_probe_calls(&self) -> Vec<ScriptCall<'static>> {
+        self.keys
+            .all_partitions()
+            .into_iter()
+            .map(|partition| {
+                let challenge = self.keys.probe_challenge_in(partition);
+                let session = self.keys.probe_device_session_id(partition);
+                ScriptCall::new(&self.scripts.access_probe)
+                    .key("challenge", self.keys.challenge(challenge.as_str()))
+                    .key(
+                        "gateway_session",
+                        self.keys.gateway_session(session.as_str()),
+                    )
+                    .key("stream", self.keys.stream(partition))
+            })
+            .collect()
     }
 
     /// `attempt` identifies this confirm request: a resend of the same call (lost reply) is

@@ -130,11 +130,16 @@ impl Keys {
         }
     }
 
-    /// The startup probe's challenge id: in the address partition of `email_hash`, as a real
-    /// challenge's would be, so the probe's keys share a slot.
-    pub fn probe_challenge_id(&self, email_hash: &str) -> ChallengeId {
-        let tag = self.tag(self.address_partition(email_hash));
-        ChallengeId::parse(&format!("{tag}{email_hash}")).expect("a valid id")
+    /// The startup probe's challenge id in `partition` (a key no real challenge has: real ids
+    /// are random).
+    pub fn probe_challenge_in(&self, partition: Partition) -> ChallengeId {
+        ChallengeId::parse(&format!("{}startup-probe", self.tag(partition))).expect("a valid id")
+    }
+
+    /// The startup probe's device session id in `partition`.
+    pub fn probe_device_session_id(&self, partition: Partition) -> DeviceSessionId {
+        DeviceSessionId::parse(&format!("{}startup-probe", self.tag(partition)))
+            .expect("a valid id")
     }
 
     /// A random id in a partition, for tests and tools that seed records.

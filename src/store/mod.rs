@@ -71,10 +71,21 @@ impl Store {
             redis,
             keys: Keys::new(redis_config, gateway),
             scripts: scripts::scripts(),
-            stream_maxlen: gateway.events_maxlen,
+            stream_maxlen: stream_maxlen(gateway.events_maxlen, redis_config.partitions),
             policy: policy.clone(),
         }
     }
+
+    /// The `MAXLEN` each event stream is trimmed to: `AUTHSESSION_GATEWAY_SESSION_EVENTS_MAXLEN`
+    /// bounds all the streams together, so each partition's gets its share.
+    pub fn stream_maxlen(&self) -> u64 {
+        self.stream_maxlen
+    }
+}
+
+/// Each of `partitions` streams' share of `total` entries, rounded up (one stream: all of it).
+fn stream_maxlen(total: u64, partitions: u32) -> u64 {
+    total.div_ceil(u64::from(partitions.max(1)))
 }
 
 fn millis(d: Duration) -> u128 {
@@ -121,6 +132,16 @@ mod tests {
     /// Each script's typed wrapper fills exactly the KEYS and ARGV slots its header names, in the
     /// header's order (`ScriptCall::key`/`arg` check each name, `evalsha` the counts), and every
     /// script has a wrapper here: a slot added to one side only fails this test.
+    /// Finding 7 of the second scripts audit: every partition stream got the whole MAXLEN, so
+    /// 64 partitions kept 64 times the documented bound.
+    #[test]
+    fn the_events_maxlen_bounds_all_partition_streams_together() {
+        assert_eq!(stream_maxlen(1_000_000, 1), 1_000_000);
+        assert_eq!(stream_maxlen(1_000_000, 64), 15_625);
+        assert_eq!(stream_maxlen(1_000, 3), 334);
+        assert_eq!(stream_maxlen(1, 64), 1);
+    }
+
     #[tokio::test]
     async fn every_wrapper_fills_its_scripts_header_slot_by_slot() {
         // Nothing listens there: the wrappers build calls without connecting.
@@ -176,6 +197,7 @@ mod tests {
                 Some(Duration::from_secs(600)),
             ),
             store.session_projection_republish_call(&session, &request),
+            store.access_probe_calls().remove(0),
         ];
         let mut covered: Vec<&str> = Vec::new();
         for call in &calls {

@@ -90,6 +90,7 @@ pub struct Scripts {
     pub session_revoke: Script,
     pub user_sessions_revoke: Script,
     pub session_projection_republish: Script,
+    pub access_probe: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -104,6 +105,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     session_revoke: assemble("session_revoke"),
     user_sessions_revoke: assemble("user_sessions_revoke"),
     session_projection_republish: assemble("session_projection_republish"),
+    access_probe: assemble("access_probe"),
 });
 
 /// The embedded scripts, assembled once.
@@ -126,6 +128,7 @@ impl Scripts {
             &self.session_revoke,
             &self.user_sessions_revoke,
             &self.session_projection_republish,
+            &self.access_probe,
         ];
         all.sort_by_key(|s| s.name);
         all
@@ -529,7 +532,14 @@ mod tests {
                     committed = false;
                 }
             }
-            assert!(text.contains("\ncommit()\n"), "lua/{path} never commits");
+            let queues = text.lines().any(|l| {
+                let code = l.split("--").next().unwrap_or_default();
+                QUEUEING.iter().any(|q| code.contains(q))
+            });
+            assert!(
+                !queues || text.contains("\ncommit()\n"),
+                "lua/{path} never commits"
+            );
         }
     }
 

@@ -19,6 +19,7 @@ mod oracles;
 mod partitioned;
 mod routing;
 mod script_engine;
+mod script_faults;
 mod scripts_audit;
 mod send;
 mod telemetry;

@@ -50,6 +50,7 @@ const SCENARIOS: &[&str] = &[
     "session_revoke/healing_a_lost_projection",
     "user_sessions_revoke/batch",
     "session_projection_republish/missing_snapshot",
+    "access_probe/every_namespace",
 ];
 
 /// Scenarios in which the script reaches every kind of key its header says it derives.
@@ -61,15 +62,15 @@ const DERIVING: &[&str] = &[
     "user_sessions_revoke/batch",
 ];
 
-const MAX_ACTIVE: u32 = 2;
+pub(crate) const MAX_ACTIVE: u32 = 2;
 
-struct Bench {
-    store: Store,
+pub(crate) struct Bench {
+    pub(crate) store: Store,
     /// Straight to the server, or (partitioned layout) a cluster connection routing each key.
-    conn: Dedicated,
+    pub(crate) conn: Dedicated,
 }
 
-fn store_for(env: &BTreeMap<&str, String>) -> Store {
+pub(crate) fn store_for(env: &BTreeMap<&str, String>) -> Store {
     let env: std::collections::HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -84,13 +85,13 @@ fn store_for(env: &BTreeMap<&str, String>) -> Store {
 }
 
 /// Every admission limit on, so the scripts' counters are among the audited keys.
-const LIMITS: [(&str, &str); 3] = [
+pub(crate) const LIMITS: [(&str, &str); 3] = [
     (config::SEND_RATE_LIMIT_PER_IP, "1000/1m"),
     (config::CONFIRM_RATE_LIMIT_PER_IP, "1000/1m"),
     (config::SEND_RATE_LIMIT_GLOBAL, "100000/1m"),
 ];
 
-async fn standalone(redis: &RedisServer) -> Bench {
+pub(crate) async fn standalone(redis: &RedisServer) -> Bench {
     let mut env = BTreeMap::from([(config::REDIS_ADDR, redis.addr())]);
     env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
     Bench {
@@ -100,7 +101,7 @@ async fn standalone(redis: &RedisServer) -> Bench {
 }
 
 /// A challenge marked `sent`, and its code.
-async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
+pub(crate) async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
     let id = b.store.keys.new_challenge_id(&email.hash());
     let code = LoginCode::generate();
     b.store
@@ -115,13 +116,13 @@ async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
 }
 
 /// The code's hashes under a rotation (current and previous key), so both ARGV are exercised.
-fn hashes(id: &ChallengeId, code: &LoginCode) -> CodeHashes {
+pub(crate) fn hashes(id: &ChallengeId, code: &LoginCode) -> CodeHashes {
     let key =
         |b: u8| CodeHashKey::parse(&base64::engine::general_purpose::STANDARD.encode([b; 32]));
     CodeHasher::new(key(1).unwrap(), Some(key(2).unwrap())).hashes(id, code)
 }
 
-fn confirm_request<'a>(
+pub(crate) fn confirm_request<'a>(
     id: &'a ChallengeId,
     code_hashes: &'a CodeHashes,
     key: &'a ClientPublicKey,
@@ -141,7 +142,7 @@ fn confirm_request<'a>(
 }
 
 /// A full login of `user`; returns the new session.
-async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
+pub(crate) async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
     let email = Email::parse(&unique_email()).unwrap();
     let (id, code) = sent_challenge(b, &email).await;
     let session = b.store.keys.device_session_id(&id, user);
@@ -153,11 +154,11 @@ async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
 }
 
 /// The requester, with every admission limit on (so the harness covers the counters).
-fn client() -> ClientKey {
+pub(crate) fn client() -> ClientKey {
     CodeHasher::development().client_key("192.0.2.7".parse().unwrap())
 }
 
-fn revocation() -> Revocation {
+pub(crate) fn revocation() -> Revocation {
     Revocation {
         reason_code: Code::known("admin_revoke"),
         actor_type: Code::known("admin"),
@@ -165,12 +166,12 @@ fn revocation() -> Revocation {
     }
 }
 
-fn new_user() -> UserId {
+pub(crate) fn new_user() -> UserId {
     UserId::parse(&format!("u{:x}", rand::random::<u64>())).unwrap()
 }
 
 /// Arranges the state of `scenario` and returns the call under audit.
-async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
+pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
     let store = &b.store;
     let keys = &store.keys;
     let email = Email::parse(&unique_email()).unwrap();
@@ -335,11 +336,12 @@ async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static> {
             b.store
                 .session_projection_republish_call(&session, &RequestId::generate())
         }
+        "access_probe/every_namespace" => store.access_probe_calls().remove(0),
         other => panic!("no arrangement for {other}"),
     }
 }
 
-async fn run(b: &Bench, call: &ScriptCall<'_>) -> Result<String, String> {
+pub(crate) async fn run(b: &Bench, call: &ScriptCall<'_>) -> Result<String, String> {
     b.store
         .redis
         .invoke(call)
@@ -395,14 +397,35 @@ async fn spoilers(conn: &mut Dedicated, key: &str) -> Vec<Vec<redis::Cmd>> {
     all
 }
 
+/// ARGV slots whose empty value means none (the headers say "'' when none" or "'' otherwise").
+const OPTIONAL_ARGS: &[&str] = &["locale", "actor_id", "code_hash_previous"];
+
 /// The commands that write (the scripts queue them, `commit` runs them).
 const WRITES: &[&str] = &[
-    "hset", "hdel", "zadd", "zrem", "xadd", "set", "del", "pexpire", "pexpireat", "persist",
+    "hset",
+    "hdel",
+    "zadd",
+    "zrem",
+    "xadd",
+    "set",
+    "del",
+    "pexpire",
+    "pexpireat",
+    "persist",
 ];
 
 /// Garbled values of a field or string: not a value at all, and every number form `tonumber`
 /// accepts but `INCR` and the scripts' canonical integers do not.
-const GARBLED: &[&str] = &["x", "1.5", "07", " 3", "1e1", "-0", "-1", "9007199254740993"];
+const GARBLED: &[&str] = &[
+    "x",
+    "1.5",
+    "07",
+    " 3",
+    "1e1",
+    "-0",
+    "-1",
+    "9007199254740993",
+];
 
 /// A glob pattern matching exactly `key` (Redis glob specials escaped).
 fn literal_pattern(key: &str) -> String {
@@ -630,6 +653,46 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
                 }
             }
         }
+        // Every ARGV slot is checked by its declared type before anything is written: each one
+        // emptied (but those whose '' means none) is refused, and so is a call one ARGV short.
+        for (i, name) in script.header.args.iter().enumerate() {
+            if OPTIONAL_ARGS.contains(&name.as_str()) {
+                continue;
+            }
+            let mut emptied = call.clone();
+            emptied.args_mut()[i] = String::new();
+            before.restore(&mut b.conn).await;
+            runs += 1;
+            refused_whole(
+                &mut b,
+                &emptied,
+                &before,
+                scenario,
+                &format!("ARGV {name} empty"),
+            )
+            .await;
+            refused += 1;
+        }
+        if let Some((_, head)) = call.args().split_last() {
+            // Sent by hand: the wrappers cannot build a call that drifts from its header.
+            let mut short = redis::cmd("EVALSHA");
+            short
+                .arg(&script.sha1)
+                .arg(call.keys().len())
+                .arg(call.keys())
+                .arg(head);
+            before.restore(&mut b.conn).await;
+            runs += 1;
+            let result: Result<redis::Value, _> = short.query_async(&mut b.conn).await;
+            let after = Keyspace::capture(&mut b.conn).await;
+            assert!(result.is_err(), "{scenario}: one ARGV short: {result:?}");
+            assert_eq!(
+                before.differences(&after),
+                Vec::<String>::new(),
+                "{scenario}"
+            );
+            refused += 1;
+        }
         report.push(format!(
             "{scenario}: {} keys touched, {runs} spoiled runs, {refused} refused whole",
             touched.len()
@@ -697,7 +760,7 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
 
 /// Runs `call`, which must fail (`refusal` says why it should have), leaving the keyspace as
 /// `before`.
-async fn refused_whole(
+pub(crate) async fn refused_whole(
     b: &mut Bench,
     call: &ScriptCall<'_>,
     before: &Keyspace,

@@ -1,0 +1,382 @@
+//! Faults a script meets part way, each from the second scripts audit, tried on real Redis: the
+//! call is refused before its first write (`lua/include/commit.lua` preflights every write), or
+//! the script's bounded steps reach the state the contract promises.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use authsession::config;
+use authsession::domain::{ClientPublicKey, RequestId, SessionStatus};
+use authsession::store::{Dedicated, Error};
+use redis::AsyncCommands;
+use testcontainers::keyspace::Keyspace;
+use testcontainers::{RedisCluster, RedisServer};
+
+use crate::helpers::{public_key, unique_email};
+use crate::scripts_audit::{
+    client, confirm_request, hashes, login, new_user, refused_whole, revocation, sent_challenge,
+    standalone, store_for, Bench, LIMITS, MAX_ACTIVE,
+};
+
+const BLOCK_MARKER: Duration = Duration::from_secs(600);
+
+/// A Redis Cluster node's id.
+async fn node_id(conn: &mut redis::aio::MultiplexedConnection) -> String {
+    redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Finding 1 (a block during a slot migration left a revoked record with an active snapshot)
+/// and finding 3 (a gateway prefix in another slot did the same). With the tag's slot migrating
+/// and one session's snapshot key already moved to the target, a block batch fails having written
+/// nothing on the source; once the key is back, the retried block revokes every session and its
+/// snapshot. A gateway prefix of another slot fails the call before any write too.
+#[tokio::test]
+async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_nothing() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let tag = format!("t{:x}", rand::random::<u32>());
+    let mut env = BTreeMap::from([
+        (config::REDIS_MODE, "cluster".to_owned()),
+        (config::REDIS_ADDR, cluster.seeds()),
+        (config::REDIS_KEY_PREFIX, format!("{{{tag}}}authsession:")),
+        (
+            config::GATEWAY_SESSION_KEY_PREFIX,
+            format!("{{{tag}}}gateway:session:"),
+        ),
+        (
+            config::GATEWAY_SESSION_EVENTS_STREAM,
+            format!("{{{tag}}}gateway:session_events"),
+        ),
+    ]);
+    env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
+    let slot_key = format!("{{{tag}}}");
+    let port = cluster.primary_port_for(&slot_key).await;
+    let source = cluster.nodes.iter().find(|n| n.port() == port).unwrap();
+    let mut target_port = 0;
+    for node in &cluster.nodes {
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query_async(&mut node.connection().await)
+            .await
+            .unwrap();
+        if node.port() != port && format!("{:?}", role[0]).contains("master") {
+            target_port = node.port();
+        }
+    }
+    let target = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port() == target_port)
+        .unwrap();
+    let b = Bench {
+        store: store_for(&env),
+        conn: Dedicated::Single(source.connection().await),
+    };
+    let keys = b.store.keys.clone();
+    let user = new_user();
+    let u = user.as_str();
+    // Three logins at a limit of two: one session evicted (so the revoked index exists), two
+    // active. Every KEYS slot of the block's first batch exists on the source.
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(login(&b, &user).await);
+    }
+    let request = RequestId::generate();
+    let mut src = source.connection().await;
+    let () = src
+        .hset(keys.revoke_batches(u, request.as_str()), "99", "0:0")
+        .await
+        .unwrap();
+    let () = src.set(keys.user_blocked(u), "1").await.unwrap();
+
+    // The gateway prefix moved to another slot: refused whole.
+    let mut foreign =
+        b.store
+            .user_sessions_revoke_call(&user, &revocation(), &request, 1, Some(BLOCK_MARKER));
+    let at = foreign
+        .script()
+        .header
+        .args
+        .iter()
+        .position(|a| a == "gateway_session_prefix")
+        .unwrap();
+    let mut other = String::new();
+    for i in 0.. {
+        other = format!("o{i}");
+        if cluster.primary_port_for(&format!("{{{other}}}")).await != port {
+            break;
+        }
+    }
+    foreign.args_mut()[at] = foreign.args()[at].replace(&tag, &other);
+    let mut bench = b;
+    let before = Keyspace::capture(&mut bench.conn).await;
+    refused_whole(
+        &mut bench,
+        &foreign,
+        &before,
+        "block",
+        "a gateway prefix of another slot",
+    )
+    .await;
+
+    // The slot migrating, the newest session's snapshot already on the target.
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&slot_key)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let mut dst = target.connection().await;
+    let (source_id, target_id) = (node_id(&mut src).await, node_id(&mut dst).await);
+    let setslot = |state: &str, node: &str| {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(state)
+            .arg(node)
+            .clone()
+    };
+    let () = setslot("IMPORTING", &source_id)
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let () = setslot("MIGRATING", &target_id)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let moved = keys.gateway_session(sessions[2].as_str());
+    let () = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(target_port)
+        .arg(&moved)
+        .arg(0)
+        .arg(5000)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let call = bench.store.user_sessions_revoke_call(
+        &user,
+        &revocation(),
+        &request,
+        1,
+        Some(BLOCK_MARKER),
+    );
+    let before = Keyspace::capture(&mut bench.conn).await;
+    refused_whole(
+        &mut bench,
+        &call,
+        &before,
+        "block",
+        "a snapshot key moved mid-migration",
+    )
+    .await;
+
+    // The migration called off: the source stable, the key back, the target stable. The
+    // block's retry then revokes everything.
+    let () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("STABLE")
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let () = redis::cmd("ASKING").query_async(&mut dst).await.unwrap();
+    let () = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(port)
+        .arg(&moved)
+        .arg(0)
+        .arg(5000)
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("STABLE")
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    bench
+        .store
+        .user_sessions_revoke(&user, &revocation(), Some(BLOCK_MARKER))
+        .await
+        .unwrap();
+    for id in &sessions {
+        let record = bench.store.session_get(id).await.unwrap().unwrap();
+        assert_eq!(record.status, SessionStatus::Revoked, "{id}");
+        let snapshot: String = bench
+            .conn
+            .get(keys.gateway_session(id.as_str()))
+            .await
+            .unwrap();
+        assert!(snapshot.contains("\"status\":\"revoked\""), "{snapshot}");
+    }
+}
+
+/// Finding 5: a record whose `device_session_id` field disagrees with its key made revoke-all
+/// write to another key and loop forever. The key the index names is revoked (its id field
+/// rewritten), and the loop ends.
+#[tokio::test]
+async fn revoke_all_revokes_by_the_key_it_loaded_and_ends() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let user = new_user();
+    let (one, two) = (login(&b, &user).await, login(&b, &user).await);
+    let key = b.store.keys.session(one.as_str());
+    let () = b
+        .conn
+        .hset(&key, "device_session_id", "someone-else")
+        .await
+        .unwrap();
+    let revoked = tokio::time::timeout(
+        Duration::from_secs(10),
+        b.store.user_sessions_revoke(&user, &revocation(), None),
+    )
+    .await
+    .expect("revoke-all ends")
+    .unwrap();
+    assert_eq!(revoked, 2);
+    for id in [&one, &two] {
+        let record = b.store.session_get(id).await.unwrap().unwrap();
+        assert_eq!(record.status, SessionStatus::Revoked);
+        assert_eq!(record.device_session_id, id.as_str());
+    }
+    let strays: Vec<String> = b
+        .conn
+        .keys(b.store.keys.session("someone-else"))
+        .await
+        .unwrap();
+    assert!(strays.is_empty(), "wrote to {strays:?}");
+}
+
+/// Finding 8: with many ghosts (index entries whose record is gone) ahead of the live sessions,
+/// a login scanned a bounded window and left the user over the limit. The limit holds exactly
+/// after every login, whatever the index holds.
+#[tokio::test]
+async fn the_session_limit_holds_exactly_behind_a_thousand_ghosts() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let user = new_user();
+    let keys = b.store.keys.clone();
+    let live = [login(&b, &user).await, login(&b, &user).await];
+    for i in 0..1000 {
+        let ghost = format!("ghost{i:04}");
+        let () = b
+            .conn
+            .zadd(keys.user_active_sessions(user.as_str()), &ghost, 0)
+            .await
+            .unwrap();
+    }
+    let newest = login(&b, &user).await;
+    let active: Vec<String> = b
+        .conn
+        .zrange(keys.user_active_sessions(user.as_str()), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(
+        active.len(),
+        MAX_ACTIVE as usize,
+        "{} entries",
+        active.len()
+    );
+    assert!(active.contains(&newest.as_str().to_owned()));
+    let oldest = b.store.session_get(&live[0]).await.unwrap().unwrap();
+    assert_eq!(
+        oldest.status,
+        SessionStatus::Revoked,
+        "the oldest is evicted"
+    );
+}
+
+/// Finding 9: a revoke of an already revoked session healed the projection but never gave the
+/// user's indexes a lifetime, so indexes left without one (a lost write, an older version) stayed
+/// forever.
+#[tokio::test]
+async fn healing_a_revoked_session_gives_the_users_indexes_their_lifetime() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let user = new_user();
+    let id = login(&b, &user).await;
+    b.store.session_revoke(&id, &revocation()).await.unwrap();
+    let keys = b.store.keys.clone();
+    let indexes = [
+        keys.user_sessions(user.as_str()),
+        keys.user_revoked_sessions(user.as_str()),
+    ];
+    for index in &indexes {
+        let _: bool = b.conn.persist(index).await.unwrap();
+    }
+    b.store.session_revoke(&id, &revocation()).await.unwrap();
+    for index in &indexes {
+        let ttl: i64 = b.conn.pttl(index).await.unwrap();
+        assert!(ttl > 0, "{index} has no lifetime ({ttl})");
+    }
+}
+
+/// Finding 10: an admission counter remembered only the last request it counted, so a resend
+/// after another request of the same client counted twice (or was refused where the first call
+/// was admitted).
+#[tokio::test]
+async fn a_resent_admission_counts_once_whatever_came_between() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let (first, second) = (RequestId::generate(), RequestId::generate());
+    let mut calls = Vec::new();
+    for request in [&first, &second, &first] {
+        let mut call = b.store.confirm_admit_call(request, &client());
+        call.args_mut()[1] = "2".into(); // a limit of two per window
+        calls.push(call);
+    }
+    for (i, call) in calls.iter().enumerate() {
+        let reply = crate::scripts_audit::run(&b, call).await.unwrap();
+        assert!(reply.contains("admitted"), "call {i}: {reply}");
+    }
+    let count: String = b.conn.hget(calls[0].keys()[0].clone(), "n").await.unwrap();
+    assert_eq!(count, "2");
+}
+
+/// Finding 13: a confirm stalled between verify and the session step for longer than the
+/// blocked marker lives could create a session for a user blocked meanwhile (the marker gone).
+/// A verdict older than the marker's life is refused, writing nothing; and the scripts' own
+/// bounds are those the service passes (50), not 1,000.
+#[tokio::test]
+async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_budget() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let email = authsession::domain::Email::parse(&unique_email()).unwrap();
+    let (id, code) = sent_challenge(&b, &email).await;
+    let hash = hashes(&id, &code);
+    let key = ClientPublicKey::parse(&public_key()).unwrap();
+    let user = new_user();
+    let session = b.store.keys.device_session_id(&id, &user);
+    let mut request = confirm_request(&id, &hash, &key, &user, &session);
+    request.verified_at_ms = testcontainers::now_ms() - 601_000;
+    let before = Keyspace::capture(&mut b.conn).await;
+    let result = b.store.challenge_confirm(&request).await;
+    assert!(matches!(result, Err(Error::StaleVerdict)), "{result:?}");
+    let after = Keyspace::capture(&mut b.conn).await;
+    assert_eq!(before.differences(&after), Vec::<String>::new());
+
+    let mut batch =
+        b.store
+            .user_sessions_revoke_call(&user, &revocation(), &RequestId::generate(), 1, None);
+    let at = batch
+        .script()
+        .header
+        .args
+        .iter()
+        .position(|a| a == "batch_size")
+        .unwrap();
+    batch.args_mut()[at] = "51".into();
+    refused_whole(
+        &mut b,
+        &batch,
+        &before,
+        "user_sessions_revoke",
+        "a batch of 51",
+    )
+    .await;
+}
