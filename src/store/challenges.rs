@@ -317,7 +317,23 @@ impl Store {
     pub async fn probe_scripts(&self) -> Result<(), Error> {
         for call in self.access_probe_calls() {
             let name = call.script().name;
-            match reply_string(name, self.redis.invoke_unacknowledged(&call).await?)?.as_str() {
+            let reply = match self.redis.invoke_unacknowledged(&call).await {
+                Ok(reply) => reply,
+                // Redis refuses a call whose declared keys the user may not access without
+                // saying which: ask key by key, so the operator learns the pattern to grant.
+                Err(Error::Redis(e)) if e.code() == Some("NOPERM") => {
+                    for key in call.keys() {
+                        let access: Result<String, _> =
+                            self.redis.query(redis::cmd("TYPE").arg(key)).await;
+                        if access.is_err() {
+                            return Err(Error::KeyPermission { key: key.clone() });
+                        }
+                    }
+                    return Err(Error::Redis(e));
+                }
+                Err(e) => return Err(e),
+            };
+            match reply_string(name, reply)?.as_str() {
                 "ok" => {}
                 other => return Err(unexpected(name, &[other.to_owned()])),
             }

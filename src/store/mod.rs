@@ -37,6 +37,9 @@ pub enum Error {
     /// verify and the session step): nothing was written; the client's retry verifies again.
     #[error("the confirm's verdict is older than the blocked marker lives")]
     StaleVerdict,
+    /// The ACL user may not access a key of a namespace the service writes.
+    #[error("no permission for the ACL user to access {key}: grant its namespace's key pattern")]
+    KeyPermission { key: String },
     /// A script that works in bounded steps still had work left after this many calls.
     #[error("script {script} still had work left after {calls} calls")]
     Unfinished { script: &'static str, calls: u32 },

@@ -543,6 +543,16 @@ mod tests {
         }
     }
 
+    /// The README's per-script table names every script at its current version.
+    #[test]
+    fn the_readme_script_table_names_every_script_at_its_version() {
+        let readme = include_str!("../../README.md");
+        for script in scripts().all() {
+            let row = format!("| `{}` v{} ", script.name, script.version);
+            assert!(readme.contains(&row), "README.md lacks the row `{row}`");
+        }
+    }
+
     #[test]
     fn every_script_checks_its_arity_first() {
         for script in scripts().all() {

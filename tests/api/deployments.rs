@@ -316,6 +316,40 @@ async fn startup_error(env: std::collections::HashMap<String, String>) -> String
     }
 }
 
+/// Finding 2 of the second scripts audit: the startup probe touched two keys of the key prefix
+/// only, so a user without the gateway pattern (or a stream) started, then revoke-all and block
+/// failed part way. Startup now proves the write of every namespace and names the key.
+#[tokio::test]
+async fn a_user_without_the_gateway_or_stream_pattern_fails_startup_naming_the_key() {
+    let redis = RedisServer::start().await;
+    let (prefix, env) = acl_env(&redis, "pw");
+    let names = [
+        format!("{prefix}authsession:*"),
+        format!("{prefix}gateway:session:*"),
+        format!("{prefix}gateway:session_events*"),
+    ];
+    for (missing, what) in [(1, "gateway:session:"), (2, "gateway:session_events")] {
+        let patterns: Vec<&str> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != missing)
+            .map(|(_, p)| p.as_str())
+            .collect();
+        redis
+            .create_acl_user("authsession", "pw", &patterns, &ACL_COMMANDS)
+            .await;
+        let mut map = test_env(&redis);
+        map.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let error = startup_error(map).await;
+        assert!(
+            error.contains("challenge_store")
+                && error.contains("no permission")
+                && error.contains(&format!("{prefix}{what}")),
+            "without {what}: {error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_password_a_wrong_ca_or_a_user_without_evalsha_fails_startup_naming_the_cause() {
     // Wrong password.
