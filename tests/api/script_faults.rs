@@ -2,10 +2,8 @@
 //! call is refused before its first write (`lua/include/commit.lua` preflights every write), or
 //! the script's bounded steps reach the state the contract promises.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use authsession::config;
 use authsession::domain::{ClientPublicKey, RequestId, SessionStatus};
 use authsession::store::{Dedicated, Error};
 use redis::AsyncCommands;
@@ -15,7 +13,7 @@ use testcontainers::{RedisCluster, RedisServer};
 use crate::helpers::{public_key, unique_email};
 use crate::scripts_audit::{
     client, confirm_request, hashes, login, new_user, refused_whole, revocation, sent_challenge,
-    standalone, store_for, Bench, LIMITS, MAX_ACTIVE,
+    single_tag_cluster_env, standalone, store_for, Bench, MAX_ACTIVE,
 };
 
 const BLOCK_MARKER: Duration = Duration::from_secs(600);
@@ -37,21 +35,7 @@ async fn node_id(conn: &mut redis::aio::MultiplexedConnection) -> String {
 #[tokio::test]
 async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_nothing() {
     let cluster = RedisCluster::start(3, 0).await;
-    let tag = format!("t{:x}", rand::random::<u32>());
-    let mut env = BTreeMap::from([
-        (config::REDIS_MODE, "cluster".to_owned()),
-        (config::REDIS_ADDR, cluster.seeds()),
-        (config::REDIS_KEY_PREFIX, format!("{{{tag}}}authsession:")),
-        (
-            config::GATEWAY_SESSION_KEY_PREFIX,
-            format!("{{{tag}}}gateway:session:"),
-        ),
-        (
-            config::GATEWAY_SESSION_EVENTS_STREAM,
-            format!("{{{tag}}}gateway:session_events"),
-        ),
-    ]);
-    env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
+    let (tag, env) = single_tag_cluster_env(&cluster);
     let slot_key = format!("{{{tag}}}");
     let port = cluster.primary_port_for(&slot_key).await;
     let source = cluster.nodes.iter().find(|n| n.port() == port).unwrap();

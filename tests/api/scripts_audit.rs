@@ -710,11 +710,13 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
     println!("{}", report.join("\n"));
 }
 
-#[tokio::test]
-async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_write() {
-    let cluster = RedisCluster::start(3, 0).await;
+/// A configuration of the single-tag layout on `cluster` with every admission limit on: its tag
+/// and the variables.
+pub(crate) fn single_tag_cluster_env(
+    cluster: &RedisCluster,
+) -> (String, BTreeMap<&'static str, String>) {
     let tag = format!("t{:x}", rand::random::<u32>());
-    let env = BTreeMap::from([
+    let mut env = BTreeMap::from([
         (config::REDIS_MODE, "cluster".to_owned()),
         (config::REDIS_ADDR, cluster.seeds()),
         (config::REDIS_KEY_PREFIX, format!("{{{tag}}}authsession:")),
@@ -727,8 +729,14 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
             format!("{{{tag}}}gateway:session_events"),
         ),
     ]);
-    let mut env = env;
     env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
+    (tag, env)
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_write() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (tag, env) = single_tag_cluster_env(&cluster);
     let slot_key = format!("{{{tag}}}");
     let port = cluster.primary_port_for(&slot_key).await;
     let primary = cluster
