@@ -11,7 +11,7 @@
 -- Replay: a second run finds the status it wrote and answers 'marked' again, writing nothing.
 -- Failure: the outcome is checked, then `commit` preflights every write (slot, ACL, type). A
 -- throttle key of another type is not this challenge's window and is left alone.
---!include common.lua: fail, arg_str
+--!include common.lua: fail, get_any_type, arg_str
 --!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 
 local id = arg_str(1)
@@ -29,14 +29,7 @@ end
 if status ~= 'pending_delivery' then
   return 'unchanged'
 end
-local release = false
-if outcome == 'delivery_failed' then
-  local window = redis.pcall('GET', KEYS[2])
-  if type(window) == 'table' and window.err and not string.find(window.err, '^WRONGTYPE') then
-    fail(KEYS[2] .. ': ' .. window.err)
-  end
-  release = window == id
-end
+local release = outcome == 'delivery_failed' and get_any_type(KEYS[2]) == id
 
 write('HSET', KEYS[1], 'status', outcome)
 if release then

@@ -23,7 +23,7 @@
 -- answers 'revoked' again and writes nothing.
 -- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
 -- (slot, ACL, type, stream id; the derived index keys included) before the first one.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, get_any_type, strict_int, stored_int, arg_int, arg_str, arg_opt
 --!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, SESSION_REPLY_FIELDS, session_load, session_reply, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle

@@ -22,11 +22,8 @@ end
 -- unreadable, or older. A revoked view is terminal and is checked first: no active `s` ever
 -- replaces it, whatever else the stored view holds.
 local function projection_needed(snapshot_key, s)
-  local stored = redis.pcall('GET', snapshot_key)
+  local stored = get_any_type(snapshot_key)
   if type(stored) ~= 'string' then
-    if type(stored) == 'table' and stored.err and not string.find(stored.err, '^WRONGTYPE') then
-      fail(snapshot_key .. ': ' .. stored.err)
-    end
     return true
   end
   local ok, view = pcall(cjson.decode, stored)

@@ -349,14 +349,10 @@ impl Store {
             .all_partitions()
             .into_iter()
             .map(|partition| {
-                let challenge = self.keys.probe_challenge_in(partition);
-                let session = self.keys.probe_device_session_id(partition);
+                let id = self.keys.probe_id(partition);
                 ScriptCall::new(&self.scripts.access_probe)
-                    .key("challenge", self.keys.challenge(challenge.as_str()))
-                    .key(
-                        "gateway_session",
-                        self.keys.gateway_session(session.as_str()),
-                    )
+                    .key("challenge", self.keys.challenge(&id))
+                    .key("gateway_session", self.keys.gateway_session(&id))
                     .key("stream", self.keys.stream(partition))
             })
             .collect()

@@ -130,16 +130,10 @@ impl Keys {
         }
     }
 
-    /// The startup probe's challenge id in `partition` (a key no real challenge has: real ids
-    /// are random).
-    pub fn probe_challenge_in(&self, partition: Partition) -> ChallengeId {
-        ChallengeId::parse(&format!("{}startup-probe", self.tag(partition))).expect("a valid id")
-    }
-
-    /// The startup probe's device session id in `partition`.
-    pub fn probe_device_session_id(&self, partition: Partition) -> DeviceSessionId {
-        DeviceSessionId::parse(&format!("{}startup-probe", self.tag(partition)))
-            .expect("a valid id")
+    /// The startup probe's id in `partition`, for the challenge and snapshot keys it checks (no
+    /// real challenge or session has it: real ids are random).
+    pub fn probe_id(&self, partition: Partition) -> String {
+        format!("{}startup-probe", self.tag(partition))
     }
 
     /// A random id in a partition, for tests and tools that seed records.

@@ -341,6 +341,18 @@ impl<'a> ScriptCall<'a> {
         &mut self.args
     }
 
+    /// The ARGV slot the header names `name`, for tests that alter one argument.
+    pub fn arg_mut(&mut self, name: &str) -> &mut String {
+        let at = self
+            .script
+            .header
+            .args
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{} has no ARGV {name}", self.script.name));
+        &mut self.args[at]
+    }
+
     pub fn evalsha(&self) -> redis::Cmd {
         debug_assert_eq!(
             (self.keys.len(), self.args.len()),

@@ -210,34 +210,32 @@ impl Store {
         // Every batch removes each id it looks at from the active index, so the first reply's
         // count bounds the batches left; logins racing the revoke may add a few more. A loop past
         // that bound (an index that does not shrink) ends in an error, not forever.
-        let mut last_batch = u32::MAX;
-        for batch in 1.. {
-            if batch > last_batch {
+        let mut last_batch: Option<u64> = None;
+        for batch in 1u32.. {
+            if last_batch.is_some_and(|last| u64::from(batch) > last) {
                 return Err(Error::Unfinished {
                     script: self.scripts.user_sessions_revoke.name,
-                    calls: last_batch,
+                    calls: batch - 1,
                 });
             }
             let call =
                 self.user_sessions_revoke_call(user_id, revocation, &request, batch, block_marker);
             let name = call.script().name;
             let reply = reply_strings(name, self.redis.invoke(&call).await?)?;
-            let [batch, remaining] = reply.as_slice() else {
+            let [count, remaining] = reply.as_slice() else {
                 return Err(unexpected(name, &reply));
             };
-            let (batch, remaining): (u64, u64) = match (batch.parse(), remaining.parse()) {
-                (Ok(b), Ok(r)) => (b, r),
+            let (count, remaining): (u64, u64) = match (count.parse(), remaining.parse()) {
+                (Ok(c), Ok(r)) => (c, r),
                 _ => return Err(unexpected(name, &reply)),
             };
-            revoked += batch;
-            if last_batch == u32::MAX {
-                let left = remaining.div_ceil(u64::from(REVOKE_BATCH)) + REVOKE_EXTRA_BATCHES;
-                last_batch = u32::try_from(left).unwrap_or(u32::MAX - 1) + 1;
-            }
-            // Each call removes every entry it looked at from the active index, so this ends.
+            revoked += count;
             if remaining == 0 {
                 break;
             }
+            last_batch.get_or_insert(
+                1 + remaining.div_ceil(u64::from(REVOKE_BATCH)) + REVOKE_EXTRA_BATCHES,
+            );
         }
         Ok(revoked)
     }

@@ -241,14 +241,7 @@ async fn an_out_of_range_argument_fails_the_script_before_any_write() {
         &revocation(),
         &RequestId::generate(),
     );
-    let slot = call
-        .script()
-        .header
-        .args
-        .iter()
-        .position(|a| a == "revoked_retention_ms")
-        .unwrap();
-    call.args_mut()[slot] = "100000000000000000000".into();
+    *call.arg_mut("revoked_retention_ms") = "100000000000000000000".into();
     let mut redis = h.app.redis.clone();
     let before = Keyspace::capture(&mut redis).await;
 

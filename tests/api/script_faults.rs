@@ -13,7 +13,7 @@ use testcontainers::{RedisCluster, RedisServer};
 use crate::helpers::{public_key, unique_email};
 use crate::scripts_audit::{
     client, confirm_request, hashes, login, new_user, refused_whole, revocation, sent_challenge,
-    single_tag_cluster_env, standalone, store_for, Bench, MAX_ACTIVE,
+    single_tag_cluster_env, standalone, store_for, tag_on_another_primary, Bench, MAX_ACTIVE,
 };
 
 const BLOCK_MARKER: Duration = Duration::from_secs(600);
@@ -39,22 +39,15 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     let slot_key = format!("{{{tag}}}");
     let port = cluster.primary_port_for(&slot_key).await;
     let source = cluster.nodes.iter().find(|n| n.port() == port).unwrap();
-    let mut target_port = 0;
-    for node in &cluster.nodes {
-        let role: Vec<redis::Value> = redis::cmd("ROLE")
-            .query_async(&mut node.connection().await)
-            .await
-            .unwrap();
-        if node.port() != port && format!("{:?}", role[0]).contains("master") {
-            target_port = node.port();
-        }
-    }
+    // The primary that serves another tag: the migration's target.
+    let other = tag_on_another_primary(&cluster, port).await;
+    let target_port = cluster.primary_port_for(&format!("{{{other}}}")).await;
     let target = cluster
         .nodes
         .iter()
         .find(|n| n.port() == target_port)
         .unwrap();
-    let b = Bench {
+    let mut b = Bench {
         store: store_for(&env),
         conn: Dedicated::Single(source.connection().await),
     };
@@ -79,25 +72,11 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     let mut foreign =
         b.store
             .user_sessions_revoke_call(&user, &revocation(), &request, 1, Some(BLOCK_MARKER));
-    let at = foreign
-        .script()
-        .header
-        .args
-        .iter()
-        .position(|a| a == "gateway_session_prefix")
-        .unwrap();
-    let mut other = String::new();
-    for i in 0.. {
-        other = format!("o{i}");
-        if cluster.primary_port_for(&format!("{{{other}}}")).await != port {
-            break;
-        }
-    }
-    foreign.args_mut()[at] = foreign.args()[at].replace(&tag, &other);
-    let mut bench = b;
-    let before = Keyspace::capture(&mut bench.conn).await;
+    let prefix = foreign.arg_mut("gateway_session_prefix");
+    *prefix = prefix.replace(&tag, &other);
+    let before = Keyspace::capture(&mut b.conn).await;
     refused_whole(
-        &mut bench,
+        &mut b,
         &foreign,
         &before,
         "block",
@@ -140,16 +119,12 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
         .query_async(&mut src)
         .await
         .unwrap();
-    let call = bench.store.user_sessions_revoke_call(
-        &user,
-        &revocation(),
-        &request,
-        1,
-        Some(BLOCK_MARKER),
-    );
-    let before = Keyspace::capture(&mut bench.conn).await;
+    let call =
+        b.store
+            .user_sessions_revoke_call(&user, &revocation(), &request, 1, Some(BLOCK_MARKER));
+    let before = Keyspace::capture(&mut b.conn).await;
     refused_whole(
-        &mut bench,
+        &mut b,
         &call,
         &before,
         "block",
@@ -183,19 +158,14 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
         .query_async(&mut dst)
         .await
         .unwrap();
-    bench
-        .store
+    b.store
         .user_sessions_revoke(&user, &revocation(), Some(BLOCK_MARKER))
         .await
         .unwrap();
     for id in &sessions {
-        let record = bench.store.session_get(id).await.unwrap().unwrap();
+        let record = b.store.session_get(id).await.unwrap().unwrap();
         assert_eq!(record.status, SessionStatus::Revoked, "{id}");
-        let snapshot: String = bench
-            .conn
-            .get(keys.gateway_session(id.as_str()))
-            .await
-            .unwrap();
+        let snapshot: String = b.conn.get(keys.gateway_session(id.as_str())).await.unwrap();
         assert!(snapshot.contains("\"status\":\"revoked\""), "{snapshot}");
     }
 }
@@ -311,7 +281,7 @@ async fn a_resent_admission_counts_once_whatever_came_between() {
     let mut calls = Vec::new();
     for request in [&first, &second, &first] {
         let mut call = b.store.confirm_admit_call(request, &client());
-        call.args_mut()[1] = "2".into(); // a limit of two per window
+        *call.arg_mut("client_limit") = "2".into(); // two per window
         calls.push(call);
     }
     for (i, call) in calls.iter().enumerate() {
@@ -347,14 +317,7 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
     let mut batch =
         b.store
             .user_sessions_revoke_call(&user, &revocation(), &RequestId::generate(), 1, None);
-    let at = batch
-        .script()
-        .header
-        .args
-        .iter()
-        .position(|a| a == "batch_size")
-        .unwrap();
-    batch.args_mut()[at] = "51".into();
+    *batch.arg_mut("batch_size") = "51".into();
     refused_whole(
         &mut b,
         &batch,

@@ -733,6 +733,17 @@ pub(crate) fn single_tag_cluster_env(
     (tag, env)
 }
 
+/// A hash tag whose slot a primary other than the one on `port` serves.
+pub(crate) async fn tag_on_another_primary(cluster: &RedisCluster, port: u16) -> String {
+    for i in 0.. {
+        let other = format!("o{i}");
+        if cluster.primary_port_for(&format!("{{{other}}}")).await != port {
+            return other;
+        }
+    }
+    unreachable!("a cluster of several primaries serves some tag elsewhere")
+}
+
 #[tokio::test]
 async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_write() {
     let cluster = RedisCluster::start(3, 0).await;
@@ -745,13 +756,7 @@ async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_wr
         .find(|n| n.port() == port)
         .expect("the primary of the tag's slot");
     // Another tag whose slot another primary serves.
-    let mut other = String::new();
-    for i in 0.. {
-        other = format!("o{i}");
-        if cluster.primary_port_for(&format!("{{{other}}}")).await != port {
-            break;
-        }
-    }
+    let other = tag_on_another_primary(&cluster, port).await;
     let mut b = Bench {
         store: store_for(&env),
         conn: Dedicated::Single(primary.connection().await),
