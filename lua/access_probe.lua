@@ -11,6 +11,7 @@
 -- Replay: writes nothing, answers the same.
 -- Failure: a key of another slot or a missing permission fails the call; nothing is written.
 --!include common.lua: fail
+--!include commit.lua: READ_TYPES, SEEN, read
 
 local writes = {
   {'HSET', KEYS[1], 'status', 'x'},
@@ -18,7 +19,7 @@ local writes = {
   {'XADD', KEYS[3], '*', 'event_type', 'x'},
 }
 for _, w in ipairs(writes) do
-  redis.call('TYPE', w[2])
+  read('TYPE', w[2])
   if not redis.acl_check_cmd(unpack(w)) then
     fail('NOPERM this user has no permission to run ' .. w[1] .. ' on ' .. w[2])
   end

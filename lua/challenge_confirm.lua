@@ -39,7 +39,7 @@
 -- Failure: ARGV, the challenge's fields and every record the call reads are read strictly, then
 -- `commit` preflights every write (slot, ACL, type, stream id) before the first one.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_write
@@ -57,7 +57,7 @@ local code_hash_previous = arg_opt(14)
 local verified_at = arg_int(15, 0, MAX_INT)
 local max_verdict_age = arg_int(16, 1, MAX_MS)
 
-local c = redis.call('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms',
+local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms',
   'client_public_key', 'device_session_id', 'confirmed_at_ms')
 local status = c[1]
 if not status then
@@ -89,13 +89,13 @@ end
 if (status ~= 'sent' and status ~= 'pending_delivery') or not code_ok then
   return {'invalid_code'}
 end
-if redis.call('EXISTS', KEYS[8]) == 1 then
+if read('EXISTS', KEYS[8]) == 1 then
   return {'user_blocked'}
 end
 if now - verified_at > max_verdict_age then
   return {'verdict_expired'}
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if read('EXISTS', KEYS[2]) == 1 then
   fail('device session id already in use')
 end
 local k = {session = KEYS[2], all = KEYS[3], active = KEYS[4], revoked = KEYS[7], gateway = KEYS[5],

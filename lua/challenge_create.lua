@@ -27,7 +27,7 @@
 -- ACL, type) before the first one. A throttle key of another type counts as an open window
 -- (`SET NX` leaves it alone).
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)
@@ -39,7 +39,7 @@ local client_limit = arg_int(9, 0, 1000000000)
 local client_window = arg_int(10, 1, MAX_MS)
 local global_limit = arg_int(11, 0, 1000000000)
 local global_window = arg_int(12, 1, MAX_MS)
-local existing = redis.call('HGET', KEYS[1], 'status')
+local existing = read('HGET', KEYS[1], 'status')
 if existing then
   return {existing}
 end
@@ -51,7 +51,7 @@ local global = rate_check(KEYS[4], global_limit, global_window, id)
 if global and global.retry_after then
   return {'rate_limited', global.retry_after}
 end
-local throttled = redis.call('EXISTS', KEYS[2]) == 1
+local throttled = read('EXISTS', KEYS[2]) == 1
 local now = now_ms()
 
 rate_count(KEYS[3], client, client_window, id)

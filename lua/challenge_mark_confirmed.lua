@@ -14,13 +14,13 @@
 -- writing nothing.
 -- Failure: ARGV and the challenge's status are checked, then `commit` preflights every write.
 --!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
 
 local id = arg_str(1)
 local client_public_key, user_id = arg_str(2), arg_str(3)
 local confirmed_at = arg_int(4, 0, MAX_INT)
 local idempotency = arg_int(5, 1, MAX_MS)
-local c = redis.call('HMGET', KEYS[1], 'status', 'device_session_id')
+local c = read('HMGET', KEYS[1], 'status', 'device_session_id')
 if not c[1] then
   return 'not_found'
 end

@@ -11,15 +11,15 @@
 -- Replay: a second run finds the status it wrote and answers 'marked' again, writing nothing.
 -- Failure: the outcome is checked, then `commit` preflights every write (slot, ACL, type). A
 -- throttle key of another type is not this challenge's window and is left alone.
---!include common.lua: fail, get_any_type, arg_str
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include common.lua: fail, arg_str
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, get_any_type, write, commit_stream_check, commit
 
 local id = arg_str(1)
 local outcome = arg_str(2)
 if outcome ~= 'sent' and outcome ~= 'delivery_suppressed' and outcome ~= 'delivery_failed' then
   fail('the outcome must be sent, delivery_suppressed or delivery_failed')
 end
-local status = redis.call('HGET', KEYS[1], 'status')
+local status = read('HGET', KEYS[1], 'status')
 if not status then
   return 'not_found'
 end

@@ -27,7 +27,7 @@
 -- Failure: ARGV, the challenge's fields and the counters are read strictly, then `commit`
 -- preflights every write (slot, ACL, type) before the first one.
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local code_hash, code_hash_previous, client_key = arg_str(1), arg_opt(2), arg_str(3)
@@ -39,7 +39,7 @@ local attempt_id = arg_str(8)
 local attempt_field = 'attempt:' .. attempt_id
 local client_limit = arg_int(9, 0, 1000000000)
 local client_window = arg_int(10, 1, MAX_MS)
-local c = redis.call('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms', 'email_hash',
+local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms', 'email_hash',
   'email', 'client_public_key', 'device_session_id', attempt_field)
 local status, stored_hash = c[1], c[2] or ''
 if c[9] then
@@ -64,7 +64,7 @@ end
 local failures_key = c[5] and failures_prefix .. c[5]
 local failures = 0
 if failures_key then
-  failures = stored_int(redis.call('GET', failures_key), failures_key, 0)
+  failures = stored_int(read('GET', failures_key), failures_key, 0)
 end
 -- A throttled challenge stores no hash: '' matches nothing.
 local code_ok = stored_hash ~= '' and (stored_hash == code_hash or stored_hash == code_hash_previous)

@@ -36,7 +36,7 @@
 -- `commit` preflights every write (slot, ACL, type, stream id) before the first one; a session of
 -- the id made for another challenge fails.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_write
@@ -53,7 +53,7 @@ local k = {session = KEYS[1], all = KEYS[2], active = KEYS[3], gateway = KEYS[4]
 
 local existing = session_load(KEYS[1])
 if existing then
-  if redis.call('HGET', KEYS[1], 'challenge_id') ~= a.challenge_id or existing.user_id ~= a.user_id then
+  if read('HGET', KEYS[1], 'challenge_id') ~= a.challenge_id or existing.user_id ~= a.user_id then
     fail('device session id ' .. a.id .. ' belongs to another challenge')
   end
   if existing.client_public_key ~= a.client_public_key then
@@ -61,7 +61,7 @@ if existing then
   end
   return {'created', a.id, existing.created_at_ms}
 end
-if redis.call('EXISTS', KEYS[7]) == 1 then
+if read('EXISTS', KEYS[7]) == 1 then
   return {'user_blocked'}
 end
 local now = now_ms()

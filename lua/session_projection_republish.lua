@@ -14,8 +14,8 @@
 -- answers 'repaired' again and writes nothing.
 -- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
 -- (slot, ACL, type, stream id) before the first one.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, get_any_type, strict_int, stored_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, get_any_type, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load
 --!include projection.lua: projection_json, projection_needed, projection_write
 
@@ -32,7 +32,7 @@ end
 if not projection_needed(KEYS[2], s) then
   return {'current', s.version}
 end
-local ttl = redis.call('PTTL', KEYS[1])
+local ttl = read('PTTL', KEYS[1])
 if ttl <= 0 then
   ttl = retention
 end

@@ -23,8 +23,8 @@
 -- answers 'revoked' again and writes nothing.
 -- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
 -- (slot, ACL, type, stream id; the derived index keys included) before the first one.
---!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, get_any_type, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, get_any_type, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, SESSION_REPLY_FIELDS, session_load, session_reply, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_needed, projection_write
@@ -40,8 +40,8 @@ end
 local user = user_prefix .. s.user_id
 local idx = {all = user .. all_suffix, active = user .. active_suffix, revoked = user .. revoked_suffix}
 local now = now_ms()
-local in_active = redis.call('ZSCORE', idx.active, s.device_session_id)
-local others_active = redis.call('ZCARD', idx.active) - (in_active and 1 or 0) > 0
+local in_active = read('ZSCORE', idx.active, s.device_session_id)
+local others_active = read('ZCARD', idx.active) - (in_active and 1 or 0) > 0
 
 if s.status == 'active' then
   local index = user_index_read(idx, now, not others_active)
@@ -54,8 +54,8 @@ end
 
 -- Already revoked: heal, reading everything first.
 local stale_projection = projection_needed(KEYS[2], s)
-local in_revoked = redis.call('ZSCORE', idx.revoked, s.device_session_id)
-local ttl = redis.call('PTTL', KEYS[1])
+local in_revoked = read('ZSCORE', idx.revoked, s.device_session_id)
+local ttl = read('PTTL', KEYS[1])
 if ttl <= 0 then
   ttl = retention
 end
@@ -71,7 +71,7 @@ if not in_revoked then
 end
 -- The indexes' lifetime: none while another session is active, else a TTL (a session revoked
 -- before the revoked index existed, or a lost write, can leave them without one).
-local lives = {redis.call('PTTL', idx.all), redis.call('PTTL', idx.revoked)}
+local lives = {read('PTTL', idx.all), read('PTTL', idx.revoked)}
 local unsettled = (others_active and (lives[1] >= 0 or lives[2] >= 0))
   or (not others_active and (lives[1] == -1 or lives[2] == -1))
 if unsettled or #index.expired > 0 then

@@ -32,7 +32,7 @@
 -- field disagrees is rewritten), and every id looked at leaves the active index, so the caller's
 -- loop ends.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, WRITES, STREAM_LAST_ID, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_write
@@ -45,7 +45,7 @@ local session_prefix, gateway_prefix = arg_str(7), arg_str(8)
 local batch_number = arg_int(10, 1, MAX_INT)
 local memo_ms = arg_int(11, 1, MAX_MS)
 local marker_ms = arg_int(12, 0, MAX_MS)
-local memo = redis.call('HGET', KEYS[5], int(batch_number))
+local memo = read('HGET', KEYS[5], int(batch_number))
 if memo then
   local revoked, remaining = string.match(memo, '^(%d+):(%d+)$')
   if not revoked then
@@ -54,7 +54,7 @@ if memo then
   return {tonumber(revoked), tonumber(remaining)}
 end
 local idx = {all = KEYS[3], active = KEYS[1], revoked = KEYS[4]}
-local ids = redis.call('ZRANGE', KEYS[1], 0, batch_size - 1)
+local ids = read('ZRANGE', KEYS[1], 0, batch_size - 1)
 local mark = marker_ms > 0 and batch_number == 1
 if #ids == 0 and not mark then
   return {0, 0}
@@ -68,7 +68,7 @@ for _, id in ipairs(ids) do
     table.insert(stale, id)
   end
 end
-local remaining = redis.call('ZCARD', KEYS[1]) - #ids
+local remaining = read('ZCARD', KEYS[1]) - #ids
 local now = now_ms()
 local index = user_index_read(idx, now, remaining == 0)
 

@@ -1,10 +1,12 @@
--- commit: the only way a script writes. The read phase queues each write with `write(...)`;
--- `commit()` then preflights every queued write and, only when all pass, runs them. The preflight
--- touches every key a write will touch, before the first write, in the ways that fail on the
--- errors the write itself could meet:
--- - another slot, or a key already moved away during a slot migration (`TYPE` is refused then);
+-- commit: the only way a script touches a key. Reads go through `read(...)`, which records what
+-- each one proved of its key; writes are queued with `write(...)`, and `commit()` preflights every
+-- queued write and, only when all pass, runs them. The preflight makes sure every key a write
+-- will touch was reached before the first write, in the ways that fail on the errors the write
+-- itself could meet:
+-- - another slot, or a key already moved away during a slot migration (any access of such a key
+--   is refused: a read in the read phase, else `TYPE` here);
 -- - a missing ACL permission for that exact command and arguments (`redis.acl_check_cmd`);
--- - a key of another type than the write needs;
+-- - a key of another type than the write needs (a typed read proved it, else `TYPE`);
 -- - a stream whose last id is the largest there is (`XADD *` could not add to it).
 -- Writes never compute from stored values (counts are read strictly in the read phase and
 -- written with `HSET`/`SET`), so a malformed stored number cannot fail one either. Nothing the
@@ -16,30 +18,73 @@ local WRITE_TYPES = {
   SET = false, DEL = false, PEXPIRE = false, PEXPIREAT = false, PERSIST = false,
 }
 
+-- Each command a script may read with, and the type a successful read proves its key has when
+-- it exists (false: only that the key is served here).
+local READ_TYPES = {
+  HGET = 'hash', HMGET = 'hash', HGETALL = 'hash', ZRANGE = 'zset', ZCARD = 'zset', ZSCORE = 'zset',
+  GET = 'string', EXISTS = false, PTTL = false, TYPE = false,
+}
+
+-- What the call knows of each key it reached: a type (that type, or missing), 'none' (deleted
+-- by a queued write), or false (served here, type unknown).
+local SEEN = {}
+
 -- The writes queued so far, in order, each `{command, key, arg, ...}`.
 local WRITES = {}
 
 -- The id after which `XADD *` has no id left to give.
 local STREAM_LAST_ID = '18446744073709551615-18446744073709551615'
 
+-- Runs one read of `key` and records what it proved.
+local function read(command, key, ...)
+  local reply = redis.call(command, key, ...)
+  if not SEEN[key] then
+    SEEN[key] = READ_TYPES[command]
+  end
+  return reply
+end
+
+-- The string at `key`, false when it is missing, nil when the key holds another type (a write
+-- will replace it, or leave it alone); any other error (another slot, no permission) fails the
+-- call like a plain read would.
+local function get_any_type(key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then
+    if not string.find(v.err, '^WRONGTYPE') then
+      fail(key .. ': ' .. v.err)
+    end
+    SEEN[key] = SEEN[key] or false
+    return nil
+  end
+  SEEN[key] = SEEN[key] or 'string'
+  return v
+end
+
 -- Queues one write: the command, its key, then its arguments.
 local function write(...)
   WRITES[#WRITES + 1] = {...}
 end
 
--- Fails the call unless the stream at `key` can take one more entry with an automatic id.
+-- 'stream' or 'none' for the key of an `XADD`; fails the call unless it can take one more entry
+-- with an automatic id (another type, another slot, no permission, the last id reached).
 local function commit_stream_check(key)
-  local info = redis.call('XINFO', 'STREAM', key)
+  local info = redis.pcall('XINFO', 'STREAM', key)
+  if info.err then
+    if info.err == 'ERR no such key' then
+      return 'none'
+    end
+    fail(key .. ': ' .. info.err)
+  end
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' and info[i + 1] == STREAM_LAST_ID then
       fail('stream ' .. key .. ' is at its last id')
     end
   end
+  return 'stream'
 end
 
 -- Preflights every queued write, then runs them in order.
 local function commit()
-  local kinds = {}
   for _, w in ipairs(WRITES) do
     local command, key = w[1], w[2]
     local wanted = WRITE_TYPES[command]
@@ -49,22 +94,21 @@ local function commit()
     if not redis.acl_check_cmd(unpack(w)) then
       fail('NOPERM this user has no permission to run ' .. command .. ' on ' .. key)
     end
-    local kind = kinds[key]
-    if not kind then
+    local kind = SEEN[key]
+    if command == 'XADD' and kind ~= 'stream' and kind ~= 'none' then
+      kind = commit_stream_check(key)
+    elseif kind == nil or (kind == false and wanted) then
       kind = redis.call('TYPE', key)['ok']
-      if kind == 'stream' then
-        commit_stream_check(key)
-      end
     end
-    if wanted and kind ~= wanted and kind ~= 'none' then
+    if wanted and kind and kind ~= wanted and kind ~= 'none' then
       fail('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. wanted)
     end
     if command == 'DEL' then
-      kinds[key] = 'none'
+      SEEN[key] = 'none'
     elseif command == 'SET' then
-      kinds[key] = 'string'
+      SEEN[key] = 'string'
     else
-      kinds[key] = wanted or kind
+      SEEN[key] = wanted or kind
     end
   end
   for _, w in ipairs(WRITES) do

@@ -28,20 +28,6 @@ local function fail(message)
   error({err = 'ERR ' .. message})
 end
 
--- The string at `key`, false when it is missing, nil when the key holds another type (a write
--- will replace it, or leave it alone); any other error (another slot, no permission) fails the
--- call like a plain read would.
-local function get_any_type(key)
-  local v = redis.pcall('GET', key)
-  if type(v) == 'table' and v.err then
-    if string.find(v.err, '^WRONGTYPE') then
-      return nil
-    end
-    fail(key .. ': ' .. v.err)
-  end
-  return v
-end
-
 -- `v` as an integer from lo to hi when it is written the one way Redis and `int` write it
 -- (digits, no sign but a leading '-', no leading zero, no space, point or exponent), else nil:
 -- `tonumber` alone accepts '1.5', '07', ' 3', '1e1' and '-0'.

@@ -8,13 +8,13 @@ local function rate_check(key, limit, window_ms, request_id)
   if limit == 0 then
     return nil
   end
-  local r = redis.call('HMGET', key, 'n', 'r:' .. request_id)
+  local r = read('HMGET', key, 'n', 'r:' .. request_id)
   if r[2] then
     return nil
   end
   local n = stored_int(r[1], key .. ' n', 0)
   if n >= limit then
-    local ttl = redis.call('PTTL', key)
+    local ttl = read('PTTL', key)
     if ttl < 0 then
       ttl = window_ms
     end

@@ -13,7 +13,7 @@ local SESSION_REPLY_FIELDS = {'device_session_id', 'user_id', 'status', 'client_
 -- field says (the key is what every write goes to). A record that is incomplete or malformed
 -- fails the call: building its snapshot would fail after writes.
 local function session_load(key, id)
-  local flat = redis.call('HGETALL', key)
+  local flat = read('HGETALL', key)
   if #flat == 0 then
     return nil
   end

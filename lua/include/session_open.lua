@@ -21,10 +21,10 @@ local SESSION_OPEN_SWEEP = 8
 -- record is gone.
 local function session_open_plan(k, a, now)
   local plan = {index = user_index_read(k, now, false), evicted = {}, ghosts = {}, gone = {}}
-  local excess = redis.call('ZCARD', k.active) + 1 - a.max_active
+  local excess = read('ZCARD', k.active) + 1 - a.max_active
   if excess > 0 then
     local scan = a.max_evictions + SESSION_OPEN_GHOST_SCAN
-    for _, sid in ipairs(redis.call('ZRANGE', k.active, 0, scan - 1)) do
+    for _, sid in ipairs(read('ZRANGE', k.active, 0, scan - 1)) do
       if excess == 0 then
         break
       end
@@ -44,13 +44,13 @@ local function session_open_plan(k, a, now)
     end
   end
   plan.settled = excess <= 0
-  local all = redis.call('ZCARD', k.all)
+  local all = read('ZCARD', k.all)
   local from = 0
   if all > SESSION_OPEN_SWEEP then
     from = now % (all - SESSION_OPEN_SWEEP + 1)
   end
-  for _, sid in ipairs(redis.call('ZRANGE', k.all, from, from + SESSION_OPEN_SWEEP - 1)) do
-    if redis.call('EXISTS', a.session_prefix .. sid) == 0 then
+  for _, sid in ipairs(read('ZRANGE', k.all, from, from + SESSION_OPEN_SWEEP - 1)) do
+    if read('EXISTS', a.session_prefix .. sid) == 0 then
       table.insert(plan.gone, sid)
     end
   end

@@ -10,10 +10,10 @@ local USER_INDEX_PRUNE_BATCH = 32
 -- USER_INDEX_PRUNE_BATCH) and, when `with_last`, the latest expiry the revoked index holds.
 local function user_index_read(idx, now, with_last)
   local r = {last = 0}
-  r.expired = redis.call('ZRANGE', idx.revoked, '-inf', '(' .. int(now), 'BYSCORE', 'LIMIT', 0,
+  r.expired = read('ZRANGE', idx.revoked, '-inf', '(' .. int(now), 'BYSCORE', 'LIMIT', 0,
     USER_INDEX_PRUNE_BATCH)
   if with_last then
-    local last = redis.call('ZRANGE', idx.revoked, -1, -1, 'WITHSCORES')
+    local last = read('ZRANGE', idx.revoked, -1, -1, 'WITHSCORES')
     r.last = tonumber(last[2]) or 0
   end
   return r

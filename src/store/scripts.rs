@@ -448,31 +448,43 @@ mod tests {
         all
     }
 
-    /// Commands a script may run itself: reads only. Every write is queued with `write(...)`
-    /// and run by `commit()` (`lua/include/commit.lua`) after its preflight, so no script can
-    /// write before every key it writes was touched, its ACL checked and its type known.
+    /// Commands a script may read with (through `read(...)`, which records what each read proved
+    /// of its key). Every write is queued with `write(...)` and run by `commit()`
+    /// (`lua/include/commit.lua`) after its preflight, so no script can write before every key
+    /// it writes was reached, its ACL checked and its type known.
     const READS: &[&str] = &[
-        "HGET", "HMGET", "HGETALL", "GET", "EXISTS", "ZRANGE", "ZCARD", "ZSCORE", "PTTL", "TIME",
-        "TYPE", "XINFO",
+        "HGET", "HMGET", "HGETALL", "GET", "EXISTS", "ZRANGE", "ZCARD", "ZSCORE", "PTTL", "TYPE",
     ];
 
+    /// The command named by a string literal right after `call` at `at` in `code`, if any.
+    fn literal_command<'a>(code: &'a str, at: usize, call: &str) -> Option<&'a str> {
+        code[at + call.len()..]
+            .strip_prefix('\'')
+            .and_then(|r| r.split('\'').next())
+    }
+
     #[test]
-    fn scripts_write_only_through_commit() {
+    fn scripts_reach_keys_only_through_read_and_commit() {
         for (path, text) in sources() {
             for (n, line) in text.lines().enumerate() {
                 let code = line.split("--").next().unwrap_or_default();
-                for call in ["redis.call(", "redis.pcall("] {
-                    for (at, _) in code.match_indices(call) {
-                        let rest = &code[at + call.len()..];
-                        if path == "include/commit.lua" && rest.starts_with("unpack(w)") {
-                            continue; // commit's own run of the preflighted writes
+                if path != "include/commit.lua" {
+                    for call in ["redis.call(", "redis.pcall("] {
+                        for (at, _) in code.match_indices(call) {
+                            assert_eq!(
+                                literal_command(code, at, call),
+                                Some("TIME"),
+                                "lua/{path}:{}: reach keys with read(...) or write(...)",
+                                n + 1
+                            );
                         }
-                        let command = rest
-                            .strip_prefix('\'')
-                            .and_then(|r| r.split('\'').next())
-                            .unwrap_or_else(|| {
-                                panic!("lua/{path}:{}: a command named by a literal", n + 1)
-                            });
+                    }
+                }
+                for (at, _) in code.match_indices("read(") {
+                    if at > 0 && code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                        continue; // another function whose name ends in `read`
+                    }
+                    if let Some(command) = literal_command(code, at, "read(") {
                         assert!(
                             READS.contains(&command),
                             "lua/{path}:{}: `{command}` is not a read: queue it with write(...)",
@@ -528,7 +540,9 @@ mod tests {
                 }
                 if committed && !code.starts_with("return") && !code.starts_with("end") {
                     assert!(
-                        !code.contains("redis.") && !code.contains("write("),
+                        !code.contains("redis.")
+                            && !code.contains("write(")
+                            && !code.contains("read("),
                         "lua/{path}:{}: runs Redis after commit()",
                         n + 1
                     );

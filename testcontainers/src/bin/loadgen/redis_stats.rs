@@ -27,21 +27,21 @@ pub struct RedisCounters {
     pub trips: u64,
 }
 
-/// Commands some script runs (`redis.call('HSET'` ...), lowercase: calls of these may come from
-/// inside scripts, so they are not round trips. Read from the scripts once.
+/// Commands some script runs (`redis.call('TYPE'`, `read('HGET'`, `write('HSET'` ...),
+/// lowercase: calls of these may come from inside scripts, so they are not round trips. Read from
+/// the scripts once.
 static SCRIPT_INTERNAL_COMMANDS: std::sync::LazyLock<std::collections::BTreeSet<String>> =
     std::sync::LazyLock::new(|| {
         let mut names = std::collections::BTreeSet::new();
         for script in scripts().all() {
-            for call in script.body.split("redis.").skip(1) {
-                let rest = call
-                    .strip_prefix("call(")
-                    .or_else(|| call.strip_prefix("pcall("));
-                if let Some(name) = rest
-                    .and_then(|r| r.get(1..))
-                    .and_then(|r| r.split(['\'', '"']).next())
-                {
-                    names.insert(name.to_lowercase());
+            for call in ["redis.call(", "redis.pcall(", "read(", "write("] {
+                for literal in script.body.split(call).skip(1) {
+                    if let Some(name) = literal
+                        .strip_prefix(['\'', '"'])
+                        .and_then(|r| r.split(['\'', '"']).next())
+                    {
+                        names.insert(name.to_lowercase());
+                    }
                 }
             }
         }
