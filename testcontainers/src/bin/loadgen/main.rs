@@ -12,6 +12,7 @@ mod recorder;
 mod redis_stats;
 mod replica_acks;
 mod revoke;
+mod script_costs;
 mod stream;
 mod throughput;
 
@@ -59,6 +60,12 @@ struct Args {
     /// Distinct users (addresses) those logins are spread over.
     #[arg(long, default_value_t = 10_000)]
     partition_users: usize,
+    /// Calls per script in the per-script cost table (scenario 10; 0 skips it).
+    #[arg(long, default_value_t = 5000)]
+    script_costs: usize,
+    /// The yardstick script of scenario 10 (`../shared/bench` beside the checkout).
+    #[arg(long, default_value = "../shared/bench/reference-confirm.lua")]
+    reference_script: std::path::PathBuf,
     /// Worker threads of the service's runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
@@ -186,6 +193,10 @@ async fn run(
         stream::stream_trimming(&mut conn, &config, args.stream_entries).await;
     }
     propagation::measure(&store, &internal, args.propagation_revokes).await;
+    if args.script_costs > 0 {
+        script_costs::script_costs(&store, &mut conn, args.script_costs, &args.reference_script)
+            .await;
+    }
     if args.replica_acks {
         replica_acks::compare(&redis, &target.mail, &config, args.users, duration).await;
     }
