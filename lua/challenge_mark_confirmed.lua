@@ -1,7 +1,8 @@
 #!lua
 -- challenge_mark_confirmed, version: 2
--- (Partitioned layout, step 3 of a confirm.) Records on the challenge the session step 2 created,
--- so that an identical retry is answered from the challenge and any other confirm is refused.
+-- (Partitioned layout, the last step of a confirm, after challenge_claim and session_create.)
+-- Records on the challenge the session created by the session step, so that an identical retry
+-- is answered from the challenge and any other confirm is refused.
 -- KEYS[1] challenge
 -- ARGV[1] device_session_id
 -- ARGV[2] client_public_key
@@ -9,7 +10,8 @@
 -- ARGV[4] confirmed_at_ms: the session's created_at_ms
 -- ARGV[5] idempotency_window_ms: how long the confirmed challenge stays
 -- Derives: nothing
--- Reply: 'marked' | 'other_session' (confirmed with another session: left as it is) | 'not_found'
+-- Reply: 'marked' | 'other_session' (confirmed with, or claimed for, another session: left as it
+--        is) | 'not_found'
 -- Replay: a second run finds the challenge confirmed with this session and answers 'marked',
 -- writing nothing.
 -- Failure: ARGV and the challenge's status are checked, then `commit` preflights every write.
@@ -20,7 +22,7 @@ local id = arg_str(1)
 local client_public_key, user_id = arg_str(2), arg_str(3)
 local confirmed_at = arg_int(4, 0, MAX_INT)
 local idempotency = arg_int(5, 1, MAX_MS)
-local c = read('HMGET', KEYS[1], 'status', 'device_session_id')
+local c = read('HMGET', KEYS[1], 'status', 'device_session_id', 'claimed_by', 'claimed_for')
 if not c[1] then
   return 'not_found'
 end
@@ -28,6 +30,9 @@ if c[1] == 'confirmed_pending_expire' then
   if c[2] == id then
     return 'marked'
   end
+  return 'other_session'
+end
+if c[3] and (c[3] ~= id or c[4] ~= user_id) then
   return 'other_session'
 end
 -- Verified while `sent` or `pending_delivery`; a delivery outcome marked since changes nothing.

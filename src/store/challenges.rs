@@ -487,9 +487,10 @@ impl Store {
     }
 
     /// Creates the session of a verified challenge. Single-tag layout: one script. Partitioned:
-    /// the session in the user's partition (its id derived from the challenge), then the mark
-    /// on the challenge in the address's; a crash between the two leaves a session that the
-    /// retry finds, so every interleaving ends as an uninterrupted confirm does.
+    /// the claim on the challenge (address's partition), the session in the user's partition
+    /// (its id derived from the challenge and the user), then the mark on the challenge; a crash
+    /// between two steps leaves a claim or a session that the retry finds, so every interleaving
+    /// ends as an uninterrupted confirm does.
     pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
         if self.keys.partitions().is_partitioned() {
             return self.challenge_confirm_in_steps(req).await;
@@ -523,6 +524,17 @@ pub enum SessionCreated {
     OtherKey,
     /// A block of the user is in flight: nothing was written.
     UserBlocked,
+}
+
+/// `challenge_claim`'s result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// Claimed for this session now, or by this session before (a retry).
+    Claimed,
+    /// Claimed for, or confirmed with, another session: this confirm must create nothing.
+    OtherSession,
+    /// Gone (expired and removed since it verified).
+    NotFound,
 }
 
 /// `challenge_mark_confirmed`'s result.
@@ -585,6 +597,27 @@ impl Store {
         }
     }
 
+    /// The partitioned confirm's step 1, in the address's partition: the challenge claimed for
+    /// the session this confirm will create.
+    pub fn challenge_claim_call(&self, req: &ConfirmRequest<'_>) -> ScriptCall<'static> {
+        ScriptCall::new(&self.scripts.challenge_claim)
+            .key("challenge", self.keys.challenge(req.challenge_id.as_str()))
+            .arg("device_session_id", req.device_session_id)
+            .arg("user_id", req.user_id)
+    }
+
+    pub async fn challenge_claim(&self, req: &ConfirmRequest<'_>) -> Result<Claimed, Error> {
+        let call = self.challenge_claim_call(req);
+        let name = call.script().name;
+        let reply = reply_string(name, self.redis.invoke(&call).await?)?;
+        match reply.as_str() {
+            "claimed" => Ok(Claimed::Claimed),
+            "other_session" => Ok(Claimed::OtherSession),
+            "not_found" => Ok(Claimed::NotFound),
+            _ => Err(unexpected(name, &[reply])),
+        }
+    }
+
     /// The partitioned confirm's step 3, in the address's partition.
     pub fn challenge_mark_confirmed_call(
         &self,
@@ -623,6 +656,13 @@ impl Store {
         &self,
         req: &ConfirmRequest<'_>,
     ) -> Result<Confirmed, Error> {
+        // The claim first: a confirm whose user id (so session id and partition) differs from
+        // the claimant's creates nothing, so one challenge yields at most one session.
+        match self.challenge_claim(req).await? {
+            Claimed::Claimed => {}
+            Claimed::OtherSession => return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
+            Claimed::NotFound => return Ok(Confirmed::Rejected(Rejection::NotFound)),
+        }
         let created_at_ms = match self.session_create(req).await? {
             SessionCreated::Created { created_at_ms } => created_at_ms,
             SessionCreated::OtherKey => {

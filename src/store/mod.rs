@@ -190,6 +190,7 @@ mod tests {
             store.send_admit_call(&id, &client),
             store.confirm_admit_call(&request, &client),
             store.session_create_call(&confirm),
+            store.challenge_claim_call(&confirm),
             store.challenge_mark_confirmed_call(&confirm, 1),
             store.session_revoke_call(&session, &revocation, &request),
             store.user_sessions_revoke_call(

@@ -104,9 +104,10 @@ async fn a_confirm_interrupted_between_its_steps_converges_on_retry() {
 }
 
 /// A real fault between the steps: the address's primary stops taking writes after the code was
-/// verified and while the user service answers, so the session step (another primary) commits
-/// and the challenge step times out: 503. Once the primary is back, the retry answers 200 with
-/// the same session and the state is that of one confirm.
+/// verified and while the user service answers, so the claim on the challenge (the step after
+/// the user service) times out: 503, and nothing was created. Once the primary is back, the
+/// retry answers 200 with one session and the state is that of one confirm. (A crash after the
+/// session step is `a_confirm_interrupted_between_its_steps_converges_on_retry`.)
 #[tokio::test]
 async fn a_fault_on_the_addresss_primary_between_the_steps_answers_503_and_the_retry_converges() {
     let cluster = RedisCluster::start(3, 0).await;
@@ -172,8 +173,8 @@ async fn a_fault_on_the_addresss_primary_between_the_steps_answers_503_and_the_r
     };
     assert_eq!(
         sessions_of(user.clone()).await,
-        1,
-        "the session step committed"
+        0,
+        "the claim failed before any session was created"
     );
 
     h.users.set_behaviour(Behaviour::Normal);

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use authsession::domain::{ClientPublicKey, RequestId, SessionStatus};
+use authsession::store::challenges::{Confirmed, Rejection};
 use authsession::store::{Dedicated, Error};
 use redis::AsyncCommands;
 use testcontainers::keyspace::Keyspace;
@@ -12,8 +13,9 @@ use testcontainers::{RedisCluster, RedisServer};
 
 use crate::helpers::{public_key, unique_email};
 use crate::scripts_audit::{
-    client, confirm_request, hashes, login, new_user, refused_whole, revocation, sent_challenge,
-    single_tag_cluster_env, standalone, store_for, tag_on_another_primary, Bench, MAX_ACTIVE,
+    client, confirm_request, hashes, login, new_user, partitioned_bench, refused_whole, revocation,
+    sent_challenge, single_tag_cluster_env, standalone, store_for, tag_on_another_primary, Bench,
+    MAX_ACTIVE,
 };
 
 const BLOCK_MARKER: Duration = Duration::from_secs(600);
@@ -326,4 +328,55 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
         "a batch of 51",
     )
     .await;
+}
+
+/// Finding 11: in the partitioned layout two confirms of one code that got different user ids
+/// from the user service (so different session ids, in different partitions) each created a
+/// session; the second answered 409 but its session stayed active. The challenge is now claimed
+/// for one session before any is created: the other confirm creates nothing, and the claimant's
+/// retry goes on.
+#[tokio::test]
+async fn in_the_partitioned_layout_one_challenge_yields_one_session_whatever_the_user_ids() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let b = partitioned_bench(&cluster).await;
+    let keys = b.store.keys.clone();
+    let email = authsession::domain::Email::parse(&unique_email()).unwrap();
+    let (id, code) = sent_challenge(&b, &email).await;
+    let hash = hashes(&id, &code);
+    let key = ClientPublicKey::parse(&public_key()).unwrap();
+    let first = new_user();
+    let second = loop {
+        let other = new_user();
+        if keys.user_partition(other.as_str()) != keys.user_partition(first.as_str()) {
+            break other;
+        }
+    };
+    let (one, two) = (
+        keys.device_session_id(&id, &first),
+        keys.device_session_id(&id, &second),
+    );
+    let claimant = confirm_request(&id, &hash, &key, &first, &one);
+    let rival = confirm_request(&id, &hash, &key, &second, &two);
+
+    // The first confirm stops after its claim (a crash); the rival comes; the first retries.
+    b.store.challenge_claim(&claimant).await.unwrap();
+    assert_eq!(
+        b.store.challenge_confirm(&rival).await.unwrap(),
+        Confirmed::Rejected(Rejection::AlreadyConfirmed)
+    );
+    assert_eq!(
+        b.store.challenge_confirm(&claimant).await.unwrap(),
+        Confirmed::Created(one.clone())
+    );
+    // And once more after the first completed.
+    assert_eq!(
+        b.store.challenge_confirm(&rival).await.unwrap(),
+        Confirmed::Rejected(Rejection::AlreadyConfirmed)
+    );
+    assert!(
+        b.store.session_get(&two).await.unwrap().is_none(),
+        "a second session"
+    );
+    let session = b.store.session_get(&one).await.unwrap().unwrap();
+    assert_eq!(session.status, SessionStatus::Active);
 }

@@ -45,6 +45,7 @@ const SCENARIOS: &[&str] = &[
     "confirm_admit/first",
     "session_create/first_login",
     "session_create/evicting_past_ghosts_and_pruning",
+    "challenge_claim/verified",
     "challenge_mark_confirmed/verified",
     "session_revoke/active",
     "session_revoke/healing_a_lost_projection",
@@ -238,7 +239,9 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
         }
         "send_admit/first" => store.send_admit_call(&ChallengeId::generate(), &client()),
         "confirm_admit/first" => store.confirm_admit_call(&RequestId::generate(), &client()),
-        "session_create/first_login" | "challenge_mark_confirmed/verified" => {
+        "session_create/first_login"
+        | "challenge_claim/verified"
+        | "challenge_mark_confirmed/verified" => {
             let (id, code) = sent_challenge(b, &email).await;
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
@@ -247,6 +250,8 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
                 b.store.session_create_call(&request)
+            } else if scenario.starts_with("challenge_claim") {
+                b.store.challenge_claim_call(&request)
             } else {
                 b.store
                     .challenge_mark_confirmed_call(&request, 1_795_867_200_000)
@@ -733,6 +738,24 @@ pub(crate) fn single_tag_cluster_env(
     (tag, env)
 }
 
+/// The partitioned layout over 8 partitions on `cluster`, every admission limit on; its
+/// connection routes each key to its primary.
+pub(crate) async fn partitioned_bench(cluster: &RedisCluster) -> Bench {
+    let (prefix, gateway, stream) = testcontainers::cluster_names(true);
+    let mut env = BTreeMap::from([
+        (config::REDIS_MODE, "cluster".to_owned()),
+        (config::REDIS_PARTITIONS, "8".to_owned()),
+        (config::REDIS_ADDR, cluster.seeds()),
+        (config::REDIS_KEY_PREFIX, prefix),
+        (config::GATEWAY_SESSION_KEY_PREFIX, gateway),
+        (config::GATEWAY_SESSION_EVENTS_STREAM, stream),
+    ]);
+    env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
+    let store = store_for(&env);
+    let conn = store.redis.dedicated().await.unwrap();
+    Bench { store, conn }
+}
+
 /// A hash tag whose slot a primary other than the one on `port` serves.
 pub(crate) async fn tag_on_another_primary(cluster: &RedisCluster, port: u16) -> String {
     for i in 0.. {
@@ -798,19 +821,7 @@ pub(crate) async fn refused_whole(
 async fn in_the_partitioned_layout_a_derived_key_of_another_partition_fails_the_call_before_any_write(
 ) {
     let cluster = RedisCluster::start(3, 0).await;
-    let (prefix, gateway, stream) = testcontainers::cluster_names(true);
-    let mut env = BTreeMap::from([
-        (config::REDIS_MODE, "cluster".to_owned()),
-        (config::REDIS_PARTITIONS, "8".to_owned()),
-        (config::REDIS_ADDR, cluster.seeds()),
-        (config::REDIS_KEY_PREFIX, prefix),
-        (config::GATEWAY_SESSION_KEY_PREFIX, gateway),
-        (config::GATEWAY_SESSION_EVENTS_STREAM, stream),
-    ]);
-    env.extend(LIMITS.map(|(k, v)| (k, v.to_owned())));
-    let store = store_for(&env);
-    let conn = store.redis.dedicated().await.unwrap();
-    let mut b = Bench { store, conn };
+    let mut b = partitioned_bench(&cluster).await;
     let keys = b.store.keys.clone();
     let tags = keys.partitions().tags().to_vec();
     let markers: Vec<String> = tags
