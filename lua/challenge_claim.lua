@@ -16,7 +16,7 @@
 -- answers 'claimed' again, writing nothing.
 -- Failure: ARGV and the challenge's status are checked, then `commit` preflights the write.
 --!include common.lua: fail, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 
 local id, user_id = arg_str(1), arg_str(2)
 local c = read('HMGET', KEYS[1], 'status', 'device_session_id', 'user_id', 'claimed_by', 'claimed_for')

@@ -16,7 +16,7 @@
 -- writing nothing.
 -- Failure: ARGV and the challenge's status are checked, then `commit` preflights every write.
 --!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 
 local id = arg_str(1)
 local client_public_key, user_id = arg_str(2), arg_str(3)

@@ -12,7 +12,7 @@
 -- Failure: the outcome is checked, then `commit` preflights every write (slot, ACL, type). A
 -- throttle key of another type is not this challenge's window and is left alone.
 --!include common.lua: fail, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, get_any_type, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 
 local id = arg_str(1)
 local outcome = arg_str(2)

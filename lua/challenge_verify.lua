@@ -27,7 +27,7 @@
 -- Failure: ARGV, the challenge's fields and the counters are read strictly, then `commit`
 -- preflights every write (slot, ACL, type) before the first one.
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local code_hash, code_hash_previous, client_key = arg_str(1), arg_opt(2), arg_str(3)

@@ -12,7 +12,7 @@
 -- once whatever came between.
 -- Failure: ARGV and the counter are read strictly, then `commit` preflights every write.
 --!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, stored_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)

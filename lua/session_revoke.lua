@@ -24,7 +24,7 @@
 -- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
 -- (slot, ACL, type, stream id; the derived index keys included) before the first one.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_ID, read, get_any_type, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, SESSION_REPLY_FIELDS, session_load, session_reply, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_json, projection_needed, projection_write
