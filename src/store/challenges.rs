@@ -1,6 +1,6 @@
 //! Typed wrappers of the challenge scripts: create, mark delivery, verify, confirm.
 
-use super::{millis, reply_string, reply_strings, unexpected, Error, Store};
+use super::{millis, reply_strings, reply_word, unexpected, Error, Store};
 use std::time::Duration;
 
 use crate::config::RateLimit;
@@ -300,14 +300,12 @@ impl Store {
         outcome: DeliveryStatus,
     ) -> Result<Marked, Error> {
         let call = self.challenge_mark_delivery_call(id, &email.hash(), outcome);
-        let name = call.script().name;
-        let reply = reply_string(name, self.redis.invoke(&call).await?)?;
-        match reply.as_str() {
-            "marked" => Ok(Marked::Marked),
-            "unchanged" => Ok(Marked::Unchanged),
-            "not_found" => Ok(Marked::NotFound),
-            _ => Err(unexpected(name, &[reply])),
-        }
+        let words = [
+            ("marked", Marked::Marked),
+            ("unchanged", Marked::Unchanged),
+            ("not_found", Marked::NotFound),
+        ];
+        reply_word(call.script().name, self.redis.invoke(&call).await?, &words)
     }
 
     /// Startup probe, once per partition: `access_probe` on a key of each namespace the service
@@ -335,10 +333,7 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
-            match reply_string(name, reply)?.as_str() {
-                "ok" => {}
-                other => return Err(unexpected(name, &[other.to_owned()])),
-            }
+            reply_word(name, reply, &[("ok", ())])?;
         }
         Ok(())
     }
@@ -608,14 +603,12 @@ impl Store {
 
     pub async fn challenge_claim(&self, req: &ConfirmRequest<'_>) -> Result<Claimed, Error> {
         let call = self.challenge_claim_call(req);
-        let name = call.script().name;
-        let reply = reply_string(name, self.redis.invoke(&call).await?)?;
-        match reply.as_str() {
-            "claimed" => Ok(Claimed::Claimed),
-            "other_session" => Ok(Claimed::OtherSession),
-            "not_found" => Ok(Claimed::NotFound),
-            _ => Err(unexpected(name, &[reply])),
-        }
+        let words = [
+            ("claimed", Claimed::Claimed),
+            ("other_session", Claimed::OtherSession),
+            ("not_found", Claimed::NotFound),
+        ];
+        reply_word(call.script().name, self.redis.invoke(&call).await?, &words)
     }
 
     /// The partitioned confirm's step 3, in the address's partition.
@@ -642,14 +635,12 @@ impl Store {
         created_at_ms: u64,
     ) -> Result<MarkedConfirmed, Error> {
         let call = self.challenge_mark_confirmed_call(req, created_at_ms);
-        let name = call.script().name;
-        let reply = reply_string(name, self.redis.invoke(&call).await?)?;
-        match reply.as_str() {
-            "marked" => Ok(MarkedConfirmed::Marked),
-            "other_session" => Ok(MarkedConfirmed::OtherSession),
-            "not_found" => Ok(MarkedConfirmed::NotFound),
-            _ => Err(unexpected(name, &[reply])),
-        }
+        let words = [
+            ("marked", MarkedConfirmed::Marked),
+            ("other_session", MarkedConfirmed::OtherSession),
+            ("not_found", MarkedConfirmed::NotFound),
+        ];
+        reply_word(call.script().name, self.redis.invoke(&call).await?, &words)
     }
 
     async fn challenge_confirm_in_steps(

@@ -103,6 +103,20 @@ fn reply_string(script: &'static str, value: redis::Value) -> Result<String, Err
     })
 }
 
+/// A script reply of one word, as the value `words` pairs it with; any other reply is an error.
+fn reply_word<T: Copy>(
+    script: &'static str,
+    value: redis::Value,
+    words: &[(&str, T)],
+) -> Result<T, Error> {
+    let word = reply_string(script, value)?;
+    words
+        .iter()
+        .find(|(w, _)| *w == word)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| unexpected(script, &[word]))
+}
+
 /// A script reply as a list of strings (Redis integers become their digits).
 fn reply_strings(script: &'static str, value: redis::Value) -> Result<Vec<String>, Error> {
     redis::FromRedisValue::from_redis_value(value).map_err(|e: redis::ParsingError| Error::Reply {

@@ -24,7 +24,7 @@ pub use login::{public_key, unique_email, LoginClient};
 pub use otlp::OtlpReceiver;
 pub use process::ServiceProcess;
 pub use proxy::{Fault, FaultProxy};
-pub use redis_cluster::RedisCluster;
+pub use redis_cluster::{RedisCluster, SlotMigration};
 pub use redis_sentinel::RedisSentinel;
 pub use redis_server::RedisServer;
 

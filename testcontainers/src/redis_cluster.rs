@@ -289,3 +289,132 @@ impl RedisCluster {
         panic!("the restarted node on port {old} did not become a replica");
     }
 }
+
+/// A slot being migrated between two primaries, as a resharding tool leaves it half way:
+/// `IMPORTING` on the target, `MIGRATING` on the source, some of its keys already moved.
+pub struct SlotMigration {
+    pub slot: u16,
+    /// Port of the primary the slot leaves (it still owns it).
+    pub source: u16,
+    /// Port of the primary the slot goes to.
+    pub target: u16,
+    source_id: String,
+    target_id: String,
+    src: redis::aio::MultiplexedConnection,
+    dst: redis::aio::MultiplexedConnection,
+    moved: Vec<String>,
+}
+
+impl RedisCluster {
+    /// The slot of `key`, ready to migrate from its primary to another primary (not started).
+    pub async fn slot_migration(&self, key: &str) -> SlotMigration {
+        let source = self.primary_port_for(key).await;
+        let topology = self.topology().await;
+        let id_of = |port: u16| {
+            topology
+                .iter()
+                .find(|(_, p, ..)| *p == port)
+                .map(|(id, ..)| id.clone())
+                .unwrap()
+        };
+        let (_, target, ..) = topology
+            .iter()
+            .find(|(_, p, flags, ..)| *p != source && flags.contains("master"))
+            .expect("another primary");
+        let connect = |port: u16| {
+            let node = self.nodes.iter().find(|n| n.port() == port).unwrap();
+            node.connection()
+        };
+        let mut src = connect(source).await;
+        let slot = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+        SlotMigration {
+            slot,
+            source,
+            target: *target,
+            source_id: id_of(source),
+            target_id: id_of(*target),
+            src,
+            dst: connect(*target).await,
+            moved: Vec::new(),
+        }
+    }
+}
+
+impl SlotMigration {
+    fn setslot(&self, state: &str, node_id: Option<&str>) -> redis::Cmd {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(self.slot).arg(state);
+        if let Some(node_id) = node_id {
+            cmd.arg(node_id);
+        }
+        cmd
+    }
+
+    fn migrate(to: u16, key: &str) -> redis::Cmd {
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to)
+            .arg(key)
+            .arg(0)
+            .arg(5000)
+            .clone()
+    }
+
+    /// `IMPORTING` on the target, then `MIGRATING` on the source.
+    pub async fn begin(&mut self) {
+        let () = self
+            .setslot("IMPORTING", Some(&self.source_id))
+            .query_async(&mut self.dst)
+            .await
+            .unwrap();
+        let () = self
+            .setslot("MIGRATING", Some(&self.target_id))
+            .query_async(&mut self.src)
+            .await
+            .unwrap();
+    }
+
+    /// Moves one key of the slot to the target, as the resharding tool does key by key.
+    pub async fn move_key(&mut self, key: &str) {
+        let () = Self::migrate(self.target, key)
+            .query_async(&mut self.src)
+            .await
+            .unwrap();
+        self.moved.push(key.to_owned());
+    }
+
+    /// Calls the migration off: the source stable again, every moved key back, the target
+    /// stable again.
+    pub async fn call_off(&mut self) {
+        let () = self
+            .setslot("STABLE", None)
+            .query_async(&mut self.src)
+            .await
+            .unwrap();
+        for key in std::mem::take(&mut self.moved) {
+            let () = redis::cmd("ASKING")
+                .query_async(&mut self.dst)
+                .await
+                .unwrap();
+            let () = Self::migrate(self.source, &key)
+                .query_async(&mut self.dst)
+                .await
+                .unwrap();
+        }
+        let () = self
+            .setslot("STABLE", None)
+            .query_async(&mut self.dst)
+            .await
+            .unwrap();
+    }
+
+    /// A connection to the source primary.
+    pub fn source_connection(&self) -> redis::aio::MultiplexedConnection {
+        self.src.clone()
+    }
+}

@@ -20,15 +20,6 @@ use crate::scripts_audit::{
 
 const BLOCK_MARKER: Duration = Duration::from_secs(600);
 
-/// A Redis Cluster node's id.
-async fn node_id(conn: &mut redis::aio::MultiplexedConnection) -> String {
-    redis::cmd("CLUSTER")
-        .arg("MYID")
-        .query_async(conn)
-        .await
-        .unwrap()
-}
-
 /// Finding 1 (a block during a slot migration left a revoked record with an active snapshot)
 /// and finding 3 (a gateway prefix in another slot did the same). With the tag's slot migrating
 /// and one session's snapshot key already moved to the target, a block batch fails having written
@@ -38,20 +29,10 @@ async fn node_id(conn: &mut redis::aio::MultiplexedConnection) -> String {
 async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_nothing() {
     let cluster = RedisCluster::start(3, 0).await;
     let (tag, env) = single_tag_cluster_env(&cluster);
-    let slot_key = format!("{{{tag}}}");
-    let port = cluster.primary_port_for(&slot_key).await;
-    let source = cluster.nodes.iter().find(|n| n.port() == port).unwrap();
-    // The primary that serves another tag: the migration's target.
-    let other = tag_on_another_primary(&cluster, port).await;
-    let target_port = cluster.primary_port_for(&format!("{{{other}}}")).await;
-    let target = cluster
-        .nodes
-        .iter()
-        .find(|n| n.port() == target_port)
-        .unwrap();
+    let mut migration = cluster.slot_migration(&format!("{{{tag}}}")).await;
     let mut b = Bench {
         store: store_for(&env),
-        conn: Dedicated::Single(source.connection().await),
+        conn: Dedicated::Single(migration.source_connection()),
     };
     let keys = b.store.keys.clone();
     let user = new_user();
@@ -63,7 +44,7 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
         sessions.push(login(&b, &user).await);
     }
     let request = RequestId::generate();
-    let mut src = source.connection().await;
+    let mut src = migration.source_connection();
     let () = src
         .hset(keys.revoke_batches(u, request.as_str()), "99", "0:0")
         .await
@@ -74,6 +55,7 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     let mut foreign =
         b.store
             .user_sessions_revoke_call(&user, &revocation(), &request, 1, Some(BLOCK_MARKER));
+    let other = tag_on_another_primary(&cluster, migration.source).await;
     let prefix = foreign.arg_mut("gateway_session_prefix");
     *prefix = prefix.replace(&tag, &other);
     let before = Keyspace::capture(&mut b.conn).await;
@@ -87,40 +69,10 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     .await;
 
     // The slot migrating, the newest session's snapshot already on the target.
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(&slot_key)
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    let mut dst = target.connection().await;
-    let (source_id, target_id) = (node_id(&mut src).await, node_id(&mut dst).await);
-    let setslot = |state: &str, node: &str| {
-        redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg(state)
-            .arg(node)
-            .clone()
-    };
-    let () = setslot("IMPORTING", &source_id)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let () = setslot("MIGRATING", &target_id)
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    let moved = keys.gateway_session(sessions[2].as_str());
-    let () = redis::cmd("MIGRATE")
-        .arg("127.0.0.1")
-        .arg(target_port)
-        .arg(&moved)
-        .arg(0)
-        .arg(5000)
-        .query_async(&mut src)
-        .await
-        .unwrap();
+    migration.begin().await;
+    migration
+        .move_key(&keys.gateway_session(sessions[2].as_str()))
+        .await;
     let call =
         b.store
             .user_sessions_revoke_call(&user, &revocation(), &request, 1, Some(BLOCK_MARKER));
@@ -134,32 +86,8 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     )
     .await;
 
-    // The migration called off: the source stable, the key back, the target stable. The
-    // block's retry then revokes everything.
-    let () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(slot)
-        .arg("STABLE")
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    let () = redis::cmd("ASKING").query_async(&mut dst).await.unwrap();
-    let () = redis::cmd("MIGRATE")
-        .arg("127.0.0.1")
-        .arg(port)
-        .arg(&moved)
-        .arg(0)
-        .arg(5000)
-        .query_async(&mut dst)
-        .await
-        .unwrap();
-    let () = redis::cmd("CLUSTER")
-        .arg("SETSLOT")
-        .arg(slot)
-        .arg("STABLE")
-        .query_async(&mut dst)
-        .await
-        .unwrap();
+    // The migration called off; the block's retry then revokes everything.
+    migration.call_off().await;
     b.store
         .user_sessions_revoke(&user, &revocation(), Some(BLOCK_MARKER))
         .await

@@ -952,53 +952,11 @@ async fn fill_declared_keys(
 async fn during_a_slot_migration_every_script_writes_all_or_nothing() {
     let cluster = RedisCluster::start(3, 0).await;
     let (tag, env) = single_tag_cluster_env(&cluster);
-    let slot_key = format!("{{{tag}}}");
-    let port = cluster.primary_port_for(&slot_key).await;
-    let other = tag_on_another_primary(&cluster, port).await;
-    let target_port = cluster.primary_port_for(&format!("{{{other}}}")).await;
-    let node = |p: u16| cluster.nodes.iter().find(|n| n.port() == p).unwrap();
-    let (mut src, mut dst) = (
-        node(port).connection().await,
-        node(target_port).connection().await,
-    );
+    let mut migration = cluster.slot_migration(&format!("{{{tag}}}")).await;
+    let mut src = migration.source_connection();
     let mut b = Bench {
         store: store_for(&env),
         conn: Dedicated::Single(src.clone()),
-    };
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(&slot_key)
-        .query_async(&mut src)
-        .await
-        .unwrap();
-    let id = |conn: &mut redis::aio::MultiplexedConnection| {
-        let mut conn = conn.clone();
-        async move {
-            let id: String = redis::cmd("CLUSTER")
-                .arg("MYID")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            id
-        }
-    };
-    let (source_id, target_id) = (id(&mut src).await, id(&mut dst).await);
-    let setslot = |state: &str, node_id: Option<&str>| {
-        let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("SETSLOT").arg(slot).arg(state);
-        if let Some(node_id) = node_id {
-            cmd.arg(node_id);
-        }
-        cmd
-    };
-    let migrate = |to: u16, key: &str| {
-        redis::cmd("MIGRATE")
-            .arg("127.0.0.1")
-            .arg(to)
-            .arg(key)
-            .arg(0)
-            .arg(5000)
-            .clone()
     };
     let without = |ks: &Keyspace, key: &str| {
         let mut ks = Keyspace(ks.0.clone());
@@ -1019,30 +977,14 @@ async fn during_a_slot_migration_every_script_writes_all_or_nothing() {
             .collect();
         for key in moved {
             before.restore(&mut src).await;
-            let () = setslot("IMPORTING", Some(&source_id))
-                .query_async(&mut dst)
-                .await
-                .unwrap();
-            let () = setslot("MIGRATING", Some(&target_id))
-                .query_async(&mut src)
-                .await
-                .unwrap();
+            migration.begin().await;
             if let Some(key) = &key {
-                let () = migrate(target_port, key)
-                    .query_async(&mut src)
-                    .await
-                    .unwrap();
+                migration.move_key(key).await;
             }
             runs += 1;
             let result: Result<redis::Value, _> = call.evalsha().query_async(&mut src).await;
             let after = Keyspace::capture(&mut src).await;
-            // The migration called off: the source stable, the key back, the target stable.
-            let () = setslot("STABLE", None).query_async(&mut src).await.unwrap();
-            if let Some(key) = &key {
-                let () = redis::cmd("ASKING").query_async(&mut dst).await.unwrap();
-                let () = migrate(port, key).query_async(&mut dst).await.unwrap();
-            }
-            let () = setslot("STABLE", None).query_async(&mut dst).await.unwrap();
+            migration.call_off().await;
             let moved = key.as_deref().unwrap_or_default();
             let (before, after) = (without(&before, moved), without(&after, moved));
             match result {
