@@ -15,7 +15,7 @@
 
 -- Each command a script may queue, and the type its key must have (false: any type).
 local WRITE_TYPES = {
-  HSET = 'hash', HDEL = 'hash', ZADD = 'zset', ZREM = 'zset', XADD = 'stream',
+  HSET = 'hash', ZADD = 'zset', ZREM = 'zset', XADD = 'stream',
   SET = false, DEL = false, PEXPIRE = false, PEXPIREAT = false, PERSIST = false,
 }
 

@@ -572,6 +572,38 @@ mod tests {
         }
     }
 
+    /// The startup probe checks exactly the commands the scripts run (`read('X'`, `write('X'`,
+    /// and `commit()`'s own `TYPE` and `XINFO`, and `TIME`), so a user lacking any of them fails
+    /// at start, not on the first call that needs it.
+    #[test]
+    fn the_startup_probe_checks_every_command_the_scripts_run() {
+        let mut used = std::collections::BTreeSet::from(["TYPE", "XINFO", "TIME"]);
+        for (path, text) in sources() {
+            if path == "access_probe.lua" {
+                continue;
+            }
+            for call in ["read('", "write('"] {
+                for literal in text.split(call).skip(1) {
+                    used.insert(literal.split('\'').next().unwrap());
+                }
+            }
+        }
+        let probe = LUA
+            .get_file("access_probe.lua")
+            .unwrap()
+            .contents_utf8()
+            .unwrap();
+        let probed: std::collections::BTreeSet<&str> = probe
+            .split("{'")
+            .skip(1)
+            .map(|c| c.split('\'').next().unwrap())
+            .collect();
+        assert_eq!(
+            probed, used,
+            "lua/access_probe.lua checks other commands than the scripts run"
+        );
+    }
+
     /// The README's per-script table names every script at its current version.
     #[test]
     fn the_readme_script_table_names_every_script_at_its_version() {

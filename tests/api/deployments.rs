@@ -318,9 +318,10 @@ async fn startup_error(env: std::collections::HashMap<String, String>) -> String
 
 /// Finding 2 of the second scripts audit: the startup probe touched two keys of the key prefix
 /// only, so a user without the gateway pattern (or a stream) started, then revoke-all and block
-/// failed part way. Startup now proves the write of every namespace and names the key.
+/// failed part way. Startup now proves every command the scripts run on every namespace, and
+/// names the key or the command.
 #[tokio::test]
-async fn a_user_without_the_gateway_or_stream_pattern_fails_startup_naming_the_key() {
+async fn a_user_without_a_pattern_or_a_command_fails_startup_naming_it() {
     let redis = RedisServer::start().await;
     let (prefix, env) = acl_env(&redis, "pw");
     let names = [
@@ -348,6 +349,24 @@ async fn a_user_without_the_gateway_or_stream_pattern_fails_startup_naming_the_k
             "without {what}: {error}"
         );
     }
+    // Every pattern, but a command the scripts run only on some calls (`XINFO STREAM` checks a
+    // stream a call adds several events to: an eviction, a revoke-all batch).
+    let patterns: Vec<&str> = names.iter().map(String::as_str).collect();
+    let commands: Vec<&str> = ACL_COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| *c != "+xinfo|stream")
+        .collect();
+    redis
+        .create_acl_user("authsession", "pw", &patterns, &commands)
+        .await;
+    let mut map = test_env(&redis);
+    map.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let error = startup_error(map).await;
+    assert!(
+        error.contains("no permission to run XINFO STREAM"),
+        "without +xinfo|stream: {error}"
+    );
 }
 
 #[tokio::test]
