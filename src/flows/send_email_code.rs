@@ -8,7 +8,7 @@ use super::{Context, Error};
 use crate::clients::user_directory::Resolution;
 use crate::clients::LoginCodeMail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
-use crate::store::challenges::{Created, DeliveryStatus};
+use crate::store::challenges::{ChallengeCreate, Created, DeliveryStatus};
 use crate::telemetry::metrics::metrics;
 
 /// `client` is the requester's address (see `http::client_ip`): it counts against the per-client
@@ -25,13 +25,13 @@ pub async fn send_email_code(
     let code = LoginCode::generate();
     let created = ctx
         .store
-        .challenge_create(
-            &challenge_id,
+        .challenge_create(&ChallengeCreate {
+            challenge_id: &challenge_id,
             email,
-            &ctx.codes.hash(&challenge_id, &code),
+            code_hash: &ctx.codes.hash(&challenge_id, &code),
             locale,
-            &ctx.codes.client_key(client),
-        )
+            client: &ctx.codes.client_key(client),
+        })
         .await?;
     if let Created::RateLimited(after) = created {
         metrics().send("rate_limited");

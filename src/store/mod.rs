@@ -1,4 +1,5 @@
-//! Redis: the connection pool, key names, the Lua script engine and typed script wrappers.
+//! Redis: the connection pool, key names, the Lua scripts (one typed module each) and the
+//! operations built on them.
 
 pub mod challenges;
 pub mod config_provider;
@@ -51,14 +52,12 @@ pub enum Error {
 }
 
 use crate::config::{GatewayConfig, Policy, RedisConfig};
-use scripts::Scripts;
 
 /// The source of truth and the gateway projection, behind typed script wrappers.
 #[derive(Clone)]
 pub struct Store {
     pub redis: Redis,
     pub keys: Keys,
-    scripts: &'static Scripts,
     stream_maxlen: u64,
     policy: Policy,
 }
@@ -73,7 +72,6 @@ impl Store {
         Self {
             redis,
             keys: Keys::new(redis_config, gateway),
-            scripts: scripts::scripts(),
             stream_maxlen: stream_maxlen(gateway.events_maxlen, redis_config.partitions),
             policy: policy.clone(),
         }
@@ -95,49 +93,24 @@ fn millis(d: Duration) -> u128 {
     d.as_millis()
 }
 
-/// A script reply that is one string.
-fn reply_string(script: &'static str, value: redis::Value) -> Result<String, Error> {
-    redis::FromRedisValue::from_redis_value(value).map_err(|e: redis::ParsingError| Error::Reply {
-        script,
-        detail: e.to_string(),
-    })
-}
-
-/// A script reply of one word, as the value `words` pairs it with; any other reply is an error.
-fn reply_word<T: Copy>(
-    script: &'static str,
-    value: redis::Value,
-    words: &[(&str, T)],
-) -> Result<T, Error> {
-    let word = reply_string(script, value)?;
-    words
-        .iter()
-        .find(|(w, _)| *w == word)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| unexpected(script, &[word]))
-}
-
-/// A script reply as a list of strings (Redis integers become their digits).
-fn reply_strings(script: &'static str, value: redis::Value) -> Result<Vec<String>, Error> {
-    redis::FromRedisValue::from_redis_value(value).map_err(|e: redis::ParsingError| Error::Reply {
-        script,
-        detail: e.to_string(),
-    })
-}
-
-fn unexpected(script: &'static str, reply: &[String]) -> Error {
-    Error::Reply {
-        script,
-        detail: format!("{reply:?}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use super::challenges::{ConfirmRequest, DeliveryStatus};
+    use super::scripts::access_probe::AccessProbe;
+    use super::scripts::challenge_claim::ChallengeClaim;
+    use super::scripts::challenge_confirm::{ChallengeConfirm, ConfirmRequest};
+    use super::scripts::challenge_create::ChallengeCreate;
+    use super::scripts::challenge_mark_confirmed::ChallengeMarkConfirmed;
+    use super::scripts::challenge_mark_delivery::{ChallengeMarkDelivery, DeliveryStatus};
+    use super::scripts::challenge_verify::ChallengeVerify;
+    use super::scripts::confirm_admit::ConfirmAdmit;
+    use super::scripts::send_admit::SendAdmit;
+    use super::scripts::session_create::SessionCreate;
+    use super::scripts::session_projection_republish::SessionProjectionRepublish;
+    use super::scripts::session_revoke::SessionRevoke;
+    use super::scripts::user_sessions_revoke::UserSessionsRevoke;
     use super::*;
     use crate::config::Config;
     use crate::domain::Revocation;
@@ -146,9 +119,6 @@ mod tests {
         RequestId, UserId,
     };
 
-    /// Each script's typed wrapper fills exactly the KEYS and ARGV slots its header names, in the
-    /// header's order (`ScriptCall::key`/`arg` check each name, `evalsha` the counts), and every
-    /// script has a wrapper here: a slot added to one side only fails this test.
     /// Finding 7 of the second scripts audit: every partition stream got the whole MAXLEN, so
     /// 64 partitions kept 64 times the documented bound.
     #[test]
@@ -159,9 +129,11 @@ mod tests {
         assert_eq!(stream_maxlen(1, 64), 1);
     }
 
+    /// Each script's input fills exactly the KEYS and ARGV slots its header names, in the
+    /// header's order, and every script's input is here: a slot added to one side only fails.
     #[tokio::test]
-    async fn every_wrapper_fills_its_scripts_header_slot_by_slot() {
-        // Nothing listens there: the wrappers build calls without connecting.
+    async fn every_scripts_input_fills_its_header_slot_by_slot() {
+        // Nothing listens there: the inputs encode without connecting.
         let env = HashMap::from([(
             crate::config::REDIS_ADDR.to_owned(),
             "127.0.0.1:1".to_owned(),
@@ -169,58 +141,103 @@ mod tests {
         let config = Config::from_source(&env).unwrap();
         let redis = Redis::new(&config.redis).unwrap();
         let store = Store::new(redis, &config.redis, &config.gateway, &config.policy);
-        let id = ChallengeId::generate();
+        let challenge_id = ChallengeId::generate();
         let email = Email::parse("a@example.com").unwrap();
         let hasher = CodeHasher::development();
-        let hashes = hasher.hashes(&id, &LoginCode::generate());
+        let code_hashes = hasher.hashes(&challenge_id, &LoginCode::generate());
         let client = hasher.client_key([127, 0, 0, 1].into());
-        let key = {
+        let client_public_key = {
             use base64::Engine;
             ClientPublicKey::parse(&base64::engine::general_purpose::STANDARD.encode([1u8; 32]))
                 .unwrap()
         };
-        let (user, session) = (UserId::parse("u1").unwrap(), DeviceSessionId::generate());
+        let (user_id, device_session_id) =
+            (UserId::parse("u1").unwrap(), DeviceSessionId::generate());
         let revocation = Revocation {
             reason_code: Code::known("admin_revoke"),
             actor_type: Code::known("admin"),
             actor_id: None,
         };
-        let request = RequestId::generate();
-        let confirm = ConfirmRequest {
-            challenge_id: &id,
-            code_hashes: &hashes,
-            client_public_key: &key,
-            user_id: &user,
-            device_session_id: &session,
+        let request_id = RequestId::generate();
+        let request = ConfirmRequest {
+            challenge_id: &challenge_id,
+            code_hashes: &code_hashes,
+            client_public_key: &client_public_key,
+            user_id: &user_id,
+            device_session_id: &device_session_id,
             max_attempts: 5,
             max_active_sessions: 50,
             verified_at_ms: 1_795_867_200_000,
         };
+        let (challenge_id, device_session_id) = (&challenge_id, &device_session_id);
         let calls = [
-            store.challenge_create_call(&id, &email, &hashes.current, None, &client),
-            store.challenge_mark_delivery_call(&id, &email.hash(), DeliveryStatus::Sent),
-            store.challenge_verify_call(&id, &hashes, &key, 5, &request, &client),
-            store.challenge_confirm_call(&confirm),
-            store.send_admit_call(&id, &client),
-            store.confirm_admit_call(&request, &client),
-            store.session_create_call(&confirm),
-            store.challenge_claim_call(&confirm),
-            store.challenge_mark_confirmed_call(&confirm, 1),
-            store.session_revoke_call(&session, &revocation, &request),
-            store.user_sessions_revoke_call(
-                &user,
-                &revocation,
-                &request,
-                1,
-                Some(Duration::from_secs(600)),
-            ),
-            store.session_projection_republish_call(&session, &request),
-            store.access_probe_calls().remove(0),
+            store.call(&ChallengeCreate {
+                challenge_id,
+                email: &email,
+                code_hash: &code_hashes.current,
+                locale: None,
+                client: &client,
+            }),
+            store.call(&ChallengeMarkDelivery {
+                challenge_id,
+                email: &email,
+                outcome: DeliveryStatus::Sent,
+            }),
+            store.call(&ChallengeVerify {
+                challenge_id,
+                code_hashes: &code_hashes,
+                client_public_key: &client_public_key,
+                max_attempts: 5,
+                attempt_id: &request_id,
+                client: &client,
+            }),
+            store.call(&ChallengeConfirm { request: &request }),
+            store.call(&SendAdmit {
+                challenge_id,
+                client: &client,
+            }),
+            store.call(&ConfirmAdmit {
+                attempt_id: &request_id,
+                client: &client,
+            }),
+            store.call(&SessionCreate { request: &request }),
+            store.call(&ChallengeClaim {
+                challenge_id,
+                device_session_id,
+                user_id: &user_id,
+            }),
+            store.call(&ChallengeMarkConfirmed {
+                challenge_id,
+                device_session_id,
+                client_public_key: &client_public_key,
+                user_id: &user_id,
+                confirmed_at_ms: 1,
+            }),
+            store.call(&SessionRevoke {
+                device_session_id,
+                revocation: &revocation,
+                request_id: &request_id,
+            }),
+            store.call(&UserSessionsRevoke {
+                user_id: &user_id,
+                revocation: &revocation,
+                request_id: &request_id,
+                batch_number: 1,
+                block_marker: Some(Duration::from_secs(600)),
+            }),
+            store.call(&SessionProjectionRepublish {
+                device_session_id,
+                request_id: &request_id,
+            }),
+            store.call(&AccessProbe {
+                partition: store.keys.all_partitions()[0],
+            }),
         ];
+        // `Store::call` checks each slot's name against the header (in debug builds, as here);
+        // this checks the counts and that no script is left out.
         let mut covered: Vec<&str> = Vec::new();
         for call in &calls {
             let header = &call.script().header;
-            let _ = call.evalsha();
             assert_eq!(
                 (call.keys().len(), call.args().len()),
                 (header.keys.len(), header.args.len()),
@@ -231,6 +248,6 @@ mod tests {
         }
         covered.sort();
         let all: Vec<&str> = scripts::scripts().all().iter().map(|s| s.name).collect();
-        assert_eq!(covered, all, "every script has its wrapper in this test");
+        assert_eq!(covered, all, "every script's input is encoded in this test");
     }
 }

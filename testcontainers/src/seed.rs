@@ -4,7 +4,7 @@
 
 use authsession::config::MAX_ACTIVE_SESSIONS_CEILING;
 use authsession::domain::{ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId};
-use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
+use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, DeliveryStatus};
 use authsession::store::Store;
 use futures::StreamExt;
 
@@ -34,7 +34,13 @@ pub async fn active_sessions(
             let challenge_id = store.keys.new_challenge_id(&email.hash());
             let hashes = codes.hashes(&challenge_id, &LoginCode::generate());
             store
-                .challenge_create(&challenge_id, &email, &hashes.current, None, client)
+                .challenge_create(&ChallengeCreate {
+                    challenge_id: &challenge_id,
+                    email: &email,
+                    code_hash: &hashes.current,
+                    locale: None,
+                    client,
+                })
                 .await
                 .expect("challenge_create");
             store

@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use authsession::config;
-use authsession::domain::Revocation;
 use authsession::domain::{
     ChallengeId, ClientPublicKey, Code, CodeHasher, CodeHashes, DeviceSessionId, RequestId, UserId,
 };
+use authsession::domain::{Revocation, RevokeOutcome};
+use authsession::store::scripts::challenge_verify::ChallengeVerify;
+use authsession::store::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
+use authsession::store::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
 use authsession::store::{Redis, Store};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -113,7 +116,14 @@ async fn a_resent_wrong_guess_counts_once() {
         previous: None,
     };
     let client = CodeHasher::development().client_key([127, 0, 0, 1].into());
-    let call = store.challenge_verify_call(&id, &wrong, &key, 5, &RequestId::generate(), &client);
+    let call = store.call(&ChallengeVerify {
+        challenge_id: &id,
+        code_hashes: &wrong,
+        client_public_key: &key,
+        max_attempts: 5,
+        attempt_id: &RequestId::generate(),
+        client: &client,
+    });
 
     let first = store.redis.invoke(&call).await.unwrap();
     let resent = store.redis.invoke(&call).await.unwrap();
@@ -236,11 +246,11 @@ async fn an_out_of_range_argument_fails_the_script_before_any_write() {
     let h = harness(&[]).await;
     let (id, _) = h.login(&unique_email()).await;
     let store = store(&h);
-    let mut call = store.session_revoke_call(
-        &DeviceSessionId::parse(&id).unwrap(),
-        &revocation(),
-        &RequestId::generate(),
-    );
+    let mut call = store.call(&SessionRevoke {
+        device_session_id: &DeviceSessionId::parse(&id).unwrap(),
+        revocation: &revocation(),
+        request_id: &RequestId::generate(),
+    });
     *call.arg_mut("revoked_retention_ms") = "100000000000000000000".into();
     let mut redis = h.app.redis.clone();
     let before = Keyspace::capture(&mut redis).await;
@@ -307,28 +317,35 @@ async fn replayed_revokes_answer_what_the_first_call_answered() {
     h.login(&email).await;
     let store = store(&h);
 
-    let single = store.session_revoke_call(
-        &DeviceSessionId::parse(&id).unwrap(),
-        &revocation(),
-        &RequestId::generate(),
+    let single = SessionRevoke {
+        device_session_id: &DeviceSessionId::parse(&id).unwrap(),
+        revocation: &revocation(),
+        request_id: &RequestId::generate(),
+    };
+    let first = store.run(&single).await.unwrap();
+    let replay = store.run(&single).await.unwrap();
+    assert_eq!(first, replay);
+    assert!(
+        matches!(replay, SessionRevokeReply::Done(RevokeOutcome::Revoked, _)),
+        "{replay:?}"
     );
-    let first = store.redis.invoke(&single).await.unwrap();
-    let replay = store.redis.invoke(&single).await.unwrap();
-    assert_eq!(format!("{first:?}"), format!("{replay:?}"));
-    assert!(format!("{replay:?}").contains("\"revoked\""), "{replay:?}");
 
-    let batch = store.user_sessions_revoke_call(
-        &UserId::parse(&user).unwrap(),
-        &revocation(),
-        &RequestId::generate(),
-        1,
-        None,
+    let batch = UserSessionsRevoke {
+        user_id: &UserId::parse(&user).unwrap(),
+        revocation: &revocation(),
+        request_id: &RequestId::generate(),
+        batch_number: 1,
+        block_marker: None,
+    };
+    let first = store.run(&batch).await.unwrap();
+    let replay = store.run(&batch).await.unwrap();
+    assert_eq!(
+        first,
+        Batch {
+            revoked: 1,
+            remaining: 0
+        }
     );
-    let first: Vec<i64> =
-        redis::FromRedisValue::from_redis_value(store.redis.invoke(&batch).await.unwrap()).unwrap();
-    let replay: Vec<i64> =
-        redis::FromRedisValue::from_redis_value(store.redis.invoke(&batch).await.unwrap()).unwrap();
-    assert_eq!(first, [1, 0]);
     assert_eq!(replay, first, "the replay reports the batch's count again");
 }
 

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use authsession::domain::{ClientPublicKey, RequestId, SessionStatus};
 use authsession::store::challenges::{Confirmed, Rejection};
+use authsession::store::scripts::challenge_claim::{ChallengeClaim, Claimed};
+use authsession::store::scripts::confirm_admit::ConfirmAdmit;
+use authsession::store::scripts::user_sessions_revoke::UserSessionsRevoke;
 use authsession::store::{Dedicated, Error};
 use redis::AsyncCommands;
 use testcontainers::keyspace::Keyspace;
@@ -52,9 +55,13 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     let () = src.set(keys.user_blocked(u), "1").await.unwrap();
 
     // The gateway prefix moved to another slot: refused whole.
-    let mut foreign =
-        b.store
-            .user_sessions_revoke_call(&user, &revocation(), &request, 1, Some(BLOCK_MARKER));
+    let mut foreign = b.store.call(&UserSessionsRevoke {
+        user_id: &user,
+        revocation: &revocation(),
+        request_id: &request,
+        batch_number: 1,
+        block_marker: Some(BLOCK_MARKER),
+    });
     let other = tag_on_another_primary(&cluster, migration.source).await;
     let prefix = foreign.arg_mut("gateway_session_prefix");
     *prefix = prefix.replace(&tag, &other);
@@ -73,9 +80,13 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     migration
         .move_key(&keys.gateway_session(sessions[2].as_str()))
         .await;
-    let call =
-        b.store
-            .user_sessions_revoke_call(&user, &revocation(), &request, 1, Some(BLOCK_MARKER));
+    let call = b.store.call(&UserSessionsRevoke {
+        user_id: &user,
+        revocation: &revocation(),
+        request_id: &request,
+        batch_number: 1,
+        block_marker: Some(BLOCK_MARKER),
+    });
     let before = Keyspace::capture(&mut b.conn).await;
     refused_whole(
         &mut b,
@@ -210,7 +221,10 @@ async fn a_resent_admission_counts_once_whatever_came_between() {
     let (first, second) = (RequestId::generate(), RequestId::generate());
     let mut calls = Vec::new();
     for request in [&first, &second, &first] {
-        let mut call = b.store.confirm_admit_call(request, &client());
+        let mut call = b.store.call(&ConfirmAdmit {
+            attempt_id: request,
+            client: &client(),
+        });
         *call.arg_mut("client_limit") = "2".into(); // two per window
         calls.push(call);
     }
@@ -244,9 +258,13 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
     let after = Keyspace::capture(&mut b.conn).await;
     assert_eq!(before.differences(&after), Vec::<String>::new());
 
-    let mut batch =
-        b.store
-            .user_sessions_revoke_call(&user, &revocation(), &RequestId::generate(), 1, None);
+    let mut batch = b.store.call(&UserSessionsRevoke {
+        user_id: &user,
+        revocation: &revocation(),
+        request_id: &RequestId::generate(),
+        batch_number: 1,
+        block_marker: None,
+    });
     *batch.arg_mut("batch_size") = "51".into();
     refused_whole(
         &mut b,
@@ -287,7 +305,12 @@ async fn in_the_partitioned_layout_one_challenge_yields_one_session_whatever_the
     let rival = confirm_request(&id, &hash, &key, &second, &two);
 
     // The first confirm stops after its claim (a crash); the rival comes; the first retries.
-    b.store.challenge_claim(&claimant).await.unwrap();
+    let claim = ChallengeClaim {
+        challenge_id: &id,
+        device_session_id: &one,
+        user_id: &first,
+    };
+    assert_eq!(b.store.run(&claim).await.unwrap(), Claimed::Claimed);
     assert_eq!(
         b.store.challenge_confirm(&rival).await.unwrap(),
         Confirmed::Rejected(Rejection::AlreadyConfirmed)

@@ -19,7 +19,19 @@ use authsession::domain::{
     ChallengeId, ClientKey, ClientPublicKey, Code, CodeHashKey, CodeHasher, CodeHashes,
     DeviceSessionId, Email, LoginCode, RequestId, UserId,
 };
-use authsession::store::challenges::{ConfirmRequest, DeliveryStatus};
+use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, DeliveryStatus};
+use authsession::store::scripts::access_probe::AccessProbe;
+use authsession::store::scripts::challenge_claim::ChallengeClaim;
+use authsession::store::scripts::challenge_confirm::ChallengeConfirm;
+use authsession::store::scripts::challenge_mark_confirmed::ChallengeMarkConfirmed;
+use authsession::store::scripts::challenge_mark_delivery::ChallengeMarkDelivery;
+use authsession::store::scripts::challenge_verify::ChallengeVerify;
+use authsession::store::scripts::confirm_admit::ConfirmAdmit;
+use authsession::store::scripts::send_admit::SendAdmit;
+use authsession::store::scripts::session_create::SessionCreate;
+use authsession::store::scripts::session_projection_republish::SessionProjectionRepublish;
+use authsession::store::scripts::session_revoke::SessionRevoke;
+use authsession::store::scripts::user_sessions_revoke::UserSessionsRevoke;
 use authsession::store::scripts::{scripts, ScriptCall};
 use authsession::store::{Dedicated, Redis, Store};
 use base64::Engine;
@@ -106,7 +118,13 @@ pub(crate) async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, Lo
     let id = b.store.keys.new_challenge_id(&email.hash());
     let code = LoginCode::generate();
     b.store
-        .challenge_create(&id, email, &hashes(&id, &code).current, None, &client())
+        .challenge_create(&ChallengeCreate {
+            challenge_id: &id,
+            email,
+            code_hash: &hashes(&id, &code).current,
+            locale: None,
+            client: &client(),
+        })
         .await
         .unwrap();
     b.store
@@ -181,28 +199,34 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
     match scenario {
         "challenge_create/new" => {
             let locale = authsession::domain::Locale::parse("en-GB").unwrap();
-            store.challenge_create_call(
-                &ChallengeId::generate(),
-                &email,
-                &code_hash,
-                Some(&locale),
-                &client(),
-            )
+            store.call(&ChallengeCreate {
+                challenge_id: &ChallengeId::generate(),
+                email: &email,
+                code_hash: &code_hash,
+                locale: Some(&locale),
+                client: &client(),
+            })
         }
         "challenge_create/throttled" => {
             sent_challenge(b, &email).await;
-            b.store.challenge_create_call(
-                &ChallengeId::generate(),
-                &email,
-                &code_hash,
-                None,
-                &client(),
-            )
+            b.store.call(&ChallengeCreate {
+                challenge_id: &ChallengeId::generate(),
+                email: &email,
+                code_hash: &code_hash,
+                locale: None,
+                client: &client(),
+            })
         }
         "challenge_mark_delivery/sent" | "challenge_mark_delivery/failed" => {
             let id = ChallengeId::generate();
             store
-                .challenge_create(&id, &email, &code_hash, None, &client())
+                .challenge_create(&ChallengeCreate {
+                    challenge_id: &id,
+                    email: &email,
+                    code_hash: &code_hash,
+                    locale: None,
+                    client: &client(),
+                })
                 .await
                 .unwrap();
             let outcome = if scenario.ends_with("sent") {
@@ -210,7 +234,11 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             } else {
                 DeliveryStatus::Failed
             };
-            store.challenge_mark_delivery_call(&id, &email.hash(), outcome)
+            store.call(&ChallengeMarkDelivery {
+                challenge_id: &id,
+                email: &email,
+                outcome,
+            })
         }
         "challenge_verify/wrong_code" | "challenge_verify/right_code" => {
             let (id, code) = sent_challenge(b, &email).await;
@@ -225,8 +253,14 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             } else {
                 wrong
             };
-            b.store
-                .challenge_verify_call(&id, &hash, &key, 5, &RequestId::generate(), &client())
+            b.store.call(&ChallengeVerify {
+                challenge_id: &id,
+                code_hashes: &hash,
+                client_public_key: &key,
+                max_attempts: 5,
+                attempt_id: &RequestId::generate(),
+                client: &client(),
+            })
         }
         "challenge_confirm/first_login" => {
             let (id, code) = sent_challenge(b, &email).await;
@@ -234,11 +268,18 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let user = new_user();
             let session = keys.device_session_id(&id, &user);
-            b.store
-                .challenge_confirm_call(&confirm_request(&id, &hash, &key, &user, &session))
+            b.store.call(&ChallengeConfirm {
+                request: &confirm_request(&id, &hash, &key, &user, &session),
+            })
         }
-        "send_admit/first" => store.send_admit_call(&ChallengeId::generate(), &client()),
-        "confirm_admit/first" => store.confirm_admit_call(&RequestId::generate(), &client()),
+        "send_admit/first" => store.call(&SendAdmit {
+            challenge_id: &ChallengeId::generate(),
+            client: &client(),
+        }),
+        "confirm_admit/first" => store.call(&ConfirmAdmit {
+            attempt_id: &RequestId::generate(),
+            client: &client(),
+        }),
         "session_create/first_login"
         | "challenge_claim/verified"
         | "challenge_mark_confirmed/verified" => {
@@ -249,12 +290,21 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let session = keys.device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
-                b.store.session_create_call(&request)
+                b.store.call(&SessionCreate { request: &request })
             } else if scenario.starts_with("challenge_claim") {
-                b.store.challenge_claim_call(&request)
+                b.store.call(&ChallengeClaim {
+                    challenge_id: &id,
+                    device_session_id: &session,
+                    user_id: &user,
+                })
             } else {
-                b.store
-                    .challenge_mark_confirmed_call(&request, 1_795_867_200_000)
+                b.store.call(&ChallengeMarkConfirmed {
+                    challenge_id: &id,
+                    device_session_id: &session,
+                    client_public_key: &key,
+                    user_id: &user,
+                    confirmed_at_ms: 1_795_867_200_000,
+                })
             }
         }
         "challenge_confirm/evicting_past_ghosts_and_pruning"
@@ -284,16 +334,19 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let session = keys.device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
-                b.store.session_create_call(&request)
+                b.store.call(&SessionCreate { request: &request })
             } else {
-                b.store.challenge_confirm_call(&request)
+                b.store.call(&ChallengeConfirm { request: &request })
             }
         }
         "session_revoke/active" => {
             let user = new_user();
             let session = login(b, &user).await;
-            b.store
-                .session_revoke_call(&session, &revocation(), &RequestId::generate())
+            b.store.call(&SessionRevoke {
+                device_session_id: &session,
+                revocation: &revocation(),
+                request_id: &RequestId::generate(),
+            })
         }
         "session_revoke/healing_a_lost_projection" => {
             let user = new_user();
@@ -316,20 +369,23 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 )
                 .await
                 .unwrap();
-            b.store
-                .session_revoke_call(&session, &revocation(), &RequestId::generate())
+            b.store.call(&SessionRevoke {
+                device_session_id: &session,
+                revocation: &revocation(),
+                request_id: &RequestId::generate(),
+            })
         }
         "user_sessions_revoke/batch" => {
             let user = new_user();
             login(b, &user).await;
             login(b, &user).await;
-            b.store.user_sessions_revoke_call(
-                &user,
-                &revocation(),
-                &RequestId::generate(),
-                1,
-                Some(std::time::Duration::from_secs(600)),
-            )
+            b.store.call(&UserSessionsRevoke {
+                user_id: &user,
+                revocation: &revocation(),
+                request_id: &RequestId::generate(),
+                batch_number: 1,
+                block_marker: Some(std::time::Duration::from_secs(600)),
+            })
         }
         "session_projection_republish/missing_snapshot" => {
             let session = login(b, &new_user()).await;
@@ -338,10 +394,14 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 .del(keys.gateway_session(session.as_str()))
                 .await
                 .unwrap();
-            b.store
-                .session_projection_republish_call(&session, &RequestId::generate())
+            b.store.call(&SessionProjectionRepublish {
+                device_session_id: &session,
+                request_id: &RequestId::generate(),
+            })
         }
-        "access_probe/every_namespace" => store.access_probe_calls().remove(0),
+        "access_probe/every_namespace" => store.call(&AccessProbe {
+            partition: keys.all_partitions()[0],
+        }),
         other => panic!("no arrangement for {other}"),
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use authsession::domain::{
     ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
 };
-use authsession::store::challenges::{ConfirmRequest, DeliveryStatus, Verified};
+use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, DeliveryStatus, Verified};
 use authsession::store::Store;
 use base64::Engine;
 
@@ -29,7 +29,13 @@ pub async fn direct_login(store: &Store, n: u64) -> bool {
         .unwrap();
     let ok = async {
         store
-            .challenge_create(&id, &email, &hashes.current, None, &client)
+            .challenge_create(&ChallengeCreate {
+                challenge_id: &id,
+                email: &email,
+                code_hash: &hashes.current,
+                locale: None,
+                client: &client,
+            })
             .await?;
         store
             .challenge_mark_delivery(&id, &email, DeliveryStatus::Sent)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authsession::domain::{ChallengeId, CodeHasher, Email, LoginCode};
-use authsession::store::challenges::{Created, DeliveryStatus};
+use authsession::store::challenges::{ChallengeCreate, Created, DeliveryStatus};
 use authsession::store::Store;
 
 use crate::ceiling::direct_login;
@@ -123,7 +123,13 @@ pub async fn memory_per_send(
             let id = ChallengeId::generate();
             let hash = hasher.hash(&id, &LoginCode::generate());
             let created = store
-                .challenge_create(&id, &email, &hash, None, &client)
+                .challenge_create(&ChallengeCreate {
+                    challenge_id: &id,
+                    email: &email,
+                    code_hash: &hash,
+                    locale: None,
+                    client: &client,
+                })
                 .await
                 .unwrap();
             if created == Created::Pending {

@@ -9,7 +9,7 @@ use authsession::domain::{
     ChallengeId, ClientPublicKey, Code, CodeHasher, DeviceSessionId, Email, LoginCode, Revocation,
     UserId,
 };
-use authsession::store::challenges::{ConfirmRequest, DeliveryStatus, Verified};
+use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, DeliveryStatus, Verified};
 use authsession::store::Store;
 use base64::Engine;
 
@@ -118,7 +118,13 @@ pub async fn script_costs(
         for (id, email, code) in &logins {
             let hash = hasher.hashes(id, code).current;
             store
-                .challenge_create(id, email, &hash, None, &client)
+                .challenge_create(&ChallengeCreate {
+                    challenge_id: id,
+                    email,
+                    code_hash: &hash,
+                    locale: None,
+                    client: &client,
+                })
                 .await
                 .unwrap();
         }

@@ -2,8 +2,6 @@
 //! `lua/include/`, each addressed by the SHA1 of its assembled text, versioned in its header and
 //! recorded in `lua/scripts.lock` for the platform team's audit.
 
-use std::sync::LazyLock;
-
 use include_dir::{include_dir, Dir};
 
 static LUA: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/lua");
@@ -76,79 +74,9 @@ impl Header {
     }
 }
 
-/// Every script, by operation.
-#[derive(Debug)]
-pub struct Scripts {
-    pub challenge_create: Script,
-    pub challenge_mark_delivery: Script,
-    pub challenge_verify: Script,
-    pub challenge_confirm: Script,
-    pub send_admit: Script,
-    pub confirm_admit: Script,
-    pub session_create: Script,
-    pub challenge_claim: Script,
-    pub challenge_mark_confirmed: Script,
-    pub session_revoke: Script,
-    pub user_sessions_revoke: Script,
-    pub session_projection_republish: Script,
-    pub access_probe: Script,
-}
-
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    challenge_create: assemble("challenge_create"),
-    challenge_mark_delivery: assemble("challenge_mark_delivery"),
-    challenge_verify: assemble("challenge_verify"),
-    challenge_confirm: assemble("challenge_confirm"),
-    send_admit: assemble("send_admit"),
-    confirm_admit: assemble("confirm_admit"),
-    session_create: assemble("session_create"),
-    challenge_claim: assemble("challenge_claim"),
-    challenge_mark_confirmed: assemble("challenge_mark_confirmed"),
-    session_revoke: assemble("session_revoke"),
-    user_sessions_revoke: assemble("user_sessions_revoke"),
-    session_projection_republish: assemble("session_projection_republish"),
-    access_probe: assemble("access_probe"),
-});
-
-/// The embedded scripts, assembled once.
-pub fn scripts() -> &'static Scripts {
-    &SCRIPTS
-}
-
-impl Scripts {
-    /// All scripts, sorted by name.
-    pub fn all(&self) -> Vec<&Script> {
-        let mut all = vec![
-            &self.challenge_create,
-            &self.challenge_mark_delivery,
-            &self.challenge_verify,
-            &self.challenge_confirm,
-            &self.send_admit,
-            &self.confirm_admit,
-            &self.session_create,
-            &self.challenge_claim,
-            &self.challenge_mark_confirmed,
-            &self.session_revoke,
-            &self.user_sessions_revoke,
-            &self.session_projection_republish,
-            &self.access_probe,
-        ];
-        all.sort_by_key(|s| s.name);
-        all
-    }
-
-    /// `lua/scripts.lock` as it should read for the embedded scripts.
-    pub fn lock(&self) -> String {
-        self.all()
-            .iter()
-            .map(|s| format!("{} {} {}\n", s.name, s.version, s.sha1))
-            .collect()
-    }
-}
-
 /// Assembles `lua/<name>.lua`. The scripts are compiled in, so a malformed one is a build
 /// defect: this panics with the reason, and the unit tests below run it for every script.
-fn assemble(name: &'static str) -> Script {
+pub(super) fn assemble(name: &'static str) -> Script {
     let file = LUA
         .get_file(format!("{name}.lua"))
         .unwrap_or_else(|| panic!("lua/{name}.lua is missing"));
@@ -269,112 +197,10 @@ fn parse_version(name: &str, body: &str) -> u32 {
         .unwrap_or_else(|| panic!("lua/{name}.lua: second line must be `-- {name}, version: N`"))
 }
 
-/// One script invocation: `EVALSHA sha numkeys KEYS... ARGV...`. Each slot is filled by the name
-/// the script's header gives it; a wrapper that drifts from its script (a slot added, removed or
-/// reordered on one side only) fails every test that calls it.
-#[derive(Debug, Clone)]
-pub struct ScriptCall<'a> {
-    script: &'a Script,
-    keys: Vec<String>,
-    args: Vec<String>,
-}
-
-impl<'a> ScriptCall<'a> {
-    pub fn new(script: &'a Script) -> Self {
-        Self {
-            script,
-            keys: Vec::with_capacity(script.header.keys.len()),
-            args: Vec::with_capacity(script.header.args.len()),
-        }
-    }
-
-    /// Fills the next KEYS slot, which the header must name `kind`.
-    pub fn key(mut self, kind: &str, key: impl Into<String>) -> Self {
-        debug_assert_eq!(
-            self.script
-                .header
-                .keys
-                .get(self.keys.len())
-                .map(String::as_str),
-            Some(kind),
-            "{}: KEYS[{}]",
-            self.script.name,
-            self.keys.len() + 1
-        );
-        self.keys.push(key.into());
-        self
-    }
-
-    /// Fills the next ARGV slot, which the header must name `name`.
-    pub fn arg(mut self, name: &str, arg: impl ToString) -> Self {
-        debug_assert_eq!(
-            self.script
-                .header
-                .args
-                .get(self.args.len())
-                .map(String::as_str),
-            Some(name),
-            "{}: ARGV[{}]",
-            self.script.name,
-            self.args.len() + 1
-        );
-        self.args.push(arg.to_string());
-        self
-    }
-
-    /// The key that routes the call in cluster mode.
-    pub fn first_key(&self) -> Option<&str> {
-        self.keys.first().map(String::as_str)
-    }
-
-    pub fn script(&self) -> &'a Script {
-        self.script
-    }
-
-    pub fn keys(&self) -> &[String] {
-        &self.keys
-    }
-
-    pub fn args(&self) -> &[String] {
-        &self.args
-    }
-
-    /// The ARGV, for tests that call a script with altered arguments.
-    pub fn args_mut(&mut self) -> &mut Vec<String> {
-        &mut self.args
-    }
-
-    /// The ARGV slot the header names `name`, for tests that alter one argument.
-    pub fn arg_mut(&mut self, name: &str) -> &mut String {
-        let at = self
-            .script
-            .header
-            .args
-            .iter()
-            .position(|a| a == name)
-            .unwrap_or_else(|| panic!("{} has no ARGV {name}", self.script.name));
-        &mut self.args[at]
-    }
-
-    pub fn evalsha(&self) -> redis::Cmd {
-        debug_assert_eq!(
-            (self.keys.len(), self.args.len()),
-            (self.script.header.keys.len(), self.script.header.args.len()),
-            "{}: every KEYS and ARGV slot of the header is filled",
-            self.script.name
-        );
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.script.sha1)
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(&self.args);
-        cmd
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::scripts::scripts;
     use std::collections::HashMap;
 
     const LOCK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lua/scripts.lock");
@@ -607,7 +433,7 @@ mod tests {
     /// The README's per-script table names every script at its current version.
     #[test]
     fn the_readme_script_table_names_every_script_at_its_version() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         for script in scripts().all() {
             let row = format!("| `{}` v{} ", script.name, script.version);
             assert!(readme.contains(&row), "README.md lacks the row `{row}`");

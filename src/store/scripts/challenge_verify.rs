@@ -1,0 +1,144 @@
+//! `lua/challenge_verify.lua`: a presented code checked against the challenge, counting the
+//! attempt, the address's failure budget and (single-tag layout) the client's confirm window.
+
+use std::time::Duration;
+
+use redis::{FromRedisValue, ParsingError, Value};
+
+use super::{limit_args, scripts, Call, Reply, Script, Slot};
+use crate::domain::{
+    ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, RequestId,
+};
+use crate::store::{millis, Store};
+
+pub struct ChallengeVerify<'a> {
+    pub challenge_id: &'a ChallengeId,
+    pub code_hashes: &'a CodeHashes,
+    pub client_public_key: &'a ClientPublicKey,
+    pub max_attempts: u32,
+    /// Identifies this confirm request: a resend of the same call (lost reply) is answered from
+    /// the stored verdict instead of counting a second attempt.
+    pub attempt_id: &'a RequestId,
+    pub client: &'a ClientKey,
+}
+
+/// Why a confirm attempt is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    NotFound,
+    Expired,
+    InvalidCode,
+    TooManyAttempts,
+    AlreadyConfirmed,
+}
+
+impl Rejection {
+    /// The rejection a script answers with `word`.
+    pub(super) fn from_word(word: &str) -> Option<Self> {
+        Some(match word {
+            "not_found" => Rejection::NotFound,
+            "expired" => Rejection::Expired,
+            "invalid_code" => Rejection::InvalidCode,
+            "too_many_attempts" => Rejection::TooManyAttempts,
+            "already_confirmed" => Rejection::AlreadyConfirmed,
+            _ => return None,
+        })
+    }
+}
+
+/// `challenge_verify`'s verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// The code is right; the challenge's e-mail address.
+    Ok {
+        email: Email,
+        /// Redis time of the verdict: the session step refuses it once it is older than the
+        /// blocked marker lives (a confirm stalled that long could outlive a block).
+        verified_at_ms: u64,
+    },
+    /// An identical confirm already succeeded: its session.
+    Confirmed(DeviceSessionId),
+    Rejected(Rejection),
+    /// Over the client's admission limit: nothing was written; retry after this long.
+    RateLimited(Duration),
+}
+
+impl Call for ChallengeVerify<'_> {
+    type Reply = Verified;
+
+    fn script() -> &'static Script {
+        &scripts().challenge_verify
+    }
+
+    fn keys(&self, store: &Store) -> Vec<Slot> {
+        let (keys, client) = (&store.keys, self.client.as_str());
+        let rate_client = if keys.partitions().is_partitioned() {
+            // confirm_admit counted the client already; this key of the challenge's slot stays
+            // untouched (limit off, below).
+            keys.rate_confirm_client_in(store.home_or_first(self.challenge_id.as_str()), client)
+        } else {
+            keys.rate_confirm_client(client)
+        };
+        vec![
+            ("challenge", keys.challenge(self.challenge_id.as_str())),
+            ("rate_confirm_client", rate_client),
+        ]
+    }
+
+    fn args(&self, store: &Store) -> Vec<Slot> {
+        let policy = &store.policy;
+        let (mut client_limit, client_window) = limit_args(policy.confirm_rate_per_ip);
+        if store.keys.partitions().is_partitioned() {
+            client_limit = 0;
+        }
+        let home = store.home_or_first(self.challenge_id.as_str());
+        vec![
+            ("code_hash", self.code_hashes.current.clone()),
+            (
+                "code_hash_previous",
+                self.code_hashes.previous.clone().unwrap_or_default(),
+            ),
+            ("client_public_key", self.client_public_key.to_string()),
+            ("max_attempts", self.max_attempts.to_string()),
+            ("failure_budget", policy.confirm_failure_budget.to_string()),
+            (
+                "failure_window_ms",
+                millis(policy.confirm_failure_window).to_string(),
+            ),
+            (
+                "confirm_failures_prefix",
+                store.keys.confirm_failures_prefix(home),
+            ),
+            ("attempt_id", self.attempt_id.to_string()),
+            ("client_limit", client_limit.to_string()),
+            ("client_window_ms", client_window.to_string()),
+        ]
+    }
+}
+
+impl FromRedisValue for Verified {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let mut reply = Reply::read(value)?;
+        let verified = match reply.word() {
+            "ok" => {
+                // Never in the error: the address is personal data.
+                let email = Email::parse(&reply.next::<String>()?)
+                    .map_err(|_| "the stored e-mail address does not parse")?;
+                Verified::Ok {
+                    email,
+                    verified_at_ms: reply.next()?,
+                }
+            }
+            "confirmed" => Verified::Confirmed(
+                DeviceSessionId::parse(&reply.next::<String>()?)
+                    .map_err(|_| "`confirmed` names a malformed session id")?,
+            ),
+            "rate_limited" => Verified::RateLimited(reply.millis()?),
+            word => match Rejection::from_word(word) {
+                Some(rejection) => Verified::Rejected(rejection),
+                None => return reply.unknown(),
+            },
+        };
+        reply.end(verified)
+    }
+}

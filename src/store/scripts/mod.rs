@@ -1,0 +1,383 @@
+//! The scripts, one module per script (`lua/<name>.lua` ↔ `<name>.rs`): a struct of typed
+//! inputs, the KEYS and ARGV built only from it (each slot named as the script's header names
+//! it, checked slot by slot), and the script's reply as an enum decoded by one
+//! [`FromRedisValue`] implementation. The store runs them with [`Store::run`]; tests build the
+//! same structs and may alter the encoded [`ScriptCall`] to inject faults.
+//!
+//! `lua` assembles the Lua text itself (includes, arity check, version, SHA1, lock).
+
+pub mod access_probe;
+pub mod challenge_claim;
+pub mod challenge_confirm;
+pub mod challenge_create;
+pub mod challenge_mark_confirmed;
+pub mod challenge_mark_delivery;
+pub mod challenge_verify;
+pub mod confirm_admit;
+mod lua;
+pub mod send_admit;
+pub mod session_create;
+pub mod session_projection_republish;
+pub mod session_revoke;
+pub mod user_sessions_revoke;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{FromRedisValue, ParsingError, Value};
+
+pub use lua::{Header, Script};
+
+use super::{millis, Error, Store};
+use crate::config::RateLimit;
+use crate::domain::{ActorId, Revocation};
+use challenge_confirm::ConfirmRequest;
+
+/// Every script, by operation.
+#[derive(Debug)]
+pub struct Scripts {
+    pub challenge_create: Script,
+    pub challenge_mark_delivery: Script,
+    pub challenge_verify: Script,
+    pub challenge_confirm: Script,
+    pub send_admit: Script,
+    pub confirm_admit: Script,
+    pub session_create: Script,
+    pub challenge_claim: Script,
+    pub challenge_mark_confirmed: Script,
+    pub session_revoke: Script,
+    pub user_sessions_revoke: Script,
+    pub session_projection_republish: Script,
+    pub access_probe: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    challenge_create: lua::assemble("challenge_create"),
+    challenge_mark_delivery: lua::assemble("challenge_mark_delivery"),
+    challenge_verify: lua::assemble("challenge_verify"),
+    challenge_confirm: lua::assemble("challenge_confirm"),
+    send_admit: lua::assemble("send_admit"),
+    confirm_admit: lua::assemble("confirm_admit"),
+    session_create: lua::assemble("session_create"),
+    challenge_claim: lua::assemble("challenge_claim"),
+    challenge_mark_confirmed: lua::assemble("challenge_mark_confirmed"),
+    session_revoke: lua::assemble("session_revoke"),
+    user_sessions_revoke: lua::assemble("user_sessions_revoke"),
+    session_projection_republish: lua::assemble("session_projection_republish"),
+    access_probe: lua::assemble("access_probe"),
+});
+
+/// The embedded scripts, assembled once.
+pub fn scripts() -> &'static Scripts {
+    &SCRIPTS
+}
+
+impl Scripts {
+    /// All scripts, sorted by name.
+    pub fn all(&self) -> Vec<&Script> {
+        let mut all = vec![
+            &self.challenge_create,
+            &self.challenge_mark_delivery,
+            &self.challenge_verify,
+            &self.challenge_confirm,
+            &self.send_admit,
+            &self.confirm_admit,
+            &self.session_create,
+            &self.challenge_claim,
+            &self.challenge_mark_confirmed,
+            &self.session_revoke,
+            &self.user_sessions_revoke,
+            &self.session_projection_republish,
+            &self.access_probe,
+        ];
+        all.sort_by_key(|s| s.name);
+        all
+    }
+
+    /// `lua/scripts.lock` as it should read for the embedded scripts.
+    pub fn lock(&self) -> String {
+        self.all()
+            .iter()
+            .map(|s| format!("{} {} {}\n", s.name, s.version, s.sha1))
+            .collect()
+    }
+}
+
+/// One KEYS or ARGV slot: the name the script's header gives it, and its value.
+pub type Slot = (&'static str, String);
+
+/// A script's typed call: implemented by each script module's input struct.
+pub trait Call {
+    /// The script's reply, decoded once.
+    type Reply: FromRedisValue;
+    /// The script this input is for.
+    fn script() -> &'static Script;
+    /// The KEYS, in the header's order, built from the inputs and the deployment's key names.
+    fn keys(&self, store: &Store) -> Vec<Slot>;
+    /// The ARGV, in the header's order, built from the inputs and the store's policy.
+    fn args(&self, store: &Store) -> Vec<Slot>;
+}
+
+impl Store {
+    /// `input` encoded as the `EVALSHA` the store sends.
+    pub fn call<C: Call>(&self, input: &C) -> ScriptCall<'static> {
+        ScriptCall::new(C::script(), input.keys(self), input.args(self))
+    }
+
+    /// Runs `input`'s script; its decoded reply.
+    pub async fn run<C: Call>(&self, input: &C) -> Result<C::Reply, Error> {
+        decode::<C>(self.redis.invoke(&self.call(input)).await?)
+    }
+}
+
+/// `C`'s reply from the value its script answered.
+pub(super) fn decode<C: Call>(value: Value) -> Result<C::Reply, Error> {
+    C::Reply::from_redis_value(value).map_err(|e| Error::Reply {
+        script: C::script().name,
+        detail: e.to_string(),
+    })
+}
+
+/// One script invocation, encoded: `EVALSHA sha numkeys KEYS... ARGV...`. Built by
+/// [`Store::call`] from a typed input, whose slots must carry the header's names in the
+/// header's order; tests alter its slots to inject faults.
+#[derive(Debug, Clone)]
+pub struct ScriptCall<'a> {
+    script: &'a Script,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl<'a> ScriptCall<'a> {
+    fn new(script: &'a Script, keys: Vec<Slot>, args: Vec<Slot>) -> Self {
+        let names = |slots: &[Slot]| slots.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        debug_assert_eq!(
+            names(&keys),
+            script.header.keys,
+            "{}: the input's KEYS against the header",
+            script.name
+        );
+        debug_assert_eq!(
+            names(&args),
+            script.header.args,
+            "{}: the input's ARGV against the header",
+            script.name
+        );
+        Self {
+            script,
+            keys: keys.into_iter().map(|(_, v)| v).collect(),
+            args: args.into_iter().map(|(_, v)| v).collect(),
+        }
+    }
+
+    /// The key that routes the call in cluster mode.
+    pub fn first_key(&self) -> Option<&str> {
+        self.keys.first().map(String::as_str)
+    }
+
+    pub fn script(&self) -> &'a Script {
+        self.script
+    }
+
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The ARGV, for tests that call a script with altered arguments.
+    pub fn args_mut(&mut self) -> &mut Vec<String> {
+        &mut self.args
+    }
+
+    /// The ARGV slot the header names `name`, for tests that alter one argument.
+    pub fn arg_mut(&mut self, name: &str) -> &mut String {
+        let at = self
+            .script
+            .header
+            .args
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{} has no ARGV {name}", self.script.name));
+        &mut self.args[at]
+    }
+
+    pub fn evalsha(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.script.sha1)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+}
+
+/// A script reply being decoded: its leading word (a reply of one word, or the first item of
+/// a list), then its further items in order. Errors name the word and the shape, never an
+/// item's value (a reply may hold an e-mail address).
+pub(crate) struct Reply {
+    word: String,
+    items: std::vec::IntoIter<Value>,
+}
+
+impl Reply {
+    pub(crate) fn read(value: Value) -> Result<Self, ParsingError> {
+        let (first, items) = match value {
+            Value::Array(items) => {
+                let mut items = items.into_iter();
+                let first = items.next().ok_or("an empty list")?;
+                (first, items)
+            }
+            one => (one, Vec::new().into_iter()),
+        };
+        Ok(Self {
+            word: String::from_redis_value(first)?,
+            items,
+        })
+    }
+
+    pub(crate) fn word(&self) -> &str {
+        &self.word
+    }
+
+    /// The next item, as `T`.
+    pub(crate) fn next<T: FromRedisValue>(&mut self) -> Result<T, ParsingError> {
+        let item = self
+            .items
+            .next()
+            .ok_or_else(|| format!("`{}` lacks an item", self.word))?;
+        T::from_redis_value(item)
+            .map_err(|_| format!("`{}` has a malformed item", self.word).into())
+    }
+
+    /// The next item, a count of milliseconds.
+    pub(crate) fn millis(&mut self) -> Result<Duration, ParsingError> {
+        self.next().map(Duration::from_millis)
+    }
+
+    /// The items left, as `field value` pairs.
+    pub(crate) fn pairs(&mut self) -> Result<Vec<(String, String)>, ParsingError> {
+        let mut pairs = Vec::with_capacity(self.items.len() / 2);
+        while self.items.len() > 0 {
+            pairs.push((self.next()?, self.next()?));
+        }
+        Ok(pairs)
+    }
+
+    /// `value`, once every item was read.
+    pub(crate) fn end<T>(self, value: T) -> Result<T, ParsingError> {
+        match self.items.len() {
+            0 => Ok(value),
+            n => Err(format!("`{}` has {n} items too many", self.word).into()),
+        }
+    }
+
+    /// The error for a word the script does not answer.
+    pub(crate) fn unknown<T>(&self) -> Result<T, ParsingError> {
+        Err(format!("unknown reply `{}`", self.word).into())
+    }
+}
+
+/// A reply of one word among `words`, as the value it pairs with.
+pub(crate) fn one_word<T: Copy>(value: Value, words: &[(&str, T)]) -> Result<T, ParsingError> {
+    let reply = Reply::read(value)?;
+    match words.iter().find(|(w, _)| *w == reply.word()) {
+        Some((_, t)) => reply.end(*t),
+        None => reply.unknown(),
+    }
+}
+
+/// `reason_code actor_type actor_id` ('' when none): the ARGV both revoke scripts start with.
+fn revocation_args(r: &Revocation) -> [Slot; 3] {
+    [
+        ("reason_code", r.reason_code.to_string()),
+        ("actor_type", r.actor_type.to_string()),
+        (
+            "actor_id",
+            r.actor_id
+                .as_ref()
+                .map(ActorId::to_string)
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
+/// `revoked_retention_ms stream_maxlen session_prefix gateway_session_prefix`: the ARGV run of
+/// the scripts that revoke sessions whose keys they derive (eviction, revoke-all batches).
+fn revoking_by_prefix(store: &Store) -> [Slot; 4] {
+    [
+        (
+            "revoked_retention_ms",
+            millis(store.policy.revoked_session_retention).to_string(),
+        ),
+        ("stream_maxlen", store.stream_maxlen.to_string()),
+        ("session_prefix", store.keys.session_prefix()),
+        (
+            "gateway_session_prefix",
+            store.keys.gateway_session_prefix().to_owned(),
+        ),
+    ]
+}
+
+/// `(limit, window_ms)` of an admission limit: `(0, 1)` when it is off.
+fn limit_args(limit: Option<RateLimit>) -> (u32, u128) {
+    limit.map_or((0, 1), |l| (l.count, millis(l.window)))
+}
+
+/// An admission script's reply (`send_admit`, `confirm_admit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Over the client's (or the partition's global) limit: nothing was written; retry after
+    /// this long.
+    RateLimited(Duration),
+}
+
+impl FromRedisValue for Admission {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let mut reply = Reply::read(value)?;
+        let admission = match reply.word() {
+            "admitted" => Admission::Admitted,
+            "rate_limited" => Admission::RateLimited(reply.millis()?),
+            _ => return reply.unknown(),
+        };
+        reply.end(admission)
+    }
+}
+
+/// A reply that may ask for another call: the script did a bounded part of the work standing
+/// before its own (ghosts and evictions removed) and answered `continue`.
+pub trait Resumable {
+    fn resume(&self) -> bool;
+}
+
+/// The seven KEYS of opening `req`'s session (`include/session_open.lua`), in the order both
+/// confirm paths' scripts take them: the record, the user's two indexes, the snapshot, the
+/// user's partition's stream, the revoked index and the blocked marker.
+fn opening_session_keys(store: &Store, req: &ConfirmRequest<'_>) -> [Slot; 7] {
+    let (keys, user) = (&store.keys, req.user_id.as_str());
+    let session = req.device_session_id.as_str();
+    [
+        ("session", keys.session(session)),
+        ("user_sessions", keys.user_sessions(user)),
+        ("user_active_sessions", keys.user_active_sessions(user)),
+        ("gateway_session", keys.gateway_session(session)),
+        ("stream", keys.stream(keys.user_partition(user))),
+        ("user_revoked_sessions", keys.user_revoked_sessions(user)),
+        ("user_blocked", keys.user_blocked(user)),
+    ]
+}
+
+/// `verified_at_ms max_verdict_age_ms`: the verdict's time and the longest a session step may
+/// act on it (the blocked marker's life, so a block in flight is never outlived).
+fn verdict_args(store: &Store, req: &ConfirmRequest<'_>) -> [Slot; 2] {
+    [
+        ("verified_at_ms", req.verified_at_ms.to_string()),
+        (
+            "max_verdict_age_ms",
+            millis(store.policy.block_marker_ttl).to_string(),
+        ),
+    ]
+}
