@@ -142,3 +142,48 @@ impl FromRedisValue for Verified {
         reply.end(verified)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(items: &[&str]) -> Value {
+        Value::Array(
+            items
+                .iter()
+                .map(|w| Value::BulkString(w.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_reply_decodes_only_in_the_shape_the_header_states() {
+        let ok = Verified::from_redis_value(words(&["ok", "a@example.com", "17"])).unwrap();
+        assert!(matches!(ok, Verified::Ok { verified_at_ms: 17, .. }));
+        assert_eq!(
+            Verified::from_redis_value(Value::BulkString(b"expired".to_vec())).unwrap(),
+            Verified::Rejected(Rejection::Expired)
+        );
+        assert_eq!(
+            Verified::from_redis_value(words(&["rate_limited", "250"])).unwrap(),
+            Verified::RateLimited(Duration::from_millis(250))
+        );
+        for wrong in [
+            words(&["rate_limited"]),
+            words(&["rate_limited", "soon"]),
+            words(&["not_found", "extra"]),
+            words(&["maybe"]),
+            words(&[]),
+        ] {
+            assert!(Verified::from_redis_value(wrong.clone()).is_err(), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_reply_never_echoes_the_address() {
+        let error = Verified::from_redis_value(words(&["ok", "not an address x@y", "1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("x@y"), "{error}");
+    }
+}
