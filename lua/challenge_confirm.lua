@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 9
+-- challenge_confirm, version: 10
 -- (Single-tag layout.) Turns a verified challenge into a device session, atomically with its
 -- indexes, the eviction of the user's oldest sessions over the limit, and the gateway projection
 -- of every change. Refuses, writing nothing, while a block of the user is in flight (the block's
@@ -34,8 +34,9 @@
 --        | {'already_confirmed'} | {'not_found'} | {'expired'} | {'invalid_code'} | {'too_many_attempts'}
 --        | {'user_blocked'} | {'verdict_expired'} | {'continue'} (ghosts or evictions beyond one
 --        call's bound were removed; call again)
--- Replay: a second run finds the challenge confirmed with its own device_session_id and answers
--- {'created', ...} again, writing nothing; another identical confirm answers {'confirmed', ...}.
+-- Replay: a second run finds the challenge confirmed with its own device_session_id and key and
+-- answers {'created', ...} again, writing nothing; another identical confirm answers
+-- {'confirmed', ...}; one with another key, {'already_confirmed'}.
 -- Failure: ARGV, the challenge's fields and every record the call reads are read strictly, then
 -- `commit` preflights every write (slot, ACL, type, stream id) before the first one.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
@@ -66,7 +67,9 @@ end
 -- A throttled challenge stores no hash: '' matches nothing.
 local code_ok = c[2] and c[2] ~= '' and (c[2] == code_hash or c[2] == code_hash_previous)
 if status == 'confirmed_pending_expire' then
-  if c[6] == id then
+  -- Its own session (a replay of this confirm) only with its key: a twin with another key
+  -- derives the same id for the same user, and the session is not its.
+  if c[6] == id and c[5] == client_key then
     return {'created', id, c[7]}
   end
   if code_ok and c[5] == client_key then

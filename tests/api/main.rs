@@ -17,6 +17,7 @@ mod model;
 mod operator;
 mod oracles;
 mod partitioned;
+mod protocol;
 mod routing;
 mod script_engine;
 mod script_faults;

@@ -159,7 +159,13 @@ mod tests {
     #[test]
     fn a_reply_decodes_only_in_the_shape_the_header_states() {
         let ok = Verified::from_redis_value(words(&["ok", "a@example.com", "17"])).unwrap();
-        assert!(matches!(ok, Verified::Ok { verified_at_ms: 17, .. }));
+        assert!(matches!(
+            ok,
+            Verified::Ok {
+                verified_at_ms: 17,
+                ..
+            }
+        ));
         assert_eq!(
             Verified::from_redis_value(Value::BulkString(b"expired".to_vec())).unwrap(),
             Verified::Rejected(Rejection::Expired)
@@ -175,7 +181,10 @@ mod tests {
             words(&["maybe"]),
             words(&[]),
         ] {
-            assert!(Verified::from_redis_value(wrong.clone()).is_err(), "{wrong:?}");
+            assert!(
+                Verified::from_redis_value(wrong.clone()).is_err(),
+                "{wrong:?}"
+            );
         }
     }
 
