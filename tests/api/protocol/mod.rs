@@ -79,3 +79,88 @@ fn every_property_holds_in_every_interleaving_partitioned() {
     report("partitioned", &checker, seconds);
     checker.assert_properties();
 }
+
+/// A known-bad variant must be caught, with a counterexample for `property`.
+fn assert_caught(protocol: Protocol, property: &'static str) {
+    let (checker, seconds) = check(protocol.clone());
+    report(
+        &format!("{:?} {:?}", protocol.layout, protocol.variant),
+        &checker,
+        seconds,
+    );
+    let path = checker.assert_any_discovery(property);
+    println!(
+        "{property}: counterexample of {} steps",
+        path.into_actions().len()
+    );
+}
+
+#[test]
+fn the_old_confirm_that_ignored_the_blocked_marker_is_caught() {
+    for layout in [Layout::SingleTag, Layout::Partitioned] {
+        assert_caught(
+            Protocol {
+                variant: Variant::ConfirmIgnoresMarker,
+                ..bounds(layout)
+            },
+            "after a block completes no session of the user is active",
+        );
+    }
+}
+
+#[test]
+fn a_session_step_without_the_challenge_check_is_caught() {
+    for layout in [Layout::SingleTag, Layout::Partitioned] {
+        assert_caught(
+            Protocol {
+                variant: Variant::SessionWithoutChallengeCheck,
+                inconsistent_users: true,
+                ..bounds(layout)
+            },
+            "one challenge yields at most one session",
+        );
+    }
+}
+
+/// Were `WAIT` to cover only the connection's own writes (it covers more on Redis 7, see
+/// `regressions`), a retry could be answered with a session a failover then loses.
+#[test]
+fn without_the_fence_an_acknowledged_answer_can_report_a_lost_write() {
+    for layout in [Layout::SingleTag, Layout::Partitioned] {
+        assert_caught(
+            Protocol {
+                fence: false,
+                ..bounds(layout)
+            },
+            "a confirm answered with a session answers the committed one",
+        );
+    }
+}
+
+#[test]
+fn without_replica_acks_a_failover_can_undo_an_acknowledged_revoke() {
+    assert_caught(
+        Protocol {
+            replica_acks: false,
+            ..bounds(Layout::SingleTag)
+        },
+        "a revoked session never becomes active again",
+    );
+}
+
+/// An inconsistent user service (two user ids for one address) on top of the bounds.
+#[test]
+fn every_safety_property_holds_with_an_inconsistent_user_service() {
+    for layout in [Layout::SingleTag, Layout::Partitioned] {
+        let (checker, seconds) = check(Protocol {
+            inconsistent_users: true,
+            ..bounds(layout)
+        });
+        report(
+            &format!("{layout:?}, inconsistent users"),
+            &checker,
+            seconds,
+        );
+        checker.assert_properties();
+    }
+}

@@ -83,10 +83,11 @@ pub struct Protocol {
     pub marker_expiry: bool,
     pub max_active: u8,
     pub max_attempts: u8,
-    /// With replica acks, every call writes a fence before its `WAIT`, so an answer that reports
-    /// state the call did not write (a replay, `already_revoked`, `current`) is acknowledged
-    /// only once that state is replicated too. Without it, `WAIT` covers only the connection's
-    /// own writes.
+    /// With replica acks, whether a call's `WAIT` covers every write before it, not only the
+    /// connection's own: then an answer reporting state the call did not write (a replay,
+    /// `already_revoked`, `current`) is acknowledged only once that state is replicated. Redis 7
+    /// does this (a script call sets the connection's replication offset to the primary's;
+    /// `regressions` checks it on a real replica); `false` shows what the model finds without.
     pub fence: bool,
 }
 
