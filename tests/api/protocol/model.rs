@@ -360,6 +360,9 @@ impl Protocol {
         let key = client as u8;
         let check_challenge = self.variant != Variant::SessionWithoutChallengeCheck;
         let c = &db.challenges[usize::from(plan.challenge)];
+        // Single-tag session ids are drawn per request, so a confirm never carries the id of
+        // one that committed (the script's `created` replay is the pool's resend of one call,
+        // below the model's level): a retry with the same key gets the committed session.
         if let (
             ChallengeStatus::Confirmed {
                 sid: stored,
@@ -368,9 +371,6 @@ impl Protocol {
             true,
         ) = (&c.status, check_challenge)
         {
-            if *stored == sid && *stored_key == key {
-                return Reply::Created(sid);
-            }
             if plan.right_code && *stored_key == key {
                 return Reply::Confirmed(*stored);
             }
