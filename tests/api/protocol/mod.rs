@@ -164,3 +164,25 @@ fn every_safety_property_holds_with_an_inconsistent_user_service() {
         checker.assert_properties();
     }
 }
+
+/// The larger bound, run with `AUTHSESSION_PROTOCOL_BOUND=large` (README "Protocols" gives its
+/// state counts and time): three faults, two admin actions, two republishes, an inconsistent
+/// user service, both layouts.
+#[test]
+fn every_property_holds_in_the_larger_bound_when_asked() {
+    if std::env::var("AUTHSESSION_PROTOCOL_BOUND").as_deref() != Ok("large") {
+        println!("set AUTHSESSION_PROTOCOL_BOUND=large to check the larger bound");
+        return;
+    }
+    for layout in [Layout::SingleTag, Layout::Partitioned] {
+        let (checker, seconds) = check(Protocol {
+            faults: 3,
+            admin_ops: 2,
+            republishes: 2,
+            inconsistent_users: true,
+            ..bounds(layout)
+        });
+        report(&format!("{layout:?}, larger bound"), &checker, seconds);
+        checker.assert_properties();
+    }
+}

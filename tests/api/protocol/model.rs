@@ -599,13 +599,6 @@ impl Protocol {
     }
 }
 
-fn holds_verdict(step: Step) -> Option<Verdict> {
-    match step {
-        Step::Ensure(v) | Step::Open(v, _) | Step::Create(v, _) => Some(v),
-        _ => None,
-    }
-}
-
 fn set_verdict(step: &mut Step, f: impl Fn(&mut Verdict)) {
     match step {
         Step::Ensure(v) | Step::Open(v, _) | Step::Create(v, _) => f(v),
@@ -994,9 +987,4 @@ impl Model for Protocol {
             ),
         ]
     }
-}
-
-/// The verdicts clients hold (for the conformance replay, which ages them in real Redis).
-pub fn verdicts(s: &State) -> Vec<Option<Verdict>> {
-    s.clients.iter().map(|c| holds_verdict(c.step)).collect()
 }
