@@ -158,6 +158,7 @@ impl App {
                 block_marker_ttl: config.policy.block_marker_ttl,
                 pacing: Arc::new(SendPacing::new(longest_delivery(&config))),
                 trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+                ipv6_prefix: config.rate_limit_ipv6_prefix,
             },
             internal_token: config.internal_token,
             connection_limits: ConnectionLimits {

@@ -177,6 +177,9 @@ impl Config {
                     .collect::<Option<Vec<_>>>()
             },
         );
+        let ipv6_prefix = p.parse(RATE_LIMIT_IPV6_PREFIX, "an integer from 16 to 128", |v| {
+            v.parse::<u8>().ok().filter(|n| (16..=128).contains(n))
+        });
         let code_hash_key = p.secret_key(CODE_HASH_KEY);
         let code_hash_key_previous = p.secret_key(CODE_HASH_KEY_PREVIOUS);
 
@@ -402,6 +405,7 @@ impl Config {
                 send_rate_global: policy.send_rate_global.unwrap(),
             },
             trusted_proxies: trusted_proxies.unwrap(),
+            rate_limit_ipv6_prefix: ipv6_prefix.unwrap(),
             log_format: log_format.unwrap(),
             log_level: log_level.unwrap(),
         })

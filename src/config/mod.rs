@@ -218,6 +218,8 @@ pub struct Config {
     pub http_max_connections: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// IPv6 clients are counted by their network of this prefix length.
+    pub rate_limit_ipv6_prefix: u8,
     pub shutdown_timeout: Duration,
     pub policy: Policy,
     pub log_format: LogFormat,

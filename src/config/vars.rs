@@ -97,6 +97,8 @@ variables! {
     SEND_RATE_LIMIT_GLOBAL = "AUTHSESSION_SEND_RATE_LIMIT_GLOBAL", Some("off");
     /// Comma list of CIDRs whose `X-Forwarded-For` is believed.
     TRUSTED_PROXIES = "AUTHSESSION_TRUSTED_PROXIES", None;
+    /// IPv6 clients are counted by this prefix (one window per /64 by default).
+    RATE_LIMIT_IPV6_PREFIX = "AUTHSESSION_RATE_LIMIT_IPV6_PREFIX", Some("64");
     /// Idle keep-alive connections close after this.
     HTTP_IDLE_TIMEOUT = "AUTHSESSION_HTTP_IDLE_TIMEOUT", Some("60s");
     /// Most open connections per listener; one more is closed at once.

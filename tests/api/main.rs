@@ -1,6 +1,7 @@
 //! Black-box tests of authsession against real Redis servers and real HTTP fakes.
 
 mod audit_findings;
+mod budgets;
 mod confirm;
 mod contract;
 mod deployments;
