@@ -44,13 +44,21 @@ fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
 }
 
+/// A dot-atom local part whose every character PRECIS admits in an identifier (RFC 8265's
+/// `UsernameCaseMapped`, over RFC 8264's `IdentifierClass`): letters and digits of any script
+/// and printable ASCII, but no default-ignorable code point (variation selectors, the combining
+/// grapheme joiner, Mongolian and Khmer fillers), no Hangul filler or old jamo, no symbol or
+/// space that draws nothing (U+2800), and no mix of directions a reader cannot order. The
+/// crate's tables are derived from the Unicode data by the PRECIS rules, not listed by hand.
 fn canonical_local(local: &str) -> Option<&str> {
+    use precis_core::profile::PrecisFastInvocation;
     let dot_atom = !local.is_empty()
         && local.len() <= 64
         && local
             .split('.')
             .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
-    dot_atom.then_some(local)
+    let identifier = precis_profiles::UsernameCaseMapped::enforce(local).is_ok();
+    (dot_atom && identifier).then_some(local)
 }
 
 fn canonical_domain(domain: &str) -> Option<String> {
@@ -176,6 +184,38 @@ mod tests {
         "dave@[127.0.0.1]",
         "dave@\u{e000}.com",
     ];
+
+    /// Invisible or blank-looking characters the second security review slipped into
+    /// `dave@example.com`, each giving a look-alike address with its own windows and budget.
+    const LOOK_ALIKES: &[char] = &[
+        '\u{3164}',
+        '\u{115f}',
+        '\u{1160}',
+        '\u{ffa0}',
+        '\u{2800}',
+        '\u{034f}',
+        '\u{fe0f}',
+        '\u{e0100}',
+        '\u{17b4}',
+        '\u{180b}',
+    ];
+
+    #[test]
+    fn no_invisible_or_blank_looking_character_passes() {
+        for c in LOOK_ALIKES {
+            for raw in [
+                format!("da{c}ve@example.com"),
+                format!("dave{c}@example.com"),
+                format!("{c}dave@example.com"),
+            ] {
+                assert!(
+                    Email::parse(&raw).is_err(),
+                    "U+{:04X} in {raw:?} was accepted",
+                    *c as u32
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_vectors_hold() {
