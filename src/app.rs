@@ -165,6 +165,8 @@ impl App {
                 header_read_timeout: config.http_header_read_timeout,
                 idle_timeout: config.http_idle_timeout,
                 max_connections: config.http_max_connections,
+                max_connections_per_client: config.http_max_connections_per_client,
+                ipv6_prefix: config.rate_limit_ipv6_prefix,
             },
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -186,12 +188,14 @@ impl App {
         let internal_router =
             crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
         let limits = self.connection_limits;
+        let trusted = self.ctx.trusted_proxies.clone();
         let serve =
             |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
                 let stop = shutdown.clone();
                 tracing::info!(address = %addr, "{name} HTTP listener started");
+                let shares = crate::http::server::ClientShares::new(limits, trusted.clone());
                 tokio::spawn(crate::http::server::serve(
-                    name, listener, router, limits, stop,
+                    name, listener, router, limits, shares, stop,
                 ))
             };
         let public = serve("public", self.public, self.public_addr, public_router);

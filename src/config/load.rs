@@ -147,6 +147,15 @@ impl Config {
                     .ok()
                     .filter(|n| (1..=1_000_000).contains(n))
             });
+        let http_max_connections_per_client = p.parse(
+            HTTP_MAX_CONNECTIONS_PER_CLIENT,
+            "an integer from 1 to 1000000",
+            |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+            },
+        );
         let shutdown_timeout = p.duration(SHUTDOWN_TIMEOUT);
 
         let policy = PartialPolicy {
@@ -387,6 +396,7 @@ impl Config {
             http_header_read_timeout: http_header_read_timeout.unwrap(),
             http_idle_timeout: http_idle_timeout.unwrap(),
             http_max_connections: http_max_connections.unwrap(),
+            http_max_connections_per_client: http_max_connections_per_client.unwrap(),
             shutdown_timeout: shutdown_timeout.unwrap(),
             policy: Policy {
                 challenge_ttl: policy.challenge_ttl.unwrap(),

@@ -216,6 +216,8 @@ pub struct Config {
     pub http_idle_timeout: Duration,
     /// Most open connections per listener.
     pub http_max_connections: usize,
+    /// Most open connections per client address (IPv6: its network); trusted proxies exempt.
+    pub http_max_connections_per_client: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// IPv6 clients are counted by their network of this prefix length.

@@ -103,6 +103,8 @@ variables! {
     HTTP_IDLE_TIMEOUT = "AUTHSESSION_HTTP_IDLE_TIMEOUT", Some("60s");
     /// Most open connections per listener; one more is closed at once.
     HTTP_MAX_CONNECTIONS = "AUTHSESSION_HTTP_MAX_CONNECTIONS", Some("4096");
+    /// Most open connections per client address (IPv6: per prefix); trusted proxies exempt.
+    HTTP_MAX_CONNECTIONS_PER_CLIENT = "AUTHSESSION_HTTP_MAX_CONNECTIONS_PER_CLIENT", Some("128");
     /// `true` accepts `AUTHSESSION_*` variables the service does not know (else a startup error).
     ALLOW_UNKNOWN_VARIABLES = "AUTHSESSION_ALLOW_UNKNOWN_VARIABLES", Some("false");
     /// Base64 of at least 32 bytes: the HMAC-SHA256 key of login-code hashes. Required when

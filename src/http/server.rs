@@ -8,10 +8,13 @@
 //! bytes received start the header-read deadline (from `accept` for the first request, from the
 //! first byte after the last response for later ones), and a connection that receives nothing
 //! lives the idle timeout. Beyond the cap a new connection is closed at once, so admitted clients
-//! keep being served and the process never runs out of descriptors.
+//! keep being served and the process never runs out of descriptors; and so is one beyond its
+//! client's share of the cap, so no one client can hold every slot.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -36,6 +39,72 @@ pub struct ConnectionLimits {
     /// Longest a connection may stay open with no request in flight.
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Most open connections of one client address (IPv6: its network of `ipv6_prefix` bits).
+    pub max_connections_per_client: usize,
+    pub ipv6_prefix: u8,
+}
+
+/// Open connections per client address, for the per-client share of a listener's slots. Peers
+/// that are trusted proxies carry many clients and are exempt (the listener's cap still holds).
+/// An entry lives while its client has a connection open, so the map holds at most the
+/// listener's cap of entries.
+pub struct ClientShares {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    limit: usize,
+    ipv6_prefix: u8,
+    trusted: Arc<Vec<ipnet::IpNet>>,
+}
+
+/// One connection's place in its client's share; gives it back when dropped.
+struct Share {
+    shares: Arc<ClientShares>,
+    client: Option<IpAddr>,
+}
+
+impl ClientShares {
+    pub fn new(limits: ConnectionLimits, trusted: Arc<Vec<ipnet::IpNet>>) -> Arc<Self> {
+        Arc::new(Self {
+            open: Mutex::new(HashMap::new()),
+            limit: limits.max_connections_per_client,
+            ipv6_prefix: limits.ipv6_prefix,
+            trusted,
+        })
+    }
+
+    /// A place for a connection from `peer`, or `None` when its client holds its share.
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Share> {
+        let peer = peer.to_canonical();
+        if self.trusted.iter().any(|net| net.contains(&peer)) {
+            return Some(Share {
+                shares: self.clone(),
+                client: None,
+            });
+        }
+        let client = super::client_ip::admission_subject(peer, self.ipv6_prefix);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Share {
+            shares: self.clone(),
+            client: Some(client),
+        })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let Some(client) = self.client else { return };
+        let mut open = self.shares.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
 }
 
 /// Serves `router` until `shutdown`, then stops accepting and waits for open connections to
@@ -45,6 +114,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    shares: Arc<ClientShares>,
     shutdown: CancellationToken,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -72,6 +142,12 @@ pub async fn serve(
                 }
             },
             () = shutdown.cancelled() => break,
+        };
+        let Some(share) = shares.take(peer.ip()) else {
+            metrics().refused(surface, "client_connection_limit");
+            tracing::debug!(%peer, "the client holds its share of connections: closing a new one");
+            drop(stream);
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics().refused(surface, "connection_limit");
@@ -116,6 +192,7 @@ pub async fn serve(
                 }
             }
             drop(slot);
+            drop(share);
         });
     }
     drop(listener);

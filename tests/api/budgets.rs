@@ -87,3 +87,66 @@ async fn every_spelling_of_one_ipv4_client_shares_its_window() {
         "an unreadable hop counts against the proxy, apart"
     );
 }
+
+/// Finding 3: the connection cap was per listener, so one client holding every slot (keep-alive,
+/// silent or slow connections) locked everyone out. A client gets its share
+/// (`AUTHSESSION_HTTP_MAX_CONNECTIONS_PER_CLIENT`); beyond it a new connection is closed at once.
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection_slot() {
+    use tokio::io::AsyncReadExt;
+
+    let h = crate::helpers::harness(&[
+        (config::HTTP_MAX_CONNECTIONS, "20"),
+        (config::HTTP_MAX_CONNECTIONS_PER_CLIENT, "5"),
+    ])
+    .await;
+    let addr: std::net::SocketAddr = h
+        .app
+        .public_url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        held.push(socket.connect(addr).await.unwrap());
+    }
+    // The ones beyond the client's share are closed at once; its first five stay open.
+    let mut closed = 0;
+    for stream in &mut held {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            stream.read(&mut byte),
+        )
+        .await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+
+    let others = reqwest::Client::builder()
+        .local_address("127.0.0.4".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let mut served = 0;
+    for _ in 0..10 {
+        let answer = others
+            .post(h.app.public_url(authsession::http::public::SEND_EMAIL_CODE))
+            .json(&serde_json::json!({ "email": crate::helpers::unique_email() }))
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status() == 200) {
+            served += 1;
+        }
+    }
+
+    assert_eq!(closed, 15, "the client's share is 5 of the 20 slots");
+    assert_eq!(
+        served, 10,
+        "another client is served while one holds its share"
+    );
+    drop(held);
+}
