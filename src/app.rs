@@ -64,6 +64,7 @@ pub struct App {
     ctx: Context,
     internal_token: Option<secrecy::SecretString>,
     connection_limits: ConnectionLimits,
+    body_budget: crate::http::extract::BodyBudget,
     shutdown_timeout: Duration,
 }
 
@@ -166,8 +167,13 @@ impl App {
                 idle_timeout: config.http_idle_timeout,
                 max_connections: config.http_max_connections,
                 max_connections_per_client: config.http_max_connections_per_client,
+                max_requests_per_client: config.http_max_requests_per_client,
                 ipv6_prefix: config.rate_limit_ipv6_prefix,
             },
+            body_budget: crate::http::extract::BodyBudget::new(
+                config.http_body_buffer_bytes,
+                config.http_body_read_timeout,
+            ),
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -189,13 +195,21 @@ impl App {
             crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
         let limits = self.connection_limits;
         let trusted = self.ctx.trusted_proxies.clone();
+        // One body budget for both listeners: it bounds the process's memory.
+        let bodies = self.body_budget.clone();
         let serve =
             |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
                 let stop = shutdown.clone();
                 tracing::info!(address = %addr, "{name} HTTP listener started");
-                let shares = crate::http::server::ClientShares::new(limits, trusted.clone());
+                let shares = crate::http::server::Shares::new(limits, trusted.clone());
                 tokio::spawn(crate::http::server::serve(
-                    name, listener, router, limits, shares, stop,
+                    name,
+                    listener,
+                    router,
+                    limits,
+                    shares,
+                    bodies.clone(),
+                    stop,
                 ))
             };
         let public = serve("public", self.public, self.public_addr, public_router);

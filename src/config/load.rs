@@ -156,6 +156,25 @@ impl Config {
                     .filter(|n| (1..=1_000_000).contains(n))
             },
         );
+        let http_max_requests_per_client = p.parse(
+            HTTP_MAX_REQUESTS_PER_CLIENT,
+            "an integer from 1 to 1000000",
+            |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+            },
+        );
+        let http_body_read_timeout = p.duration(HTTP_BODY_READ_TIMEOUT);
+        let http_body_buffer_bytes = p.parse(
+            HTTP_BODY_BUFFER_BYTES,
+            "a number of bytes from 65536 to 4294967295",
+            |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (65_536..=4_294_967_295).contains(n))
+            },
+        );
         let shutdown_timeout = p.duration(SHUTDOWN_TIMEOUT);
 
         let policy = PartialPolicy {
@@ -397,6 +416,9 @@ impl Config {
             http_idle_timeout: http_idle_timeout.unwrap(),
             http_max_connections: http_max_connections.unwrap(),
             http_max_connections_per_client: http_max_connections_per_client.unwrap(),
+            http_max_requests_per_client: http_max_requests_per_client.unwrap(),
+            http_body_read_timeout: http_body_read_timeout.unwrap(),
+            http_body_buffer_bytes: http_body_buffer_bytes.unwrap(),
             shutdown_timeout: shutdown_timeout.unwrap(),
             policy: Policy {
                 challenge_ttl: policy.challenge_ttl.unwrap(),

@@ -218,6 +218,12 @@ pub struct Config {
     pub http_max_connections: usize,
     /// Most open connections per client address (IPv6: its network); trusted proxies exempt.
     pub http_max_connections_per_client: usize,
+    /// Most requests per client address in flight at once; trusted proxies exempt.
+    pub http_max_requests_per_client: usize,
+    /// A request body must be complete this long after its head.
+    pub http_body_read_timeout: Duration,
+    /// Body bytes all requests together may hold while their bodies arrive.
+    pub http_body_buffer_bytes: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// IPv6 clients are counted by their network of this prefix length.

@@ -105,6 +105,12 @@ variables! {
     HTTP_MAX_CONNECTIONS = "AUTHSESSION_HTTP_MAX_CONNECTIONS", Some("4096");
     /// Most open connections per client address (IPv6: per prefix); trusted proxies exempt.
     HTTP_MAX_CONNECTIONS_PER_CLIENT = "AUTHSESSION_HTTP_MAX_CONNECTIONS_PER_CLIENT", Some("128");
+    /// Most requests per client address in flight at once; trusted proxies exempt.
+    HTTP_MAX_REQUESTS_PER_CLIENT = "AUTHSESSION_HTTP_MAX_REQUESTS_PER_CLIENT", Some("64");
+    /// A request body must be complete this long after its head.
+    HTTP_BODY_READ_TIMEOUT = "AUTHSESSION_HTTP_BODY_READ_TIMEOUT", Some("5s");
+    /// Request body bytes all connections together may hold while bodies arrive.
+    HTTP_BODY_BUFFER_BYTES = "AUTHSESSION_HTTP_BODY_BUFFER_BYTES", Some("33554432");
     /// `true` accepts `AUTHSESSION_*` variables the service does not know (else a startup error).
     ALLOW_UNKNOWN_VARIABLES = "AUTHSESSION_ALLOW_UNKNOWN_VARIABLES", Some("false");
     /// Base64 of at least 32 bytes: the HMAC-SHA256 key of login-code hashes. Required when

@@ -1,12 +1,18 @@
 //! Extractors that turn raw input into domain types or a `400`/`413` with the JSON envelope.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use crate::domain::Invalid;
+use crate::telemetry::metrics::metrics;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -18,22 +24,79 @@ pub struct StrictJson<T>(pub T);
 /// Like [`StrictJson`], but an empty body is `None` (optional bodies of internal routes).
 pub struct OptionalJson<T>(pub Option<T>);
 
+/// What request bodies may hold while they arrive, shared by every connection of the process:
+/// at most `bytes` buffered in all (a body that would pass it answers `503` at once and lets go
+/// of what it held), and each body complete within `read_timeout` of its head. With HTTP/2's
+/// small windows this bounds the memory unfinished bodies pin, whatever the number of streams.
+#[derive(Clone)]
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    read_timeout: Duration,
+    /// The listener the request came in on, for the refusal metric.
+    surface: &'static str,
+}
+
+impl BodyBudget {
+    pub fn new(max_bytes: usize, read_timeout: Duration) -> Self {
+        Self {
+            bytes: Arc::new(Semaphore::new(max_bytes.min(Semaphore::MAX_PERMITS))),
+            read_timeout,
+            surface: "",
+        }
+    }
+
+    /// The same budget, for requests of `surface`.
+    pub fn on(&self, surface: &'static str) -> Self {
+        Self {
+            surface,
+            ..self.clone()
+        }
+    }
+}
+
+/// The body, at most [`MAX_BODY_BYTES`], within the budget the server put in the request's
+/// extensions (none: unbounded, for routers served outside the accept loop).
 async fn read_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            let mut too_large = false;
-            while let Some(c) = cause {
-                too_large |= c.is::<http_body_util::LengthLimitError>();
-                cause = c.source();
+    let budget = req.extensions().get::<BodyBudget>().cloned();
+    let read_timeout = budget.as_ref().map(|b| b.read_timeout);
+    let mut body = req.into_body();
+    let read = async {
+        let mut bytes = Vec::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(ApiError::payload_too_large());
             }
-            if too_large {
-                ApiError::payload_too_large()
-            } else {
-                ApiError::invalid_request("could not read the request body")
+            if let Some(budget) = &budget {
+                let wanted = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                let permit = budget
+                    .bytes
+                    .clone()
+                    .try_acquire_many_owned(wanted)
+                    .map_err(|_| {
+                        metrics().refused(budget.surface, "body_budget");
+                        ApiError::unavailable()
+                    })?;
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
             }
-        })
+            bytes.extend_from_slice(&data);
+        }
+        Ok(axum::body::Bytes::from(bytes))
+    };
+    match read_timeout {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| ApiError::invalid_request("the request body did not arrive in time"))?,
+        None => read.await,
+    }
 }
 
 fn is_json(req: &Request) -> bool {

@@ -29,7 +29,19 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::error::ApiError;
+use super::extract::BodyBudget;
 use crate::telemetry::metrics::metrics;
+use axum::response::IntoResponse;
+
+/// Most bytes of an HTTP/1 request head, or of an HTTP/2 header list (hyper answers `431`
+/// beyond it, or resets the stream).
+const HEAD_BUFFER_BYTES: usize = 16 * 1024;
+/// HTTP/2 flow-control windows: one whole body per stream (bodies are at most 16 KiB), 64 KiB
+/// per connection, so a connection's unread data is at most 64 KiB whatever its streams (the
+/// service reads bodies as they arrive, within the [`BodyBudget`]).
+const STREAM_WINDOW_BYTES: u32 = super::extract::MAX_BODY_BYTES as u32;
+const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024;
 
 /// Per-connection limits of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -41,13 +53,17 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Most open connections of one client address (IPv6: its network of `ipv6_prefix` bits).
     pub max_connections_per_client: usize,
+    /// Most requests of one client address in flight at once, over all its connections (an
+    /// HTTP/2 connection carries several): each pins its stream's state and handler until it is
+    /// answered, so a client with unfinished bodies holds at most this many.
+    pub max_requests_per_client: usize,
     pub ipv6_prefix: u8,
 }
 
-/// Open connections per client address, for the per-client share of a listener's slots. Peers
-/// that are trusted proxies carry many clients and are exempt (the listener's cap still holds).
-/// An entry lives while its client has a connection open, so the map holds at most the
-/// listener's cap of entries.
+/// What each client address holds open of something shared (connections, requests in flight),
+/// for its share of a listener's. Peers that are trusted proxies carry many clients and are
+/// exempt (the listener's own caps still hold). An entry lives while its client holds
+/// something, so the map holds at most the listener's cap of entries.
 pub struct ClientShares {
     open: Mutex<HashMap<IpAddr, usize>>,
     limit: usize,
@@ -61,17 +77,32 @@ struct Share {
     client: Option<IpAddr>,
 }
 
-impl ClientShares {
-    pub fn new(limits: ConnectionLimits, trusted: Arc<Vec<ipnet::IpNet>>) -> Arc<Self> {
-        Arc::new(Self {
-            open: Mutex::new(HashMap::new()),
-            limit: limits.max_connections_per_client,
-            ipv6_prefix: limits.ipv6_prefix,
-            trusted,
-        })
-    }
+/// A listener's per-client shares.
+#[derive(Clone)]
+pub struct Shares {
+    pub connections: Arc<ClientShares>,
+    pub requests: Arc<ClientShares>,
+}
 
-    /// A place for a connection from `peer`, or `None` when its client holds its share.
+impl Shares {
+    pub fn new(limits: ConnectionLimits, trusted: Arc<Vec<ipnet::IpNet>>) -> Self {
+        let share = |limit| {
+            Arc::new(ClientShares {
+                open: Mutex::new(HashMap::new()),
+                limit,
+                ipv6_prefix: limits.ipv6_prefix,
+                trusted: trusted.clone(),
+            })
+        };
+        Self {
+            connections: share(limits.max_connections_per_client),
+            requests: share(limits.max_requests_per_client),
+        }
+    }
+}
+
+impl ClientShares {
+    /// A place for one more of `peer`'s, or `None` when its client holds its share.
     fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Share> {
         let peer = peer.to_canonical();
         if self.trusted.iter().any(|net| net.contains(&peer)) {
@@ -114,20 +145,32 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
-    shares: Arc<ClientShares>,
+    shares: Shares,
+    bodies: BodyBudget,
     shutdown: CancellationToken,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     // The watchdog below bounds request heads for both protocols; hyper's own timer would also
-    // close idle keep-alive connections at the header timeout.
+    // close idle keep-alive connections at the header timeout. Memory per connection is bounded
+    // by what hyper may buffer before the service reads: an HTTP/1 head (`max_buf_size`), and for
+    // HTTP/2 the flow-control windows (hyper's defaults of 1 MiB let 64 unfinished streams pin
+    // about 2 MiB per connection) and the header list. What the service then buffers of bodies
+    // is bounded for all connections together by the [`BodyBudget`].
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(None);
+        .header_read_timeout(None)
+        .max_buf_size(HEAD_BUFFER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(64);
+        .max_concurrent_streams(32)
+        .adaptive_window(false)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_header_list_size(HEAD_BUFFER_BYTES as u32)
+        .max_send_buf_size(STREAM_WINDOW_BYTES as usize);
+    let bodies = bodies.on(surface);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -143,7 +186,7 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        let Some(share) = shares.take(peer.ip()) else {
+        let Some(share) = shares.connections.take(peer.ip()) else {
             metrics().refused(surface, "client_connection_limit");
             tracing::debug!(%peer, "the client holds its share of connections: closing a new one");
             drop(stream);
@@ -160,13 +203,23 @@ pub async fn serve(
         let service = {
             let activity = activity.clone();
             let router = router.clone();
+            let bodies = bodies.clone();
+            let requests = shares.requests.clone();
             tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(bodies.clone());
                 let guard = activity.start();
                 let router = router.clone();
+                let admitted = requests.take(peer.ip());
                 async move {
+                    let Some(admitted) = admitted else {
+                        // Answered at once, so the refused stream pins nothing.
+                        metrics().refused(surface, "client_request_limit");
+                        drop(guard);
+                        return Ok(ApiError::unavailable().into_response());
+                    };
                     let response = router.oneshot(req.map(axum::body::Body::new)).await;
-                    drop(guard);
+                    drop((guard, admitted));
                     response
                 }
             })

@@ -69,7 +69,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             .u64_counter("authsession.http.refusals")
             .with_description(
                 "requests and connections refused at the edge: unauthorized, rate_limited, \
-                 connection_limit, client_connection_limit, deadline",
+                 connection_limit, client_connection_limit, client_request_limit, body_budget, deadline",
             )
             .build(),
         replica_waits: meter

@@ -92,6 +92,18 @@ impl ServiceProcess {
     }
 
     /// The address from the JSON `<name> HTTP listener started` line (`public` or `internal`).
+    /// The process's resident memory, from `/proc/<pid>/status` (`VmRSS`), in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("a VmRSS line")
+    }
+
     pub async fn listener_addr(&self, name: &str) -> std::net::SocketAddr {
         let line = self
             .wait_for_line(

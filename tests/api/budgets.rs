@@ -150,3 +150,169 @@ async fn one_client_cannot_hold_every_connection_slot() {
     );
     drop(held);
 }
+
+/// Finding 1: HTTP/2 connections whose 64 streams each carry an unfinished body pinned about
+/// 2 MiB each (hyper's 1 MiB windows, bodies buffered until complete), and a few hundred
+/// killed a service limited to 1 GiB. Small windows, a header-list limit, a body read timeout
+/// and a cap on body bytes buffered across all connections bound the process's memory; a
+/// legitimate client is served throughout.
+#[tokio::test]
+async fn unfinished_http2_bodies_cannot_exhaust_memory() {
+    use axum::body::Bytes;
+    use std::time::Duration;
+
+    /// Attacking connections: 32 addresses × 128 (each address's connection share), so the
+    /// listener's default cap of 4,096; 64 streams each, every stream 15,000 bytes into a
+    /// 16,000-byte body.
+    const ADDRESSES: u8 = 32;
+    const PER_ADDRESS: usize = 128;
+    const CEILING: u64 = 384 << 20;
+
+    let redis = testcontainers::RedisServer::start().await;
+    let env: Vec<(String, String)> = [
+        (config::REDIS_ADDR, redis.addr()),
+        (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0".into()),
+        (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0".into()),
+        (config::HTTP_HEADER_READ_TIMEOUT, "30s".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let process = testcontainers::ServiceProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_authsession")),
+        &[],
+        &env,
+    );
+    let public = process.listener_addr("public").await;
+    let baseline = process.resident_bytes();
+
+    let mut held = Vec::new();
+    let mut opened = 0usize;
+    for a in 0..ADDRESSES {
+        let source: std::net::SocketAddr = format!("127.0.1.{}:0", a + 1).parse().unwrap();
+        for _ in 0..PER_ADDRESS {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(source).unwrap();
+            let Ok(tcp) = socket.connect(public).await else {
+                continue;
+            };
+            let Ok((client, connection)) = h2::client::Builder::new()
+                .initial_window_size(1 << 20)
+                .handshake::<_, Bytes>(tcp)
+                .await
+            else {
+                continue;
+            };
+            tokio::spawn(connection);
+            opened += 1;
+            held.push(tokio::spawn(async move {
+                let mut client = client;
+                let mut streams = Vec::new();
+                for _ in 0..64 {
+                    if client.clone().ready().await.is_err() {
+                        break;
+                    }
+                    let request = axum::http::Request::post(format!(
+                        "http://{public}{}",
+                        authsession::http::public::SEND_EMAIL_CODE
+                    ))
+                    .header("content-type", "application/json")
+                    .header("content-length", "16000")
+                    .body(())
+                    .unwrap();
+                    let Ok((response, mut body)) = client.send_request(request, false) else {
+                        break;
+                    };
+                    let _ = body.send_data(Bytes::from(vec![b' '; 15_000]), false);
+                    streams.push((response, body));
+                }
+                // Hold every stream open, unfinished.
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                drop(streams);
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut peak = process.resident_bytes();
+    let legit = reqwest::Client::builder()
+        .local_address("127.0.0.200".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let mut served = 0;
+    for _ in 0..5 {
+        let answer = legit
+            .post(format!(
+                "http://{public}{}",
+                authsession::http::public::SEND_EMAIL_CODE
+            ))
+            .json(&serde_json::json!({ "email": crate::helpers::unique_email() }))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status() == 200) {
+            served += 1;
+        }
+        peak = peak.max(process.resident_bytes());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "{opened} connections × 64 unfinished streams: resident {} MiB (baseline {} MiB), \
+         {served}/5 legitimate sends served",
+        peak >> 20,
+        baseline >> 20
+    );
+    for task in held {
+        task.abort();
+    }
+
+    assert!(opened >= 4000, "the attack opened {opened} connections");
+    assert!(
+        peak < CEILING,
+        "resident {} MiB under attack, ceiling {} MiB",
+        peak >> 20,
+        CEILING >> 20
+    );
+    assert_eq!(served, 5, "a legitimate client is served throughout");
+}
+
+/// Finding 1: a body that stops arriving held its request (and its buffer) until the request
+/// deadline. It now has `AUTHSESSION_HTTP_BODY_READ_TIMEOUT` from its head.
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_answered_at_its_deadline() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = crate::helpers::harness(&[
+        (config::HTTP_BODY_READ_TIMEOUT, "1s"),
+        (config::HTTP_HEADER_READ_TIMEOUT, "30s"),
+    ])
+    .await;
+    let url = h.app.public_url(authsession::http::public::SEND_EMAIL_CODE);
+    let (host, path) = url.trim_start_matches("http://").split_once('/').unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(
+            format!(
+                "POST /{path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n\
+                 content-length: 100\r\n\r\n{{\"email\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered before the 5 s wait ends")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_request"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
