@@ -35,6 +35,14 @@ struct Args {
     /// (`0` replays what the streams hold).
     #[arg(long, default_value = "now")]
     from: String,
+    /// Most sessions cached (the oldest cached first out; a session not cached is read from its
+    /// snapshot key).
+    #[arg(long, default_value_t = authsession::gateway::DEFAULT_CAPACITY)]
+    cache_entries: usize,
+    /// Longest a cached answer is used before the snapshot key is read again (bounds how long
+    /// an event the consumer missed can be ignored).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    cache_max_age: Duration,
 }
 
 #[derive(Clone)]
@@ -79,10 +87,14 @@ async fn main() -> ExitCode {
         }
     };
     let keys = Keys::new(&config.redis, &config.gateway);
-    let consumer = Arc::new(GatewayConsumer::new(GatewayNames {
-        snapshot_prefix: keys.gateway_session_prefix().to_owned(),
-        streams: keys.streams(),
-    }));
+    let consumer = Arc::new(GatewayConsumer::with_limits(
+        GatewayNames {
+            snapshot_prefix: keys.gateway_session_prefix().to_owned(),
+            streams: keys.streams(),
+        },
+        args.cache_entries,
+        args.cache_max_age,
+    ));
     // Each blocking read must end well inside the connection's response timeout (the
     // configured command timeout), or the client would call it a timeout and reconnect.
     let block_ms = (config.redis.command_timeout.as_millis() as u64 / 2).max(1);

@@ -6,15 +6,28 @@
 //! falling back to the snapshot key (`G<device_session_id>`) for a session it has not seen an
 //! event of. Nothing here writes to Redis, and nothing depends on the service's internals: a
 //! gateway team can read this module as the contract in code.
+//!
+//! What it guarantees after a gap: before each read it compares its position with the stream's
+//! (`XINFO STREAM`). When the entry it read last was trimmed away (the stream's first entry is
+//! beyond it: it was paused, or slow, past `MAXLEN`), an entry after it was deleted, or the
+//! stream is behind its position (a failover lost entries it had read), events may be missing: it empties its cache, so every
+//! answer comes from the snapshot keys until events fill it again (and resumes from the
+//! stream's newest entry when the stream went backwards). Independently, no cached answer is
+//! older than `max_age` (then the snapshot key is read again), and the cache holds at most
+//! `capacity` sessions (the oldest cached first out).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
 /// Entries read per `XREAD` call.
 const BATCH: usize = 500;
+/// Default cache bounds: sessions held, and the age past which a cached answer is read again.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// The contract's names: the snapshot key prefix `G` and the streams (`S`, or one per partition).
 #[derive(Debug, Clone)]
@@ -57,6 +70,8 @@ pub struct Applied {
     pub updated: Vec<Snapshot>,
     /// The stream id to resume from.
     pub last_id: String,
+    /// Events may have been missed (a trimmed or rewound stream): the cache was emptied.
+    pub resynced: bool,
 }
 
 /// The consumer's state: a snapshot cache keyed by device session id. Versions only move
@@ -64,7 +79,23 @@ pub struct Applied {
 #[derive(Debug)]
 pub struct GatewayConsumer {
     names: GatewayNames,
-    cache: RwLock<HashMap<String, Snapshot>>,
+    cache: RwLock<Cache>,
+    capacity: usize,
+    max_age: Duration,
+}
+
+/// Snapshots with when each was cached, and the order they were first cached in (for
+/// eviction; an entry whose session left the map is skipped when it comes up).
+#[derive(Debug, Default)]
+struct Cache {
+    held: HashMap<String, (Snapshot, Instant)>,
+    order: VecDeque<String>,
+}
+
+/// A stream id, for ordering (`ms-seq`).
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// One stream entry's fields as `XREAD` returns them.
@@ -72,10 +103,81 @@ type Entry = (String, Vec<(String, String)>);
 
 impl GatewayConsumer {
     pub fn new(names: GatewayNames) -> Self {
+        Self::with_limits(names, DEFAULT_CAPACITY, DEFAULT_MAX_AGE)
+    }
+
+    /// A consumer caching at most `capacity` sessions, none for longer than `max_age`.
+    pub fn with_limits(names: GatewayNames, capacity: usize, max_age: Duration) -> Self {
         Self {
             names,
             cache: RwLock::default(),
+            capacity: capacity.max(1),
+            max_age,
         }
+    }
+
+    /// Sessions cached now.
+    pub fn cached_count(&self) -> usize {
+        self.cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .held
+            .len()
+    }
+
+    /// Empties the cache: answers come from the snapshot keys until events fill it again.
+    pub fn resync(&self) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        *cache = Cache::default();
+    }
+
+    /// Whether events of `stream` after `last_id` may have been missed, and where to read from:
+    /// entries after it were trimmed (resume where we are: what is left is newer), or the stream
+    /// is behind it (a failover lost entries: resume from its newest entry).
+    async fn gap(
+        &self,
+        conn: &mut impl ConnectionLike,
+        stream: &str,
+        last_id: &str,
+    ) -> redis::RedisResult<Option<String>> {
+        let Some(position) = stream_id(last_id).filter(|p| *p != (0, 0)) else {
+            return Ok(None);
+        };
+        let info: redis::Value = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream)
+            .query_async(conn)
+            .await
+            .or_else(|e| {
+                // No stream (yet, or any more): nothing to compare with.
+                if e.to_string().contains("no such key") {
+                    Ok(redis::Value::Nil)
+                } else {
+                    Err(e)
+                }
+            })?;
+        let fields: HashMap<String, redis::Value> =
+            redis::FromRedisValue::from_redis_value(info).unwrap_or_default();
+        let text = |name: &str| match fields.get(name) {
+            Some(redis::Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
+            Some(redis::Value::SimpleString(text)) => Some(text.clone()),
+            _ => None,
+        };
+        let newest = text("last-generated-id");
+        if let Some(newest) = newest.filter(|n| stream_id(n).is_some_and(|n| n < position)) {
+            return Ok(Some(newest));
+        }
+        // Trimming removes the oldest entries: once the entry we read last is gone, entries
+        // after it may have gone too (resynchronising when none did costs only cache misses).
+        // An entry deleted after our position (`XDEL`) is a gap as well.
+        let first = text("recorded-first-entry-id").and_then(|id| stream_id(&id));
+        let deleted = text("max-deleted-entry-id").and_then(|id| stream_id(&id));
+        if first.is_some_and(|first| first > position && first != (0, 0))
+            || deleted.is_some_and(|deleted| deleted > position)
+        {
+            return Ok(Some(last_id.to_owned()));
+        }
+        Ok(None)
     }
 
     pub fn names(&self) -> &GatewayNames {
@@ -85,22 +187,48 @@ impl GatewayConsumer {
     /// Applies one snapshot if it is newer than what the cache holds; returns whether it was.
     pub fn apply(&self, snapshot: Snapshot) -> bool {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        match cache.get(&snapshot.device_session_id) {
-            Some(held) if held.version >= snapshot.version => false,
-            _ => {
-                cache.insert(snapshot.device_session_id.clone(), snapshot);
+        let id = snapshot.device_session_id.clone();
+        match cache.held.get(&id) {
+            Some((held, _)) if held.version >= snapshot.version => false,
+            Some(_) => {
+                cache.held.insert(id, (snapshot, Instant::now()));
+                true
+            }
+            None => {
+                while cache.held.len() >= self.capacity {
+                    let Some(oldest) = cache.order.pop_front() else {
+                        break;
+                    };
+                    cache.held.remove(&oldest);
+                }
+                cache.held.insert(id.clone(), (snapshot, Instant::now()));
+                cache.order.push_back(id);
+                // Ids of sessions emptied out by a resync or evicted twice stay in `order`
+                // until they come up; keep it from outgrowing the map by much.
+                if cache.order.len() > 2 * self.capacity {
+                    let Cache { held, order } = &mut *cache;
+                    order.retain(|id| held.contains_key(id));
+                }
                 true
             }
         }
     }
 
-    /// The cached snapshot of a session, if any.
+    /// The cached snapshot of a session, if any and younger than the cache's `max_age`.
     pub fn cached(&self, device_session_id: &str) -> Option<Snapshot> {
         self.cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .held
             .get(device_session_id)
-            .cloned()
+            .filter(|(_, at)| at.elapsed() < self.max_age)
+            .map(|(snapshot, _)| snapshot.clone())
+    }
+
+    /// Forgets one session (its cached answer aged out).
+    fn forget(&self, device_session_id: &str) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        cache.held.remove(device_session_id);
     }
 
     /// The id to follow `stream` from for "new events only": its newest entry now (`0-0` when
@@ -134,17 +262,23 @@ impl GatewayConsumer {
         last_id: &str,
         block_ms: u64,
     ) -> redis::RedisResult<Applied> {
+        let mut applied = Applied {
+            last_id: last_id.to_owned(),
+            ..Applied::default()
+        };
+        if let Some(resume) = self.gap(conn, stream, last_id).await? {
+            tracing::warn!(%stream, %last_id, %resume, "events may have been missed: answering from the snapshot keys");
+            self.resync();
+            applied.resynced = true;
+            applied.last_id = resume;
+        }
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT").arg(BATCH);
         if block_ms > 0 {
             cmd.arg("BLOCK").arg(block_ms);
         }
-        cmd.arg("STREAMS").arg(stream).arg(last_id);
+        cmd.arg("STREAMS").arg(stream).arg(&applied.last_id);
         let reply: Option<Vec<(String, Vec<Entry>)>> = cmd.query_async(conn).await?;
-        let mut applied = Applied {
-            last_id: last_id.to_owned(),
-            ..Applied::default()
-        };
         for (_, entries) in reply.unwrap_or_default() {
             for (id, fields) in entries {
                 applied.entries += 1;
@@ -172,6 +306,9 @@ impl GatewayConsumer {
         let snapshot = match self.cached(device_session_id) {
             Some(snapshot) => Some(snapshot),
             None => {
+                // Aged out (or never cached): the key is the truth; an older cached version
+                // must not keep a newer one out.
+                self.forget(device_session_id);
                 let key = format!("{}{device_session_id}", self.names.snapshot_prefix);
                 let raw: Option<String> = redis::cmd("GET").arg(key).query_async(conn).await?;
                 let parsed = raw.and_then(|json| serde_json::from_str::<Snapshot>(&json).ok());
@@ -218,5 +355,13 @@ mod tests {
         );
         assert!(!consumer.apply(snapshot(2, "revoked")), "a duplicate");
         assert_eq!(consumer.cached("d1").unwrap().status, "revoked");
+    }
+
+    #[test]
+    fn stream_ids_order_by_time_then_sequence() {
+        assert!(stream_id("5-1") > stream_id("5-0"));
+        assert!(stream_id("6-0") > stream_id("5-9"));
+        assert_eq!(stream_id("7"), Some((7, 0)));
+        assert_eq!(stream_id("x-1"), None);
     }
 }

@@ -174,3 +174,197 @@ async fn the_gateway_binary_answers_whether_a_session_is_active_and_with_which_k
         "the stream follow broke off with Redis up: {lines:?}"
     );
 }
+
+/// A snapshot JSON of session `id` at `version`.
+fn snapshot_json(id: &str, status: &str, version: u64) -> String {
+    serde_json::json!({
+        "device_session_id": id, "user_id": "u1", "status": status,
+        "client_public_key": "k", "version": version,
+    })
+    .to_string()
+}
+
+/// Issue 23, finding 6: a consumer paused while a revoke and 3,000 other events went by, the
+/// stream trimmed to 1,000 entries, served the revoked session as active for ever (its cache
+/// never saw the revoke). It now sees the gap (entries after its position were trimmed) and
+/// answers from the snapshot keys.
+#[tokio::test]
+async fn a_consumer_behind_a_trimmed_stream_resynchronises_instead_of_serving_a_revoked_session() {
+    use redis::AsyncCommands;
+    let redis = testcontainers::RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let consumer = GatewayConsumer::new(GatewayNames {
+        snapshot_prefix: "g:".into(),
+        streams: vec!["s".into()],
+    });
+    let active = snapshot_json("d1", "active", 1);
+    let () = conn.set("g:d1", &active).await.unwrap();
+    let _: String = conn.xadd("s", "*", &[("snapshot", &active)]).await.unwrap();
+    let read = consumer.step(&mut conn, "s", "0-0", 0).await.unwrap();
+    assert_eq!(
+        consumer.verdict(&mut conn, "d1").await.unwrap(),
+        Verdict::Active {
+            client_public_key: "k".into()
+        }
+    );
+
+    // Paused: the revoke and 3,000 other events go by; the stream keeps its last 1,000.
+    let revoked = snapshot_json("d1", "revoked", 2);
+    let () = conn.set("g:d1", &revoked).await.unwrap();
+    let _: String = conn
+        .xadd("s", "*", &[("snapshot", &revoked)])
+        .await
+        .unwrap();
+    for i in 0..3000 {
+        let other = snapshot_json(&format!("o{i}"), "active", 1);
+        let _: String = redis::cmd("XADD")
+            .arg("s")
+            .arg("MAXLEN")
+            .arg(1000)
+            .arg("*")
+            .arg("snapshot")
+            .arg(other)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut last_id = read.last_id;
+    let mut resynced = false;
+    loop {
+        let applied = consumer.step(&mut conn, "s", &last_id, 0).await.unwrap();
+        resynced |= applied.resynced;
+        if applied.entries == 0 {
+            break;
+        }
+        last_id = applied.last_id;
+    }
+
+    assert!(resynced, "the gap was seen");
+    assert_eq!(
+        consumer.verdict(&mut conn, "d1").await.unwrap(),
+        Verdict::Refused
+    );
+}
+
+/// Issue 23, finding 9: the cache grew by every session ever seen. It holds at most its
+/// capacity, oldest out first; a lookup of an evicted session reads its snapshot key.
+#[tokio::test]
+async fn the_consumers_cache_is_bounded() {
+    use redis::AsyncCommands;
+    let redis = testcontainers::RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let consumer = GatewayConsumer::with_limits(
+        GatewayNames {
+            snapshot_prefix: "g:".into(),
+            streams: vec!["s".into()],
+        },
+        100,
+        Duration::from_secs(60),
+    );
+    for i in 0..1000 {
+        let json = snapshot_json(&format!("d{i}"), "active", 1);
+        let _: String = conn.xadd("s", "*", &[("snapshot", &json)]).await.unwrap();
+    }
+    let mut last_id = "0-0".to_owned();
+    loop {
+        let applied = consumer.step(&mut conn, "s", &last_id, 0).await.unwrap();
+        if applied.entries == 0 {
+            break;
+        }
+        last_id = applied.last_id;
+    }
+    assert_eq!(consumer.cached_count(), 100);
+    assert!(consumer.cached("d999").is_some(), "the newest stay");
+    assert!(consumer.cached("d0").is_none(), "the oldest went first");
+    let () = conn
+        .set("g:d0", snapshot_json("d0", "revoked", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.verdict(&mut conn, "d0").await.unwrap(),
+        Verdict::Refused,
+        "an evicted session is read from its snapshot key"
+    );
+}
+
+/// Issue 23, finding 6: a cached answer has a bounded age; past it the snapshot key is read
+/// again, so an event the consumer never saw (lost in a failover, say) is not trusted for ever.
+#[tokio::test]
+async fn a_cached_answer_is_read_again_past_its_age() {
+    use redis::AsyncCommands;
+    let redis = testcontainers::RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let consumer = GatewayConsumer::with_limits(
+        GatewayNames {
+            snapshot_prefix: "g:".into(),
+            streams: vec!["s".into()],
+        },
+        100,
+        Duration::from_millis(200),
+    );
+    let () = conn
+        .set("g:d1", snapshot_json("d1", "active", 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        consumer.verdict(&mut conn, "d1").await.unwrap(),
+        Verdict::Active { .. }
+    ));
+    // Revoked with no event the consumer reads.
+    let () = conn
+        .set("g:d1", snapshot_json("d1", "revoked", 2))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        consumer.verdict(&mut conn, "d1").await.unwrap(),
+        Verdict::Refused
+    );
+}
+
+/// Issue 23, finding 6: a failover that lost entries the consumer had read leaves the stream
+/// behind its position; it resynchronises and follows the stream from its newest entry (else
+/// it would wait for ids past its old position and miss everything until then).
+#[tokio::test]
+async fn a_consumer_ahead_of_a_rewound_stream_resynchronises_and_follows_it() {
+    use redis::AsyncCommands;
+    let redis = testcontainers::RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    let consumer = GatewayConsumer::new(GatewayNames {
+        snapshot_prefix: "g:".into(),
+        streams: vec!["s".into()],
+    });
+    let active = snapshot_json("d1", "active", 1);
+    let _: String = conn
+        .xadd("s", "9000000000000-0", &[("snapshot", &active)])
+        .await
+        .unwrap();
+    let read = consumer.step(&mut conn, "s", "0-0", 0).await.unwrap();
+    // The failover's new primary never had that entry; a revoke comes after it.
+    let () = conn.del("s").await.unwrap();
+    let revoked = snapshot_json("d1", "revoked", 2);
+    let _: String = conn
+        .xadd("s", "1-1", &[("snapshot", &active)])
+        .await
+        .unwrap();
+    let first = consumer
+        .step(&mut conn, "s", &read.last_id, 0)
+        .await
+        .unwrap();
+    let _: String = conn
+        .xadd("s", "*", &[("snapshot", &revoked)])
+        .await
+        .unwrap();
+    let second = consumer
+        .step(&mut conn, "s", &first.last_id, 0)
+        .await
+        .unwrap();
+
+    assert!(first.resynced);
+    assert_eq!(
+        first.last_id, "1-1",
+        "follows from the stream's newest entry"
+    );
+    assert_eq!(second.entries, 1, "the revoke is read");
+    assert_eq!(consumer.cached("d1").unwrap().status, "revoked");
+}
