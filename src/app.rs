@@ -73,6 +73,7 @@ impl App {
     /// until [`App::run_until_stopped`].
     pub async fn build(config: Config) -> Result<App, StartupError> {
         raise_open_files_limit(&config);
+        let connection_limits = ConnectionLimits::of(&config);
         let redis = Redis::new(&config.redis).map_err(|source| StartupError::Redis {
             component: COMPONENTS[0],
             address: config.redis.addrs.join(","),
@@ -162,14 +163,7 @@ impl App {
                 ipv6_prefix: config.rate_limit_ipv6_prefix,
             },
             internal_token: config.internal_token,
-            connection_limits: ConnectionLimits {
-                header_read_timeout: config.http_header_read_timeout,
-                idle_timeout: config.http_idle_timeout,
-                max_connections: config.http_max_connections,
-                max_connections_per_client: config.http_max_connections_per_client,
-                max_requests_per_client: config.http_max_requests_per_client,
-                ipv6_prefix: config.rate_limit_ipv6_prefix,
-            },
+            connection_limits,
             body_budget: crate::http::extract::BodyBudget::new(
                 config.http_body_buffer_bytes,
                 config.http_body_read_timeout,
@@ -340,7 +334,7 @@ fn longest_delivery(config: &Config) -> Duration {
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (the default soft limit, often 1024, is far
 /// below what two listeners' connection caps need) and warns when even the hard limit cannot
 /// hold both caps plus the Redis pool: the caps, not the kernel, should refuse connections.
-fn raise_open_files_limit(config: &Config) {
+pub fn raise_open_files_limit(config: &Config) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;

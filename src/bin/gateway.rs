@@ -3,7 +3,8 @@
 //! credentials), follows the session event stream from now on (or from `--from <id>`), and
 //! answers `GET /sessions/{device_session_id}` with `{"active": true, "client_public_key": ...}`
 //! or `{"active": false}`. A session it has no event for is looked up at its snapshot key, so a
-//! restart (cache empty, following from now) never answers from stale state.
+//! restart (cache empty, following from now) never answers from stale state. It serves through
+//! the service's accept loop and limits, and with `--token-file` requires a bearer token.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,8 +19,11 @@ use serde_json::json;
 
 use authsession::config::Config;
 use authsession::gateway::{GatewayConsumer, GatewayNames, Verdict};
+use authsession::http::extract::BodyBudget;
+use authsession::http::server::{serve, ConnectionLimits, Shares};
 use authsession::store::{Dedicated, Keys, Redis};
 use authsession::telemetry;
+use secrecy::SecretString;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +47,10 @@ struct Args {
     /// an event the consumer missed can be ignored).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     cache_max_age: Duration,
+    /// A file holding a token every request must carry as `Authorization: Bearer <token>` (a
+    /// file, not an argument: arguments show in `ps`).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -79,6 +87,23 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format, &config.log_level);
+    authsession::app::raise_open_files_limit(&config);
+    let token = match &args.token_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(token) if !token.trim().is_empty() => {
+                Some(SecretString::from(token.trim().to_owned()))
+            }
+            Ok(_) => {
+                eprintln!("{}: the token file is empty", path.display());
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     let redis = match Redis::new(&config.redis) {
         Ok(redis) => redis,
         Err(e) => {
@@ -102,13 +127,16 @@ async fn main() -> ExitCode {
         let (consumer, redis, from) = (consumer.clone(), redis.clone(), args.from.clone());
         tokio::spawn(follow(consumer, redis, stream, from, block_ms));
     }
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/sessions/{device_session_id}", get(session))
         .with_state(Shared {
             consumer,
             redis,
             lookups: Arc::default(),
         });
+    if let Some(token) = &token {
+        app = authsession::http::internal::with_bearer(app, token, "gateway");
+    }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -116,14 +144,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!(addr = %args.listen, "gateway consumer listening");
-    match axum::serve(listener, app).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
+    tracing::info!(addr = %args.listen, token = token.is_some(), "gateway consumer listening");
+    // The service's accept loop and limits: header and idle deadlines, connection caps and
+    // per-client shares, bounded bodies.
+    let limits = ConnectionLimits::of(&config);
+    serve(
+        "gateway",
+        listener,
+        app,
+        limits,
+        Shares::new(limits, Arc::new(config.trusted_proxies.clone())),
+        BodyBudget::new(config.http_body_buffer_bytes, config.http_body_read_timeout),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    ExitCode::SUCCESS
 }
 
 /// Follows one stream for ever on a connection of its own, resuming from the last id read after

@@ -45,14 +45,18 @@ pub fn routes() -> Vec<Route> {
 pub fn router(ctx: Context, token: Option<SecretString>) -> Router {
     let router = super::finish(router_of(routes(), ctx), "internal");
     match token {
-        Some(token) => {
-            let expected = Arc::new(token_digest(token.expose_secret()));
-            router.layer(axum::middleware::from_fn(move |req, next| {
-                bearer(expected.clone(), req, next)
-            }))
-        }
+        Some(token) => with_bearer(router, &token, "internal"),
         None => router,
     }
+}
+
+/// `router` answering only requests that carry `Authorization: Bearer <token>` (else `401`),
+/// for the internal surface and the reference gateway consumer's.
+pub fn with_bearer(router: Router, token: &SecretString, surface: &'static str) -> Router {
+    let expected = Arc::new(token_digest(token.expose_secret()));
+    router.layer(axum::middleware::from_fn(move |req, next| {
+        bearer(expected.clone(), surface, req, next)
+    }))
 }
 
 /// Tokens are compared as SHA-256 digests, in constant time: neither their content nor their
@@ -61,7 +65,12 @@ fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-async fn bearer(expected: Arc<[u8; 32]>, req: Request, next: Next) -> Response {
+async fn bearer(
+    expected: Arc<[u8; 32]>,
+    surface: &'static str,
+    req: Request,
+    next: Next,
+) -> Response {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
@@ -78,8 +87,8 @@ async fn bearer(expected: Arc<[u8; 32]>, req: Request, next: Next) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.to_string())
         .unwrap_or_default();
-    tracing::warn!(path = %req.uri().path(), %peer, "internal request refused: missing or invalid bearer token");
-    metrics().refused("internal", "unauthorized");
+    tracing::warn!(path = %req.uri().path(), %peer, surface, "request refused: missing or invalid bearer token");
+    metrics().refused(surface, "unauthorized");
     ApiError::unauthorized().into_response()
 }
 
