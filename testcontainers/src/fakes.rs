@@ -27,6 +27,13 @@ pub enum Behaviour {
     /// The contract's answer, decided when the request arrives, but sent `by` later for paths
     /// starting with `path` (a slow dependency whose answer was already settled).
     Delayed { path: String, by: Duration },
+    /// Like `Delayed`, by a uniformly random time in `from..to` per request (a dependency whose
+    /// latency varies, as real ones do).
+    Jittered {
+        path: String,
+        from: Duration,
+        to: Duration,
+    },
 }
 
 /// One request a fake received.
@@ -114,6 +121,17 @@ async fn start(answer: Answer) -> (SocketAddr, Arc<Shared>) {
                 let (status, reply) = answer(&shared, &method, uri.path(), &body);
                 if uri.path().starts_with(&path) {
                     tokio::time::sleep(by).await;
+                }
+                (status, axum::Json(reply)).into_response()
+            }
+            Behaviour::Jittered { path, from, to } => {
+                let (status, reply) = answer(&shared, &method, uri.path(), &body);
+                if uri.path().starts_with(&path) {
+                    let span = to.saturating_sub(from).as_secs_f64();
+                    tokio::time::sleep(
+                        from + Duration::from_secs_f64(rand::random::<f64>() * span),
+                    )
+                    .await;
                 }
                 (status, axum::Json(reply)).into_response()
             }
