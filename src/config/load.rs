@@ -1,6 +1,7 @@
 //! `Config::from_source`: every variable read (or defaulted) and converted, then the rules that
 //! tie variables together; every problem is collected before any is reported.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -328,6 +329,17 @@ impl Config {
         let rest = [USER_SERVICE_MODE, MAIL_SERVICE_MODE]
             .iter()
             .any(|mode| p.env.get(mode).is_some_and(|v| v.trim() == "rest"));
+        // With both dependencies stubbed (a trial run, a laptop), the internal surface may run
+        // without a token: then it listens on loopback unless told where, rather than on every
+        // interface by the default `:8081`.
+        let internal_addr = match internal_addr {
+            Some(addr)
+                if !rest && internal_token.is_none() && p.env.get(INTERNAL_HTTP_ADDR).is_none() =>
+            {
+                Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()))
+            }
+            other => other,
+        };
         // An internal surface anyone on the network can reach, with no token, in a real
         // environment, is a mistake unless the operator says otherwise.
         let exposed = internal_addr.is_some_and(|a| !a.ip().is_loopback());

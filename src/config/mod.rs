@@ -242,13 +242,38 @@ pub struct Problem {
     pub expected: String,
 }
 
+/// `value` with the user information of every URL in it (`scheme://user:password@host`) masked:
+/// a problem's value is printed, and a URL may carry credentials.
+fn redact_userinfo(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', '#', ' ', ',']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(user_end) => {
+                out.push_str("***");
+                out.push_str(&authority[user_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.value {
             Some(value) => write!(
                 f,
                 "{}={:?}: expected {}",
-                self.variable, value, self.expected
+                self.variable,
+                redact_userinfo(value),
+                self.expected
             ),
             None => write!(
                 f,

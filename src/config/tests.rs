@@ -346,3 +346,40 @@ fn replica_acks_are_off_by_default_and_bounded_by_the_command_timeout() {
         "{err}"
     );
 }
+
+/// Issue 23, finding 11: in stub mode the internal surface (no token needed there) listened on
+/// every interface by default. It now listens on loopback unless an address is given; a `rest`
+/// deployment, a token or an explicit address keep the old behaviour.
+#[test]
+fn in_stub_mode_the_internal_surface_defaults_to_loopback() {
+    let stub = Config::from_source(&env(&[])).unwrap();
+    assert_eq!(stub.internal_addr.to_string(), "127.0.0.1:8081");
+    let explicit = Config::from_source(&env(&[(INTERNAL_HTTP_ADDR, ":8081")])).unwrap();
+    assert!(explicit.internal_addr.ip().is_unspecified());
+    let with_token =
+        Config::from_source(&env(&[(INTERNAL_HTTP_TOKEN, "a-token-of-sixteen-chars")])).unwrap();
+    assert!(with_token.internal_addr.ip().is_unspecified());
+}
+
+/// Issue 23, finding 11: a configuration problem printed its value, a URL's credentials
+/// included. The user information of every URL in a printed value is masked.
+#[test]
+fn a_problem_never_prints_a_urls_credentials() {
+    let error = Config::from_source(&env(&[
+        (USER_SERVICE_MODE, "rest"),
+        (USER_SERVICE_BASE_URL, "ftp://admin:hunter2@users.internal/"),
+        (MAIL_SERVICE_MODE, "rest"),
+        (
+            MAIL_SERVICE_BASE_URL,
+            "http://mail:s3cr3t@mail.internal:99999/",
+        ),
+    ]))
+    .err()
+    .expect("both URLs are refused")
+    .to_string();
+    assert!(
+        !error.contains("hunter2") && !error.contains("s3cr3t"),
+        "{error}"
+    );
+    assert!(error.contains("ftp://***@users.internal/"), "{error}");
+}

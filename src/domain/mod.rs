@@ -235,10 +235,22 @@ impl Locale {
 }
 
 impl ClientPublicKey {
+    /// Standard base64 (padded) of 32 bytes, refusing the weak Ed25519 keys: a point of small
+    /// order (the all-zero and identity encodings among them) verifies signatures anyone can
+    /// forge, so a session bound to one would be bound to nobody.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         const BAD: Invalid = Invalid("client_public_key must be standard base64 of 32 bytes");
+        const WEAK: Invalid = Invalid("client_public_key is a weak Ed25519 key (small order)");
         match STANDARD.decode(raw) {
-            Ok(bytes) if bytes.len() == 32 && raw.len() == 44 => Ok(Self(raw.to_owned())),
+            Ok(bytes) if bytes.len() == 32 && raw.len() == 44 => {
+                let point = curve25519_dalek::edwards::CompressedEdwardsY::from_slice(&bytes)
+                    .ok()
+                    .and_then(|p| p.decompress());
+                if point.is_some_and(|p| p.is_small_order()) {
+                    return Err(WEAK);
+                }
+                Ok(Self(raw.to_owned()))
+            }
             _ => Err(BAD),
         }
     }
@@ -318,6 +330,30 @@ mod tests {
         assert!(ClientPublicKey::parse(&STANDARD.encode([7u8; 31])).is_err());
         assert!(ClientPublicKey::parse(&URL_SAFE_NO_PAD.encode([0xffu8; 32])).is_err());
         assert!(ClientPublicKey::parse(key.trim_end_matches('=')).is_err());
+    }
+
+    /// Issue 23, finding 11: the all-zero key, the identity and the other small-order points
+    /// were accepted, binding a session to a key whose signatures anyone can forge.
+    #[test]
+    fn weak_ed25519_keys_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        // The canonical encodings of the eight small-order points (RFC 8032's torsion group).
+        let torsion: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect();
+        for weak in [[0u8; 32], identity].into_iter().chain(torsion) {
+            let raw = STANDARD.encode(weak);
+            assert_eq!(
+                ClientPublicKey::parse(&raw).err().map(|e| e.0),
+                Some("client_public_key is a weak Ed25519 key (small order)"),
+                "{raw}"
+            );
+        }
+        // A real public key (the basepoint's encoding) is fine.
+        let basepoint = curve25519_dalek::constants::ED25519_BASEPOINT_COMPRESSED.to_bytes();
+        assert!(ClientPublicKey::parse(&STANDARD.encode(basepoint)).is_ok());
     }
 
     #[test]
