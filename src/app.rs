@@ -73,7 +73,7 @@ impl App {
     /// until [`App::run_until_stopped`].
     pub async fn build(config: Config) -> Result<App, StartupError> {
         raise_open_files_limit(&config);
-        let connection_limits = ConnectionLimits::of(&config);
+        let connection_limits = connection_limits(&config);
         let redis = Redis::new(&config.redis).map_err(|source| StartupError::Redis {
             component: COMPONENTS[0],
             address: config.redis.addrs.join(","),
@@ -329,6 +329,19 @@ fn longest_delivery(config: &Config) -> Duration {
         ServiceMode::Rest(target) => target.request_timeout,
     };
     timeout(&config.user_service) * 2 + timeout(&config.mail_service)
+}
+
+/// The connection limits `config` sets for every listener (the service's two, and the
+/// reference gateway consumer's).
+pub fn connection_limits(config: &Config) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: config.http_header_read_timeout,
+        idle_timeout: config.http_idle_timeout,
+        max_connections: config.http_max_connections,
+        max_connections_per_client: config.http_max_connections_per_client,
+        max_requests_per_client: config.http_max_requests_per_client,
+        ipv6_prefix: config.rate_limit_ipv6_prefix,
+    }
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (the default soft limit, often 1024, is far

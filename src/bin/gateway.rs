@@ -20,7 +20,7 @@ use serde_json::json;
 use authsession::config::Config;
 use authsession::gateway::{GatewayConsumer, GatewayNames, Verdict};
 use authsession::http::extract::BodyBudget;
-use authsession::http::server::{serve, ConnectionLimits, Shares};
+use authsession::http::server::{serve, Shares};
 use authsession::store::{Dedicated, Keys, Redis};
 use authsession::telemetry;
 use secrecy::SecretString;
@@ -147,7 +147,7 @@ async fn main() -> ExitCode {
     tracing::info!(addr = %args.listen, token = token.is_some(), "gateway consumer listening");
     // The service's accept loop and limits: header and idle deadlines, connection caps and
     // per-client shares, bounded bodies.
-    let limits = ConnectionLimits::of(&config);
+    let limits = authsession::app::connection_limits(&config);
     serve(
         "gateway",
         listener,

@@ -77,20 +77,6 @@ struct Share {
     client: Option<IpAddr>,
 }
 
-impl ConnectionLimits {
-    /// The limits `config` sets for every listener.
-    pub fn of(config: &crate::config::Config) -> Self {
-        Self {
-            header_read_timeout: config.http_header_read_timeout,
-            idle_timeout: config.http_idle_timeout,
-            max_connections: config.http_max_connections,
-            max_connections_per_client: config.http_max_connections_per_client,
-            max_requests_per_client: config.http_max_requests_per_client,
-            ipv6_prefix: config.rate_limit_ipv6_prefix,
-        }
-    }
-}
-
 /// A listener's per-client shares.
 #[derive(Clone)]
 pub struct Shares {
