@@ -87,7 +87,7 @@ async fn bearer(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.to_string())
         .unwrap_or_default();
-    tracing::warn!(path = %req.uri().path(), %peer, surface, "request refused: missing or invalid bearer token");
+    tracing::warn!(path = %req.uri().path(), %peer, "{surface} request refused: missing or invalid bearer token");
     metrics().refused(surface, "unauthorized");
     ApiError::unauthorized().into_response()
 }
