@@ -148,34 +148,12 @@ impl Config {
                     .ok()
                     .filter(|n| (1..=1_000_000).contains(n))
             });
-        let http_max_connections_per_client = p.parse(
-            HTTP_MAX_CONNECTIONS_PER_CLIENT,
-            "an integer from 1 to 1000000",
-            |v| {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1_000_000).contains(n))
-            },
-        );
-        let http_max_requests_per_client = p.parse(
-            HTTP_MAX_REQUESTS_PER_CLIENT,
-            "an integer from 1 to 1000000",
-            |v| {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1_000_000).contains(n))
-            },
-        );
+        let http_max_connections_per_client =
+            p.integer(HTTP_MAX_CONNECTIONS_PER_CLIENT, 1usize, 1_000_000);
+        let http_max_requests_per_client =
+            p.integer(HTTP_MAX_REQUESTS_PER_CLIENT, 1usize, 1_000_000);
         let http_body_read_timeout = p.duration(HTTP_BODY_READ_TIMEOUT);
-        let http_body_buffer_bytes = p.parse(
-            HTTP_BODY_BUFFER_BYTES,
-            "a number of bytes from 65536 to 4294967295",
-            |v| {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| (65_536..=4_294_967_295).contains(n))
-            },
-        );
+        let http_body_buffer_bytes = p.integer(HTTP_BODY_BUFFER_BYTES, 65_536usize, 4_294_967_295);
         let shutdown_timeout = p.duration(SHUTDOWN_TIMEOUT);
 
         let policy = PartialPolicy {
@@ -206,9 +184,7 @@ impl Config {
                     .collect::<Option<Vec<_>>>()
             },
         );
-        let ipv6_prefix = p.parse(RATE_LIMIT_IPV6_PREFIX, "an integer from 16 to 128", |v| {
-            v.parse::<u8>().ok().filter(|n| (16..=128).contains(n))
-        });
+        let ipv6_prefix = p.integer(RATE_LIMIT_IPV6_PREFIX, 16u8, 128);
         let code_hash_key = p.secret_key(CODE_HASH_KEY);
         let code_hash_key_previous = p.secret_key(CODE_HASH_KEY_PREVIOUS);
 

@@ -113,9 +113,17 @@ impl Parser<'_> {
     }
 
     pub fn bounded(&mut self, name: &'static str, max: u32) -> Option<u32> {
-        let expected = format!("an integer from 1 to {max}");
+        self.integer(name, 1, max)
+    }
+
+    /// An integer from `min` to `max`.
+    pub fn integer<T>(&mut self, name: &'static str, min: T, max: T) -> Option<T>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let expected = format!("an integer from {min} to {max}");
         self.parse(name, &expected, |v| {
-            v.parse::<u32>().ok().filter(|n| (1..=max).contains(n))
+            v.parse::<T>().ok().filter(|n| (min..=max).contains(n))
         })
     }
 

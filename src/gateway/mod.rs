@@ -85,7 +85,7 @@ pub struct GatewayConsumer {
 }
 
 /// Snapshots with when each was cached, and the order they were first cached in (for
-/// eviction; an entry whose session left the map is skipped when it comes up).
+/// eviction); both hold the same sessions.
 #[derive(Debug, Default)]
 struct Cache {
     held: HashMap<String, (Snapshot, Instant)>,
@@ -188,8 +188,15 @@ impl GatewayConsumer {
     pub fn apply(&self, snapshot: Snapshot) -> bool {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         let id = snapshot.device_session_id.clone();
-        match cache.held.get(&id) {
-            Some((held, _)) if held.version >= snapshot.version => false,
+        match cache.held.get_mut(&id) {
+            Some((held, at)) if held.version >= snapshot.version => {
+                // The same version read again (an aged-out answer checked at its key) is fresh
+                // again; an older one changes nothing.
+                if held.version == snapshot.version {
+                    *at = Instant::now();
+                }
+                false
+            }
             Some(_) => {
                 cache.held.insert(id, (snapshot, Instant::now()));
                 true
@@ -203,12 +210,6 @@ impl GatewayConsumer {
                 }
                 cache.held.insert(id.clone(), (snapshot, Instant::now()));
                 cache.order.push_back(id);
-                // Ids of sessions emptied out by a resync or evicted twice stay in `order`
-                // until they come up; keep it from outgrowing the map by much.
-                if cache.order.len() > 2 * self.capacity {
-                    let Cache { held, order } = &mut *cache;
-                    order.retain(|id| held.contains_key(id));
-                }
                 true
             }
         }
@@ -223,12 +224,6 @@ impl GatewayConsumer {
             .get(device_session_id)
             .filter(|(_, at)| at.elapsed() < self.max_age)
             .map(|(snapshot, _)| snapshot.clone())
-    }
-
-    /// Forgets one session (its cached answer aged out).
-    fn forget(&self, device_session_id: &str) {
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        cache.held.remove(device_session_id);
     }
 
     /// The id to follow `stream` from for "new events only": its newest entry now (`0-0` when
@@ -306,9 +301,6 @@ impl GatewayConsumer {
         let snapshot = match self.cached(device_session_id) {
             Some(snapshot) => Some(snapshot),
             None => {
-                // Aged out (or never cached): the key is the truth; an older cached version
-                // must not keep a newer one out.
-                self.forget(device_session_id);
                 let key = format!("{}{device_session_id}", self.names.snapshot_prefix);
                 let raw: Option<String> = redis::cmd("GET").arg(key).query_async(conn).await?;
                 let parsed = raw.and_then(|json| serde_json::from_str::<Snapshot>(&json).ok());

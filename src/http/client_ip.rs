@@ -65,8 +65,13 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
+/// Whether `ip` is one of the trusted proxies (`AUTHSESSION_TRUSTED_PROXIES`).
+pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
+}
+
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(ip, trusted);
     // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`.
     let mut client = peer.to_canonical();
     if !is_trusted(&client) {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -32,7 +33,6 @@ use tower::ServiceExt;
 use super::error::ApiError;
 use super::extract::BodyBudget;
 use crate::telemetry::metrics::metrics;
-use axum::response::IntoResponse;
 
 /// Most bytes of an HTTP/1 request head, or of an HTTP/2 header list (hyper answers `431`
 /// beyond it, or resets the stream).
@@ -60,28 +60,27 @@ pub struct ConnectionLimits {
     pub ipv6_prefix: u8,
 }
 
-/// What each client address holds open of something shared (connections, requests in flight),
-/// for its share of a listener's. Peers that are trusted proxies carry many clients and are
-/// exempt (the listener's own caps still hold). An entry lives while its client holds
-/// something, so the map holds at most the listener's cap of entries.
+/// What each client holds open of something shared (connections, requests in flight), for its
+/// share of a listener's. An entry lives while its client holds something, so the map holds at
+/// most the listener's cap of entries.
 pub struct ClientShares {
     open: Mutex<HashMap<IpAddr, usize>>,
     limit: usize,
-    ipv6_prefix: u8,
-    trusted: Arc<Vec<ipnet::IpNet>>,
 }
 
-/// One connection's place in its client's share; gives it back when dropped.
+/// One connection's or request's place in its client's share; gives it back when dropped.
 struct Share {
     shares: Arc<ClientShares>,
     client: Option<IpAddr>,
 }
 
-/// A listener's per-client shares.
+/// A listener's per-client shares, and who a peer counts as.
 #[derive(Clone)]
 pub struct Shares {
-    pub connections: Arc<ClientShares>,
-    pub requests: Arc<ClientShares>,
+    connections: Arc<ClientShares>,
+    requests: Arc<ClientShares>,
+    ipv6_prefix: u8,
+    trusted: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl Shares {
@@ -90,37 +89,40 @@ impl Shares {
             Arc::new(ClientShares {
                 open: Mutex::new(HashMap::new()),
                 limit,
-                ipv6_prefix: limits.ipv6_prefix,
-                trusted: trusted.clone(),
             })
         };
         Self {
             connections: share(limits.max_connections_per_client),
             requests: share(limits.max_requests_per_client),
+            ipv6_prefix: limits.ipv6_prefix,
+            trusted,
         }
+    }
+
+    /// The client a connection from `peer` counts against, once per connection: its admission
+    /// subject; `None` for a trusted proxy, which carries many clients and is exempt (the
+    /// listener's own caps still hold).
+    fn client_of(&self, peer: IpAddr) -> Option<IpAddr> {
+        let peer = peer.to_canonical();
+        (!super::client_ip::is_trusted(&peer, &self.trusted))
+            .then(|| super::client_ip::admission_subject(peer, self.ipv6_prefix))
     }
 }
 
 impl ClientShares {
-    /// A place for one more of `peer`'s, or `None` when its client holds its share.
-    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Share> {
-        let peer = peer.to_canonical();
-        if self.trusted.iter().any(|net| net.contains(&peer)) {
-            return Some(Share {
-                shares: self.clone(),
-                client: None,
-            });
+    /// A place for one more of `client`'s (`None`: exempt), or `None` when it holds its share.
+    fn take(self: &Arc<Self>, client: Option<IpAddr>) -> Option<Share> {
+        if let Some(client) = client {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let count = open.entry(client).or_insert(0);
+            if *count >= self.limit {
+                return None;
+            }
+            *count += 1;
         }
-        let client = super::client_ip::admission_subject(peer, self.ipv6_prefix);
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(client).or_insert(0);
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
         Some(Share {
             shares: self.clone(),
-            client: Some(client),
+            client,
         })
     }
 }
@@ -186,7 +188,8 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        let Some(share) = shares.connections.take(peer.ip()) else {
+        let client = shares.client_of(peer.ip());
+        let Some(share) = shares.connections.take(client) else {
             metrics().refused(surface, "client_connection_limit");
             tracing::debug!(%peer, "the client holds its share of connections: closing a new one");
             drop(stream);
@@ -210,7 +213,7 @@ pub async fn serve(
                 req.extensions_mut().insert(bodies.clone());
                 let guard = activity.start();
                 let router = router.clone();
-                let admitted = requests.take(peer.ip());
+                let admitted = requests.take(client);
                 async move {
                     let Some(admitted) = admitted else {
                         // Answered at once, so the refused stream pins nothing.

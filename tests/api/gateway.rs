@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use authsession::gateway::{GatewayConsumer, GatewayNames, Verdict};
+use authsession::gateway::{
+    GatewayConsumer, GatewayNames, Verdict, DEFAULT_CAPACITY, DEFAULT_MAX_AGE,
+};
 use authsession::store::Dedicated;
 use redis::aio::ConnectionLike;
 use testcontainers::{free_port, unique_email, RedisCluster, ServiceProcess};
@@ -175,6 +177,31 @@ async fn the_gateway_binary_answers_whether_a_session_is_active_and_with_which_k
     );
 }
 
+/// A consumer of stream `s` and snapshot keys `g:<id>`, on a bare Redis.
+fn bare_consumer(capacity: usize, max_age: Duration) -> GatewayConsumer {
+    GatewayConsumer::with_limits(
+        GatewayNames {
+            snapshot_prefix: "g:".into(),
+            streams: vec!["s".into()],
+        },
+        capacity,
+        max_age,
+    )
+}
+
+/// Reads stream `s` from `from` to its end; whether the consumer resynchronised on the way.
+async fn drain(consumer: &GatewayConsumer, conn: &mut impl ConnectionLike, from: &str) -> bool {
+    let (mut last_id, mut resynced) = (from.to_owned(), false);
+    loop {
+        let applied = consumer.step(conn, "s", &last_id, 0).await.unwrap();
+        resynced |= applied.resynced;
+        if applied.entries == 0 {
+            return resynced;
+        }
+        last_id = applied.last_id;
+    }
+}
+
 /// A snapshot JSON of session `id` at `version`.
 fn snapshot_json(id: &str, status: &str, version: u64) -> String {
     serde_json::json!({
@@ -193,10 +220,7 @@ async fn a_consumer_behind_a_trimmed_stream_resynchronises_instead_of_serving_a_
     use redis::AsyncCommands;
     let redis = testcontainers::RedisServer::start().await;
     let mut conn = redis.connection().await;
-    let consumer = GatewayConsumer::new(GatewayNames {
-        snapshot_prefix: "g:".into(),
-        streams: vec!["s".into()],
-    });
+    let consumer = bare_consumer(DEFAULT_CAPACITY, DEFAULT_MAX_AGE);
     let active = snapshot_json("d1", "active", 1);
     let () = conn.set("g:d1", &active).await.unwrap();
     let _: String = conn.xadd("s", "*", &[("snapshot", &active)]).await.unwrap();
@@ -228,16 +252,7 @@ async fn a_consumer_behind_a_trimmed_stream_resynchronises_instead_of_serving_a_
             .await
             .unwrap();
     }
-    let mut last_id = read.last_id;
-    let mut resynced = false;
-    loop {
-        let applied = consumer.step(&mut conn, "s", &last_id, 0).await.unwrap();
-        resynced |= applied.resynced;
-        if applied.entries == 0 {
-            break;
-        }
-        last_id = applied.last_id;
-    }
+    let resynced = drain(&consumer, &mut conn, &read.last_id).await;
 
     assert!(resynced, "the gap was seen");
     assert_eq!(
@@ -253,26 +268,12 @@ async fn the_consumers_cache_is_bounded() {
     use redis::AsyncCommands;
     let redis = testcontainers::RedisServer::start().await;
     let mut conn = redis.connection().await;
-    let consumer = GatewayConsumer::with_limits(
-        GatewayNames {
-            snapshot_prefix: "g:".into(),
-            streams: vec!["s".into()],
-        },
-        100,
-        Duration::from_secs(60),
-    );
+    let consumer = bare_consumer(100, Duration::from_secs(60));
     for i in 0..1000 {
         let json = snapshot_json(&format!("d{i}"), "active", 1);
         let _: String = conn.xadd("s", "*", &[("snapshot", &json)]).await.unwrap();
     }
-    let mut last_id = "0-0".to_owned();
-    loop {
-        let applied = consumer.step(&mut conn, "s", &last_id, 0).await.unwrap();
-        if applied.entries == 0 {
-            break;
-        }
-        last_id = applied.last_id;
-    }
+    drain(&consumer, &mut conn, "0-0").await;
     assert_eq!(consumer.cached_count(), 100);
     assert!(consumer.cached("d999").is_some(), "the newest stay");
     assert!(consumer.cached("d0").is_none(), "the oldest went first");
@@ -294,14 +295,7 @@ async fn a_cached_answer_is_read_again_past_its_age() {
     use redis::AsyncCommands;
     let redis = testcontainers::RedisServer::start().await;
     let mut conn = redis.connection().await;
-    let consumer = GatewayConsumer::with_limits(
-        GatewayNames {
-            snapshot_prefix: "g:".into(),
-            streams: vec!["s".into()],
-        },
-        100,
-        Duration::from_millis(200),
-    );
+    let consumer = bare_consumer(100, Duration::from_millis(200));
     let () = conn
         .set("g:d1", snapshot_json("d1", "active", 1))
         .await
@@ -330,10 +324,7 @@ async fn a_consumer_ahead_of_a_rewound_stream_resynchronises_and_follows_it() {
     use redis::AsyncCommands;
     let redis = testcontainers::RedisServer::start().await;
     let mut conn = redis.connection().await;
-    let consumer = GatewayConsumer::new(GatewayNames {
-        snapshot_prefix: "g:".into(),
-        streams: vec!["s".into()],
-    });
+    let consumer = bare_consumer(DEFAULT_CAPACITY, DEFAULT_MAX_AGE);
     let active = snapshot_json("d1", "active", 1);
     let _: String = conn
         .xadd("s", "9000000000000-0", &[("snapshot", &active)])

@@ -321,6 +321,16 @@ fn revoking_by_prefix(store: &Store) -> [Slot; 4] {
     ]
 }
 
+/// `session gateway_session stream`: the KEYS of the scripts that act on one session by its id
+/// (revoke, republish), the stream of the session's partition.
+fn one_session_keys(store: &Store, id: &str) -> Vec<Slot> {
+    vec![
+        ("session", store.keys.session(id)),
+        ("gateway_session", store.keys.gateway_session(id)),
+        ("stream", store.keys.stream(store.home_or_first(id))),
+    ]
+}
+
 /// `(limit, window_ms)` of an admission limit: `(0, 1)` when it is off.
 fn limit_args(limit: Option<RateLimit>) -> (u32, u128) {
     limit.map_or((0, 1), |l| (l.count, millis(l.window)))

@@ -3,7 +3,7 @@
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{scripts, Call, Reply, Script, Slot};
+use super::{one_session_keys, scripts, Call, Reply, Script, Slot};
 use crate::domain::{DeviceSessionId, RequestId};
 use crate::store::{millis, Store};
 
@@ -29,12 +29,7 @@ impl Call for SessionProjectionRepublish<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let id = self.device_session_id.as_str();
-        vec![
-            ("session", store.keys.session(id)),
-            ("gateway_session", store.keys.gateway_session(id)),
-            ("stream", store.keys.stream(store.home_or_first(id))),
-        ]
+        one_session_keys(store, self.device_session_id.as_str())
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {

@@ -3,7 +3,7 @@
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{revocation_args, scripts, Call, Reply, Script, Slot};
+use super::{one_session_keys, revocation_args, scripts, Call, Reply, Script, Slot};
 use crate::domain::{DeviceSessionId, RequestId, Revocation, RevokeOutcome, Session};
 use crate::store::sessions::session_from_fields;
 use crate::store::{millis, Store};
@@ -30,12 +30,7 @@ impl Call for SessionRevoke<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let id = self.device_session_id.as_str();
-        vec![
-            ("session", store.keys.session(id)),
-            ("gateway_session", store.keys.gateway_session(id)),
-            ("stream", store.keys.stream(store.home_or_first(id))),
-        ]
+        one_session_keys(store, self.device_session_id.as_str())
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {
