@@ -1,8 +1,9 @@
 #!lua
--- challenge_create, version: 4
+-- challenge_create, version: 5
 -- Admits a send (per-client and global fixed windows), then creates a login challenge and opens
--- the per-address resend window, atomically. A throttled challenge keeps only its status and
--- expiry (about 150 B): no address, no hashes, no locale.
+-- the per-address resend window, atomically. A throttled challenge keeps only its status, expiry
+-- and the id of the challenge that opened the window (`window_of`: a confirm is checked against
+-- that challenge's code, attempts and address); no address, no hashes, no locale.
 -- KEYS[1] challenge: the new challenge record
 -- KEYS[2] resend_throttle: the address's resend window (holds the challenge id that opened it)
 -- KEYS[3] rate_send_client: the client's send window
@@ -25,9 +26,9 @@
 -- keeps the request ids it counted in its window, so a resend counts once.
 -- Failure: ARGV and the counters are read strictly, then `commit` preflights every write (slot,
 -- ACL, type) before the first one. A throttle key of another type counts as an open window
--- (`SET NX` leaves it alone).
+-- (`SET NX` leaves it alone) that names no challenge: the throttled challenge has no `window_of`.
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)
@@ -51,13 +52,19 @@ local global = rate_check(KEYS[4], global_limit, global_window, id)
 if global and global.retry_after then
   return {'rate_limited', global.retry_after}
 end
-local throttled = read('EXISTS', KEYS[2]) == 1
+-- The challenge that opened the window (false: no window; nil: a key of another type).
+local opener = get_any_type(KEYS[2])
 local now = now_ms()
 
 rate_count(KEYS[3], client, client_window, id)
 rate_count(KEYS[4], global, global_window, id)
-if throttled then
-  write('HSET', KEYS[1], 'status', 'delivery_throttled', 'expires_at_ms', int(now + ttl))
+if opener ~= false then
+  if opener then
+    write('HSET', KEYS[1], 'status', 'delivery_throttled', 'expires_at_ms', int(now + ttl),
+      'window_of', opener)
+  else
+    write('HSET', KEYS[1], 'status', 'delivery_throttled', 'expires_at_ms', int(now + ttl))
+  end
   write('PEXPIRE', KEYS[1], ttl + retention)
   commit()
   return {'delivery_throttled'}

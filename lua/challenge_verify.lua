@@ -1,10 +1,12 @@
 #!lua
--- challenge_verify, version: 5
+-- challenge_verify, version: 6
 -- Admits a confirm (per-client fixed window), then checks it before the user service is asked;
 -- counts failed attempts against the challenge and against the address's fixed-window failure
 -- budget. A confirmed challenge is no guessing oracle: anything but the identical retry answers
 -- 'already_confirmed' whether or not the code was right, and a wrong code there counts like any
--- other.
+-- other. A throttled challenge names the challenge that opened its window ('window'): the caller
+-- hashes the code under that id and calls again there with the same attempt id, so the code the
+-- address's owner received works, and attempts, budget and confirmation are that challenge's.
 -- KEYS[1] challenge
 -- KEYS[2] rate_confirm_client: the client's confirm window
 -- ARGV[1] code_hash: of the presented code under the current key
@@ -19,6 +21,7 @@
 -- ARGV[10] client_window_ms
 -- Derives: confirm_failures (ARGV[7] .. email_hash; a throttled challenge has none)
 -- Reply: {'ok', email, verified_at_ms} | {'confirmed', device_session_id} (identical retry)
+--        | {'window', challenge_id} (throttled: confirm against the window's opening challenge)
 --        | {'already_confirmed'} | {'not_found'} | {'expired'} | {'too_many_attempts'}
 --        | {'invalid_code'} | {'rate_limited', retry_after_ms}
 -- Replay: a counted attempt stores its verdict in the challenge (field `attempt:<attempt_id>`,
@@ -40,7 +43,7 @@ local attempt_field = 'attempt:' .. attempt_id
 local client_limit = arg_int(9, 0, 1000000000)
 local client_window = arg_int(10, 1, MAX_MS)
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms', 'email_hash',
-  'email', 'client_public_key', 'device_session_id', attempt_field)
+  'email', 'client_public_key', 'device_session_id', attempt_field, 'window_of')
 local status, stored_hash = c[1], c[2] or ''
 if c[9] then
   return {c[9]}
@@ -54,13 +57,23 @@ if not status then
   commit()
   return {'not_found'}
 end
--- A throttled challenge keeps no attempts until the first one, and no address: its guesses
--- (which can never succeed) count against the challenge only.
 local attempts = stored_int(c[3], KEYS[1] .. ' attempts', 0)
 local expires_at = stored_int(c[4], KEYS[1] .. ' expires_at_ms')
 if not expires_at or (status ~= 'delivery_throttled' and not c[5]) then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')
 end
+if status == 'delivery_throttled' and c[10] then
+  local verdict = {'window', c[10]}
+  if now_ms() >= expires_at then
+    verdict = {'expired'}
+  end
+  rate_count(KEYS[2], client, client_window, attempt_id)
+  commit()
+  return verdict
+end
+-- A throttled challenge whose window named no challenge (its key held another type) keeps no
+-- attempts until the first one, and no address: its guesses (which can never succeed) count
+-- against the challenge only.
 local failures_key = c[5] and failures_prefix .. c[5]
 local failures = 0
 if failures_key then

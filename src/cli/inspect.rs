@@ -104,7 +104,10 @@ impl View {
                 )
             }
             _ if now >= expires_at => "expired: confirm answers challenge_expired until Redis removes the record".to_owned(),
-            "delivery_throttled" => "throttled: inside the address's resend window; no code was sent, user and mail services were not called".to_owned(),
+            "delivery_throttled" => match get("window_of") {
+                "" => "throttled: inside the address's resend window (its key named no challenge); no code was sent, user and mail services were not called; accepts no code".to_owned(),
+                opener => format!("throttled: inside the address's resend window; no code was sent, user and mail services were not called; accepts the code of challenge {opener}, which opened the window (inspect it for attempts and confirmation)"),
+            },
             "delivery_suppressed" => "suppressed: the user service said the address is blocked; no mail".to_owned(),
             "delivery_failed" => "delivery failed: user or mail service error; the resend window was released".to_owned(),
             "pending_delivery" => "pending delivery: the send did not finish (crash or timeout mid-send)".to_owned(),

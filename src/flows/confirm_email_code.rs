@@ -7,8 +7,10 @@ use std::net::IpAddr;
 
 use super::{Context, Error};
 use crate::clients::user_directory::Ensured;
-use crate::domain::{ChallengeId, ClientPublicKey, DeviceSessionId, LoginCode};
-use crate::store::challenges::{ConfirmRequest, Confirmed, Verified};
+use crate::domain::{
+    ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, LoginCode, RequestId,
+};
+use crate::store::challenges::{ConfirmRequest, Confirmed, Rejection, Verified};
 use crate::store::sessions::Republished;
 use crate::telemetry::metrics::metrics;
 
@@ -54,17 +56,16 @@ async fn confirm(
     client: IpAddr,
 ) -> Result<(DeviceSessionId, Confirmation), Error> {
     let limits = ctx.runtime_config.limits().await;
-    let code_hashes = ctx.codes.hashes(challenge_id, code);
-    let verified = ctx
-        .store
-        .challenge_verify(
-            challenge_id,
-            &code_hashes,
-            client_public_key,
-            limits.challenge_max_attempts,
-            &ctx.codes.client_key(client),
-        )
-        .await?;
+    let (challenge_id, code_hashes, verified) = verify(
+        ctx,
+        challenge_id,
+        code,
+        client_public_key,
+        limits.challenge_max_attempts,
+        client,
+    )
+    .await?;
+    let challenge_id = &challenge_id;
     let (email, verified_at_ms) = match verified {
         Verified::Rejected(rejection) => return Err(rejection.into()),
         Verified::RateLimited(after) => {
@@ -80,6 +81,7 @@ async fn confirm(
             email,
             verified_at_ms,
         } => (email, verified_at_ms),
+        Verified::Window(_) => unreachable!("verify follows a window once"),
     };
 
     let user_id = match ctx.users.ensure_by_email(&email).await? {
@@ -109,6 +111,56 @@ async fn confirm(
         Confirmed::Rejected(rejection) => Err(rejection.into()),
         Confirmed::UserBlocked => Err(Error::UserBlocked),
     }
+}
+
+/// `challenge_verify`, following a throttled challenge to the challenge that opened the
+/// address's resend window (SPEC §2: the code the owner received works for the challenge the
+/// owner holds; attempts, budget and the one confirmation are that challenge's). Returns the
+/// challenge the confirm goes on with, the code's hashes under its id, and the verdict.
+async fn verify(
+    ctx: &Context,
+    challenge_id: &ChallengeId,
+    code: &LoginCode,
+    client_public_key: &ClientPublicKey,
+    max_attempts: u32,
+    client: IpAddr,
+) -> Result<(ChallengeId, CodeHashes, Verified), Error> {
+    // One attempt id for both calls: the client's admission counts the confirm once.
+    let attempt_id = RequestId::generate();
+    let client = ctx.codes.client_key(client);
+    let verify_at = |challenge: ChallengeId| async {
+        let code_hashes = ctx.codes.hashes(&challenge, code);
+        let verified = ctx
+            .store
+            .challenge_verify(
+                &challenge,
+                &code_hashes,
+                client_public_key,
+                max_attempts,
+                &client,
+                &attempt_id,
+            )
+            .await?;
+        Ok::<_, Error>((challenge, code_hashes, verified))
+    };
+    let first = verify_at(challenge_id.clone()).await?;
+    let Verified::Window(opening) = &first.2 else {
+        return Ok(first);
+    };
+    let (opening, code_hashes, verified) = verify_at(opening.clone()).await?;
+    let verified = match verified {
+        // The opening challenge is gone (confirmed past its idempotency window, or removed): the
+        // code the throttled challenge accepts no longer works.
+        Verified::Rejected(Rejection::NotFound) => Verified::Rejected(Rejection::Expired),
+        // Only a challenge that opened a window is named by one, and such a challenge is never
+        // throttled; a hand-edited record could chain them.
+        Verified::Window(_) => {
+            tracing::warn!(%challenge_id, "a throttled challenge's window names a throttled challenge");
+            Verified::Rejected(Rejection::InvalidCode)
+        }
+        verified => verified,
+    };
+    Ok((opening, code_hashes, verified))
 }
 
 /// An identical retry: the session exists; make sure the gateway sees it.

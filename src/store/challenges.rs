@@ -115,14 +115,12 @@ impl Store {
         client_public_key: &ClientPublicKey,
         max_attempts: u32,
         client: &ClientKey,
+        attempt_id: &RequestId,
     ) -> Result<Verified, Error> {
-        let attempt_id = RequestId::generate();
-        // (Partitioned) no round trip when the limit is off.
+        // (Partitioned) no round trip when the limit is off. A second call with the same attempt
+        // id (after `Verified::Window`) is counted once.
         if self.keys.partitions().is_partitioned() && self.policy.confirm_rate_per_ip.is_some() {
-            let admit = ConfirmAdmit {
-                attempt_id: &attempt_id,
-                client,
-            };
+            let admit = ConfirmAdmit { attempt_id, client };
             if let Admission::RateLimited(after) = self.run(&admit).await? {
                 return Ok(Verified::RateLimited(after));
             }
@@ -135,7 +133,7 @@ impl Store {
             code_hashes,
             client_public_key,
             max_attempts,
-            attempt_id: &attempt_id,
+            attempt_id,
             client,
         })
         .await

@@ -202,15 +202,16 @@ async fn refusals_follow_the_status_table() {
         "too_many_attempts",
     );
 
-    // A throttled challenge never carried a code.
+    // A throttled challenge is checked against the code of the challenge that opened its window.
     let email = unique_email();
     let (_, code) = h.send_code(&email).await;
     let throttled = h.app.send_email_code(&email).await.body["challenge_id"]
         .as_str()
         .unwrap()
         .to_owned();
+    let other = if code == "000000" { "111111" } else { "000000" };
     assert_error(
-        &h.app.confirm(&throttled, &code, &public_key()).await,
+        &h.app.confirm(&throttled, other, &public_key()).await,
         422,
         "invalid_code",
     );
@@ -381,4 +382,144 @@ async fn a_runtime_limit_of_two_sessions_revokes_the_oldest_on_the_third_login()
         .await
         .unwrap();
     assert_eq!(active, [second, third]);
+}
+
+/// The codes mailed to `email`, oldest first: what the address's owner finds in the inbox.
+fn inbox(h: &crate::helpers::Harness, email: &str) -> Vec<String> {
+    h.mail
+        .calls()
+        .iter()
+        .filter(|call| call.body["email"] == email)
+        .map(|call| call.body["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue 23 finding 5 (targeted lock-out through the resend window): an attacker's send for the
+/// victim's address opened the window, the victim's own send became a throttled challenge
+/// without a code, and the only mail the victim got carried the attacker's challenge's code,
+/// which the victim's challenge refused: 0 of 4 logins succeeded. Now (SPEC §2) a throttled
+/// challenge accepts the code of the challenge that opened its window, and one code confirms at
+/// most one challenge.
+#[tokio::test]
+async fn the_mail_an_owner_receives_works_for_the_throttled_challenge_the_owner_holds() {
+    let h = harness(&[]).await;
+    for round in 0..4 {
+        let victim = unique_email();
+        let attackers = h.app.send_email_code(&victim).await.body["challenge_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let victims = h.app.send_email_code(&victim).await.body["challenge_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            h.challenge_field(&victims, "status").await.as_deref(),
+            Some("delivery_throttled")
+        );
+        let mail = inbox(&h, &victim);
+        assert_eq!(mail.len(), 1, "one mail inside the window");
+        let key = public_key();
+
+        let login = h.app.confirm(&victims, &mail[0], &key).await;
+        assert_eq!(login.status, 200, "round {round}: {login:?}");
+        let session = login.body["device_session_id"].as_str().unwrap().to_owned();
+        // The identical retry returns the same session.
+        let retry = h.app.confirm(&victims, &mail[0], &key).await;
+        assert_eq!(retry.body["device_session_id"], session.as_str());
+        // The code is spent: neither the opening challenge nor another throttled one takes it
+        // for another device.
+        assert_error(
+            &h.app.confirm(&attackers, &mail[0], &public_key()).await,
+            409,
+            "challenge_already_confirmed",
+        );
+        let follower = h.app.send_email_code(&victim).await.body["challenge_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_error(
+            &h.app.confirm(&follower, &mail[0], &public_key()).await,
+            409,
+            "challenge_already_confirmed",
+        );
+        let user = h.session_field(&session, "user_id").await.unwrap();
+        assert_eq!(
+            h.users.calls().last().unwrap().body["email"],
+            victim.as_str()
+        );
+        assert!(!user.is_empty());
+    }
+}
+
+/// Issue 23 finding 10: a throttled challenge kept no address, so its wrong guesses skipped the
+/// address's failure budget, and once the budget was spent a wrong confirm there still answered
+/// 422, telling whether someone had asked for a code within the cooldown. Its attempts now count
+/// on the challenge that opened the window and on the address's budget, as if made there.
+#[tokio::test]
+async fn a_throttled_challenges_guesses_count_on_the_opening_challenge_and_the_address_budget() {
+    let h = harness(&[
+        (config::CHALLENGE_MAX_ATTEMPTS, "3"),
+        (config::CONFIRM_FAILURE_BUDGET, "4"),
+    ])
+    .await;
+    let email = unique_email();
+    let (opening, code) = h.send_code(&email).await;
+    let throttled = h.app.send_email_code(&email).await.body["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..3 {
+        assert_error(
+            &h.app.confirm(&throttled, wrong, &public_key()).await,
+            422,
+            "invalid_code",
+        );
+    }
+    assert_eq!(
+        h.challenge_field(&opening, "attempts").await.as_deref(),
+        Some("3")
+    );
+    // The opening challenge is dead for everyone, the code's owner included.
+    assert_error(
+        &h.app.confirm(&opening, &code, &public_key()).await,
+        429,
+        "too_many_attempts",
+    );
+
+    // The address's budget (4): two wrong guesses on a first challenge, then the resend window
+    // passes (its key removed); two on the next one's throttled follower spend the rest, after
+    // which the follower answers 429 as every challenge of the address does.
+    let email = unique_email();
+    let window = h
+        .app
+        .store()
+        .keys
+        .resend_throttle(&authsession::domain::Email::parse(&email).unwrap().hash());
+    let (first, code) = h.send_code(&email).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..2 {
+        h.app.confirm(&first, wrong, &public_key()).await;
+    }
+    let mut redis = h.app.redis.clone();
+    let () = redis.del(&window).await.unwrap();
+    let (_, code) = h.send_code(&email).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let throttled = h.app.send_email_code(&email).await.body["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        assert_error(
+            &h.app.confirm(&throttled, wrong, &public_key()).await,
+            422,
+            "invalid_code",
+        );
+    }
+    assert_error(
+        &h.app.confirm(&throttled, &code, &public_key()).await,
+        429,
+        "too_many_attempts",
+    );
 }

@@ -315,9 +315,10 @@ async fn the_global_send_ceiling_holds_across_clients() {
 }
 
 /// A throttled send wrote a full challenge record (about 530 B for 25 minutes); it now keeps
-/// only what triage and a confirm need.
+/// only what triage and a confirm need: status, expiry and the id of the challenge that opened
+/// the window (200 B by `MEMORY USAGE`; 168 B before it kept that id).
 #[tokio::test]
-async fn a_throttled_send_costs_at_most_200_bytes_of_redis() {
+async fn a_throttled_send_costs_at_most_240_bytes_of_redis() {
     let h = crate::helpers::harness(&[]).await;
     let email = crate::helpers::unique_email();
     h.send_code(&email).await;
@@ -337,7 +338,7 @@ async fn a_throttled_send_costs_at_most_200_bytes_of_redis() {
         .await
         .unwrap();
     println!("a throttled challenge record: {bytes} B");
-    assert!(bytes <= 200, "{bytes} B");
+    assert!(bytes <= 240, "{bytes} B");
     assert_eq!(h.challenge_field(&throttled, "email").await, None);
     let confirm = h
         .app

@@ -54,9 +54,16 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug, Clone, PartialEq)]
 enum Status {
     Sent(String),
-    Throttled,
+    /// Inside the address's resend window: takes the code of, and confirms as, the challenge
+    /// that opened it.
+    Throttled {
+        opener: usize,
+    },
     Suppressed,
-    Confirmed { session: usize, key: usize },
+    Confirmed {
+        session: usize,
+        key: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -82,7 +89,8 @@ struct Session {
 struct Model {
     challenges: Vec<Challenge>,
     sessions: Vec<Session>,
-    window_open: [bool; EMAILS],
+    /// The challenge that opened each address's resend window (the model's window never ends).
+    opener: [Option<usize>; EMAILS],
     blocked: [bool; EMAILS],
     failures: [u32; EMAILS],
     user_id: HashMap<usize, String>,
@@ -90,19 +98,25 @@ struct Model {
 }
 
 impl Model {
-    /// Whether confirms of challenge `i` answer 429: its attempts, or its address's budget
-    /// (a throttled challenge keeps no address, so only its own attempts lock it).
+    /// Whether confirms of challenge `i` answer 429: its attempts, or its address's budget.
     fn locked(&self, i: usize) -> bool {
         let c = &self.challenges[i];
-        c.attempts >= MAX_ATTEMPTS
-            || (c.status != Status::Throttled && self.failures[c.email] >= BUDGET)
+        c.attempts >= MAX_ATTEMPTS || self.failures[c.email] >= BUDGET
     }
 
     /// A failed confirm of challenge `i`: one attempt, and one of the address's budget.
     fn charge(&mut self, i: usize) {
         self.challenges[i].attempts += 1;
-        if self.challenges[i].status != Status::Throttled {
-            self.failures[self.challenges[i].email] += 1;
+        self.failures[self.challenges[i].email] += 1;
+    }
+
+    /// The challenge a confirm of `i` acts on: a throttled one's opener, unless the throttled
+    /// challenge itself has expired (`None`: the confirm answers 410).
+    fn target(&self, i: usize) -> Option<usize> {
+        match self.challenges[i].status {
+            Status::Throttled { .. } if self.challenges[i].expired => None,
+            Status::Throttled { opener } => Some(opener),
+            _ => Some(i),
         }
     }
 
@@ -136,19 +150,19 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
             let reply = h.app.send_email_code(&email(e)).await;
             check("send", reply.status, 200, &reply.body)?;
             let id = reply.body["challenge_id"].as_str().unwrap().to_owned();
-            let status = if m.window_open[e] {
-                Status::Throttled
+            let status = if let Some(opener) = m.opener[e] {
+                Status::Throttled { opener }
             } else if m.blocked[e] {
-                m.window_open[e] = true;
+                m.opener[e] = Some(m.challenges.len());
                 Status::Suppressed
             } else {
-                m.window_open[e] = true;
+                m.opener[e] = Some(m.challenges.len());
                 Status::Sent(h.mail.code_for(&id).ok_or("model expected a delivery")?)
             };
             let stored = h.challenge_field(&id, "status").await.unwrap_or_default();
             let want = match status {
                 Status::Sent(_) => "sent",
-                Status::Throttled => "delivery_throttled",
+                Status::Throttled { .. } => "delivery_throttled",
                 _ => "delivery_suppressed",
             };
             if stored != want {
@@ -169,10 +183,18 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
         }
         Op::ConfirmRight { challenge, .. } | Op::ConfirmWrong(challenge)
             if challenge >= m.challenges.len() => {}
-        Op::ConfirmRight { challenge, key } => {
+        Op::ConfirmRight {
+            challenge: via,
+            key,
+        } => {
+            let via_id = m.challenges[via].id.clone();
+            let Some(challenge) = m.target(via) else {
+                let reply = h.app.confirm(&via_id, "123456", &keys[key]).await;
+                return check("expired throttled", reply.status, 410, &reply.body);
+            };
             let c = &m.challenges[challenge];
             let code = c.code.clone().unwrap_or_else(|| "123456".to_owned());
-            let reply = h.app.confirm(&c.id.clone(), &code, &keys[key]).await;
+            let reply = h.app.confirm(&via_id, &code, &keys[key]).await;
             let e = c.email;
             let locked = m.locked(challenge);
             match c.status.clone() {
@@ -189,7 +211,8 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 Status::Confirmed { .. } => check("other key", reply.status, 409, &reply.body)?,
                 _ if c.expired => check("expired", reply.status, 410, &reply.body)?,
                 _ if locked => check("locked", reply.status, 429, &reply.body)?,
-                Status::Throttled | Status::Suppressed => {
+                Status::Throttled { .. } => unreachable!("a target is never throttled"),
+                Status::Suppressed => {
                     check("no code", reply.status, 422, &reply.body)?;
                     m.charge(challenge);
                 }
@@ -227,14 +250,19 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 }
             }
         }
-        Op::ConfirmWrong(challenge) => {
+        Op::ConfirmWrong(via) => {
+            let via_id = m.challenges[via].id.clone();
+            let Some(challenge) = m.target(via) else {
+                let reply = h.app.confirm(&via_id, "123456", &keys[0]).await;
+                return check("expired throttled", reply.status, 410, &reply.body);
+            };
             let c = &m.challenges[challenge];
             let wrong = if c.code.as_deref() == Some("000000") {
                 "111111"
             } else {
                 "000000"
             };
-            let reply = h.app.confirm(&c.id.clone(), wrong, &keys[0]).await;
+            let reply = h.app.confirm(&via_id, wrong, &keys[0]).await;
             if c.expired && !matches!(c.status, Status::Confirmed { .. }) {
                 return check("expired", reply.status, 410, &reply.body);
             }
@@ -261,9 +289,14 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::ConfirmTwice { challenge, key } => {
             // Only where one confirm would create (or return) a session: then two at once must
             // agree on one session.
-            let Some(c) = m.challenges.get(challenge) else {
+            let Some(target) = m
+                .challenges
+                .get(challenge)
+                .and_then(|_| m.target(challenge))
+            else {
                 return Ok(());
             };
+            let c = &m.challenges[target];
             let fresh = matches!(c.status, Status::Sent(_))
                 && !c.expired
                 && c.attempts < MAX_ATTEMPTS
@@ -275,7 +308,8 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
             if !(fresh || replay) {
                 return Ok(());
             }
-            let (id, code) = (c.id.clone(), c.code.clone().unwrap());
+            // Sent to the challenge the op names (a throttled one goes on to its opener).
+            let (id, code) = (m.challenges[challenge].id.clone(), c.code.clone().unwrap());
             let (a, b) = tokio::join!(
                 h.app.confirm(&id, &code, &keys[key]),
                 h.app.confirm(&id, &code, &keys[key])

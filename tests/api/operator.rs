@@ -176,6 +176,10 @@ async fn inspect_explains_challenges_and_users_without_revealing_addresses_or_co
     assert_eq!(exit, 0, "{output}");
     assert!(output.contains("verdict: throttled"), "{output}");
     assert!(
+        output.contains(&format!("accepts the code of challenge {challenge_id}")),
+        "{output}"
+    );
+    assert!(
         !output.contains(&email) && output.contains("email: not kept (throttled)"),
         "{output}"
     );

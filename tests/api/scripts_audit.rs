@@ -19,7 +19,7 @@ use authsession::domain::{
     ChallengeId, ClientKey, ClientPublicKey, Code, CodeHashKey, CodeHasher, CodeHashes,
     DeviceSessionId, Email, LoginCode, RequestId, UserId,
 };
-use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, DeliveryStatus};
+use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, Created, DeliveryStatus};
 use authsession::store::scripts::access_probe::AccessProbe;
 use authsession::store::scripts::challenge_claim::ChallengeClaim;
 use authsession::store::scripts::challenge_confirm::ChallengeConfirm;
@@ -51,6 +51,7 @@ const SCENARIOS: &[&str] = &[
     "challenge_mark_delivery/failed",
     "challenge_verify/wrong_code",
     "challenge_verify/right_code",
+    "challenge_verify/throttled_window",
     "challenge_confirm/first_login",
     "challenge_confirm/evicting_past_ghosts_and_pruning",
     "send_admit/first",
@@ -245,7 +246,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             // One failure already counted, so the budget counter exists and is read.
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             b.store
-                .challenge_verify(&id, &wrong, &key, 5, &client())
+                .challenge_verify(&id, &wrong, &key, 5, &client(), &RequestId::generate())
                 .await
                 .unwrap();
             let hash = if scenario.ends_with("right_code") {
@@ -257,6 +258,30 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 challenge_id: &id,
                 code_hashes: &hash,
                 client_public_key: &key,
+                max_attempts: 5,
+                attempt_id: &RequestId::generate(),
+                client: &client(),
+            })
+        }
+        "challenge_verify/throttled_window" => {
+            let (_, code) = sent_challenge(b, &email).await;
+            let id = ChallengeId::generate();
+            let created = b
+                .store
+                .challenge_create(&ChallengeCreate {
+                    challenge_id: &id,
+                    email: &email,
+                    code_hash: &code_hash,
+                    locale: None,
+                    client: &client(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(created, Created::Throttled);
+            b.store.call(&ChallengeVerify {
+                challenge_id: &id,
+                code_hashes: &hashes(&id, &code),
+                client_public_key: &ClientPublicKey::parse(&public_key()).unwrap(),
                 max_attempts: 5,
                 attempt_id: &RequestId::generate(),
                 client: &client(),

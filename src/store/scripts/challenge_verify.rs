@@ -58,6 +58,10 @@ pub enum Verified {
     },
     /// An identical confirm already succeeded: its session.
     Confirmed(DeviceSessionId),
+    /// The challenge is throttled: it accepts the code of the challenge that opened the address's
+    /// resend window (this one), and its attempts count there. Nothing but the client's admission
+    /// was counted; verify again against this challenge with the same attempt id.
+    Window(ChallengeId),
     Rejected(Rejection),
     /// Over the client's admission limit: nothing was written; retry after this long.
     RateLimited(Duration),
@@ -133,6 +137,10 @@ impl FromRedisValue for Verified {
                 DeviceSessionId::parse(&reply.next::<String>()?)
                     .map_err(|_| "`confirmed` names a malformed session id")?,
             ),
+            "window" => Verified::Window(
+                ChallengeId::parse(&reply.next::<String>()?)
+                    .map_err(|_| "`window` names a malformed challenge id")?,
+            ),
             "rate_limited" => Verified::RateLimited(reply.millis()?),
             word => match Rejection::from_word(word) {
                 Some(rejection) => Verified::Rejected(rejection),
@@ -175,6 +183,8 @@ mod tests {
             Verified::RateLimited(Duration::from_millis(250))
         );
         for wrong in [
+            words(&["window"]),
+            words(&["window", "../x"]),
             words(&["rate_limited"]),
             words(&["rate_limited", "soon"]),
             words(&["not_found", "extra"]),

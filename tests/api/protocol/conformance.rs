@@ -265,6 +265,7 @@ async fn run(
                             key,
                             u32::from(protocol.max_attempts),
                             &real.client,
+                            &RequestId::generate(),
                         )
                         .await
                         .unwrap();
@@ -276,6 +277,7 @@ async fn run(
                         Verified::Confirmed(id) => Reply::Confirmed(real.sid_of(id.as_str())),
                         Verified::Rejected(r) => rejection(r),
                         Verified::RateLimited(_) => panic!("rate limited"),
+                        Verified::Window(_) => panic!("the model sends no throttled challenge"),
                     }
                 }
                 Step::Open(_, user) if protocol.layout == Layout::SingleTag => {

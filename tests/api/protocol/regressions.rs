@@ -1,7 +1,7 @@
 //! Counterexamples the protocol model found, and what the model assumes of Redis, each on a
 //! real Redis.
 
-use authsession::domain::{ClientPublicKey, Email};
+use authsession::domain::{ClientPublicKey, Email, RequestId};
 use authsession::store::challenges::{Confirmed, Rejection, Verified};
 use testcontainers::RedisServer;
 
@@ -29,7 +29,7 @@ async fn a_twin_confirm_with_another_key_is_refused_after_the_first_committed() 
     for key in [&first, &twin] {
         let verified = b
             .store
-            .challenge_verify(&id, &code_hashes, key, 5, &client())
+            .challenge_verify(&id, &code_hashes, key, 5, &client(), &RequestId::generate())
             .await
             .unwrap();
         let Verified::Ok { verified_at_ms, .. } = verified else {
@@ -115,7 +115,14 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
     let session = b.store.keys.device_session_id(&id, &user);
     let verified = b
         .store
-        .challenge_verify(&id, &code_hashes, &key, 5, &client())
+        .challenge_verify(
+            &id,
+            &code_hashes,
+            &key,
+            5,
+            &client(),
+            &RequestId::generate(),
+        )
         .await
         .unwrap();
     let Verified::Ok { verified_at_ms, .. } = verified else {
@@ -139,7 +146,14 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
         "{first:?}"
     );
     let retry = other
-        .challenge_verify(&id, &code_hashes, &key, 5, &client())
+        .challenge_verify(
+            &id,
+            &code_hashes,
+            &key,
+            5,
+            &client(),
+            &RequestId::generate(),
+        )
         .await;
 
     assert!(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, UserId,
+    ChallengeId, ClientPublicKey, CodeHasher, DeviceSessionId, Email, LoginCode, RequestId, UserId,
 };
 use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, DeliveryStatus, Verified};
 use authsession::store::Store;
@@ -41,7 +41,7 @@ pub async fn direct_login(store: &Store, n: u64) -> bool {
             .challenge_mark_delivery(&id, &email, DeliveryStatus::Sent)
             .await?;
         let Verified::Ok { verified_at_ms, .. } = store
-            .challenge_verify(&id, &hashes, &key, 5, &client)
+            .challenge_verify(&id, &hashes, &key, 5, &client, &RequestId::generate())
             .await?
         else {
             return Ok(false);

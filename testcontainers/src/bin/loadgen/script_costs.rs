@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use authsession::domain::{
-    ChallengeId, ClientPublicKey, Code, CodeHasher, DeviceSessionId, Email, LoginCode, Revocation,
-    UserId,
+    ChallengeId, ClientPublicKey, Code, CodeHasher, DeviceSessionId, Email, LoginCode, RequestId,
+    Revocation, UserId,
 };
 use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, DeliveryStatus, Verified};
 use authsession::store::Store;
@@ -144,7 +144,7 @@ pub async fn script_costs(
         for (id, _, code) in &logins {
             let hashes = hasher.hashes(id, code);
             match store
-                .challenge_verify(id, &hashes, &key, 5, &client)
+                .challenge_verify(id, &hashes, &key, 5, &client, &RequestId::generate())
                 .await
                 .unwrap()
             {
