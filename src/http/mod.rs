@@ -4,9 +4,11 @@
 pub mod client_ip;
 pub mod error;
 pub mod extract;
+mod framing;
 pub mod internal;
 pub mod public;
 pub mod server;
+mod watchdog;
 
 use std::time::Duration;
 

@@ -4,18 +4,18 @@
 //! hyper's own header-read timer starts only once it recognises an HTTP/1 request (so a client
 //! that sends nothing, half an HTTP/2 preface, or a preface and then nothing would hold its
 //! connection forever), and for keep-alive it also cuts idle connections at the header timeout.
-//! Here every connection has one watchdog instead, for both protocols: with no request in flight,
-//! bytes received start the header-read deadline (from `accept` for the first request, from the
-//! first byte after the last response for later ones), and a connection that receives nothing
-//! lives the idle timeout. Beyond the cap a new connection is closed at once, so admitted clients
+//! Here every connection has one watchdog instead (`watchdog.rs`), for both protocols: a request
+//! head must complete within the header-read deadline (from `accept` for the first request; for
+//! later ones from their first byte, or from the last answer when that byte came while a request
+//! was served: HTTP/1 bytes are followed through their framing, so a head buffered behind a
+//! request is seen), and a connection that receives nothing lives the idle timeout. Beyond the cap a new connection is closed at once, so admitted clients
 //! keep being served and the process never runs out of descriptors; and so is one beyond its
 //! client's share of the cap, so no one client can hold every slot.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
@@ -32,6 +32,7 @@ use tower::ServiceExt;
 
 use super::error::ApiError;
 use super::extract::BodyBudget;
+use super::watchdog::{Activity, Watched};
 use crate::telemetry::metrics::metrics;
 
 /// Most bytes of an HTTP/1 request head, or of an HTTP/2 header list (hyper answers `431`
@@ -227,10 +228,7 @@ pub async fn serve(
                 }
             })
         };
-        let io = Watched {
-            inner: stream,
-            activity: activity.clone(),
-        };
+        let io = Watched::new(stream, activity.clone(), HEAD_BUFFER_BYTES);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
             .into_owned();
@@ -253,145 +251,4 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
-}
-
-/// What a connection's watchdog knows, in milliseconds since `opened` (0 = never).
-struct Activity {
-    opened: Instant,
-    in_flight: AtomicUsize,
-    /// When the connection last became idle: accepted, or its last response produced.
-    idle_since_ms: AtomicU64,
-    /// The first byte received while idle: a request head is on its way (or a stalling peer).
-    pending_since_ms: AtomicU64,
-}
-
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let a = &self.0;
-        a.idle_since_ms.store(a.now_ms(), Ordering::Relaxed);
-        a.pending_since_ms.store(0, Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            opened: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(0),
-            // A new connection owes its first request head from `accept`.
-            pending_since_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// Never 0, so that 0 can mean "never".
-    fn now_ms(&self) -> u64 {
-        self.opened.elapsed().as_millis() as u64 + 1
-    }
-
-    fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.pending_since_ms.store(0, Ordering::Relaxed);
-        InFlight(self.clone())
-    }
-
-    fn received(&self) {
-        if self.in_flight.load(Ordering::Relaxed) == 0 {
-            let _ = self.pending_since_ms.compare_exchange(
-                0,
-                self.now_ms(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    /// Resolves when the connection has outlived its deadline: `"deadline"` when a request head
-    /// (the first, or bytes received while idle) did not complete within the header timeout,
-    /// `"idle"` when nothing arrived for the idle timeout.
-    async fn expired(self: Arc<Self>, limits: ConnectionLimits) -> &'static str {
-        let ms = |d: Duration| d.as_millis() as u64;
-        loop {
-            let now = self.now_ms();
-            let busy = self.in_flight.load(Ordering::Relaxed) > 0;
-            let idle_since = self.idle_since_ms.load(Ordering::Relaxed);
-            let pending = self.pending_since_ms.load(Ordering::Relaxed);
-            let (reason, due) = if idle_since == 0 {
-                ("deadline", ms(limits.header_read_timeout))
-            } else if pending > 0 {
-                ("deadline", pending + ms(limits.header_read_timeout))
-            } else {
-                ("idle", idle_since + ms(limits.idle_timeout))
-            };
-            if !busy && now >= due {
-                return reason;
-            }
-            let wait = if busy {
-                limits.header_read_timeout.min(limits.idle_timeout)
-            } else {
-                Duration::from_millis(due - now)
-            };
-            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
-        }
-    }
-}
-
-/// The socket, noting every byte received for the watchdog.
-struct Watched {
-    inner: tokio::net::TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl tokio::io::AsyncRead for Watched {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.received();
-        }
-        poll
-    }
-}
-
-impl tokio::io::AsyncWrite for Watched {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }

@@ -388,6 +388,81 @@ async fn keep_alive_lives_the_idle_timeout_but_a_stalled_next_head_does_not() {
     );
 }
 
+/// Issue 23 finding 11: a head that started while a request was in flight (here: sent in the same
+/// packet as the request, so hyper buffered it before the first answer) got the idle timeout, not
+/// the header timeout: the watchdog only saw bytes arriving while idle. It now follows the HTTP/1
+/// framing (heads and bodies, as hyper's parser reads them), so a head that started and did not
+/// complete is cut at the header timeout however it arrived; whole pipelined requests are served.
+#[tokio::test]
+async fn a_head_pipelined_behind_a_request_gets_the_header_timeout_not_the_idle_timeout() {
+    let redis = RedisServer::start().await;
+    let app = testcontainers::spawn_app(
+        &redis,
+        &[
+            (config::HTTP_HEADER_READ_TIMEOUT, "1s"),
+            (config::HTTP_IDLE_TIMEOUT, "6s"),
+        ],
+    )
+    .await;
+    let request = "GET /api/v1/internal/users/x/sessions HTTP/1.1\r\nHost: x\r\n\r\n";
+    let body = r#"{"reason_code":"x"}"#;
+    let post = format!(
+        "POST /api/v1/internal/users/x/sessions/revoke-all HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let chunked = format!(
+        "POST /api/v1/internal/users/x/sessions/revoke-all HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let partial = "GET /api/v1/internal/users/x/sess";
+
+    let mut stalled = Vec::new();
+    for first in [request.to_owned(), post, chunked] {
+        let mut stream = TcpStream::connect(app.internal_addr).await.unwrap();
+        stream
+            .write_all(format!("{first}{partial}").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        // Answered (a revoke-all of an unknown user is a 404), not refused as malformed.
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 404"),
+            "{answer}"
+        );
+        stalled.push(stream);
+    }
+    // Whole requests pipelined in one packet are all answered.
+    let mut whole = TcpStream::connect(app.internal_addr).await.unwrap();
+    whole
+        .write_all(format!("{request}{request}").as_bytes())
+        .await
+        .unwrap();
+    let mut answers = String::new();
+    while answers.matches("HTTP/1.1 200").count() < 2 {
+        let mut buf = [0u8; 4096];
+        let n = whole.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {answers}");
+        answers.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (i, stream) in stalled.iter_mut().enumerate() {
+        assert!(
+            closed(stream).await,
+            "a pipelined head (case {i}) outlived the header timeout"
+        );
+    }
+    assert!(
+        answered(&mut whole, request.as_bytes()).await,
+        "a keep-alive connection that pipelined whole requests was cut early"
+    );
+}
+
 async fn answered(stream: &mut TcpStream, request: &[u8]) -> bool {
     let mut buf = [0u8; 4096];
     stream.write_all(request).await.is_ok()
