@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 10
+-- challenge_confirm, version: 11
 -- (Single-tag layout.) Turns a verified challenge into a device session, atomically with its
 -- indexes, the eviction of the user's oldest sessions over the limit, and the gateway projection
 -- of every change. Refuses, writing nothing, while a block of the user is in flight (the block's
@@ -28,6 +28,7 @@
 -- ARGV[14] code_hash_previous: under the previous key during a rotation, '' otherwise
 -- ARGV[15] verified_at_ms: when challenge_verify answered 'ok' (Redis time)
 -- ARGV[16] max_verdict_age_ms: the blocked marker's life; an older verdict is refused
+-- ARGV[17] event_format: 'snapshot' or 'compact'
 -- Derives: session (ARGV[10] .. id of the user's oldest sessions), gateway_session (ARGV[11] .. id
 -- of the evicted ones)
 -- Reply: {'created', device_session_id, created_at_ms} | {'confirmed', device_session_id}
@@ -43,7 +44,7 @@
 --!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
---!include projection.lua: projection_json, projection_write
+--!include projection.lua: projection_compact, projection_json, projection_write
 --!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
 
 local code_hash, client_key, user_id, id = arg_str(1), arg_str(2), arg_str(3), arg_str(4)
@@ -57,6 +58,7 @@ local max_evictions = arg_int(13, 1, 50)
 local code_hash_previous = arg_opt(14)
 local verified_at = arg_int(15, 0, MAX_INT)
 local max_verdict_age = arg_int(16, 1, MAX_MS)
+local compact = projection_compact(17)
 
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms',
   'client_public_key', 'device_session_id', 'confirmed_at_ms')
@@ -105,7 +107,7 @@ local k = {session = KEYS[2], all = KEYS[3], active = KEYS[4], revoked = KEYS[7]
   stream = KEYS[6]}
 local a = {id = id, user_id = user_id, client_public_key = client_key, challenge_id = challenge_id,
   max_active = max_active, max_evictions = max_evictions, retention = retention, maxlen = maxlen,
-  session_prefix = session_prefix, gateway_prefix = gateway_prefix}
+  compact = compact, session_prefix = session_prefix, gateway_prefix = gateway_prefix}
 local plan = session_open_plan(k, a, now)
 
 local session = session_open_apply(k, a, plan, now)

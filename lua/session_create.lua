@@ -1,5 +1,5 @@
 #!lua
--- session_create, version: 2
+-- session_create, version: 3
 -- (Partitioned layout, step 2 of a confirm.) Creates the device session of a verified challenge in
 -- its user's partition, atomically with its indexes, the eviction of the user's oldest sessions
 -- over the limit and the gateway projection of every change. The id is derived from the challenge,
@@ -25,6 +25,7 @@
 -- ARGV[10] gateway_session_prefix: evicted sessions' snapshots are this prefix .. id
 -- ARGV[11] verified_at_ms: when challenge_verify answered 'ok' (Redis time)
 -- ARGV[12] max_verdict_age_ms: the blocked marker's life; an older verdict is refused
+-- ARGV[13] event_format: 'snapshot' or 'compact'
 -- Derives: session (ARGV[9] .. id of the user's oldest sessions), gateway_session (ARGV[10] .. id
 -- of the evicted ones)
 -- Reply: {'created', device_session_id, created_at_ms} | {'other_key'} (the challenge's session
@@ -39,13 +40,13 @@
 --!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
---!include projection.lua: projection_json, projection_write
+--!include projection.lua: projection_compact, projection_json, projection_write
 --!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
 
 local a = {client_public_key = arg_str(1), user_id = arg_str(2), id = arg_str(3),
   challenge_id = arg_str(4), max_active = arg_int(5, 1, 1000), max_evictions = arg_int(6, 1, 50),
   retention = arg_int(7, 1, MAX_MS), maxlen = arg_int(8, 1, MAX_STREAM_LEN),
-  session_prefix = arg_str(9), gateway_prefix = arg_str(10)}
+  session_prefix = arg_str(9), gateway_prefix = arg_str(10), compact = projection_compact(13)}
 local verified_at = arg_int(11, 0, MAX_INT)
 local max_verdict_age = arg_int(12, 1, MAX_MS)
 local k = {session = KEYS[1], all = KEYS[2], active = KEYS[3], gateway = KEYS[4], stream = KEYS[5],

@@ -1,5 +1,5 @@
 #!lua
--- session_revoke, version: 4
+-- session_revoke, version: 5
 -- Revokes one session (terminal) with its revoked snapshot and event in the same call. On an
 -- already revoked session it heals what a lost or failed earlier write left behind: a missing or
 -- stale snapshot (with its event), an active-index entry, a missing revoked-index entry, and the
@@ -17,6 +17,7 @@
 -- ARGV[8] user_active_sessions_suffix
 -- ARGV[9] user_revoked_sessions_suffix
 -- ARGV[10] request_id: unique per revoke request
+-- ARGV[11] event_format: 'snapshot' or 'compact'
 -- Derives: user_sessions, user_active_sessions, user_revoked_sessions (of the record's user_id)
 -- Reply: {'revoked' | 'already_revoked', field, value, ...} (the session hash) | {'not_found'}
 -- Replay: the revoking call stores request_id in the record (`revoke_request_id`); a second run
@@ -27,11 +28,12 @@
 --!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, SESSION_REPLY_FIELDS, session_load, session_reply, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
---!include projection.lua: projection_json, projection_needed, projection_write
+--!include projection.lua: projection_compact, projection_json, projection_needed, projection_write
 
 local r = {reason = arg_str(1), actor_type = arg_str(2), actor_id = arg_opt(3), request_id = arg_str(10)}
 local retention = arg_int(4, 1, MAX_MS)
 local maxlen = arg_int(5, 1, MAX_STREAM_LEN)
+local compact = projection_compact(11)
 local user_prefix, all_suffix, active_suffix, revoked_suffix = arg_str(6), arg_str(7), arg_str(8), arg_str(9)
 local s = session_load(KEYS[1])
 if not s then
@@ -46,7 +48,7 @@ local others_active = read('ZCARD', idx.active) - (in_active and 1 or 0) > 0
 if s.status == 'active' then
   local index = user_index_read(idx, now, not others_active)
   session_revoke_apply(KEYS[1], idx, s, now, r, retention)
-  projection_write(KEYS[2], KEYS[3], maxlen, s, now, retention)
+  projection_write(KEYS[2], KEYS[3], maxlen, s, now, retention, compact)
   user_index_settle(idx, index, now, retention, others_active)
   commit()
   return session_reply('revoked', s)
@@ -61,7 +63,7 @@ if ttl <= 0 then
 end
 local index = user_index_read(idx, now, not others_active)
 if stale_projection then
-  projection_write(KEYS[2], KEYS[3], maxlen, s, now, ttl)
+  projection_write(KEYS[2], KEYS[3], maxlen, s, now, ttl, compact)
 end
 if in_active then
   write('ZREM', idx.active, s.device_session_id)

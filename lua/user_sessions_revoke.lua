@@ -1,5 +1,5 @@
 #!lua
--- user_sessions_revoke, version: 5
+-- user_sessions_revoke, version: 6
 -- Revokes one bounded batch of a user's active sessions, each with its snapshot and event.
 -- The caller repeats until nothing remains, so Redis is never blocked for long. For a block, the
 -- first batch also writes the user's blocked marker, so that a confirm already past the user
@@ -22,6 +22,7 @@
 -- ARGV[10] batch_number: 1, 2, ... within one revoke-all
 -- ARGV[11] replay_memo_ms: how long KEYS[5] remembers this batch's reply
 -- ARGV[12] block_marker_ttl_ms: 0 for a revoke-all; for a block, how long the marker lives
+-- ARGV[13] event_format: 'snapshot' or 'compact'
 -- Derives: session, gateway_session (of the batch's sessions)
 -- Reply: {revoked in this batch, active sessions remaining}
 -- Replay: a batch that wrote stores its reply in KEYS[5]; a second run answers it again and
@@ -35,12 +36,13 @@
 --!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
---!include projection.lua: projection_json, projection_write
+--!include projection.lua: projection_compact, projection_json, projection_write
 
 local r = {reason = arg_str(1), actor_type = arg_str(2), actor_id = arg_opt(3), request_id = arg_str(9)}
 local batch_size = arg_int(4, 1, 50)
 local retention = arg_int(5, 1, MAX_MS)
 local maxlen = arg_int(6, 1, MAX_STREAM_LEN)
+local compact = projection_compact(13)
 local session_prefix, gateway_prefix = arg_str(7), arg_str(8)
 local batch_number = arg_int(10, 1, MAX_INT)
 local memo_ms = arg_int(11, 1, MAX_MS)
@@ -77,7 +79,8 @@ if mark then
 end
 for _, s in ipairs(batch) do
   session_revoke_apply(session_prefix .. s.device_session_id, idx, s, now, r, retention)
-  projection_write(gateway_prefix .. s.device_session_id, KEYS[2], maxlen, s, now, retention)
+  projection_write(gateway_prefix .. s.device_session_id, KEYS[2], maxlen, s, now, retention,
+    compact)
 end
 if #stale > 0 then
   write('ZREM', KEYS[1], unpack(stale))

@@ -2,7 +2,7 @@
 -- sessions over the limit and the projection of every change. `k` holds the keys (`session`,
 -- `gateway`, `stream` and the user's `all`, `active`, `revoked` indexes), `a` the arguments
 -- (`id`, `user_id`, `client_public_key`, `challenge_id`, `max_active`, `max_evictions`,
--- `retention`, `maxlen`, `session_prefix`, `gateway_prefix`).
+-- `retention`, `maxlen`, `compact`, `session_prefix`, `gateway_prefix`).
 
 -- Index entries beyond the evictions one call looks at for ghosts (entries whose record is gone
 -- or no longer active).
@@ -63,7 +63,8 @@ local function session_open_apply(k, a, plan, now)
   local revocation = {reason = 'session_limit_exceeded', actor_type = 'system', actor_id = '', request_id = a.id}
   for _, s in ipairs(plan.evicted) do
     session_revoke_apply(a.session_prefix .. s.device_session_id, k, s, now, revocation, a.retention)
-    projection_write(a.gateway_prefix .. s.device_session_id, k.stream, a.maxlen, s, now, a.retention)
+    projection_write(a.gateway_prefix .. s.device_session_id, k.stream, a.maxlen, s, now, a.retention,
+      a.compact)
   end
   if #plan.ghosts > 0 then
     write('ZREM', k.active, unpack(plan.ghosts))
@@ -84,6 +85,6 @@ local function session_open_apply(k, a, plan, now)
     'challenge_id', a.challenge_id)
   write('ZADD', k.all, now, a.id)
   write('ZADD', k.active, now, a.id)
-  projection_write(k.gateway, k.stream, a.maxlen, session, now, a.retention)
+  projection_write(k.gateway, k.stream, a.maxlen, session, now, a.retention, a.compact)
   return session
 end

@@ -92,6 +92,15 @@ impl Config {
                     .filter(|n| (1000..=MAX_EVENTS_MAXLEN).contains(n))
             },
         );
+        let event_format = p.parse(
+            GATEWAY_EVENT_FORMAT,
+            "`snapshot` or `compact`",
+            |v| match v {
+                "snapshot" => Some(EventFormat::Snapshot),
+                "compact" => Some(EventFormat::Compact),
+                _ => None,
+            },
+        );
 
         let user_service = p.service(
             USER_SERVICE_MODE,
@@ -390,6 +399,7 @@ impl Config {
                 session_key_prefix: session_key_prefix.unwrap(),
                 events_stream: events_stream.unwrap(),
                 events_maxlen: events_maxlen.unwrap(),
+                event_format: event_format.unwrap(),
             },
             user_service: user_service.unwrap(),
             mail_service: mail_service.unwrap(),

@@ -139,6 +139,28 @@ pub struct GatewayConfig {
     pub session_key_prefix: String,
     pub events_stream: String,
     pub events_maxlen: u64,
+    pub event_format: EventFormat,
+}
+
+/// What a gateway stream entry carries (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFormat {
+    /// `event_type`, `device_session_id`, `user_id`, `status`, `version`, `snapshot` (the
+    /// snapshot JSON) and `occurred_at_ms`: the runbook's "snapshot event".
+    Snapshot,
+    /// `device_session_id`, `version` and `status` only; a gateway reads the snapshot key when it
+    /// needs more (opt-in: smaller streams).
+    Compact,
+}
+
+impl EventFormat {
+    /// The name the variable and the scripts' `event_format` argument use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventFormat::Snapshot => "snapshot",
+            EventFormat::Compact => "compact",
+        }
+    }
 }
 
 /// A REST dependency's location and per-attempt timeout.

@@ -20,6 +20,7 @@ fn defaults_match_the_contract() {
     assert_eq!(config.internal_addr.port(), 8081);
     assert_eq!(config.gateway.session_key_prefix, "gateway:session:");
     assert_eq!(config.gateway.events_stream, "gateway:session_events");
+    assert_eq!(config.gateway.event_format, EventFormat::Snapshot);
     assert_eq!(
         config.policy.revoked_session_retention,
         Duration::from_secs(720 * 3600)
@@ -382,4 +383,17 @@ fn a_problem_never_prints_a_urls_credentials() {
         "{error}"
     );
     assert!(error.contains("ftp://***@users.internal/"), "{error}");
+}
+
+#[test]
+fn the_event_format_is_snapshot_or_compact() {
+    let config = Config::from_source(&env(&[(GATEWAY_EVENT_FORMAT, "compact")])).unwrap();
+    assert_eq!(config.gateway.event_format, EventFormat::Compact);
+    let err = Config::from_source(&env(&[(GATEWAY_EVENT_FORMAT, "json")])).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "AUTHSESSION_GATEWAY_EVENT_FORMAT=\"json\": expected `snapshot` or `compact`"
+        ),
+        "{err}"
+    );
 }

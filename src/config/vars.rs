@@ -66,6 +66,8 @@ variables! {
     GATEWAY_SESSION_EVENTS_STREAM = "AUTHSESSION_GATEWAY_SESSION_EVENTS_STREAM", Some("gateway:session_events");
     /// Approximate `MAXLEN ~` of the event stream.
     GATEWAY_SESSION_EVENTS_MAXLEN = "AUTHSESSION_GATEWAY_SESSION_EVENTS_MAXLEN", Some("1000000");
+    /// `snapshot` (each event carries the snapshot JSON) or `compact` (id, version, status).
+    GATEWAY_EVENT_FORMAT = "AUTHSESSION_GATEWAY_EVENT_FORMAT", Some("snapshot");
     /// `stub` or `rest`.
     USER_SERVICE_MODE = "AUTHSESSION_USER_SERVICE_MODE", Some("stub");
     /// Base URL of the user service (rest mode).

@@ -4,7 +4,9 @@
 //! `XREAD` over several slots, even on one shard), keeps a cache of session snapshots, and
 //! answers "is this session active, and with which key?",
 //! falling back to the snapshot key (`G<device_session_id>`) for a session it has not seen an
-//! event of. Nothing here writes to Redis, and nothing depends on the service's internals: a
+//! event of. It reads both event formats: a snapshot event carries the snapshot; a compact one
+//! (id, version, status) updates a cached session and is skipped for any other, whose snapshot
+//! key answers when asked. Nothing here writes to Redis, and nothing depends on the service's internals: a
 //! gateway team can read this module as the contract in code.
 //!
 //! What it guarantees after a gap: before each read it compares its position with the stream's
@@ -278,11 +280,7 @@ impl GatewayConsumer {
             for (id, fields) in entries {
                 applied.entries += 1;
                 applied.last_id = id;
-                let snapshot = fields
-                    .iter()
-                    .find(|(name, _)| name == "snapshot")
-                    .and_then(|(_, json)| serde_json::from_str::<Snapshot>(json).ok());
-                if let Some(snapshot) = snapshot {
+                if let Some(snapshot) = self.snapshot_of(&fields) {
                     if self.apply(snapshot.clone()) {
                         applied.updated.push(snapshot);
                     }
@@ -290,6 +288,31 @@ impl GatewayConsumer {
             }
         }
         Ok(applied)
+    }
+
+    /// The snapshot an entry tells of. A snapshot event carries it whole. A compact event
+    /// (`AUTHSESSION_GATEWAY_EVENT_FORMAT=compact`: id, version and status only) tells the new
+    /// status of a session: a cached one takes it (its user and key never change); one not
+    /// cached needs nothing now, its snapshot key answers when a request asks for it.
+    fn snapshot_of(&self, fields: &[(String, String)]) -> Option<Snapshot> {
+        let field = |wanted: &str| {
+            fields
+                .iter()
+                .find(|(name, _)| name == wanted)
+                .map(|(_, value)| value.as_str())
+        };
+        if let Some(json) = field("snapshot") {
+            return serde_json::from_str(json).ok();
+        }
+        let (id, status) = (field("device_session_id")?, field("status")?);
+        let version = field("version")?.parse().ok()?;
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let (held, _) = cache.held.get(id)?;
+        Some(Snapshot {
+            status: status.to_owned(),
+            version,
+            ..held.clone()
+        })
     }
 
     /// The verdict for a session: from the cache, else from its snapshot key (then cached).

@@ -51,7 +51,7 @@ pub enum Error {
     },
 }
 
-use crate::config::{GatewayConfig, Policy, RedisConfig};
+use crate::config::{EventFormat, GatewayConfig, Policy, RedisConfig};
 
 /// The source of truth and the gateway projection, behind typed script wrappers.
 #[derive(Clone)]
@@ -59,6 +59,7 @@ pub struct Store {
     pub redis: Redis,
     pub keys: Keys,
     stream_maxlen: u64,
+    event_format: EventFormat,
     policy: Policy,
 }
 
@@ -73,6 +74,7 @@ impl Store {
             redis,
             keys: Keys::new(redis_config, gateway),
             stream_maxlen: stream_maxlen(gateway.events_maxlen, redis_config.partitions),
+            event_format: gateway.event_format,
             policy: policy.clone(),
         }
     }
@@ -81,6 +83,11 @@ impl Store {
     /// bounds all the streams together, so each partition's gets its share.
     pub fn stream_maxlen(&self) -> u64 {
         self.stream_maxlen
+    }
+
+    /// What each gateway event carries (`AUTHSESSION_GATEWAY_EVENT_FORMAT`).
+    pub fn event_format(&self) -> EventFormat {
+        self.event_format
     }
 }
 

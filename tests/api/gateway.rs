@@ -94,6 +94,76 @@ async fn contract_story(h: &Harness, conn: &mut impl ConnectionLike, partitions:
     );
 }
 
+/// `AUTHSESSION_GATEWAY_EVENT_FORMAT=compact`: every entry carries `device_session_id`, `version`
+/// and `status` only (logins, revokes, evictions, blocks), the snapshot keys stay exactly as the
+/// contract has them, and the reference consumer follows: a cached session takes the status of
+/// its events, one not cached is answered from its snapshot key.
+#[tokio::test]
+async fn in_the_compact_format_events_carry_id_version_and_status_and_the_consumer_follows() {
+    let h = harness(&[
+        (authsession::config::GATEWAY_EVENT_FORMAT, "compact"),
+        (authsession::config::MAX_ACTIVE_SESSIONS_PER_USER, "1"),
+        (authsession::config::RESEND_COOLDOWN, "1ms"),
+    ])
+    .await;
+    let mut conn = h.app.store().redis.dedicated().await.unwrap();
+    let consumer = consumer(&h);
+    let mut last_id = newest(&consumer, &mut conn).await;
+
+    let email = unique_email();
+    let (first, user) = h.login(&email).await;
+    let snapshot = h.snapshot(&first).await.unwrap();
+    assert_eq!(snapshot["status"], "active");
+    assert_eq!(snapshot["user_id"], user.as_str());
+    assert!(snapshot["client_public_key"].is_string() && snapshot["created_at_ms"].is_u64());
+    assert!(matches!(
+        consumer.verdict(&mut conn, &first).await.unwrap(),
+        Verdict::Active { .. }
+    ));
+    // A second login evicts the first (limit 1); a session nobody asked for stays uncached.
+    let (second, _) = h.login(&email).await;
+    follow_until(&consumer, &mut conn, &mut last_id, |c| {
+        c.cached(&first)
+            .is_some_and(|s| !s.is_active() && s.version == 2)
+    })
+    .await;
+    assert_eq!(
+        consumer.verdict(&mut conn, &first).await.unwrap(),
+        Verdict::Refused
+    );
+    assert!(consumer.cached(&second).is_none());
+    assert!(matches!(
+        consumer.verdict(&mut conn, &second).await.unwrap(),
+        Verdict::Active { .. }
+    ));
+    let reply = h
+        .app
+        .post_internal(&format!("/api/v1/internal/users/{user}/block"), None)
+        .await;
+    assert_eq!(reply.status, 200);
+    follow_until(&consumer, &mut conn, &mut last_id, |c| {
+        c.cached(&second).is_some_and(|s| !s.is_active())
+    })
+    .await;
+    assert_eq!(
+        consumer.verdict(&mut conn, &second).await.unwrap(),
+        Verdict::Refused
+    );
+
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&consumer.names().streams[0])
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 4, "two logins, an eviction, a block");
+    for (_, fields) in entries {
+        let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["device_session_id", "version", "status"]);
+    }
+}
+
 #[tokio::test]
 async fn the_reference_consumer_follows_the_contract_on_a_single_server() {
     let h = harness(&[]).await;

@@ -5,8 +5,8 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::challenge_verify::Rejection;
 use super::{
-    opening_session_keys, revoking_by_prefix, scripts, verdict_args, Call, Reply, Resumable,
-    Script, Slot,
+    event_format, opening_session_keys, revoking_by_prefix, scripts, verdict_args, Call, Reply,
+    Resumable, Script, Slot,
 };
 use crate::domain::{ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, UserId};
 use crate::store::{millis, Store};
@@ -88,6 +88,7 @@ impl Call for ChallengeConfirm<'_> {
             ),
         ]);
         args.extend(verdict_args(store, req));
+        args.push(event_format(store));
         args
     }
 }

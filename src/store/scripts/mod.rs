@@ -321,6 +321,11 @@ fn revoking_by_prefix(store: &Store) -> [Slot; 4] {
     ]
 }
 
+/// `event_format`: the last ARGV of every script that writes a gateway projection.
+fn event_format(store: &Store) -> Slot {
+    ("event_format", store.event_format.as_str().to_owned())
+}
+
 /// `session gateway_session stream`: the KEYS of the scripts that act on one session by its id
 /// (revoke, republish), the stream of the session's partition.
 fn one_session_keys(store: &Store, id: &str) -> Vec<Slot> {

@@ -6,8 +6,8 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::challenge_confirm::{session_id, ConfirmRequest, MAX_EVICTIONS_PER_LOGIN};
 use super::{
-    opening_session_keys, revoking_by_prefix, scripts, verdict_args, Call, Reply, Resumable,
-    Script, Slot,
+    event_format, opening_session_keys, revoking_by_prefix, scripts, verdict_args, Call, Reply,
+    Resumable, Script, Slot,
 };
 use crate::domain::DeviceSessionId;
 use crate::store::Store;
@@ -56,6 +56,7 @@ impl Call for SessionCreate<'_> {
         ];
         args.extend(revoking_by_prefix(store));
         args.extend(verdict_args(store, req));
+        args.push(event_format(store));
         args
     }
 }

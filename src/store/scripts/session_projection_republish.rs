@@ -3,7 +3,7 @@
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{one_session_keys, scripts, Call, Reply, Script, Slot};
+use super::{event_format, one_session_keys, scripts, Call, Reply, Script, Slot};
 use crate::domain::{DeviceSessionId, RequestId};
 use crate::store::{millis, Store};
 
@@ -40,6 +40,7 @@ impl Call for SessionProjectionRepublish<'_> {
                 millis(store.policy.revoked_session_retention).to_string(),
             ),
             ("request_id", self.request_id.to_string()),
+            event_format(store),
         ]
     }
 }

@@ -3,7 +3,7 @@
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{one_session_keys, revocation_args, scripts, Call, Reply, Script, Slot};
+use super::{event_format, one_session_keys, revocation_args, scripts, Call, Reply, Script, Slot};
 use crate::domain::{DeviceSessionId, RequestId, Revocation, RevokeOutcome, Session};
 use crate::store::sessions::session_from_fields;
 use crate::store::{millis, Store};
@@ -48,6 +48,7 @@ impl Call for SessionRevoke<'_> {
             ("user_active_sessions_suffix", user.active.to_owned()),
             ("user_revoked_sessions_suffix", user.revoked.to_owned()),
             ("request_id", self.request_id.to_string()),
+            event_format(store),
         ]);
         args
     }

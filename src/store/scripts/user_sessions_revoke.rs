@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{revocation_args, revoking_by_prefix, scripts, Call, Script, Slot};
+use super::{event_format, revocation_args, revoking_by_prefix, scripts, Call, Script, Slot};
 use crate::domain::{RequestId, Revocation, UserId};
 use crate::store::{millis, Store};
 
@@ -72,6 +72,7 @@ impl Call for UserSessionsRevoke<'_> {
                 self.block_marker.map_or(0, millis).to_string(),
             ),
         ]);
+        args.push(event_format(store));
         args
     }
 }

@@ -15,6 +15,11 @@ use crate::redis_stats::{counters, print_costs};
 
 /// One login through the store's scripts only: the Redis-side work of a login, no HTTP.
 pub async fn direct_login(store: &Store, n: u64) -> bool {
+    direct_login_as(store, n, &UserId::parse(&format!("u{n}")).unwrap()).await
+}
+
+/// A direct login (see [`direct_login`]) into `user`'s sessions.
+pub async fn direct_login_as(store: &Store, n: u64, user: &UserId) -> bool {
     let email = Email::parse(&format!(
         "ceiling{n}x{:x}@example.com",
         rand::random::<u32>()
@@ -46,12 +51,11 @@ pub async fn direct_login(store: &Store, n: u64) -> bool {
         else {
             return Ok(false);
         };
-        let user = UserId::parse(&format!("u{n}")).unwrap();
         let request = ConfirmRequest {
             challenge_id: &id,
             code_hashes: &hashes,
             client_public_key: &key,
-            user_id: &user,
+            user_id: user,
             device_session_id: &DeviceSessionId::generate(),
             max_attempts: 5,
             max_active_sessions: 50,

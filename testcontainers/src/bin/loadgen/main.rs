@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authsession::app::App;
-use authsession::config::{self, Config, MAX_ACTIVE_SESSIONS_CEILING};
+use authsession::config::{self, Config, EventFormat, MAX_ACTIVE_SESSIONS_CEILING};
 use authsession::store::{Redis, Store};
 use clap::Parser;
 use testcontainers::{FakeMailService, RedisServer};
@@ -186,7 +186,28 @@ async fn run(
         &slow[..slow.len().min(10)]
     );
 
-    memory::memory_per_session(&store, &mut conn, args.population).await;
+    println!("\n## 4. Redis memory per active session\n");
+    let mut figures = Vec::new();
+    for format in [EventFormat::Snapshot, EventFormat::Compact] {
+        let mut gateway = config.gateway.clone();
+        gateway.event_format = format;
+        let store = Store::new(
+            Redis::new(&config.redis).unwrap(),
+            &config.redis,
+            &gateway,
+            &config.policy,
+        );
+        for per_user in [1, 5] {
+            let bytes =
+                memory::memory_per_session(&store, &mut conn, args.population, per_user).await;
+            figures.push((format.as_str(), per_user, bytes));
+        }
+    }
+    println!("\n  | event format | sessions per user | bytes per active session (steady) |");
+    println!("  |---|---|---|");
+    for (format, per_user, bytes) in figures {
+        println!("  | {format} | {per_user} | {bytes:.0} |");
+    }
     memory::memory_per_send(&store, &mut conn, 10_000).await;
     revoke::revoke_costs(&store, &mut conn, &args.revoke_sizes).await;
     if args.stream_entries > 0 {

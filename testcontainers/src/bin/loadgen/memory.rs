@@ -4,19 +4,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authsession::domain::{ChallengeId, CodeHasher, Email, LoginCode};
+use authsession::domain::{ChallengeId, CodeHasher, Email, LoginCode, UserId};
 use authsession::store::challenges::{ChallengeCreate, Created, DeliveryStatus};
 use authsession::store::Store;
 
-use crate::ceiling::direct_login;
+use crate::ceiling::direct_login_as;
 use crate::redis_stats::{delete_matching, used_memory};
 
 pub async fn memory_per_session(
     store: &Store,
     conn: &mut redis::aio::MultiplexedConnection,
     population: usize,
-) {
-    println!("\n## 4. Redis memory per active session ({population} sessions)\n");
+    per_user: u64,
+) -> f64 {
+    println!(
+        "\n### {population} sessions, {per_user} per user, {} events\n",
+        store.event_format().as_str()
+    );
     let prefix = store.keys.prefix().to_owned();
     delete_matching(conn, &format!("{prefix}*")).await;
     let _: () = redis::cmd("DEL")
@@ -37,7 +41,8 @@ pub async fn memory_per_session(
                     if n >= population as u64 {
                         return;
                     }
-                    direct_login(&store, n).await;
+                    let user = UserId::parse(&format!("u{}", n / per_user)).unwrap();
+                    direct_login_as(&store, n, &user).await;
                 }
             })
         })
@@ -101,6 +106,7 @@ pub async fn memory_per_session(
         "  | steady state (session, 2 index entries, snapshot, stream entry) | {:.0} |",
         per(steady)
     );
+    per(steady)
 }
 
 /// What a send leaves in Redis for its challenge TTL: a delivered one (challenge record and
