@@ -100,6 +100,14 @@ fn main() {
     let mail = Arc::new(driver.block_on(FakeMailService::start()));
     mail.stop_recording();
     let mut env = testcontainers::app::test_env(&redis);
+    // The run owns its Redis: the contract's default names, so bytes per key are production's.
+    for name in [
+        config::REDIS_KEY_PREFIX,
+        config::GATEWAY_SESSION_KEY_PREFIX,
+        config::GATEWAY_SESSION_EVENTS_STREAM,
+    ] {
+        env.remove(name);
+    }
     env.insert(config::MAIL_SERVICE_MODE.into(), "rest".into());
     env.insert(config::MAIL_SERVICE_BASE_URL.into(), mail.base_url());
     env.insert(config::MAIL_SERVICE_REQUEST_TIMEOUT.into(), "2s".into());

@@ -41,7 +41,8 @@ pub async fn memory_per_session(
                     if n >= population as u64 {
                         return;
                     }
-                    let user = UserId::parse(&format!("u{}", n / per_user)).unwrap();
+                    // Ids shaped as the stub user service makes them (`user-` and 16 hex).
+                    let user = UserId::parse(&format!("user-{:016x}", n / per_user)).unwrap();
                     direct_login_as(&store, n, &user).await;
                 }
             })
@@ -74,7 +75,7 @@ pub async fn memory_per_session(
         }
     };
     let sample: Vec<String> = redis::cmd("ZRANGE")
-        .arg(store.keys.user_sessions("u0"))
+        .arg(store.keys.user_sessions("user-0000000000000000"))
         .arg(0)
         .arg(0)
         .query_async(conn)
@@ -92,8 +93,8 @@ pub async fn memory_per_session(
         println!("    session hash {:.0} B, snapshot {:.0} B, user index zsets {:.0} + {:.0} B, stream entry {:.0} B",
             usage(store.keys.session(id)).await,
             usage(store.keys.gateway_session(id)).await,
-            usage(store.keys.user_sessions("u0")).await,
-            usage(store.keys.user_active_sessions("u0")).await,
+            usage(store.keys.user_sessions("user-0000000000000000")).await,
+            usage(store.keys.user_active_sessions("user-0000000000000000")).await,
             usage(store.keys.streams()[0].clone()).await / stream_len.max(1.0));
     }
     println!("  | state | bytes per session |");
