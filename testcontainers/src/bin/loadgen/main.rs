@@ -14,6 +14,7 @@ mod replica_acks;
 mod revoke;
 mod script_costs;
 mod stream;
+mod targets;
 mod throughput;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use authsession::app::App;
 use authsession::config::{self, Config, EventFormat, MAX_ACTIVE_SESSIONS_CEILING};
+use authsession::domain::CodeHasher;
 use authsession::store::{Redis, Store};
 use clap::Parser;
 use testcontainers::{FakeMailService, RedisServer};
@@ -66,6 +68,9 @@ struct Args {
     /// The yardstick script of scenario 10 (`../shared/bench` beside the checkout).
     #[arg(long, default_value = "../shared/bench/reference-confirm.lua")]
     reference_script: std::path::PathBuf,
+    /// Run scenario 0 (the leaner-per-login targets against the reference script).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    targets: bool,
     /// Worker threads of the service's runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
@@ -113,13 +118,25 @@ fn main() {
     env.insert(config::MAIL_SERVICE_REQUEST_TIMEOUT.into(), "2s".into());
     env.insert(config::LOG_LEVEL.into(), "error".into());
     let config = Config::from_source(&env).unwrap();
+    // Scenario 0's service: per-IP limits at their defaults, every request through a trusted
+    // proxy naming a client address of its own; a namespace of its own on the same Redis.
+    let mut limited = testcontainers::app::test_env(&redis);
+    limited.insert(config::LOG_LEVEL.into(), "error".into());
+    limited.remove(config::SEND_RATE_LIMIT_PER_IP);
+    limited.remove(config::CONFIRM_RATE_LIMIT_PER_IP);
+    limited.insert(config::TRUSTED_PROXIES.into(), "127.0.0.1/32".into());
+    let limited = Config::from_source(&limited).unwrap();
+    let limited_config = limited.clone();
     let stop = CancellationToken::new();
-    let (public, internal) = service_rt.block_on(async {
+    let (public, internal, limited_public) = service_rt.block_on(async {
         let app = App::build(config.clone()).await.expect("service starts");
         let public = format!("http://{}", app.public_addr());
         let internal = format!("http://{}", app.internal_addr());
         tokio::spawn(app.run_until_stopped(stop.clone()));
-        (public, internal)
+        let limited = App::build(limited).await.expect("service starts");
+        let limited_public = format!("http://{}", limited.public_addr());
+        tokio::spawn(limited.run_until_stopped(stop.clone()));
+        (public, internal, limited_public)
     });
     println!("# authsession load run\n");
     println!(
@@ -130,6 +147,31 @@ fn main() {
         args.users,
         args.duration
     );
+    if args.targets {
+        driver.block_on(async {
+            let mut conn = redis.connection().await;
+            let service = targets::Service {
+                http: reqwest::Client::new(),
+                public: limited_public,
+                store: Store::new(
+                    Redis::new(&limited_config.redis).unwrap(),
+                    &limited_config.redis,
+                    &limited_config.gateway,
+                    &limited_config.policy,
+                ),
+                hasher: CodeHasher::new(limited_config.code_hash_key.clone().unwrap(), None),
+            };
+            let duration = Duration::from_secs(args.duration);
+            targets::measure(
+                &redis,
+                &mut conn,
+                &service,
+                &args.reference_script,
+                duration,
+            )
+            .await;
+        });
+    }
     driver.block_on(run(args, redis, mail, public, internal, config));
     stop.cancel();
     drop(service_rt);
