@@ -225,19 +225,22 @@ impl TestApp {
         &self.config.redis.key_prefix
     }
 
-    pub fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.config.redis.key_prefix)
+    /// The service's key names, from its configuration (every layout).
+    pub fn keys(&self) -> authsession::store::keys::Keys {
+        authsession::store::keys::Keys::new(&self.config.redis, &self.config.gateway)
     }
 
     pub fn snapshot_key(&self, device_session_id: &str) -> String {
-        format!(
-            "{}{device_session_id}",
-            self.config.gateway.session_key_prefix
-        )
+        self.keys().gateway_session(device_session_id)
     }
 
-    pub fn stream_key(&self) -> &str {
-        &self.config.gateway.events_stream
+    /// The event stream of a session's partition (the one stream of the single-tag layout).
+    pub fn stream_key(&self, device_session_id: &str) -> String {
+        let keys = self.keys();
+        let partition = keys
+            .partition_of_id(device_session_id)
+            .unwrap_or_else(|| keys.all_partitions()[0]);
+        keys.stream(partition)
     }
 
     /// Cancels the shutdown token and waits; returns whether shutdown was clean.

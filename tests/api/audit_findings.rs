@@ -63,7 +63,7 @@ async fn a_revoke_that_cannot_update_the_index_writes_nothing_and_its_retry_conv
     let h = harness(&[]).await;
     let (id, user) = h.login(&unique_email()).await;
     let mut redis = h.app.redis.clone();
-    let active = h.app.key(&format!("user:{user}:active_sessions"));
+    let active = h.app.keys().user_active_sessions(&user);
     let () = redis.del(&active).await.unwrap();
     let () = redis.set(&active, "wrong type").await.unwrap();
     let before = Keyspace::capture(&mut redis).await;
@@ -134,7 +134,7 @@ async fn a_resent_wrong_guess_counts_once() {
         "1"
     );
     let mut redis = h.app.redis.clone();
-    let failures: Vec<String> = redis.keys(h.app.key("confirm_failures:*")).await.unwrap();
+    let failures: Vec<String> = redis.keys(h.app.keys().confirm_failures("*")).await.unwrap();
     let count: String = redis.get(&failures[0]).await.unwrap();
     assert_eq!(count, "1", "the address's budget is charged once");
 }
@@ -162,7 +162,7 @@ async fn expired_entries_behind_long_lived_devices_are_pruned_and_a_departed_use
     h.login(&email).await;
 
     let mut redis = h.app.redis.clone();
-    let all = h.app.key(&format!("user:{user}:sessions"));
+    let all = h.app.keys().user_sessions(&user);
     let members: Vec<String> = redis.zrange(&all, 0, -1).await.unwrap();
     for id in &short_lived {
         assert!(!members.contains(id), "{id} was pruned");
@@ -175,11 +175,12 @@ async fn expired_entries_behind_long_lived_devices_are_pruned_and_a_departed_use
 
     let reply = revoke_all(&h, &user).await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    for index in ["sessions", "revoked_sessions"] {
-        let ttl: i64 = redis
-            .pttl(h.app.key(&format!("user:{user}:{index}")))
-            .await
-            .unwrap();
+    let keys = h.app.keys();
+    for (index, key) in [
+        ("sessions", keys.user_sessions(&user)),
+        ("revoked_sessions", keys.user_revoked_sessions(&user)),
+    ] {
+        let ttl: i64 = redis.pttl(key).await.unwrap();
         assert!(
             (1..=1000).contains(&ttl),
             "{index}: expires with the last revoked record, PTTL {ttl}"
@@ -195,7 +196,7 @@ async fn ghost_entries_do_not_break_the_session_limit() {
     let email = unique_email();
     let (_, user) = h.login(&email).await;
     let mut redis = h.app.redis.clone();
-    let active = h.app.key(&format!("user:{user}:active_sessions"));
+    let active = h.app.keys().user_active_sessions(&user);
     // More ghosts than one login may evict (50): the old script looked only at them.
     for ghost in 0..60 {
         let () = redis
@@ -273,7 +274,7 @@ async fn an_incomplete_session_record_fails_the_revoke_without_writing() {
     let (id, _) = h.login(&unique_email()).await;
     let mut redis = h.app.redis.clone();
     let () = redis
-        .hdel(h.app.key(&format!("session:{id}")), "client_public_key")
+        .hdel(h.app.keys().session(&id), "client_public_key")
         .await
         .unwrap();
     let before = Keyspace::capture(&mut redis).await;
@@ -358,7 +359,7 @@ async fn the_right_code_confirms_a_challenge_whose_sent_mark_was_lost() {
     let mut redis = h.app.redis.clone();
     let () = redis
         .hset(
-            h.app.key(&format!("challenge:{challenge}")),
+            h.app.keys().challenge(&challenge),
             "status",
             "pending_delivery",
         )

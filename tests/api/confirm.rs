@@ -28,11 +28,12 @@ async fn a_full_login_creates_a_session_whose_record_indexes_snapshot_and_event_
         Some(key.as_str())
     );
     let mut redis = h.app.redis.clone();
-    for index in ["sessions", "active_sessions"] {
-        let score: Option<i64> = redis
-            .zscore(h.app.key(&format!("user:{user_id}:{index}")), id)
-            .await
-            .unwrap();
+    let keys = h.app.keys();
+    for (index, key) in [
+        ("sessions", keys.user_sessions(&user_id)),
+        ("active_sessions", keys.user_active_sessions(&user_id)),
+    ] {
+        let score: Option<i64> = redis.zscore(key, id).await.unwrap();
         assert!(score.is_some(), "{index} lacks the session");
     }
     let snapshot = h.snapshot(id).await.expect("snapshot");
@@ -79,7 +80,7 @@ async fn an_identical_retry_returns_the_same_session_and_repairs_only_a_missing_
         "a retry of a healthy projection appends nothing"
     );
     let mut redis = h.app.redis.clone();
-    let sessions: Vec<String> = redis.keys(h.app.key("session:*")).await.unwrap();
+    let sessions: Vec<String> = redis.keys(h.app.keys().session("*")).await.unwrap();
     assert_eq!(sessions.len(), 1);
 
     let () = redis.del(h.app.snapshot_key(&id)).await.unwrap();
@@ -111,7 +112,7 @@ async fn fifty_concurrent_identical_confirms_create_exactly_one_session() {
         .collect();
     assert_eq!(ids.len(), 1);
     let mut redis = h.app.redis.clone();
-    let sessions: Vec<String> = redis.keys(h.app.key("session:*")).await.unwrap();
+    let sessions: Vec<String> = redis.keys(h.app.keys().session("*")).await.unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(h.events_for(ids.iter().next().unwrap()).await.len(), 1);
 }
@@ -154,7 +155,8 @@ async fn a_stream_key_of_the_wrong_type_fails_the_confirm_without_writing_anythi
     let (challenge_id, code) = h.send_code(&unique_email()).await;
     let key = public_key();
     let mut redis = h.app.redis.clone();
-    let () = redis.set(h.app.stream_key(), "not a stream").await.unwrap();
+    let stream = h.app.keys().streams()[0].clone();
+    let () = redis.set(&stream, "not a stream").await.unwrap();
     let before = h.all_keys().await;
 
     let failed = h.app.confirm(&challenge_id, &code, &key).await;
@@ -170,7 +172,7 @@ async fn a_stream_key_of_the_wrong_type_fails_the_confirm_without_writing_anythi
         Some("sent")
     );
 
-    let () = redis.del(h.app.stream_key()).await.unwrap();
+    let () = redis.del(&stream).await.unwrap();
     let retry = h.app.confirm(&challenge_id, &code, &key).await;
     assert_eq!(retry.status, 200, "{retry:?}");
 }
@@ -233,7 +235,7 @@ async fn refusals_follow_the_status_table() {
     let (id, code) = h.send_code(&unique_email()).await;
     let mut redis = h.app.redis.clone();
     let () = redis
-        .hset(h.app.key(&format!("challenge:{id}")), "expires_at_ms", 1000)
+        .hset(h.app.keys().challenge(&id), "expires_at_ms", 1000)
         .await
         .unwrap();
     assert_error(
@@ -243,10 +245,7 @@ async fn refusals_follow_the_status_table() {
     );
 
     // Removed by TTL cleanup (or never existed).
-    let () = redis
-        .del(h.app.key(&format!("challenge:{id}")))
-        .await
-        .unwrap();
+    let () = redis.del(h.app.keys().challenge(&id)).await.unwrap();
     assert_error(
         &h.app.confirm(&id, &code, &public_key()).await,
         404,
@@ -277,7 +276,7 @@ async fn a_user_blocked_at_confirm_time_gets_403_and_no_session() {
     );
 
     let mut redis = h.app.redis.clone();
-    let sessions: Vec<String> = redis.keys(h.app.key("session:*")).await.unwrap();
+    let sessions: Vec<String> = redis.keys(h.app.keys().session("*")).await.unwrap();
     assert!(sessions.is_empty());
 }
 
@@ -349,7 +348,7 @@ async fn a_runtime_limit_of_two_sessions_revokes_the_oldest_on_the_third_login()
     .await;
     let mut redis = h.app.redis.clone();
     let () = redis
-        .hset(h.app.key("config"), "max_active_sessions_per_user", 2)
+        .hset(h.app.keys().config(), "max_active_sessions_per_user", 2)
         .await
         .unwrap();
     let email = unique_email();
@@ -378,7 +377,7 @@ async fn a_runtime_limit_of_two_sessions_revokes_the_oldest_on_the_third_login()
     assert_eq!(snapshot["revoke_reason_code"], "session_limit_exceeded");
     assert_eq!(h.events_for(&oldest).await.len(), 2);
     let active: Vec<String> = redis
-        .zrange(h.app.key(&format!("user:{user_id}:active_sessions")), 0, -1)
+        .zrange(h.app.keys().user_active_sessions(&user_id), 0, -1)
         .await
         .unwrap();
     assert_eq!(active, [second, third]);

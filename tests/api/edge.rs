@@ -333,7 +333,7 @@ async fn a_throttled_send_costs_at_most_240_bytes_of_redis() {
     let mut redis = h.app.redis.clone();
     let bytes: u64 = redis::cmd("MEMORY")
         .arg("USAGE")
-        .arg(h.app.key(&format!("challenge:{throttled}")))
+        .arg(h.app.keys().challenge(&throttled))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -97,7 +97,7 @@ impl Harness {
     pub async fn challenge_field(&self, challenge_id: &str, field: &str) -> Option<String> {
         let mut redis = self.app.redis.clone();
         redis
-            .hget(self.app.key(&format!("challenge:{challenge_id}")), field)
+            .hget(self.app.keys().challenge(challenge_id), field)
             .await
             .unwrap()
     }
@@ -105,7 +105,7 @@ impl Harness {
     pub async fn session_field(&self, id: &str, field: &str) -> Option<String> {
         let mut redis = self.app.redis.clone();
         redis
-            .hget(self.app.key(&format!("session:{id}")), field)
+            .hget(self.app.keys().session(id), field)
             .await
             .unwrap()
     }
@@ -120,7 +120,7 @@ impl Harness {
     pub async fn events_for(&self, id: &str) -> Vec<std::collections::HashMap<String, String>> {
         let mut redis = self.app.redis.clone();
         let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(self.app.stream_key())
+            .arg(self.app.stream_key(id))
             .arg("-")
             .arg("+")
             .query_async(&mut redis)

@@ -429,10 +429,10 @@ async fn expired_revoked_sessions_are_skipped_by_listings_and_pruned_from_the_in
         .await;
     // The revoked-session retention ran out: Redis removed the record.
     let mut redis = h.app.redis.clone();
-    let () = redis::AsyncCommands::del(&mut redis, h.app.key(&format!("session:{old}")))
+    let () = redis::AsyncCommands::del(&mut redis, h.app.keys().session(&old))
         .await
         .unwrap();
-    let index = h.app.key(&format!("user:{user_id}:sessions"));
+    let index = h.app.keys().user_sessions(&user_id);
 
     let listed = h
         .app

@@ -282,7 +282,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::Expire(c) if c >= m.challenges.len() => {}
         Op::Expire(c) => {
             let mut conn = h.app.redis.clone();
-            let key = h.app.key(&format!("challenge:{}", m.challenges[c].id));
+            let key = h.app.keys().challenge(&m.challenges[c].id);
             let () = conn.hset(key, "expires_at_ms", 1).await.unwrap();
             m.challenges[c].expired = true;
         }
@@ -373,7 +373,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::SetLimit(n) => {
             let mut conn = h.app.redis.clone();
             let () = conn
-                .hset(h.app.key("config"), "max_active_sessions_per_user", n)
+                .hset(h.app.keys().config(), "max_active_sessions_per_user", n)
                 .await
                 .unwrap();
             m.limit = Some(n);

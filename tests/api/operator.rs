@@ -253,7 +253,8 @@ async fn scripts_check_fails_after_script_flush_and_passes_after_loading() {
 #[tokio::test]
 async fn scripts_export_writes_the_exact_bodies_the_lock_records() {
     let h = harness(&[]).await;
-    let dir = tempfile_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
 
     let (code, output) = run_cli(&h.app, &["scripts", "export", dir.to_str().unwrap()], &[]).await;
 
@@ -269,13 +270,6 @@ async fn scripts_export_writes_the_exact_bodies_the_lock_records() {
             .unwrap()
             .trim()
     );
-    std::fs::remove_dir_all(dir).ok();
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("authsession-export-{:x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn sha1_hex(body: &str) -> String {

@@ -964,16 +964,20 @@ async fn in_the_partitioned_layout_a_derived_key_of_another_partition_fails_the_
 
 #[test]
 fn luacheck_passes_over_the_assembled_scripts() {
-    let dir = tempfile_dir();
+    let dir = tempfile::tempdir().unwrap();
     for script in scripts().all() {
-        std::fs::write(dir.join(format!("{}.lua", script.name)), &script.body).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{}.lua", script.name)),
+            &script.body,
+        )
+        .unwrap();
     }
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/lua/.luacheckrc");
     let output = std::process::Command::new("luacheck")
         .arg("--no-color")
         .arg("--config")
         .arg(config)
-        .arg(&dir)
+        .arg(dir.path())
         .output()
         .expect("luacheck is installed (Debian package lua-check; the README's test command installs it)");
     assert!(
@@ -981,13 +985,6 @@ fn luacheck_passes_over_the_assembled_scripts() {
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
-    std::fs::remove_dir_all(dir).ok();
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("authsession-lua-{:x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Creates, with a harmless value, each declared key of `call` that is missing and whose presence
