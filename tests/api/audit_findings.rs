@@ -134,7 +134,10 @@ async fn a_resent_wrong_guess_counts_once() {
         "1"
     );
     let mut redis = h.app.redis.clone();
-    let failures: Vec<String> = redis.keys(h.app.keys().confirm_failures("*")).await.unwrap();
+    let failures: Vec<String> = redis
+        .keys(h.app.keys().confirm_failures("*"))
+        .await
+        .unwrap();
     let count: String = redis.get(&failures[0]).await.unwrap();
     assert_eq!(count, "1", "the address's budget is charged once");
 }
