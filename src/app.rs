@@ -222,9 +222,10 @@ impl App {
             drain("internal", internal, budget)
         );
 
-        // Every handler has finished (or was abandoned): close the pool and the HTTP clients.
+        // Every handler has finished (or was abandoned): release the pool and the HTTP clients.
+        // Connections a detached task still holds close when it ends.
         drop(self.ctx);
-        tracing::info!("redis pool and HTTP clients closed");
+        tracing::info!("redis pool and HTTP clients released");
         public_ok && internal_ok
     }
 }

@@ -3,8 +3,10 @@
 //! multiplexes, follows MOVED/ASK and reconnects per node; created on first use). Plain commands
 //! and pipelines run here within the command timeout; scripts run through `engine`.
 //!
-//! Script loads and server checks in cluster mode are routed to the primary that owns the slot of
-//! the configured hash tag, never to every node, so one unreachable replica cannot fail requests.
+//! Script loads and server checks in cluster mode are routed to one primary (the one serving the
+//! key they concern, or the slot of the configured hash tag in the single-tag layout; each
+//! partition's primary in the partitioned one), never to every node, so one unreachable replica
+//! cannot fail requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +68,8 @@ pub(super) enum Backend {
     Cluster {
         client: Box<ClusterClient>,
         conn: std::sync::Arc<OnceCell<ClusterConnection>>,
-        /// A key in the slot every authsession key lives in (the configured hash tag).
+        /// A key whose slot server-wide checks are routed to: the configured hash tag's (every
+        /// key's, in the single-tag layout; in the partitioned one, just a primary to ask).
         slot_key: String,
     },
 }
