@@ -18,6 +18,7 @@ use crate::domain::CodeHashKey;
 mod known;
 mod load;
 mod parse;
+mod sections;
 mod vars;
 pub use vars::*;
 
@@ -321,6 +322,21 @@ fn render(problems: &[Problem]) -> String {
 
 /// Most partitions `AUTHSESSION_REDIS_PARTITIONS` accepts: 16 slots each at the most.
 pub const MAX_PARTITIONS: u32 = 1024;
+
+/// The Redis Cluster hash tag of a key: the text between the first `{` and the next `}`, when
+/// non-empty.
+pub fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')? + open + 1;
+    (close > open + 1).then(|| &key[open + 1..close])
+}
+
+/// Whether every name carries one and the same hash tag. In cluster mode every key a script
+/// touches must live in one slot, and keys are built from these names.
+pub fn share_one_hash_tag(names: &[&str]) -> bool {
+    let first = names.first().and_then(|n| hash_tag(n));
+    first.is_some() && names.iter().all(|n| hash_tag(n) == first)
+}
 
 /// What cluster mode needs of the three names, with a working example.
 pub(crate) fn hash_tag_expectation(key_prefix: &str, gateway_prefix: &str, stream: &str) -> String {

@@ -15,20 +15,8 @@ use super::partitions::Partitions;
 use crate::config::{GatewayConfig, RedisConfig};
 use crate::domain::{ChallengeId, DeviceSessionId, UserId};
 
-/// The Redis Cluster hash tag of a key: the text between the first `{` and the next `}`, when
-/// non-empty.
-pub fn hash_tag(key: &str) -> Option<&str> {
-    let open = key.find('{')?;
-    let close = key[open + 1..].find('}')? + open + 1;
-    (close > open + 1).then(|| &key[open + 1..close])
-}
-
-/// Whether every name carries one and the same hash tag. In cluster mode every key a script
-/// touches must live in one slot, and keys are built from these names.
-pub fn share_one_hash_tag(names: &[&str]) -> bool {
-    let first = names.first().and_then(|n| hash_tag(n));
-    first.is_some() && names.iter().all(|n| hash_tag(n) == first)
-}
+// Redis Cluster's hash-tag rule, which the configuration checks names against too.
+pub use crate::config::{hash_tag, share_one_hash_tag};
 
 /// Where a record lives: a partition's index, or `None` in the single-tag layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
