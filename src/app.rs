@@ -64,6 +64,8 @@ pub struct App {
     ctx: Context,
     internal_token: Option<secrecy::SecretString>,
     connection_limits: ConnectionLimits,
+    /// Peers whose `X-Forwarded-For` names the client (`AUTHSESSION_TRUSTED_PROXIES`).
+    trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     body_budget: crate::http::extract::BodyBudget,
     shutdown_timeout: Duration,
 }
@@ -159,9 +161,8 @@ impl App {
                 codes,
                 block_marker_ttl: config.policy.block_marker_ttl,
                 pacing: Arc::new(SendPacing::new(longest_delivery(&config))),
-                trusted_proxies: Arc::new(config.trusted_proxies.clone()),
-                ipv6_prefix: config.rate_limit_ipv6_prefix,
             },
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             internal_token: config.internal_token,
             connection_limits,
             body_budget: crate::http::extract::BodyBudget::new(
@@ -188,7 +189,7 @@ impl App {
         let internal_router =
             crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
         let limits = self.connection_limits;
-        let trusted = self.ctx.trusted_proxies.clone();
+        let trusted = self.trusted_proxies.clone();
         // One body budget for both listeners: it bounds the process's memory.
         let bodies = self.body_budget.clone();
         let serve =

@@ -30,11 +30,6 @@ pub struct Context {
     pub block_marker_ttl: std::time::Duration,
     /// Holds answers of sends that deliver nothing, so timing tells nothing.
     pub pacing: Arc<pacing::SendPacing>,
-    /// Peers whose `X-Forwarded-For` names the client (`AUTHSESSION_TRUSTED_PROXIES`).
-    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
-    /// IPv6 clients are counted by their network of this length
-    /// (`AUTHSESSION_RATE_LIMIT_IPV6_PREFIX`).
-    pub ipv6_prefix: u8,
 }
 
 /// Everything a use case can answer instead of its result. Each variant says what happened;

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::flows::Context;
+use std::sync::Arc;
 
 /// The client admission limits count: the socket peer, unless the peer is a trusted proxy
 /// (`AUTHSESSION_TRUSTED_PROXIES`); then the rightmost `X-Forwarded-For` address that is not a
@@ -16,16 +16,29 @@ use crate::flows::Context;
 /// [`admission_subject`]: one IPv4 client whatever its spelling, an IPv6 client by its network.
 pub struct ClientIp(pub IpAddr);
 
-impl FromRequestParts<Context> for ClientIp {
+/// How a listener tells clients apart (`AUTHSESSION_TRUSTED_PROXIES`,
+/// `AUTHSESSION_RATE_LIMIT_IPV6_PREFIX`): the accept loop puts it in every request's extensions.
+#[derive(Clone, Debug)]
+pub struct Addressing {
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub ipv6_prefix: u8,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Infallible> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip());
-        let client = client_ip(peer, &parts.headers, &ctx.trusted_proxies);
-        Ok(Self(admission_subject(client, ctx.ipv6_prefix)))
+        // Served outside the accept loop (a router driven directly): nobody is trusted.
+        let (trusted, prefix) = match parts.extensions.get::<Addressing>() {
+            Some(a) => (a.trusted_proxies.as_slice(), a.ipv6_prefix),
+            None => (&[][..], 64),
+        };
+        let client = client_ip(peer, &parts.headers, trusted);
+        Ok(Self(admission_subject(client, prefix)))
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::client_ip::Addressing;
 use super::error::ApiError;
 use super::extract::BodyBudget;
 use super::watchdog::{Activity, Watched};
@@ -80,8 +81,7 @@ struct Share {
 pub struct Shares {
     connections: Arc<ClientShares>,
     requests: Arc<ClientShares>,
-    ipv6_prefix: u8,
-    trusted: Arc<Vec<ipnet::IpNet>>,
+    addressing: Addressing,
 }
 
 impl Shares {
@@ -95,8 +95,10 @@ impl Shares {
         Self {
             connections: share(limits.max_connections_per_client),
             requests: share(limits.max_requests_per_client),
-            ipv6_prefix: limits.ipv6_prefix,
-            trusted,
+            addressing: Addressing {
+                trusted_proxies: trusted,
+                ipv6_prefix: limits.ipv6_prefix,
+            },
         }
     }
 
@@ -105,8 +107,9 @@ impl Shares {
     /// listener's own caps still hold).
     fn client_of(&self, peer: IpAddr) -> Option<IpAddr> {
         let peer = peer.to_canonical();
-        (!super::client_ip::is_trusted(&peer, &self.trusted))
-            .then(|| super::client_ip::admission_subject(peer, self.ipv6_prefix))
+        let a = &self.addressing;
+        (!super::client_ip::is_trusted(&peer, &a.trusted_proxies))
+            .then(|| super::client_ip::admission_subject(peer, a.ipv6_prefix))
     }
 }
 
@@ -209,9 +212,11 @@ pub async fn serve(
             let router = router.clone();
             let bodies = bodies.clone();
             let requests = shares.requests.clone();
+            let addressing = shares.addressing.clone();
             tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.extensions_mut().insert(bodies.clone());
+                req.extensions_mut().insert(addressing.clone());
                 let guard = activity.start();
                 let router = router.clone();
                 let admitted = requests.take(client);
