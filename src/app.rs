@@ -19,9 +19,12 @@ use crate::flows::Context;
 use crate::http::server::ConnectionLimits;
 use crate::store::{self, config_provider::ConfigProvider, scripts::scripts, Redis, Store};
 
+/// The component the connection itself and the script-call check are reported under.
+pub const CHALLENGE_STORE: &str = "challenge_store";
+
 /// The startup components of the runbook, each checked with a bounded PING.
 pub const COMPONENTS: [&str; 5] = [
-    "challenge_store",
+    CHALLENGE_STORE,
     "session_store",
     "config_provider",
     "gateway_projection_publisher",
@@ -77,7 +80,7 @@ impl App {
         raise_open_files_limit(&config);
         let connection_limits = connection_limits(&config);
         let redis = Redis::new(&config.redis).map_err(|source| StartupError::Redis {
-            component: COMPONENTS[0],
+            component: CHALLENGE_STORE,
             address: config.redis.addrs.join(","),
             source,
         })?;
@@ -93,12 +96,12 @@ impl App {
             .probe_scripts()
             .await
             .map_err(|source| StartupError::Redis {
-                component: COMPONENTS[0],
+                component: CHALLENGE_STORE,
                 address: config.redis.addrs.join(","),
                 source,
             })?;
         tracing::info!(
-            component = COMPONENTS[0],
+            component = CHALLENGE_STORE,
             "startup check passed: script call (EVALSHA and key permissions)"
         );
         let limits = ConfigProvider::new(redis, &store.keys, &config.policy);

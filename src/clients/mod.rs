@@ -64,28 +64,43 @@ impl Error {
     }
 }
 
-/// One JSON request with the per-attempt timeout and the given retry policy. `Ok(None)` is a 404.
+/// One JSON request with the per-attempt timeout and the given retry policy; a 404 is an error
+/// (the endpoint does not exist: a misrouted call).
 async fn call_json<T: serde::de::DeserializeOwned>(
     service: &'static str,
     request: impl Fn() -> reqwest::RequestBuilder,
     timeout: Duration,
     retry: Retry,
+) -> Result<T, Error> {
+    call(service, request, timeout, retry, json, || None).await
+}
+
+/// [`call_json`] on a resource that may not exist: a 404 is `None`.
+async fn call_json_optional<T: serde::de::DeserializeOwned>(
+    service: &'static str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+    timeout: Duration,
+    retry: Retry,
 ) -> Result<Option<T>, Error> {
-    call(service, request, timeout, retry, |body| {
-        serde_json::from_slice(body).map_err(|e| e.to_string())
-    })
-    .await
+    let parse = |body: &[u8]| json(body).map(Some);
+    call(service, request, timeout, retry, parse, || Some(None)).await
+}
+
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 /// One request whose 2xx body `parse` reads (a body it refuses is `Error::Body`), with the
-/// per-attempt timeout and the given retry policy. `Ok(None)` is a 404.
+/// per-attempt timeout and the given retry policy; a 404 answers what `absent` gives, or is
+/// `Error::Status` when it gives nothing.
 async fn call<T>(
     service: &'static str,
     request: impl Fn() -> reqwest::RequestBuilder,
     timeout: Duration,
     retry: Retry,
     parse: impl Fn(&[u8]) -> Result<T, String>,
-) -> Result<Option<T>, Error> {
+    absent: impl Fn() -> Option<T>,
+) -> Result<T, Error> {
     let attempts = if retry == Retry::OnceOnTransient {
         2
     } else {
@@ -93,7 +108,14 @@ async fn call<T>(
     };
     let mut last = None;
     for attempt in 1..=attempts {
-        let result = attempt_once(service, request().timeout(timeout), timeout, &parse).await;
+        let result = attempt_once(
+            service,
+            request().timeout(timeout),
+            timeout,
+            &parse,
+            &absent,
+        )
+        .await;
         match &result {
             Err(e) if e.is_transient() && attempt < attempts => {
                 metrics().dependency(service, "retried");
@@ -115,7 +137,8 @@ async fn attempt_once<T>(
     request: reqwest::RequestBuilder,
     timeout: Duration,
     parse: &impl Fn(&[u8]) -> Result<T, String>,
-) -> Result<Option<T>, Error> {
+    absent: &impl Fn() -> Option<T>,
+) -> Result<T, Error> {
     let transport = |source: reqwest::Error| {
         if source.is_timeout() {
             Error::Timeout { service, timeout }
@@ -126,7 +149,9 @@ async fn attempt_once<T>(
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
+        if let Some(answer) = absent() {
+            return Ok(answer);
+        }
     }
     if !status.is_success() {
         return Err(Error::Status {
@@ -135,9 +160,7 @@ async fn attempt_once<T>(
         });
     }
     let body = response.bytes().await.map_err(transport)?;
-    parse(&body)
-        .map(Some)
-        .map_err(|detail| Error::Body { service, detail })
+    parse(&body).map_err(|detail| Error::Body { service, detail })
 }
 
 /// The shared HTTP client: connection pooling across calls, no redirects (a redirect from an

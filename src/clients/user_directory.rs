@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{call_json, endpoint, Error, Retry};
+use super::{call_json, call_json_optional, endpoint, Error, Retry};
 use crate::config::RestTarget;
 use crate::domain::{BlockOutcome, Code, Email, UserId};
 
@@ -19,7 +19,7 @@ const USERS_PATH: [&str; 4] = ["api", "v1", "internal", "users"];
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Resolution {
-    Existing { user_id: String },
+    Existing { user_id: UserId },
     Creatable,
     Blocked,
 }
@@ -93,7 +93,7 @@ impl UserDirectory for StubUserDirectory {
         Ok(match (blocked, user_id) {
             (true, _) => Resolution::Blocked,
             (false, Some(user_id)) => Resolution::Existing {
-                user_id: user_id.clone(),
+                user_id: UserId::parse(user_id).expect("the stub makes valid ids"),
             },
             (false, None) => Resolution::Creatable,
         })
@@ -167,10 +167,13 @@ struct BlockBody<'a> {
     reason_code: &'a str,
 }
 
+/// What `ensure-by-email` answers; serde refuses any other shape (a malformed `user_id` too).
 #[derive(Deserialize)]
-struct EnsureReply {
-    outcome: String,
-    user_id: Option<String>,
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum EnsureReply {
+    Existing { user_id: UserId },
+    Created { user_id: UserId },
+    Blocked,
 }
 
 #[derive(Deserialize)]
@@ -203,13 +206,6 @@ impl RestUserDirectory {
         segments.extend(suffix);
         endpoint(&self.target.base_url, &segments)
     }
-
-    fn body_error(detail: &str) -> Error {
-        Error::Body {
-            service: SERVICE,
-            detail: detail.to_owned(),
-        }
-    }
 }
 
 #[async_trait]
@@ -219,23 +215,13 @@ impl UserDirectory for RestUserDirectory {
         let body = EmailBody {
             email: email.as_str(),
         };
-        let reply: Option<Resolution> = call_json(
+        call_json(
             SERVICE,
             || self.http.post(url.clone()).json(&body),
             self.target.request_timeout,
             Retry::OnceOnTransient,
         )
-        .await?;
-        match reply {
-            Some(Resolution::Existing { user_id }) if UserId::parse(&user_id).is_err() => Err(
-                Self::body_error("resolve-by-email returned a malformed user_id"),
-            ),
-            Some(resolution) => Ok(resolution),
-            None => Err(Error::Status {
-                service: SERVICE,
-                status: 404,
-            }),
-        }
+        .await
     }
 
     async fn ensure_by_email(&self, email: &Email) -> Result<Ensured, Error> {
@@ -243,31 +229,24 @@ impl UserDirectory for RestUserDirectory {
         let body = EmailBody {
             email: email.as_str(),
         };
-        let reply: Option<EnsureReply> = call_json(
+        let reply: EnsureReply = call_json(
             SERVICE,
             || self.http.post(url.clone()).json(&body),
             self.target.request_timeout,
             Retry::Never,
         )
         .await?;
-        let reply = reply.ok_or(Error::Status {
-            service: SERVICE,
-            status: 404,
-        })?;
-        match (reply.outcome.as_str(), reply.user_id) {
-            ("blocked", _) => Ok(Ensured::Blocked),
-            ("existing" | "created", Some(user_id)) => UserId::parse(&user_id)
-                .map(Ensured::User)
-                .map_err(|_| Self::body_error("ensure-by-email returned a malformed user_id")),
-            _ => Err(Self::body_error(
-                "ensure-by-email returned an unknown outcome",
-            )),
-        }
+        Ok(match reply {
+            EnsureReply::Existing { user_id } | EnsureReply::Created { user_id } => {
+                Ensured::User(user_id)
+            }
+            EnsureReply::Blocked => Ensured::Blocked,
+        })
     }
 
     async fn get_user(&self, user_id: &UserId) -> Result<Option<UserStatus>, Error> {
         let url = self.user_url(user_id, None);
-        let reply: Option<UserReply> = call_json(
+        let reply: Option<UserReply> = call_json_optional(
             SERVICE,
             || self.http.get(url.clone()),
             self.target.request_timeout,
@@ -286,7 +265,7 @@ impl UserDirectory for RestUserDirectory {
         let body = BlockBody {
             reason_code: reason.as_str(),
         };
-        let reply: Option<BlockReply> = call_json(
+        let reply: Option<BlockReply> = call_json_optional(
             SERVICE,
             || self.http.post(url.clone()).json(&body),
             self.target.request_timeout,
@@ -294,5 +273,35 @@ impl UserDirectory for RestUserDirectory {
         )
         .await?;
         Ok(reply.map(|r| r.outcome))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The user service's replies are read by serde into typed values: a missing or malformed
+    /// `user_id` and an unknown outcome are refused (a `bad_body` failure), never passed on.
+    #[test]
+    fn replies_are_typed_and_malformed_ones_refused() {
+        let ensure = |json: &str| serde_json::from_str::<EnsureReply>(json);
+        assert!(matches!(
+            ensure(r#"{"outcome":"created","user_id":"user-1"}"#),
+            Ok(EnsureReply::Created { .. })
+        ));
+        assert!(matches!(
+            ensure(r#"{"outcome":"blocked"}"#),
+            Ok(EnsureReply::Blocked)
+        ));
+        for bad in [
+            r#"{"outcome":"existing"}"#,
+            r#"{"outcome":"created","user_id":"../admin"}"#,
+            r#"{"outcome":"maybe","user_id":"user-1"}"#,
+        ] {
+            assert!(ensure(bad).is_err(), "{bad}");
+        }
+        let resolve = |json: &str| serde_json::from_str::<Resolution>(json);
+        assert!(resolve(r#"{"kind":"existing","user_id":"user-1"}"#).is_ok());
+        assert!(resolve(r#"{"kind":"existing","user_id":"a/b"}"#).is_err());
     }
 }
