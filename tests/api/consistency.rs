@@ -1,6 +1,8 @@
-//! The platform team's audit of `lua/`, one test per finding, each performing the fault the
-//! auditors reproduced with `EVALSHA` on a real redis-server (issue 13). Each failed on the
-//! scripts before the fix.
+//! Records, indexes and projections stay consistent: a revoke that cannot finish writes nothing
+//! and its retry converges, replays count once, stale index entries are pruned, a revoked view
+//! is never overwritten. From the platform team's audit of `lua/` (issue 13), one test per
+//! finding, each performing the fault the auditors reproduced with `EVALSHA` on a real
+//! redis-server; each failed on the scripts before the fix.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Hostile input: random and malicious requests on both surfaces never get a 5xx (Redis and the
+//! Malformed and hostile requests: random and malicious requests on both surfaces never get a 5xx (Redis and the
 //! fakes are healthy here) and always get the JSON envelope; slow clients cannot hold
 //! connections open.
 

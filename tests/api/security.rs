@@ -1,4 +1,6 @@
-//! The security review of the login flow (issue 14): each test performs an attack that worked
+//! Security of the login flow: no guessing oracle, codes unrecoverable at rest, one mailbox one
+//! window, ids that cannot reach another endpoint, a block that wins its race, sends that time
+//! alike. Each came from the security review of issue 14 and performs an attack that worked
 //! against the release before the fix — a guessing oracle on confirmed challenges, offline code
 //! recovery from Redis, one mailbox under many addresses, a path id reaching another endpoint, a
 //! block losing a race, and send timing that tells blocked addresses apart.
