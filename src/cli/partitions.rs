@@ -10,7 +10,7 @@ use crate::store::Keys;
 /// `index tag slot stream`, one line per partition; the single-tag layout prints its one stream.
 pub fn print(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
     let keys = Keys::new(&config.redis, &config.gateway);
-    let tags = keys.partitions().tags();
+    let tags = keys.layout().tags();
     if tags.is_empty() {
         let stream = &keys.streams()[0];
         return writeln!(

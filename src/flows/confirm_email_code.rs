@@ -90,7 +90,11 @@ async fn confirm(
     };
     // Partitioned: derived from the challenge, so a retry after a crash between the two steps of
     // the store's confirm finds the session the first attempt made.
-    let device_session_id = ctx.store.keys.device_session_id(challenge_id, &user_id);
+    let device_session_id = ctx
+        .store
+        .keys
+        .layout()
+        .device_session_id(challenge_id, &user_id);
     let request = ConfirmRequest {
         challenge_id,
         code_hashes: &code_hashes,

@@ -21,7 +21,7 @@ pub async fn send_email_code(
 ) -> Result<ChallengeId, Error> {
     let started = std::time::Instant::now();
     // In the partitioned layout the id carries the address's partition.
-    let challenge_id = ctx.store.keys.new_challenge_id(&email.hash());
+    let challenge_id = ctx.store.keys.layout().new_challenge_id(&email.hash());
     let code = LoginCode::generate();
     let created = ctx
         .store

@@ -52,7 +52,7 @@ impl Store {
         // (Partitioned) no round trip when both limits are off.
         let limited =
             self.policy.send_rate_per_ip.is_some() || self.policy.send_rate_global.is_some();
-        if self.keys.partitions().is_partitioned() && limited {
+        if self.keys.layout().is_partitioned() && limited {
             let admit = SendAdmit {
                 challenge_id: input.challenge_id,
                 client: input.client,
@@ -83,7 +83,7 @@ impl Store {
     /// EVALSHA (and SCRIPT LOAD in `auto` mode) and that the user may run each write the scripts
     /// run there: a user missing the gateway pattern or a stream fails startup, naming the key.
     pub async fn probe_scripts(&self) -> Result<(), Error> {
-        for partition in self.keys.all_partitions() {
+        for partition in self.keys.layout().all() {
             let call = self.call(&AccessProbe { partition });
             let reply = match self.redis.invoke_unacknowledged(&call).await {
                 Ok(reply) => reply,
@@ -119,7 +119,7 @@ impl Store {
     ) -> Result<Verified, Error> {
         // (Partitioned) no round trip when the limit is off. A second call with the same attempt
         // id (after `Verified::Window`) is counted once.
-        if self.keys.partitions().is_partitioned() && self.policy.confirm_rate_per_ip.is_some() {
+        if self.keys.layout().is_partitioned() && self.policy.confirm_rate_per_ip.is_some() {
             let admit = ConfirmAdmit { attempt_id, client };
             if let Admission::RateLimited(after) = self.run(&admit).await? {
                 return Ok(Verified::RateLimited(after));
@@ -145,7 +145,7 @@ impl Store {
     /// between two steps leaves a claim or a session that the retry finds, so every interleaving
     /// ends as an uninterrupted confirm does.
     pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
-        if self.keys.partitions().is_partitioned() {
+        if self.keys.layout().is_partitioned() {
             return self.challenge_confirm_in_steps(req).await;
         }
         match self

@@ -6,6 +6,7 @@ pub mod config_provider;
 mod connection;
 mod engine;
 pub mod keys;
+pub mod layout;
 pub mod operator;
 pub mod partitions;
 pub mod pool;
@@ -237,7 +238,7 @@ mod tests {
                 request_id: &request_id,
             }),
             store.call(&AccessProbe {
-                partition: store.keys.all_partitions()[0],
+                partition: store.keys.layout().all()[0],
             }),
         ];
         // `Store::call` checks each slot's name against the header (in debug builds, as here);

@@ -14,7 +14,7 @@ pub const SLOTS: u16 = 16384;
 
 /// The Redis Cluster slot of a key (CRC16/XMODEM of its hash tag, or of the whole key).
 pub fn slot(key: &str) -> u16 {
-    let hashed = super::keys::hash_tag(key).unwrap_or(key);
+    let hashed = crate::config::hash_tag(key).unwrap_or(key);
     crc16::State::<crc16::XMODEM>::calculate(hashed.as_bytes()) % SLOTS
 }
 

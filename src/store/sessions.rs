@@ -15,7 +15,7 @@ use crate::domain::{
     Cursor, DeviceSessionId, Page, RequestId, Revocation, RevokeOutcome, Session, SessionStatus,
     UserId,
 };
-use crate::store::keys::Partition;
+use crate::store::layout::Partition;
 
 /// Batches a revoke-all may run beyond those its first reply accounts for (sessions created by
 /// logins racing it).
@@ -45,13 +45,12 @@ pub(in crate::store) fn session_from_fields(mut f: HashMap<String, String>) -> O
 impl Store {
     /// The partition a session id names; `None`: not an id of this deployment, so no such session.
     pub(super) fn home(&self, id: &str) -> Option<Partition> {
-        self.keys.partition_of_id(id)
+        self.keys.layout().of_id(id)
     }
 
     /// For call builders, which the typed methods only reach with an id of this deployment.
     pub(super) fn home_or_first(&self, id: &str) -> Partition {
-        self.home(id)
-            .unwrap_or_else(|| self.keys.all_partitions()[0])
+        self.home(id).unwrap_or_else(|| self.keys.layout().all()[0])
     }
 
     pub async fn session_get(&self, id: &DeviceSessionId) -> Result<Option<Session>, Error> {

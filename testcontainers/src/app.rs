@@ -238,8 +238,9 @@ impl TestApp {
     pub fn stream_key(&self, device_session_id: &str) -> String {
         let keys = self.keys();
         let partition = keys
-            .partition_of_id(device_session_id)
-            .unwrap_or_else(|| keys.all_partitions()[0]);
+            .layout()
+            .of_id(device_session_id)
+            .unwrap_or_else(|| keys.layout().all()[0]);
         keys.stream(partition)
     }
 

@@ -160,13 +160,13 @@ async fn check_nodes(
                 }
             }
         }
-        let home = keys.partition_of_id(&id);
-        if home.is_none() || home != Some(keys.user_partition(&user)) {
+        let home = keys.layout().of_id(&id);
+        if home.is_none() || home != Some(keys.layout().of_user(&user)) {
             violations.push(format!(
                 "session {id} is not in its user {user}'s partition"
             ));
         }
-        let stream = keys.stream(home.unwrap_or(keys.all_partitions()[0]));
+        let stream = keys.stream(home.unwrap_or(keys.layout().all()[0]));
         let in_index = |conn: &mut _, index: String| {
             let id = id.clone();
             let mut conn = Clone::clone(conn);
@@ -238,7 +238,7 @@ async fn check_nodes(
         let c = hash(conn, &key).await;
         let challenge = key.trim_start_matches(&format!("{prefix}challenge:"));
         if let Some(address) = c.get("email_hash") {
-            if keys.partition_of_id(challenge) != Some(keys.address_partition(address)) {
+            if keys.layout().of_id(challenge) != Some(keys.layout().of_address(address)) {
                 violations.push(format!(
                     "challenge {challenge} is not in its address's partition"
                 ));

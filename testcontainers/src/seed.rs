@@ -31,7 +31,7 @@ pub async fn active_sessions(
         async move {
             let email = Email::parse(&format!("seed{i}x{:x}@example.com", rand::random::<u32>()))
                 .expect("a valid address");
-            let challenge_id = store.keys.new_challenge_id(&email.hash());
+            let challenge_id = store.keys.layout().new_challenge_id(&email.hash());
             let hashes = codes.hashes(&challenge_id, &LoginCode::generate());
             store
                 .challenge_create(&ChallengeCreate {
@@ -47,7 +47,10 @@ pub async fn active_sessions(
                 .challenge_mark_delivery(&challenge_id, &email, DeliveryStatus::Sent)
                 .await
                 .expect("challenge_mark_delivery");
-            let device_session_id = store.keys.device_session_id(&challenge_id, user_id);
+            let device_session_id = store
+                .keys
+                .layout()
+                .device_session_id(&challenge_id, user_id);
             let key = ClientPublicKey::parse(&public_key()).expect("a valid key");
             let request = ConfirmRequest {
                 challenge_id: &challenge_id,

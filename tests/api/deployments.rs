@@ -203,7 +203,10 @@ async fn the_story_passes_on_a_partitioned_cluster() {
     login_revoke_block_story(&h).await;
     let (id, user) = h.login(&unique_email()).await;
     let keys = &h.app.store().keys;
-    let tag = keys.partitions().of_user(&user).unwrap();
+    let tag = keys
+        .layout()
+        .tag_name(keys.layout().of_user(&user))
+        .unwrap();
     assert!(id.starts_with(&format!("{{{tag}}}")), "{id} in {tag}");
 }
 

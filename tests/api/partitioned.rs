@@ -20,7 +20,7 @@ async fn violations(h: &Harness, cluster: &RedisCluster) -> Vec<String> {
 /// How many events of `id` its partition's stream holds.
 async fn events_of(h: &Harness, id: &str) -> usize {
     let keys = &h.app.store().keys;
-    let stream = keys.stream(keys.partition_of_id(id).expect("an id of this deployment"));
+    let stream = keys.stream(keys.layout().of_id(id).expect("an id of this deployment"));
     let entries: Vec<(String, std::collections::HashMap<String, String>)> =
         h.app.redis.clone().xrange_all(&stream).await.unwrap();
     entries
@@ -48,7 +48,7 @@ async fn a_confirm_interrupted_between_its_steps_converges_on_retry() {
     // The first attempt: verified, then the session step only.
     let store = h.app.store();
     let challenge_id = ChallengeId::parse(&challenge).unwrap();
-    let device_session_id = store.keys.device_session_id(&challenge_id, &user);
+    let device_session_id = store.keys.layout().device_session_id(&challenge_id, &user);
     let client_key = ClientPublicKey::parse(&key).unwrap();
     // The session step takes no code (the verify step checked it).
     let code_hash_unused = LoginCode::parse(&code).unwrap();
@@ -289,7 +289,7 @@ async fn the_cli_understands_partitions() {
     let (code, output) = run_cli(&h.app, &["inspect", "session", &id], &[]).await;
     assert_eq!(code, 1, "{output}");
     let keys = h.app.store().keys;
-    let stream = keys.stream(keys.partition_of_id(&id).unwrap());
+    let stream = keys.stream(keys.layout().of_id(&id).unwrap());
     assert!(
         output.contains(&format!("stream {stream}: 1 event(s)")),
         "{output}"

@@ -249,7 +249,7 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
     let hash = hashes(&id, &code);
     let key = ClientPublicKey::parse(&public_key()).unwrap();
     let user = new_user();
-    let session = b.store.keys.device_session_id(&id, &user);
+    let session = b.store.keys.layout().device_session_id(&id, &user);
     let mut request = confirm_request(&id, &hash, &key, &user, &session);
     request.verified_at_ms = testcontainers::now_ms() - 601_000;
     let before = Keyspace::capture(&mut b.conn).await;
@@ -293,13 +293,13 @@ async fn in_the_partitioned_layout_one_challenge_yields_one_session_whatever_the
     let first = new_user();
     let second = loop {
         let other = new_user();
-        if keys.user_partition(other.as_str()) != keys.user_partition(first.as_str()) {
+        if keys.layout().of_user(other.as_str()) != keys.layout().of_user(first.as_str()) {
             break other;
         }
     };
     let (one, two) = (
-        keys.device_session_id(&id, &first),
-        keys.device_session_id(&id, &second),
+        keys.layout().device_session_id(&id, &first),
+        keys.layout().device_session_id(&id, &second),
     );
     let claimant = confirm_request(&id, &hash, &key, &first, &one);
     let rival = confirm_request(&id, &hash, &key, &second, &two);

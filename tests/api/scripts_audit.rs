@@ -116,7 +116,7 @@ pub(crate) async fn standalone(redis: &RedisServer) -> Bench {
 
 /// A challenge marked `sent`, and its code.
 pub(crate) async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
-    let id = b.store.keys.new_challenge_id(&email.hash());
+    let id = b.store.keys.layout().new_challenge_id(&email.hash());
     let code = LoginCode::generate();
     b.store
         .challenge_create(&ChallengeCreate {
@@ -165,7 +165,7 @@ pub(crate) fn confirm_request<'a>(
 pub(crate) async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
     let email = Email::parse(&unique_email()).unwrap();
     let (id, code) = sent_challenge(b, &email).await;
-    let session = b.store.keys.device_session_id(&id, user);
+    let session = b.store.keys.layout().device_session_id(&id, user);
     let key = ClientPublicKey::parse(&public_key()).unwrap();
     let hash = hashes(&id, &code);
     let request = confirm_request(&id, &hash, &key, user, &session);
@@ -292,7 +292,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let user = new_user();
-            let session = keys.device_session_id(&id, &user);
+            let session = keys.layout().device_session_id(&id, &user);
             b.store.call(&ChallengeConfirm {
                 request: &confirm_request(&id, &hash, &key, &user, &session),
             })
@@ -312,7 +312,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let user = new_user();
-            let session = keys.device_session_id(&id, &user);
+            let session = keys.layout().device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
                 b.store.call(&SessionCreate { request: &request })
@@ -349,14 +349,16 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             login(b, &user).await;
             login(b, &user).await;
             // (In the user's partition, as every id the user's indexes hold.)
-            let ghost = keys.random_device_session_id(keys.user_partition(u));
+            let ghost = keys
+                .layout()
+                .random_device_session_id(keys.layout().of_user(u));
             for index in [keys.user_sessions(u), keys.user_active_sessions(u)] {
                 let () = b.conn.zadd(index, ghost.as_str(), 0).await.unwrap();
             }
             let (id, code) = sent_challenge(b, &email).await;
             let hash = hashes(&id, &code);
             let key = ClientPublicKey::parse(&public_key()).unwrap();
-            let session = keys.device_session_id(&id, &user);
+            let session = keys.layout().device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
                 b.store.call(&SessionCreate { request: &request })
@@ -425,7 +427,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             })
         }
         "access_probe/every_namespace" => store.call(&AccessProbe {
-            partition: keys.all_partitions()[0],
+            partition: keys.layout().all()[0],
         }),
         other => panic!("no arrangement for {other}"),
     }
@@ -908,7 +910,7 @@ async fn in_the_partitioned_layout_a_derived_key_of_another_partition_fails_the_
     let cluster = RedisCluster::start(3, 0).await;
     let mut b = partitioned_bench(&cluster).await;
     let keys = b.store.keys.clone();
-    let tags = keys.partitions().tags().to_vec();
+    let tags = keys.layout().tags().to_vec();
     let markers: Vec<String> = tags
         .iter()
         .map(|t| format!("{{{t}}}audit-marker"))

@@ -5,7 +5,7 @@
 use redis::{FromRedisValue, ParsingError, Value};
 
 use super::{one_word, scripts, Call, Script, Slot};
-use crate::store::keys::Partition;
+use crate::store::layout::Partition;
 use crate::store::Store;
 
 pub struct AccessProbe {
@@ -25,7 +25,7 @@ impl Call for AccessProbe {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let id = store.keys.probe_id(self.partition);
+        let id = store.keys.layout().probe_id(self.partition);
         vec![
             ("challenge", store.keys.challenge(&id)),
             ("gateway_session", store.keys.gateway_session(&id)),

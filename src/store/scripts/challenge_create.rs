@@ -39,10 +39,10 @@ impl Call for ChallengeCreate<'_> {
     fn keys(&self, store: &Store) -> Vec<Slot> {
         let (keys, client) = (&store.keys, self.client.as_str());
         let email_hash = self.email.hash();
-        let (rate_client, rate_global) = if keys.partitions().is_partitioned() {
+        let (rate_client, rate_global) = if keys.layout().is_partitioned() {
             // send_admit counted the client already; these keys of the address's slot stay
             // untouched (limits off, below).
-            let home = keys.address_partition(&email_hash);
+            let home = keys.layout().of_address(&email_hash);
             (
                 keys.rate_send_client_in(home, client),
                 keys.rate_send_global(home),
@@ -50,7 +50,7 @@ impl Call for ChallengeCreate<'_> {
         } else {
             (
                 keys.rate_send_client(client),
-                keys.rate_send_global(keys.client_partition(client)),
+                keys.rate_send_global(keys.layout().of_client(client)),
             )
         };
         vec![
@@ -65,7 +65,7 @@ impl Call for ChallengeCreate<'_> {
         let policy = &store.policy;
         let (mut client_limit, client_window) = limit_args(policy.send_rate_per_ip);
         let (mut global_limit, global_window) = limit_args(policy.send_rate_global);
-        if store.keys.partitions().is_partitioned() {
+        if store.keys.layout().is_partitioned() {
             (client_limit, global_limit) = (0, 0);
         }
         vec![

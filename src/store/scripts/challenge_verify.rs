@@ -76,7 +76,7 @@ impl Call for ChallengeVerify<'_> {
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
         let (keys, client) = (&store.keys, self.client.as_str());
-        let rate_client = if keys.partitions().is_partitioned() {
+        let rate_client = if keys.layout().is_partitioned() {
             // confirm_admit counted the client already; this key of the challenge's slot stays
             // untouched (limit off, below).
             keys.rate_confirm_client_in(store.home_or_first(self.challenge_id.as_str()), client)
@@ -92,7 +92,7 @@ impl Call for ChallengeVerify<'_> {
     fn args(&self, store: &Store) -> Vec<Slot> {
         let policy = &store.policy;
         let (mut client_limit, client_window) = limit_args(policy.confirm_rate_per_ip);
-        if store.keys.partitions().is_partitioned() {
+        if store.keys.layout().is_partitioned() {
             client_limit = 0;
         }
         let home = store.home_or_first(self.challenge_id.as_str());

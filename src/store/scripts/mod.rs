@@ -379,7 +379,7 @@ fn opening_session_keys(store: &Store, req: &ConfirmRequest<'_>) -> [Slot; 7] {
         ("user_sessions", keys.user_sessions(user)),
         ("user_active_sessions", keys.user_active_sessions(user)),
         ("gateway_session", keys.gateway_session(session)),
-        ("stream", keys.stream(keys.user_partition(user))),
+        ("stream", keys.stream(keys.layout().of_user(user))),
         ("user_revoked_sessions", keys.user_revoked_sessions(user)),
         ("user_blocked", keys.user_blocked(user)),
     ]

@@ -27,7 +27,7 @@ impl Call for SendAdmit<'_> {
                 "rate_send_global",
                 store
                     .keys
-                    .rate_send_global(store.keys.client_partition(client)),
+                    .rate_send_global(store.keys.layout().of_client(client)),
             ),
         ]
     }
@@ -36,7 +36,7 @@ impl Call for SendAdmit<'_> {
     fn args(&self, store: &Store) -> Vec<Slot> {
         let (client_limit, client_window) = limit_args(store.policy.send_rate_per_ip);
         let (global_limit, global_window) = limit_args(store.policy.send_rate_global);
-        let shares = store.keys.all_partitions().len() as u32;
+        let shares = store.keys.layout().all().len() as u32;
         vec![
             ("challenge_id", self.challenge_id.to_string()),
             ("client_limit", client_limit.to_string()),

@@ -48,7 +48,7 @@ impl Call for UserSessionsRevoke<'_> {
         let (keys, user) = (&store.keys, self.user_id.as_str());
         vec![
             ("user_active_sessions", keys.user_active_sessions(user)),
-            ("stream", keys.stream(keys.user_partition(user))),
+            ("stream", keys.stream(keys.layout().of_user(user))),
             ("user_sessions", keys.user_sessions(user)),
             ("user_revoked_sessions", keys.user_revoked_sessions(user)),
             (

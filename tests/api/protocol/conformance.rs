@@ -125,7 +125,7 @@ impl Real {
         let mut challenges = Vec::new();
         for _ in 0..2 {
             let email = Email::parse(&unique_email()).unwrap();
-            let id = b.store.keys.new_challenge_id(&email.hash());
+            let id = b.store.keys.layout().new_challenge_id(&email.hash());
             let code = LoginCode::generate();
             let code_hashes = hashes(&id, &code);
             let create = ChallengeCreate {
@@ -167,6 +167,7 @@ impl Real {
         let session = b
             .store
             .keys
+            .layout()
             .device_session_id(id, &self.users[usize::from(sid.1)]);
         self.ids.push((session.clone(), sid));
         session

@@ -20,7 +20,7 @@ async fn a_twin_confirm_with_another_key_is_refused_after_the_first_committed() 
     let (id, code) = sent_challenge(&b, &email).await;
     let code_hashes = hashes(&id, &code);
     let user = new_user();
-    let session = b.store.keys.device_session_id(&id, &user);
+    let session = b.store.keys.layout().device_session_id(&id, &user);
     let (first, twin) = (
         ClientPublicKey::parse(&public_key()).unwrap(),
         ClientPublicKey::parse(&public_key()).unwrap(),
@@ -112,7 +112,7 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
     let code_hashes = hashes(&id, &code);
     let key = ClientPublicKey::parse(&public_key()).unwrap();
     let user = new_user();
-    let session = b.store.keys.device_session_id(&id, &user);
+    let session = b.store.keys.layout().device_session_id(&id, &user);
     let verified = b
         .store
         .challenge_verify(
