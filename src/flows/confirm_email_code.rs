@@ -5,13 +5,18 @@
 
 use std::net::IpAddr;
 
+use super::admission;
 use super::{Context, Error};
 use crate::clients::user_directory::Ensured;
 use crate::domain::{
     ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, LoginCode, RequestId,
 };
-use crate::store::challenges::{ConfirmRequest, Confirmed, Rejection, Verified};
+use crate::store::challenges::{
+    Claimed, ConfirmRequest, Confirmed, MarkedConfirmed, Rejection, SessionCreated, Verified,
+};
+use crate::store::layout::Layout;
 use crate::store::sessions::Republished;
+use crate::store::{self, Store};
 use crate::telemetry::metrics::metrics;
 
 /// How a confirm that succeeded got its session.
@@ -68,10 +73,7 @@ async fn confirm(
     let challenge_id = &challenge_id;
     let (email, verified_at_ms) = match verified {
         Verified::Rejected(rejection) => return Err(rejection.into()),
-        Verified::RateLimited(after) => {
-            metrics().refused("public", "rate_limited");
-            return Err(Error::RateLimited(after));
-        }
+        Verified::RateLimited(after) => return Err(admission::rate_limited(after)),
         Verified::Confirmed(device_session_id) => {
             return repair(ctx, device_session_id)
                 .await
@@ -105,7 +107,7 @@ async fn confirm(
         max_active_sessions: limits.max_active_sessions_per_user,
         verified_at_ms,
     };
-    match ctx.store.challenge_confirm(&request).await? {
+    match open_session(&ctx.store, &request).await? {
         Confirmed::Created(id) => {
             tracing::info!(%challenge_id, device_session_id = %id, %user_id, "session created");
             Ok((id, Confirmation::Created))
@@ -114,6 +116,44 @@ async fn confirm(
         Confirmed::Existing(id) => Ok((id, Confirmation::Retried)),
         Confirmed::Rejected(rejection) => Err(rejection.into()),
         Confirmed::UserBlocked => Err(Error::UserBlocked),
+    }
+}
+
+/// Creates the session of a verified challenge, as the layout has it. Single-tag: one script
+/// (`challenge_confirm`). Partitioned: the claim on the challenge (address's partition), the
+/// session in the user's partition (its id derived from the challenge and the user), then the
+/// mark on the challenge; a crash between two steps leaves a claim or a session that the retry
+/// finds, so every interleaving ends as an uninterrupted confirm does (the protocol model in
+/// `tests/api/protocol` searches them).
+pub async fn open_session(
+    store: &Store,
+    req: &ConfirmRequest<'_>,
+) -> Result<Confirmed, store::Error> {
+    if let Layout::SingleTag = store.keys.layout() {
+        return store.challenge_confirm(req).await;
+    }
+    // The claim first: a confirm whose user id (so session id and partition) differs from the
+    // claimant's creates nothing, so one challenge yields at most one session.
+    match store.challenge_claim(req).await? {
+        Claimed::Claimed => {}
+        Claimed::OtherSession => return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
+        Claimed::NotFound => return Ok(Confirmed::Rejected(Rejection::NotFound)),
+    }
+    let confirmed_at_ms = match store.session_create(req).await? {
+        SessionCreated::Created { created_at_ms } => created_at_ms,
+        SessionCreated::OtherKey => return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
+        SessionCreated::UserBlocked => return Ok(Confirmed::UserBlocked),
+    };
+    let id = req.device_session_id.clone();
+    match store.challenge_mark_confirmed(req, confirmed_at_ms).await? {
+        MarkedConfirmed::Marked => Ok(Confirmed::Created(id)),
+        // The session was made by a verified confirm; the challenge expiring since, or a twin's
+        // mark, does not undo it.
+        MarkedConfirmed::NotFound => {
+            tracing::warn!(device_session_id = %id, "confirm: the challenge expired before it was marked confirmed");
+            Ok(Confirmed::Created(id))
+        }
+        MarkedConfirmed::OtherSession => Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
     }
 }
 
@@ -132,6 +172,7 @@ async fn verify(
     // One attempt id for both calls: the client's admission counts the confirm once.
     let attempt_id = RequestId::generate();
     let client = ctx.codes.client_key(client);
+    admission::confirm(ctx, &attempt_id, &client).await?;
     let verify_at = |challenge: ChallengeId| async {
         let code_hashes = ctx.codes.hashes(&challenge, code);
         let verified = ctx

@@ -2,6 +2,7 @@
 //! store and the external services, and returns its own outcome; HTTP mapping happens once, in
 //! `http::error`.
 
+pub mod admission;
 pub mod block;
 pub mod confirm_email_code;
 pub mod pacing;

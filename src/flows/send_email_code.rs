@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{Context, Error};
+use super::{admission, Context, Error};
 use crate::clients::user_directory::Resolution;
 use crate::clients::LoginCodeMail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
@@ -23,6 +23,13 @@ pub async fn send_email_code(
     // In the partitioned layout the id carries the address's partition.
     let challenge_id = ctx.store.keys.layout().new_challenge_id(&email.hash());
     let code = LoginCode::generate();
+    let client = ctx.codes.client_key(client);
+    if let Err(refused) = admission::send(ctx, &challenge_id, &client).await {
+        if matches!(refused, Error::RateLimited(_)) {
+            metrics().send("rate_limited");
+        }
+        return Err(refused);
+    }
     let created = ctx
         .store
         .challenge_create(&ChallengeCreate {
@@ -30,13 +37,12 @@ pub async fn send_email_code(
             email,
             code_hash: &ctx.codes.hash(&challenge_id, &code),
             locale,
-            client: &ctx.codes.client_key(client),
+            client: &client,
         })
         .await?;
     if let Created::RateLimited(after) = created {
         metrics().send("rate_limited");
-        metrics().refused("public", "rate_limited");
-        return Err(Error::RateLimited(after));
+        return Err(admission::rate_limited(after));
     }
     if created == Created::Throttled {
         metrics().send("throttled");

@@ -1,5 +1,7 @@
-//! Challenges: sending a code (create, admission, delivery marking) and confirming it (verify,
-//! then the session step of the layout), over the typed scripts of [`super::scripts`].
+//! Challenges: sending a code (create, delivery marking) and confirming it (verify, then the
+//! session scripts of the layout), one typed script call each over [`super::scripts`]. Which
+//! calls a flow makes in which layout (admission first, the partitioned confirm's steps) is the
+//! flows' business.
 
 use super::scripts::access_probe::AccessProbe;
 use super::scripts::challenge_claim::ChallengeClaim;
@@ -49,19 +51,29 @@ pub enum SessionCreated {
 
 impl Store {
     pub async fn challenge_create(&self, input: &ChallengeCreate<'_>) -> Result<Created, Error> {
-        // (Partitioned) no round trip when both limits are off.
-        let limited =
-            self.policy.send_rate_per_ip.is_some() || self.policy.send_rate_global.is_some();
-        if self.keys.layout().is_partitioned() && limited {
-            let admit = SendAdmit {
-                challenge_id: input.challenge_id,
-                client: input.client,
-            };
-            if let Admission::RateLimited(after) = self.run(&admit).await? {
-                return Ok(Created::RateLimited(after));
-            }
-        }
         self.run(input).await
+    }
+
+    /// (Partitioned) the client's send admission, in the client's partition.
+    pub async fn send_admit(
+        &self,
+        challenge_id: &ChallengeId,
+        client: &ClientKey,
+    ) -> Result<Admission, Error> {
+        self.run(&SendAdmit {
+            challenge_id,
+            client,
+        })
+        .await
+    }
+
+    /// (Partitioned) the client's confirm admission, in the client's partition.
+    pub async fn confirm_admit(
+        &self,
+        attempt_id: &RequestId,
+        client: &ClientKey,
+    ) -> Result<Admission, Error> {
+        self.run(&ConfirmAdmit { attempt_id, client }).await
     }
 
     pub async fn challenge_mark_delivery(
@@ -117,14 +129,6 @@ impl Store {
         client: &ClientKey,
         attempt_id: &RequestId,
     ) -> Result<Verified, Error> {
-        // (Partitioned) no round trip when the limit is off. A second call with the same attempt
-        // id (after `Verified::Window`) is counted once.
-        if self.keys.layout().is_partitioned() && self.policy.confirm_rate_per_ip.is_some() {
-            let admit = ConfirmAdmit { attempt_id, client };
-            if let Admission::RateLimited(after) = self.run(&admit).await? {
-                return Ok(Verified::RateLimited(after));
-            }
-        }
         if self.home(challenge_id.as_str()).is_none() {
             return Ok(Verified::Rejected(Rejection::NotFound));
         }
@@ -139,15 +143,8 @@ impl Store {
         .await
     }
 
-    /// Creates the session of a verified challenge. Single-tag layout: one script. Partitioned:
-    /// the claim on the challenge (address's partition), the session in the user's partition
-    /// (its id derived from the challenge and the user), then the mark on the challenge; a crash
-    /// between two steps leaves a claim or a session that the retry finds, so every interleaving
-    /// ends as an uninterrupted confirm does.
+    /// (Single-tag layout) creates the session of a verified challenge in one script.
     pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
-        if self.keys.layout().is_partitioned() {
-            return self.challenge_confirm_in_steps(req).await;
-        }
         match self
             .run_until_settled(&ChallengeConfirm { request: req })
             .await?
@@ -182,7 +179,7 @@ impl Store {
         })
     }
 
-    /// The partitioned confirm's step 2, in the user's partition.
+    /// (Partitioned, step 2) the session, in the user's partition.
     pub async fn session_create(&self, req: &ConfirmRequest<'_>) -> Result<SessionCreated, Error> {
         match self
             .run_until_settled(&SessionCreate { request: req })
@@ -205,47 +202,29 @@ impl Store {
         }
     }
 
-    async fn challenge_confirm_in_steps(
+    /// (Partitioned, step 1) claims the challenge for the session the confirm will create.
+    pub async fn challenge_claim(&self, req: &ConfirmRequest<'_>) -> Result<Claimed, Error> {
+        self.run(&ChallengeClaim {
+            challenge_id: req.challenge_id,
+            device_session_id: req.device_session_id,
+            user_id: req.user_id,
+        })
+        .await
+    }
+
+    /// (Partitioned, step 3) records the session made on the challenge.
+    pub async fn challenge_mark_confirmed(
         &self,
         req: &ConfirmRequest<'_>,
-    ) -> Result<Confirmed, Error> {
-        let (challenge_id, device_session_id) = (req.challenge_id, req.device_session_id);
-        // The claim first: a confirm whose user id (so session id and partition) differs from
-        // the claimant's creates nothing, so one challenge yields at most one session.
-        let claim = ChallengeClaim {
-            challenge_id,
-            device_session_id,
-            user_id: req.user_id,
-        };
-        match self.run(&claim).await? {
-            Claimed::Claimed => {}
-            Claimed::OtherSession => return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
-            Claimed::NotFound => return Ok(Confirmed::Rejected(Rejection::NotFound)),
-        }
-        let confirmed_at_ms = match self.session_create(req).await? {
-            SessionCreated::Created { created_at_ms } => created_at_ms,
-            SessionCreated::OtherKey => {
-                return Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed))
-            }
-            SessionCreated::UserBlocked => return Ok(Confirmed::UserBlocked),
-        };
-        let mark = ChallengeMarkConfirmed {
-            challenge_id,
-            device_session_id,
+        confirmed_at_ms: u64,
+    ) -> Result<MarkedConfirmed, Error> {
+        self.run(&ChallengeMarkConfirmed {
+            challenge_id: req.challenge_id,
+            device_session_id: req.device_session_id,
             client_public_key: req.client_public_key,
             user_id: req.user_id,
             confirmed_at_ms,
-        };
-        let id = device_session_id.clone();
-        match self.run(&mark).await? {
-            MarkedConfirmed::Marked => Ok(Confirmed::Created(id)),
-            // The session was made by a verified confirm; the challenge expiring since, or a
-            // twin's mark, does not undo it.
-            MarkedConfirmed::NotFound => {
-                tracing::warn!(device_session_id = %id, "confirm: the challenge expired before it was marked confirmed");
-                Ok(Confirmed::Created(id))
-            }
-            MarkedConfirmed::OtherSession => Ok(Confirmed::Rejected(Rejection::AlreadyConfirmed)),
-        }
+        })
+        .await
     }
 }

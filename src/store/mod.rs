@@ -86,6 +86,11 @@ impl Store {
         self.stream_maxlen
     }
 
+    /// The policy the scripts' limits come from.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// What each gateway event carries (`AUTHSESSION_GATEWAY_EVENT_FORMAT`).
     pub fn event_format(&self) -> EventFormat {
         self.event_format

@@ -62,8 +62,7 @@ pub async fn active_sessions(
                 max_active_sessions: MAX_ACTIVE_SESSIONS_CEILING,
                 verified_at_ms: crate::now_ms(),
             };
-            store
-                .challenge_confirm(&request)
+            authsession::flows::confirm_email_code::open_session(store, &request)
                 .await
                 .expect("challenge_confirm");
             device_session_id

@@ -253,7 +253,7 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
     let mut request = confirm_request(&id, &hash, &key, &user, &session);
     request.verified_at_ms = testcontainers::now_ms() - 601_000;
     let before = Keyspace::capture(&mut b.conn).await;
-    let result = b.store.challenge_confirm(&request).await;
+    let result = authsession::flows::confirm_email_code::open_session(&b.store, &request).await;
     assert!(matches!(result, Err(Error::StaleVerdict)), "{result:?}");
     let after = Keyspace::capture(&mut b.conn).await;
     assert_eq!(before.differences(&after), Vec::<String>::new());
@@ -312,16 +312,22 @@ async fn in_the_partitioned_layout_one_challenge_yields_one_session_whatever_the
     };
     assert_eq!(b.store.run(&claim).await.unwrap(), Claimed::Claimed);
     assert_eq!(
-        b.store.challenge_confirm(&rival).await.unwrap(),
+        authsession::flows::confirm_email_code::open_session(&b.store, &rival)
+            .await
+            .unwrap(),
         Confirmed::Rejected(Rejection::AlreadyConfirmed)
     );
     assert_eq!(
-        b.store.challenge_confirm(&claimant).await.unwrap(),
+        authsession::flows::confirm_email_code::open_session(&b.store, &claimant)
+            .await
+            .unwrap(),
         Confirmed::Created(one.clone())
     );
     // And once more after the first completed.
     assert_eq!(
-        b.store.challenge_confirm(&rival).await.unwrap(),
+        authsession::flows::confirm_email_code::open_session(&b.store, &rival)
+            .await
+            .unwrap(),
         Confirmed::Rejected(Rejection::AlreadyConfirmed)
     );
     assert!(

@@ -169,7 +169,9 @@ pub(crate) async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
     let key = ClientPublicKey::parse(&public_key()).unwrap();
     let hash = hashes(&id, &code);
     let request = confirm_request(&id, &hash, &key, user, &session);
-    b.store.challenge_confirm(&request).await.unwrap();
+    authsession::flows::confirm_email_code::open_session(&b.store, &request)
+        .await
+        .unwrap();
     session
 }
 

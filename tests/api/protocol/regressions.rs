@@ -40,9 +40,15 @@ async fn a_twin_confirm_with_another_key_is_refused_after_the_first_committed() 
         requests.push(request);
     }
 
-    let created = b.store.challenge_confirm(&requests[0]).await.unwrap();
-    let twin_answer = b.store.challenge_confirm(&requests[1]).await.unwrap();
-    let replay = b.store.challenge_confirm(&requests[0]).await.unwrap();
+    let created = authsession::flows::confirm_email_code::open_session(&b.store, &requests[0])
+        .await
+        .unwrap();
+    let twin_answer = authsession::flows::confirm_email_code::open_session(&b.store, &requests[1])
+        .await
+        .unwrap();
+    let replay = authsession::flows::confirm_email_code::open_session(&b.store, &requests[0])
+        .await
+        .unwrap();
 
     assert_eq!(created, Confirmed::Created(session.clone()));
     assert_eq!(
@@ -140,7 +146,7 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
             .await;
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let first = b.store.challenge_confirm(&request).await;
+    let first = authsession::flows::confirm_email_code::open_session(&b.store, &request).await;
     assert!(
         matches!(first, Err(authsession::store::Error::ReplicaAcks { .. })),
         "{first:?}"

@@ -169,7 +169,9 @@ pub async fn script_costs(
                 max_active_sessions: 50,
                 verified_at_ms: verdicts[i],
             };
-            store.challenge_confirm(&request).await.unwrap();
+            authsession::flows::confirm_email_code::open_session(store, &request)
+                .await
+                .unwrap();
         }
     });
     rows.push(("challenge_confirm", confirm.await));
