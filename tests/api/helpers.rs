@@ -151,3 +151,22 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
     );
     assert!(reply.body["error"]["message"].is_string(), "{reply:?}");
 }
+
+/// An external tool a test needs (`found`: where it is, if installed). Missing, the test is
+/// skipped with a line saying how to install it, so a bare `cargo test` runs on a machine
+/// without it; with `REQUIRE_TEST_TOOLS=1` (`.ci/run` sets it) a missing tool fails the test.
+pub fn tool(
+    name: &str,
+    found: Option<std::path::PathBuf>,
+    install: &str,
+) -> Option<std::path::PathBuf> {
+    if found.is_none() {
+        let message = format!("{name} is not installed ({install})");
+        assert!(
+            std::env::var_os("REQUIRE_TEST_TOOLS").is_none(),
+            "{message}; REQUIRE_TEST_TOOLS is set"
+        );
+        eprintln!("skipped: {message}");
+    }
+    found
+}
