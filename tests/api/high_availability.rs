@@ -100,7 +100,9 @@ async fn sentinel_mode_follows_a_graceful_failover_and_a_killed_primary_under_lo
         let stop = AtomicBool::new(false);
         let seen = Mutex::new(Observed::default());
         let drive = async {
-            tokio::time::sleep(Duration::from_millis(700)).await;
+            // The load is running (logins acknowledged) before the switch.
+            let base = seen.lock().unwrap().logins.len();
+            until(|| seen.lock().unwrap().logins.len() >= base + 5).await;
             let switched = if kill {
                 group.kill_primary().await;
                 Instant::now()
@@ -304,11 +306,15 @@ async fn torture(deployment: Deployment, acks: &str, failovers: usize) -> Surviv
     let acked = Mutex::new(Acknowledged::default());
     let chaos = async {
         for round in 0..failovers {
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            // Every round kills a primary under load: confirms acknowledged since the last one.
+            let base = acked.lock().unwrap().confirmed.len();
+            until(|| acked.lock().unwrap().confirmed.len() >= base + 5).await;
             deployment.kill_primary_mid_write(&app, round).await;
             eprintln!("failover {} of {failovers} done", round + 1);
         }
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // And the load goes on after the last one.
+        let base = acked.lock().unwrap().confirmed.len();
+        until(|| acked.lock().unwrap().confirmed.len() >= base + 5).await;
         stop.store(true, Ordering::Relaxed);
     };
     tokio::join!(chaos, acknowledging_load(&app, &mail, &stop, &acked));
@@ -335,6 +341,19 @@ fn failovers(full: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2)
         .clamp(1, full)
+}
+
+/// Waits until `done` holds (polled every 10 ms), or panics after 30 s: a condition, not a fixed
+/// sleep, so a fast machine does not wait and a loaded one is given the time it needs.
+async fn until(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "the load made no progress in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Three primaries with a replica each. `cluster-replica-validity-factor 0`: a replica whose link
