@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use crate::config::Config;
-use crate::domain::{mask_email, ChallengeId, DeviceSessionId, Session, UserId};
+use crate::domain::{mask_email, ActorId, ChallengeId, Code, DeviceSessionId, Session, UserId};
 use crate::store::{Redis, Store};
 
 /// Stream entries examined, newest first, when looking for a session's events.
@@ -155,8 +155,11 @@ impl View {
                 out,
                 "  revoked: at_ms={} reason={reason} actor={}/{}",
                 session.revoked_at_ms.unwrap_or_default(),
-                session.revoke_actor_type.as_deref().unwrap_or("-"),
-                session.revoke_actor_id.as_deref().unwrap_or("-")
+                session.revoke_actor_type.as_ref().map_or("-", Code::as_str),
+                session
+                    .revoke_actor_id
+                    .as_ref()
+                    .map_or("-", ActorId::as_str)
             )?;
         }
         let stored = self.store.snapshot(id).await?;
@@ -187,7 +190,7 @@ impl View {
     async fn events(&self, session: &Session, out: &mut impl Write) -> Result<(), super::Error> {
         let (stream, entries) = self
             .store
-            .recent_events(&session.device_session_id, EVENT_SCAN)
+            .recent_events(session.device_session_id.as_str(), EVENT_SCAN)
             .await?;
         let mine: Vec<_> = entries
             .iter()

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{ActorId, Code, DeviceSessionId, Invalid};
+use super::{ActorId, ChallengeId, Code, DeviceSessionId, Invalid, UserId};
 
 /// A session's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,17 +32,19 @@ impl SessionStatus {
 /// A session's source-of-truth record (`P session:<id>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub device_session_id: String,
-    pub user_id: String,
+    pub device_session_id: DeviceSessionId,
+    pub user_id: UserId,
     pub status: SessionStatus,
+    /// As stored: a key accepted before a stricter check (weak keys are refused since issue 23)
+    /// stays readable, so the session can still be listed and revoked.
     pub client_public_key: String,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
-    pub revoke_reason_code: Option<String>,
-    pub revoke_actor_type: Option<String>,
-    pub revoke_actor_id: Option<String>,
+    pub revoke_reason_code: Option<Code>,
+    pub revoke_actor_type: Option<Code>,
+    pub revoke_actor_id: Option<ActorId>,
     pub version: u64,
-    pub challenge_id: Option<String>,
+    pub challenge_id: Option<ChallengeId>,
 }
 
 /// Who revokes and why.

@@ -95,13 +95,13 @@ async fn bearer(
 /// The session JSON of both list and get.
 #[derive(Serialize)]
 pub struct SessionView {
-    device_session_id: String,
-    user_id: String,
+    device_session_id: DeviceSessionId,
+    user_id: UserId,
     status: &'static str,
     client_public_key: String,
     created_at: String,
     revoked_at: Option<String>,
-    revoke_reason_code: Option<String>,
+    revoke_reason_code: Option<Code>,
     version: u64,
 }
 

@@ -12,8 +12,8 @@ use super::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
 use super::scripts::Call;
 use super::{Error, Store};
 use crate::domain::{
-    Cursor, DeviceSessionId, Page, RequestId, Revocation, RevokeOutcome, Session, SessionStatus,
-    UserId,
+    ActorId, ChallengeId, Code, Cursor, DeviceSessionId, Page, RequestId, Revocation,
+    RevokeOutcome, Session, SessionStatus, UserId,
 };
 use crate::store::layout::Partition;
 
@@ -27,18 +27,28 @@ const LIST_SCAN_LIMIT: usize = 5000;
 /// malformed.
 pub(in crate::store) fn session_from_fields(mut f: HashMap<String, String>) -> Option<Session> {
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    // An optional field: absent or empty is `None`, present must parse.
+    fn optional<T, E>(
+        v: Option<String>,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Option<Option<T>> {
+        match v.filter(|s| !s.is_empty()) {
+            None => Some(None),
+            Some(raw) => parse(&raw).ok().map(Some),
+        }
+    }
     Some(Session {
-        device_session_id: f.remove("device_session_id")?,
-        user_id: f.remove("user_id")?,
+        device_session_id: DeviceSessionId::parse(&f.remove("device_session_id")?).ok()?,
+        user_id: UserId::parse(&f.remove("user_id")?).ok()?,
         status: SessionStatus::parse(&f.remove("status")?).ok()?,
         client_public_key: f.remove("client_public_key")?,
         created_at_ms: f.remove("created_at_ms")?.parse().ok()?,
         revoked_at_ms: non_empty(f.remove("revoked_at_ms")).and_then(|v| v.parse().ok()),
-        revoke_reason_code: non_empty(f.remove("revoke_reason_code")),
-        revoke_actor_type: non_empty(f.remove("revoke_actor_type")),
-        revoke_actor_id: non_empty(f.remove("revoke_actor_id")),
+        revoke_reason_code: optional(f.remove("revoke_reason_code"), Code::parse)?,
+        revoke_actor_type: optional(f.remove("revoke_actor_type"), Code::parse)?,
+        revoke_actor_id: optional(f.remove("revoke_actor_id"), ActorId::parse)?,
         version: f.remove("version")?.parse().ok()?,
-        challenge_id: non_empty(f.remove("challenge_id")),
+        challenge_id: optional(f.remove("challenge_id"), ChallengeId::parse)?,
     })
 }
 

@@ -137,7 +137,7 @@ async fn revoke_all_revokes_by_the_key_it_loaded_and_ends() {
     for id in [&one, &two] {
         let record = b.store.session_get(id).await.unwrap().unwrap();
         assert_eq!(record.status, SessionStatus::Revoked);
-        assert_eq!(record.device_session_id, id.as_str());
+        assert_eq!(record.device_session_id.as_str(), id.as_str());
     }
     let strays: Vec<String> = b
         .conn
