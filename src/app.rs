@@ -105,25 +105,7 @@ impl App {
             "startup check passed: script call (EVALSHA and key permissions)"
         );
         let limits = ConfigProvider::new(redis, &store.keys, &config.policy);
-        let http = clients::http_client();
-        let users: Arc<dyn UserDirectory> = match &config.user_service {
-            ServiceMode::Stub => {
-                tracing::warn!("user service in STUB mode: in-memory directory, for development and isolated testing only");
-                Arc::new(StubUserDirectory::new(&config.stub_blocked_emails))
-            }
-            ServiceMode::Rest(target) => {
-                Arc::new(RestUserDirectory::new(http.clone(), target.clone()))
-            }
-        };
-        let mail: Arc<dyn MailSender> = match &config.mail_service {
-            ServiceMode::Stub => {
-                tracing::warn!(
-                    "mail service in STUB mode: codes are logged, not mailed; for development only"
-                );
-                Arc::new(StubMailSender)
-            }
-            ServiceMode::Rest(target) => Arc::new(RestMailSender::new(http, target.clone())),
-        };
+        let (users, mail) = dependencies(&config);
         if config.internal_token.is_none() && !config.internal_addr.ip().is_loopback() {
             tracing::warn!(
                 addr = %config.internal_addr,
@@ -131,14 +113,7 @@ impl App {
                 "the internal HTTP surface is unauthenticated: anyone who reaches it can list and revoke sessions and block users; set AUTHSESSION_INTERNAL_HTTP_TOKEN"
             );
         }
-        let codes = match &config.code_hash_key {
-            Some(key) => CodeHasher::new(key.clone(), config.code_hash_key_previous.clone()),
-            None => {
-                // Config refuses a missing key with any `rest` dependency, so this is stub mode.
-                tracing::warn!("AUTHSESSION_CODE_HASH_KEY is unset: login codes are hashed with the fixed development key; for development only");
-                CodeHasher::development()
-            }
-        };
+        let codes = code_hasher(&config);
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -231,6 +206,40 @@ impl App {
         drop(self.ctx);
         tracing::info!("redis pool and HTTP clients released");
         public_ok && internal_ok
+    }
+}
+
+/// The user directory and the mail sender the configuration names (stubs warn at startup).
+fn dependencies(config: &Config) -> (Arc<dyn UserDirectory>, Arc<dyn MailSender>) {
+    let http = clients::http_client();
+    let users: Arc<dyn UserDirectory> = match &config.user_service {
+        ServiceMode::Stub => {
+            tracing::warn!("user service in STUB mode: in-memory directory, for development and isolated testing only");
+            Arc::new(StubUserDirectory::new(&config.stub_blocked_emails))
+        }
+        ServiceMode::Rest(target) => Arc::new(RestUserDirectory::new(http.clone(), target.clone())),
+    };
+    let mail: Arc<dyn MailSender> = match &config.mail_service {
+        ServiceMode::Stub => {
+            tracing::warn!(
+                "mail service in STUB mode: codes are logged, not mailed; for development only"
+            );
+            Arc::new(StubMailSender)
+        }
+        ServiceMode::Rest(target) => Arc::new(RestMailSender::new(http, target.clone())),
+    };
+    (users, mail)
+}
+
+/// The code hasher under the configured key (and the previous one during a rotation).
+fn code_hasher(config: &Config) -> CodeHasher {
+    match &config.code_hash_key {
+        Some(key) => CodeHasher::new(key.clone(), config.code_hash_key_previous.clone()),
+        None => {
+            // Config refuses a missing key with any `rest` dependency, so this is stub mode.
+            tracing::warn!("AUTHSESSION_CODE_HASH_KEY is unset: login codes are hashed with the fixed development key; for development only");
+            CodeHasher::development()
+        }
     }
 }
 

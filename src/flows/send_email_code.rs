@@ -51,20 +51,13 @@ pub async fn send_email_code(
         return Ok(challenge_id);
     }
 
-    let delivered = match ctx.users.resolve_by_email(email).await {
-        Ok(Resolution::Blocked) => Ok(DeliveryStatus::Suppressed),
-        Ok(Resolution::Existing { .. } | Resolution::Creatable) => {
-            let mail = LoginCodeMail {
-                email,
-                code: &code,
-                challenge_id: &challenge_id,
-                locale,
-            };
-            ctx.mail.send(&mail).await.map(|()| DeliveryStatus::Sent)
-        }
-        Err(e) => Err(e),
+    let mail = LoginCodeMail {
+        email,
+        code: &code,
+        challenge_id: &challenge_id,
+        locale,
     };
-    match delivered {
+    match deliver(ctx, &mail).await {
         Ok(outcome) => {
             ctx.store
                 .challenge_mark_delivery(&challenge_id, email, outcome)
@@ -95,6 +88,19 @@ pub async fn send_email_code(
             metrics().send("failed");
             tracing::warn!(%challenge_id, outcome = "failed", %error, "send-email-code");
             Err(error.into())
+        }
+    }
+}
+
+/// Asks the user service about the address, then mails the code unless the user is blocked.
+async fn deliver(
+    ctx: &Context,
+    mail: &LoginCodeMail<'_>,
+) -> Result<DeliveryStatus, crate::clients::Error> {
+    match ctx.users.resolve_by_email(mail.email).await? {
+        Resolution::Blocked => Ok(DeliveryStatus::Suppressed),
+        Resolution::Existing { .. } | Resolution::Creatable => {
+            ctx.mail.send(mail).await.map(|()| DeliveryStatus::Sent)
         }
     }
 }

@@ -144,24 +144,14 @@ impl Drop for Share {
     }
 }
 
-/// Serves `router` until `shutdown`, then stops accepting and waits for open connections to
-/// finish their in-flight requests (the caller bounds that wait).
-pub async fn serve(
-    surface: &'static str,
-    listener: TcpListener,
-    router: Router,
-    limits: ConnectionLimits,
-    shares: Shares,
-    bodies: BodyBudget,
-    shutdown: CancellationToken,
-) {
+/// hyper, both protocols. The watchdog bounds request heads for both; hyper's own timer would
+/// also close idle keep-alive connections at the header timeout. Memory per connection is bounded
+/// by what hyper may buffer before the service reads: an HTTP/1 head (`max_buf_size`), and for
+/// HTTP/2 the flow-control windows (hyper's defaults of 1 MiB let 64 unfinished streams pin about
+/// 2 MiB per connection) and the header list. What the service then buffers of bodies is bounded
+/// for all connections together by the [`BodyBudget`].
+fn hyper_builder() -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
-    // The watchdog below bounds request heads for both protocols; hyper's own timer would also
-    // close idle keep-alive connections at the header timeout. Memory per connection is bounded
-    // by what hyper may buffer before the service reads: an HTTP/1 head (`max_buf_size`), and for
-    // HTTP/2 the flow-control windows (hyper's defaults of 1 MiB let 64 unfinished streams pin
-    // about 2 MiB per connection) and the header list. What the service then buffers of bodies
-    // is bounded for all connections together by the [`BodyBudget`].
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -176,6 +166,60 @@ pub async fn serve(
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_header_list_size(HEAD_BUFFER_BYTES as u32)
         .max_send_buf_size(STREAM_WINDOW_BYTES as usize);
+    builder
+}
+
+/// One connection's request handler: each request carries the peer, the body budget and the
+/// listener's addressing, counts as activity for the watchdog, and takes a place of its client's
+/// share of requests in flight (refused at once beyond it, so it pins nothing).
+fn connection_service(
+    surface: &'static str,
+    router: Router,
+    peer: std::net::SocketAddr,
+    client: Option<IpAddr>,
+    shares: &Shares,
+    bodies: BodyBudget,
+    activity: Arc<Activity>,
+) -> impl tower::Service<
+    Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    let requests = shares.requests.clone();
+    let addressing = shares.addressing.clone();
+    tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(bodies.clone());
+        req.extensions_mut().insert(addressing.clone());
+        let guard = activity.start();
+        let router = router.clone();
+        let admitted = requests.take(client);
+        async move {
+            let Some(admitted) = admitted else {
+                metrics().refused(surface, "client_request_limit");
+                drop(guard);
+                return Ok(ApiError::unavailable().into_response());
+            };
+            let response = router.oneshot(req.map(axum::body::Body::new)).await;
+            drop((guard, admitted));
+            response
+        }
+    })
+}
+
+/// Serves `router` until `shutdown`, then stops accepting and waits for open connections to
+/// finish their in-flight requests (the caller bounds that wait).
+pub async fn serve(
+    surface: &'static str,
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shares: Shares,
+    bodies: BodyBudget,
+    shutdown: CancellationToken,
+) {
+    let builder = hyper_builder();
     let bodies = bodies.on(surface);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -207,32 +251,15 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
-        let service = {
-            let activity = activity.clone();
-            let router = router.clone();
-            let bodies = bodies.clone();
-            let requests = shares.requests.clone();
-            let addressing = shares.addressing.clone();
-            tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.extensions_mut().insert(bodies.clone());
-                req.extensions_mut().insert(addressing.clone());
-                let guard = activity.start();
-                let router = router.clone();
-                let admitted = requests.take(client);
-                async move {
-                    let Some(admitted) = admitted else {
-                        // Answered at once, so the refused stream pins nothing.
-                        metrics().refused(surface, "client_request_limit");
-                        drop(guard);
-                        return Ok(ApiError::unavailable().into_response());
-                    };
-                    let response = router.oneshot(req.map(axum::body::Body::new)).await;
-                    drop((guard, admitted));
-                    response
-                }
-            })
-        };
+        let service = connection_service(
+            surface,
+            router.clone(),
+            peer,
+            client,
+            &shares,
+            bodies.clone(),
+            activity.clone(),
+        );
         let io = Watched::new(stream, activity.clone(), HEAD_BUFFER_BYTES);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
