@@ -76,6 +76,15 @@ impl Shared {
     }
 }
 
+/// The bearer token in `path` (trimmed); a problem to print when it cannot be read or is empty.
+fn read_token(path: &std::path::Path) -> Result<SecretString, String> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if !token.trim().is_empty() => Ok(SecretString::from(token.trim().to_owned())),
+        Ok(_) => Err(format!("{}: the token file is empty", path.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -88,21 +97,12 @@ async fn main() -> ExitCode {
     };
     telemetry::init(config.log_format, &config.log_level);
     authsession::app::raise_open_files_limit(&config);
-    let token = match &args.token_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(token) if !token.trim().is_empty() => {
-                Some(SecretString::from(token.trim().to_owned()))
-            }
-            Ok(_) => {
-                eprintln!("{}: the token file is empty", path.display());
-                return ExitCode::from(1);
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                return ExitCode::from(1);
-            }
-        },
-        None => None,
+    let token = match args.token_file.as_deref().map(read_token).transpose() {
+        Ok(token) => token,
+        Err(problem) => {
+            eprintln!("{problem}");
+            return ExitCode::from(1);
+        }
     };
     let redis = match Redis::new(&config.redis) {
         Ok(redis) => redis,

@@ -253,6 +253,36 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
     checks.push(topology_check(&redis, config, limit).await);
 
     let store = Store::new(redis, &config.redis, &config.gateway, &config.policy);
+    checks.push(namespace_check(&store).await);
+
+    let all = scripts().all();
+    let (ok, detail) = match store.redis.scripts_exist(&all, &store.keys.streams()).await {
+        Ok(exists) => {
+            let cached = exists.iter().filter(|e| **e).count();
+            let preloaded = config.redis.script_loading == ScriptLoading::Preloaded;
+            let ok = cached == all.len() || !preloaded;
+            let note = if preloaded {
+                "preloaded mode: all must be cached"
+            } else {
+                "auto mode: missing ones load on first use"
+            };
+            (
+                ok,
+                format!("{cached}/{} scripts cached ({note})", all.len()),
+            )
+        }
+        Err(e) => (false, format!("SCRIPT EXISTS: {e}")),
+    };
+    checks.push(Check {
+        name: "script cache",
+        ok,
+        detail,
+    });
+    checks
+}
+
+/// The namespace: the names the gateway must share, and streams that are streams.
+async fn namespace_check(store: &Store) -> Check {
     let keys = &store.keys;
     let streams = keys.streams();
     let layout = match streams.as_slice() {
@@ -282,34 +312,9 @@ async fn redis_checks(config: &Config, limit: Duration) -> Vec<Check> {
         },
         Err(e) => (false, format!("TYPE of the streams: {e}")),
     };
-    checks.push(Check {
+    Check {
         name: "namespace",
         ok,
         detail,
-    });
-
-    let all = scripts().all();
-    let (ok, detail) = match store.redis.scripts_exist(&all, &store.keys.streams()).await {
-        Ok(exists) => {
-            let cached = exists.iter().filter(|e| **e).count();
-            let preloaded = config.redis.script_loading == ScriptLoading::Preloaded;
-            let ok = cached == all.len() || !preloaded;
-            let note = if preloaded {
-                "preloaded mode: all must be cached"
-            } else {
-                "auto mode: missing ones load on first use"
-            };
-            (
-                ok,
-                format!("{cached}/{} scripts cached ({note})", all.len()),
-            )
-        }
-        Err(e) => (false, format!("SCRIPT EXISTS: {e}")),
-    };
-    checks.push(Check {
-        name: "script cache",
-        ok,
-        detail,
-    });
-    checks
+    }
 }

@@ -156,6 +156,30 @@ impl Store {
 
     /// A page of a user's sessions, newest first. Index entries whose record has expired are
     /// skipped (the confirm script prunes them lazily).
+    /// Up to `count` entries of a user index from score `max` down, skipping `offset`.
+    async fn index_page(
+        &self,
+        index: &str,
+        max: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<(String, i64)>, Error> {
+        self.redis
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(index)
+                    .arg(max)
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(count)
+                    .arg("WITHSCORES"),
+            )
+            .await
+    }
+
     pub async fn sessions_list(
         &self,
         user_id: &UserId,
@@ -176,21 +200,7 @@ impl Store {
         let mut scanned: Option<Cursor> = None;
         while offset < LIST_SCAN_LIMIT {
             let chunk = (limit + 1).clamp(16, 1000);
-            let entries: Vec<(String, i64)> = self
-                .redis
-                .query(
-                    redis::cmd("ZRANGE")
-                        .arg(&index)
-                        .arg(&max)
-                        .arg("-inf")
-                        .arg("BYSCORE")
-                        .arg("REV")
-                        .arg("LIMIT")
-                        .arg(offset)
-                        .arg(chunk)
-                        .arg("WITHSCORES"),
-                )
-                .await?;
+            let entries = self.index_page(&index, &max, offset, chunk).await?;
             let fetched = entries.len();
             offset += fetched;
             if let Some((member, score)) = entries.last() {
