@@ -136,4 +136,47 @@ mod architecture {
             "raw Redis outside the store: {offenders:?}"
         );
     }
+
+    /// No file under `src/` needs scrolling to understand: at most 400 lines each (a module's
+    /// tests go in a `tests.rs` of their own when they would push it over).
+    #[test]
+    fn no_file_under_src_is_over_400_lines() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let long: Vec<_> = files(&src)
+            .into_iter()
+            .filter_map(|file| {
+                let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+                (lines > 400).then(|| format!("{} ({lines})", file.display()))
+            })
+            .collect();
+        assert!(long.is_empty(), "files over 400 lines: {long:?}");
+    }
+
+    /// The layout is decided in one place: outside `store/layout.rs` nothing asks whether the
+    /// deployment is partitioned, except the two scripts whose keys still differ by layout
+    /// (`challenge_create`, `challenge_verify`: admission in the same call, or before it).
+    #[test]
+    fn only_the_layout_asks_whether_keys_are_partitioned() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let allowed = [
+            "layout.rs",
+            "partitions.rs",
+            "challenge_create.rs",
+            "challenge_verify.rs",
+        ];
+        let offenders: Vec<_> = files(&src)
+            .into_iter()
+            .filter(|f| !allowed.iter().any(|a| f.ends_with(a)))
+            .filter(|f| {
+                // Spelled in two halves, so this file does not match itself.
+                let needle = concat!(".is_", "partitioned()");
+                std::fs::read_to_string(f).unwrap().contains(needle)
+            })
+            .map(|f| f.display().to_string())
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "asks the layout by hand: {offenders:?}"
+        );
+    }
 }
