@@ -168,7 +168,7 @@ async fn unfinished_http2_bodies_cannot_exhaust_memory() {
     const PER_ADDRESS: usize = 128;
     const CEILING: u64 = 384 << 20;
 
-    let redis = testcontainers::RedisServer::start().await;
+    let redis = authsession_testbench::RedisServer::start().await;
     let env: Vec<(String, String)> = [
         (config::REDIS_ADDR, redis.addr()),
         (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0".into()),
@@ -178,7 +178,7 @@ async fn unfinished_http2_bodies_cannot_exhaust_memory() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let process = testcontainers::ServiceProcess::spawn(
+    let process = authsession_testbench::ServiceProcess::spawn(
         std::path::Path::new(env!("CARGO_BIN_EXE_authsession")),
         &[],
         &env,
@@ -353,7 +353,7 @@ async fn held_send_answers_are_distributed_like_delivered_ones() {
 
     let h = crate::helpers::harness(&[(config::SEND_RATE_LIMIT_PER_IP, "off")]).await;
     h.mail
-        .set_behaviour(testcontainers::fakes::Behaviour::Jittered {
+        .set_behaviour(authsession_testbench::fakes::Behaviour::Jittered {
             path: "/".into(),
             from: Duration::from_millis(20),
             to: Duration::from_millis(120),

@@ -2,8 +2,8 @@
 
 use authsession::config;
 use authsession::store::scripts::scripts;
+use authsession_testbench::{Fault, FaultProxy, RedisServer};
 use redis::AsyncCommands;
-use testcontainers::{Fault, FaultProxy, RedisServer};
 
 use crate::helpers::{assert_error, harness, harness_on, public_key, unique_email};
 

@@ -15,9 +15,9 @@ use authsession::store::scripts::challenge_verify::ChallengeVerify;
 use authsession::store::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
 use authsession::store::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
 use authsession::store::{Redis, Store};
+use authsession_testbench::keyspace::Keyspace;
 use redis::AsyncCommands;
 use serde_json::json;
-use testcontainers::keyspace::Keyspace;
 
 use crate::helpers::{assert_error, harness, public_key, unique_email, Harness};
 
@@ -42,7 +42,7 @@ fn revocation() -> Revocation {
     }
 }
 
-async fn revoke_all(h: &Harness, user: &str) -> testcontainers::app::Reply {
+async fn revoke_all(h: &Harness, user: &str) -> authsession_testbench::app::Reply {
     h.app
         .post_internal(
             &format!("/api/v1/internal/users/{user}/sessions/revoke-all"),
@@ -51,7 +51,7 @@ async fn revoke_all(h: &Harness, user: &str) -> testcontainers::app::Reply {
         .await
 }
 
-async fn revoke(h: &Harness, id: &str) -> testcontainers::app::Reply {
+async fn revoke(h: &Harness, id: &str) -> authsession_testbench::app::Reply {
     h.app
         .post_internal(&format!("/api/v1/internal/sessions/{id}/revoke"), None)
         .await

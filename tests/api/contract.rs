@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use authsession::cli::openapi::DOCUMENT;
 use authsession::config;
 use authsession::http::{internal, public};
+use authsession_testbench::app::Reply;
+use authsession_testbench::{spawn_app, RedisServer};
 use serde_json::{json, Value};
-use testcontainers::app::Reply;
-use testcontainers::{spawn_app, RedisServer};
 
 use crate::helpers::{harness, public_key, unique_email};
 

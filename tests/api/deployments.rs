@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use authsession::app::App;
 use authsession::config::{self, Config};
 use authsession::store::Redis;
+use authsession_testbench::app::test_env;
+use authsession_testbench::{free_port, RedisCluster, RedisServer, ServiceProcess};
 use serde_json::{json, Value};
-use testcontainers::app::test_env;
-use testcontainers::{free_port, RedisCluster, RedisServer, ServiceProcess};
 
 use crate::helpers::{harness, harness_on, public_key, unique_email, Harness};
 
@@ -146,7 +146,13 @@ async fn the_story_passes_on_standalone() {
 }
 
 pub(crate) async fn cluster_harness(cluster: &RedisCluster, extra: &[(&str, &str)]) -> Harness {
-    layout_harness(cluster, 1, testcontainers::cluster_names(false), extra).await
+    layout_harness(
+        cluster,
+        1,
+        authsession_testbench::cluster_names(false),
+        extra,
+    )
+    .await
 }
 
 /// The partitioned layout over `partitions` tags: untagged names unique to the test.
@@ -158,7 +164,7 @@ pub(crate) async fn partitioned_harness(
     layout_harness(
         cluster,
         partitions,
-        testcontainers::cluster_names(true),
+        authsession_testbench::cluster_names(true),
         extra,
     )
     .await
@@ -211,7 +217,7 @@ async fn the_story_passes_on_a_partitioned_cluster() {
 }
 
 fn acl_env(redis: &RedisServer, password: &str) -> (String, Vec<(&'static str, String)>) {
-    let prefix = testcontainers::unique_prefix("acl");
+    let prefix = authsession_testbench::unique_prefix("acl");
     let env = vec![
         (config::REDIS_ADDR, redis.addr()),
         (config::REDIS_USERNAME, "authsession".to_owned()),
@@ -261,7 +267,7 @@ async fn the_story_passes_with_an_acl_user_restricted_to_its_keys_and_commands()
 #[tokio::test]
 async fn the_readme_acl_verbatim_runs_the_story_on_a_partitioned_cluster() {
     let cluster = RedisCluster::start(3, 0).await;
-    let (prefix, gateway, stream) = testcontainers::cluster_names(true);
+    let (prefix, gateway, stream) = authsession_testbench::cluster_names(true);
     let mut nodes = Vec::new();
     for node in &cluster.nodes {
         nodes.push(node.connection().await);

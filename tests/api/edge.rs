@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use authsession::config;
-use testcontainers::{RedisServer, ServiceProcess};
+use authsession_testbench::{RedisServer, ServiceProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -160,7 +160,7 @@ fn client_from(source: &str) -> reqwest::Client {
 }
 
 async fn send_from(
-    app: &testcontainers::TestApp,
+    app: &authsession_testbench::TestApp,
     client: &reqwest::Client,
     email: &str,
     forwarded_for: Option<&str>,
@@ -352,7 +352,7 @@ async fn a_throttled_send_costs_at_most_240_bytes_of_redis() {
 #[tokio::test]
 async fn keep_alive_lives_the_idle_timeout_but_a_stalled_next_head_does_not() {
     let redis = RedisServer::start().await;
-    let app = testcontainers::spawn_app(
+    let app = authsession_testbench::spawn_app(
         &redis,
         &[
             (config::HTTP_HEADER_READ_TIMEOUT, "1s"),
@@ -396,7 +396,7 @@ async fn keep_alive_lives_the_idle_timeout_but_a_stalled_next_head_does_not() {
 #[tokio::test]
 async fn a_head_pipelined_behind_a_request_gets_the_header_timeout_not_the_idle_timeout() {
     let redis = RedisServer::start().await;
-    let app = testcontainers::spawn_app(
+    let app = authsession_testbench::spawn_app(
         &redis,
         &[
             (config::HTTP_HEADER_READ_TIMEOUT, "1s"),

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use authsession::config;
-use testcontainers::chaos;
-use testcontainers::load::{self, Observed};
-use testcontainers::{
+use authsession_testbench::chaos;
+use authsession_testbench::load::{self, Observed};
+use authsession_testbench::{
     invariants, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
 };
 

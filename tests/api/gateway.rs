@@ -7,8 +7,8 @@ use authsession::gateway::{
     GatewayConsumer, GatewayNames, Verdict, DEFAULT_CAPACITY, DEFAULT_MAX_AGE,
 };
 use authsession::store::Dedicated;
+use authsession_testbench::{free_port, unique_email, RedisCluster, ServiceProcess};
 use redis::aio::ConnectionLike;
-use testcontainers::{free_port, unique_email, RedisCluster, ServiceProcess};
 
 use crate::helpers::{harness, Harness};
 
@@ -288,7 +288,7 @@ fn snapshot_json(id: &str, status: &str, version: u64) -> String {
 #[tokio::test]
 async fn a_consumer_behind_a_trimmed_stream_resynchronises_instead_of_serving_a_revoked_session() {
     use redis::AsyncCommands;
-    let redis = testcontainers::RedisServer::start().await;
+    let redis = authsession_testbench::RedisServer::start().await;
     let mut conn = redis.connection().await;
     let consumer = bare_consumer(DEFAULT_CAPACITY, DEFAULT_MAX_AGE);
     let active = snapshot_json("d1", "active", 1);
@@ -336,7 +336,7 @@ async fn a_consumer_behind_a_trimmed_stream_resynchronises_instead_of_serving_a_
 #[tokio::test]
 async fn the_consumers_cache_is_bounded() {
     use redis::AsyncCommands;
-    let redis = testcontainers::RedisServer::start().await;
+    let redis = authsession_testbench::RedisServer::start().await;
     let mut conn = redis.connection().await;
     let consumer = bare_consumer(100, Duration::from_secs(60));
     for i in 0..1000 {
@@ -363,7 +363,7 @@ async fn the_consumers_cache_is_bounded() {
 #[tokio::test]
 async fn a_cached_answer_is_read_again_past_its_age() {
     use redis::AsyncCommands;
-    let redis = testcontainers::RedisServer::start().await;
+    let redis = authsession_testbench::RedisServer::start().await;
     let mut conn = redis.connection().await;
     let consumer = bare_consumer(100, Duration::from_millis(200));
     let () = conn
@@ -392,7 +392,7 @@ async fn a_cached_answer_is_read_again_past_its_age() {
 #[tokio::test]
 async fn a_consumer_ahead_of_a_rewound_stream_resynchronises_and_follows_it() {
     use redis::AsyncCommands;
-    let redis = testcontainers::RedisServer::start().await;
+    let redis = authsession_testbench::RedisServer::start().await;
     let mut conn = redis.connection().await;
     let consumer = bare_consumer(DEFAULT_CAPACITY, DEFAULT_MAX_AGE);
     let active = snapshot_json("d1", "active", 1);

@@ -1,10 +1,10 @@
 //! What most tests share: a Redis server, both fakes, and the app in REST mode against them.
 
 use authsession::config;
+use authsession_testbench::app::Reply;
+use authsession_testbench::{spawn_app, FakeMailService, FakeUserService, RedisServer, TestApp};
 use redis::AsyncCommands;
 use serde_json::Value;
-use testcontainers::app::Reply;
-use testcontainers::{spawn_app, FakeMailService, FakeUserService, RedisServer, TestApp};
 
 pub struct Harness {
     pub redis: RedisServer,
@@ -55,12 +55,12 @@ pub fn rest_env(users: &FakeUserService, mail: &FakeMailService) -> Vec<(&'stati
         (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s".into()),
         (
             config::CODE_HASH_KEY,
-            testcontainers::app::TEST_CODE_HASH_KEY.into(),
+            authsession_testbench::app::TEST_CODE_HASH_KEY.into(),
         ),
     ]
 }
 
-pub use testcontainers::{public_key, unique_email};
+pub use authsession_testbench::{public_key, unique_email};
 
 impl Harness {
     /// Sends a code to `email` and returns (challenge_id, code as the mail fake received it).

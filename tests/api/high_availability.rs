@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use authsession::config;
 use authsession::domain::SessionStatus;
-use testcontainers::load::{self, Observed};
-use testcontainers::{
+use authsession_testbench::load::{self, Observed};
+use authsession_testbench::{
     invariants, spawn_app, unique_email, FakeMailService, FakeUserService, RedisCluster,
     RedisSentinel, TestApp,
 };
@@ -31,7 +31,7 @@ async fn sentinel_app(
         (config::REDIS_ADDR, &sentinels),
         (
             config::REDIS_SENTINEL_MASTER,
-            testcontainers::redis_sentinel::MASTER_NAME,
+            authsession_testbench::redis_sentinel::MASTER_NAME,
         ),
         (config::REDIS_MIN_REPLICA_ACKS, acks),
         (config::REDIS_REPLICA_ACK_TIMEOUT, "100ms"),
@@ -210,7 +210,7 @@ impl Deployment {
             Deployment::Sentinel(group) => sentinel_app(group, users, mail, acks).await,
             Deployment::Cluster(cluster) | Deployment::Partitioned(cluster) => {
                 let partitioned = matches!(self, Deployment::Partitioned(_));
-                let (prefix, gateway, stream) = testcontainers::cluster_names(partitioned);
+                let (prefix, gateway, stream) = authsession_testbench::cluster_names(partitioned);
                 let partitions = if partitioned { TORTURE_PARTITIONS } else { 1 }.to_string();
                 let seeds = cluster.seeds();
                 let rest = rest_env(users, mail);

@@ -2,8 +2,8 @@
 
 use authsession::config;
 use authsession::domain::UserId;
+use authsession_testbench::{spawn_app, Behaviour, RedisServer};
 use serde_json::json;
-use testcontainers::{spawn_app, Behaviour, RedisServer};
 
 use crate::helpers::{assert_error, harness, public_key, unique_email, Harness};
 
@@ -175,7 +175,7 @@ async fn revoke_all_over_a_thousand_sessions_revokes_every_one_in_bounded_batche
     let h = harness(&[(config::MAX_ACTIVE_SESSIONS_PER_USER, "1000")]).await;
     let user_id = h.users.add_user(&unique_email());
     let user = UserId::parse(&user_id).unwrap();
-    testcontainers::seed::active_sessions(&h.app.store(), &user, 1000).await;
+    authsession_testbench::seed::active_sessions(&h.app.store(), &user, 1000).await;
     let calls_before = evalsha_calls(&h).await;
 
     let reply = h

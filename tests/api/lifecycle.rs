@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use authsession::config;
+use authsession_testbench::{free_port, RedisServer, ServiceProcess};
 use nix::sys::signal::Signal;
-use testcontainers::{free_port, RedisServer, ServiceProcess};
 
 fn binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_authsession"))
@@ -195,7 +195,7 @@ async fn an_unauthenticated_internal_surface_on_all_interfaces_is_announced_or_r
         (config::MAIL_SERVICE_REQUEST_TIMEOUT, "1s"),
         (
             config::CODE_HASH_KEY,
-            testcontainers::app::TEST_CODE_HASH_KEY,
+            authsession_testbench::app::TEST_CODE_HASH_KEY,
         ),
     ]));
     let (code, output) = ServiceProcess::run(binary(), &[], &rest, Duration::from_secs(10)).await;

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 
 use authsession::config;
+use authsession_testbench::{invariants, RedisCluster};
 use proptest::prelude::*;
 use redis::AsyncCommands;
 use serde_json::Value;
-use testcontainers::{invariants, RedisCluster};
 
 use crate::helpers::{harness, Harness};
 

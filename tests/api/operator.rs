@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use authsession::config;
 use authsession::store::scripts::scripts;
+use authsession_testbench::{free_port, ServiceProcess, TestApp};
 use redis::AsyncCommands;
-use testcontainers::{free_port, ServiceProcess, TestApp};
 
 use crate::helpers::{harness, unique_email};
 

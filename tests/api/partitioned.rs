@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use authsession::domain::{ChallengeId, ClientPublicKey, CodeHasher, LoginCode, UserId};
 use authsession::store::challenges::{ConfirmRequest, SessionCreated};
+use authsession_testbench::{invariants, Behaviour, RedisCluster};
 use redis::AsyncCommands;
-use testcontainers::{invariants, Behaviour, RedisCluster};
 
 use crate::deployments::partitioned_harness;
 use crate::helpers::{public_key, unique_email, Harness};
@@ -61,7 +61,7 @@ async fn a_confirm_interrupted_between_its_steps_converges_on_retry() {
         device_session_id: &device_session_id,
         max_attempts: 5,
         max_active_sessions: 50,
-        verified_at_ms: testcontainers::now_ms(),
+        verified_at_ms: authsession_testbench::now_ms(),
     };
     assert!(matches!(
         store.session_create(&request).await.unwrap(),

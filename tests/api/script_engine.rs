@@ -3,8 +3,8 @@
 use authsession::app::{App, StartupError};
 use authsession::config::{self, Config};
 use authsession::store::scripts::scripts;
-use testcontainers::app::test_env;
-use testcontainers::{spawn_app, RedisServer};
+use authsession_testbench::app::test_env;
+use authsession_testbench::{spawn_app, RedisServer};
 
 use crate::helpers::{harness, unique_email};
 

@@ -10,9 +10,9 @@ use authsession::store::scripts::challenge_claim::{ChallengeClaim, Claimed};
 use authsession::store::scripts::confirm_admit::ConfirmAdmit;
 use authsession::store::scripts::user_sessions_revoke::UserSessionsRevoke;
 use authsession::store::{Dedicated, Error};
+use authsession_testbench::keyspace::Keyspace;
+use authsession_testbench::{RedisCluster, RedisServer};
 use redis::AsyncCommands;
-use testcontainers::keyspace::Keyspace;
-use testcontainers::{RedisCluster, RedisServer};
 
 use crate::helpers::{public_key, unique_email};
 use crate::scripts_audit::{
@@ -251,7 +251,7 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
     let user = new_user();
     let session = b.store.keys.layout().device_session_id(&id, &user);
     let mut request = confirm_request(&id, &hash, &key, &user, &session);
-    request.verified_at_ms = testcontainers::now_ms() - 601_000;
+    request.verified_at_ms = authsession_testbench::now_ms() - 601_000;
     let before = Keyspace::capture(&mut b.conn).await;
     let result = authsession::flows::confirm_email_code::open_session(&b.store, &request).await;
     assert!(matches!(result, Err(Error::StaleVerdict)), "{result:?}");

@@ -34,11 +34,11 @@ use authsession::store::scripts::session_revoke::SessionRevoke;
 use authsession::store::scripts::user_sessions_revoke::UserSessionsRevoke;
 use authsession::store::scripts::{scripts, ScriptCall};
 use authsession::store::{Dedicated, Redis, Store};
+use authsession_testbench::keyspace::Keyspace;
+use authsession_testbench::monitor::Monitor;
+use authsession_testbench::{RedisCluster, RedisServer};
 use base64::Engine;
 use redis::AsyncCommands;
-use testcontainers::keyspace::Keyspace;
-use testcontainers::monitor::Monitor;
-use testcontainers::{RedisCluster, RedisServer};
 
 use crate::deployments::ACL_COMMANDS;
 use crate::helpers::{public_key, unique_email};
@@ -157,7 +157,7 @@ pub(crate) fn confirm_request<'a>(
         device_session_id: session,
         max_attempts: 5,
         max_active_sessions: MAX_ACTIVE,
-        verified_at_ms: testcontainers::now_ms(),
+        verified_at_ms: authsession_testbench::now_ms(),
     }
 }
 
@@ -830,7 +830,7 @@ pub(crate) fn single_tag_cluster_env(
 /// The partitioned layout over 8 partitions on `cluster`, every admission limit on; its
 /// connection routes each key to its primary.
 pub(crate) async fn partitioned_bench(cluster: &RedisCluster) -> Bench {
-    let (prefix, gateway, stream) = testcontainers::cluster_names(true);
+    let (prefix, gateway, stream) = authsession_testbench::cluster_names(true);
     let mut env = BTreeMap::from([
         (config::REDIS_MODE, "cluster".to_owned()),
         (config::REDIS_PARTITIONS, "8".to_owned()),

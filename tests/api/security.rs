@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use authsession::config;
 use authsession::domain::{ChallengeId, CodeHashKey, CodeHasher, LoginCode};
+use authsession_testbench::{app::TEST_CODE_HASH_KEY, spawn_app, Behaviour};
 use base64::Engine;
 use serde_json::json;
 use sha2::Digest;
-use testcontainers::{app::TEST_CODE_HASH_KEY, spawn_app, Behaviour};
 
 use crate::helpers::{assert_error, harness, public_key, unique_email};
 

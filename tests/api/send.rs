@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
+use authsession_testbench::Behaviour;
 use serde_json::json;
-use testcontainers::Behaviour;
 
 use crate::helpers::{assert_error, harness, unique_email};
 

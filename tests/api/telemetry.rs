@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use authsession::config;
-use nix::sys::signal::Signal;
-use serde_json::{json, Value};
-use testcontainers::{
+use authsession_testbench::{
     FakeMailService, FakeUserService, LoginClient, OtlpReceiver, RedisServer, ServiceProcess,
 };
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
 
 use crate::helpers::{public_key, rest_env, unique_email};
 
@@ -274,10 +274,10 @@ async fn a_full_scenario_logs_no_code_no_address_and_no_token() {
         service.post(revoke, json!({}), Some("wrong-token")).await.0,
         401
     );
-    users.set_behaviour(testcontainers::Behaviour::Status(503));
+    users.set_behaviour(authsession_testbench::Behaviour::Status(503));
     assert_eq!(service.send(&email).await.0, 503);
-    users.set_behaviour(testcontainers::Behaviour::Normal);
-    mail.set_behaviour(testcontainers::Behaviour::Status(500));
+    users.set_behaviour(authsession_testbench::Behaviour::Normal);
+    mail.set_behaviour(authsession_testbench::Behaviour::Status(500));
     assert_eq!(service.send(&email).await.0, 503);
     assert_eq!(
         service

@@ -4,19 +4,19 @@
 //! fault the service did not recover from, on partial state, or when the process's memory grew
 //! more than 32 MiB after warm-up.
 //!
-//!     cargo run --release -p testcontainers --bin soak -- --minutes 10
+//!     cargo run --release -p authsession-testbench --bin soak -- --minutes 10
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use authsession::config;
-use clap::Parser;
-use rand::Rng;
-use testcontainers::load::{logins_and_revokes, Observed};
-use testcontainers::{
+use authsession_testbench::load::{logins_and_revokes, Observed};
+use authsession_testbench::{
     chaos, invariants, spawn_app, FakeMailService, FakeUserService, Fault, FaultProxy, RedisServer,
 };
+use clap::Parser;
+use rand::Rng;
 
 /// Most the whole process may grow between warm-up and the end: faults and failing requests must
 /// leave nothing behind.

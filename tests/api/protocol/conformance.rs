@@ -28,8 +28,8 @@ use authsession::store::scripts::session_projection_republish::{
 };
 use authsession::store::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
 use authsession::store::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
+use authsession_testbench::{RedisCluster, RedisServer};
 use stateright::Model;
-use testcontainers::{RedisCluster, RedisServer};
 
 use super::model::{
     Action, Admin, ChallengeStatus, Layout, Protocol, Reply, SessionRec, Sid, Snapshot, State,

@@ -3,7 +3,7 @@
 
 use authsession::domain::{ClientPublicKey, Email, RequestId};
 use authsession::store::challenges::{Confirmed, Rejection, Verified};
-use testcontainers::RedisServer;
+use authsession_testbench::RedisServer;
 
 use crate::helpers::{public_key, unique_email};
 use crate::scripts_audit::{client, confirm_request, hashes, new_user, sent_challenge, standalone};

@@ -2,7 +2,7 @@
 //! scripts driven straight at Redis (the ceiling), then cost-growth and memory measurements, one
 //! module per scenario. Everything runs on this machine (loopback only) and stops by itself.
 //!
-//!     cargo run --release -p testcontainers --bin loadgen -- --help
+//!     cargo run --release -p authsession-testbench --bin loadgen -- --help
 
 mod ceiling;
 mod memory;
@@ -24,8 +24,8 @@ use authsession::app::App;
 use authsession::config::{self, Config, EventFormat, MAX_ACTIVE_SESSIONS_CEILING};
 use authsession::domain::CodeHasher;
 use authsession::store::{Redis, Store};
+use authsession_testbench::{FakeMailService, RedisServer};
 use clap::Parser;
-use testcontainers::{FakeMailService, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 use recorder::{Recorder, Target};
@@ -104,7 +104,7 @@ fn main() {
     ]));
     let mail = Arc::new(driver.block_on(FakeMailService::start()));
     mail.stop_recording();
-    let mut env = testcontainers::app::test_env(&redis);
+    let mut env = authsession_testbench::app::test_env(&redis);
     // The run owns its Redis: the contract's default names, so bytes per key are production's.
     for name in [
         config::REDIS_KEY_PREFIX,
@@ -120,7 +120,7 @@ fn main() {
     let config = Config::from_source(&env).unwrap();
     // Scenario 0's service: per-IP limits at their defaults, every request through a trusted
     // proxy naming a client address of its own; a namespace of its own on the same Redis.
-    let mut limited = testcontainers::app::test_env(&redis);
+    let mut limited = authsession_testbench::app::test_env(&redis);
     limited.insert(config::LOG_LEVEL.into(), "error".into());
     limited.remove(config::SEND_RATE_LIMIT_PER_IP);
     limited.remove(config::CONFIRM_RATE_LIMIT_PER_IP);

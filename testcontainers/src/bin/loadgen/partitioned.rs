@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use authsession::app::App;
 use authsession::config::{self, Config};
 use authsession::store::{Redis, Store};
-use testcontainers::{unique_email, FakeMailService, RedisCluster};
+use authsession_testbench::{unique_email, FakeMailService, RedisCluster};
 use tokio_util::sync::CancellationToken;
 
 use crate::propagation;
@@ -44,10 +44,10 @@ async fn start(
     partitions: u32,
     threads: usize,
 ) -> Service {
-    let (prefix, gateway, stream) = testcontainers::cluster_names(partitions > 1);
+    let (prefix, gateway, stream) = authsession_testbench::cluster_names(partitions > 1);
     // Every key of the namespace starts with what the key prefix has before `authsession:`.
     let label = prefix.trim_end_matches("authsession:").to_owned();
-    let mut env = testcontainers::app::test_env(&cluster.nodes[0]);
+    let mut env = authsession_testbench::app::test_env(&cluster.nodes[0]);
     for (k, v) in [
         (config::REDIS_MODE, "cluster".to_owned()),
         (config::REDIS_ADDR, cluster.seeds()),
@@ -201,7 +201,7 @@ async fn keys_per_primary(cluster: &RedisCluster, label: &str) -> Vec<(usize, u6
     for node in &cluster.nodes {
         let mut conn = node.connection().await;
         let pattern = format!("{}*", label.replace('{', "\\{").replace('}', "\\}"));
-        let keys = testcontainers::invariants::scan(&mut conn, &pattern).await;
+        let keys = authsession_testbench::invariants::scan(&mut conn, &pattern).await;
         let mut bytes = 0u64;
         for chunk in keys.chunks(1000) {
             let mut pipe = redis::pipe();

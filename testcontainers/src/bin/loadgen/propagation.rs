@@ -30,7 +30,7 @@ pub async fn propagation(store: &Store, internal: &str, revokes: usize) {
     for u in 0..users {
         let user = UserId::parse(&format!("propagation{u}")).unwrap();
         let count = (revokes - sessions.len()).min(PER_USER);
-        sessions.extend(testcontainers::seed::active_sessions(store, &user, count).await);
+        sessions.extend(authsession_testbench::seed::active_sessions(store, &user, count).await);
     }
     let consumer = Arc::new(GatewayConsumer::new(GatewayNames {
         snapshot_prefix: store.keys.gateway_session_prefix().to_owned(),

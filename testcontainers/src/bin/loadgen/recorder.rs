@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use testcontainers::{unique_email, FakeMailService, LoginClient};
+use authsession_testbench::{unique_email, FakeMailService, LoginClient};
 
 #[derive(Default)]
 pub struct Recorder {

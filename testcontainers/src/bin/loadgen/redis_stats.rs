@@ -166,7 +166,7 @@ pub async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
 }
 
 pub async fn delete_matching(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> u64 {
-    let keys = testcontainers::invariants::scan(conn, pattern).await;
+    let keys = authsession_testbench::invariants::scan(conn, pattern).await;
     for chunk in keys.chunks(1000) {
         let _: u64 = redis::cmd("UNLINK")
             .arg(chunk)

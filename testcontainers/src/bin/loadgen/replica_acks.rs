@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use authsession::app::App;
 use authsession::config::Config;
-use testcontainers::{FakeMailService, RedisServer};
+use authsession_testbench::{FakeMailService, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::recorder::Target;

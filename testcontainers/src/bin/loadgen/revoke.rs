@@ -18,7 +18,7 @@ pub async fn revoke_costs(
     for &size in sizes {
         let user = format!("bulk{size}");
         let user_id = UserId::parse(&user).unwrap();
-        testcontainers::seed::active_sessions(store, &user_id, size).await;
+        authsession_testbench::seed::active_sessions(store, &user_id, size).await;
         config_set(conn, "slowlog-log-slower-than", 0).await;
         config_set(conn, "slowlog-max-len", 1_000_000).await;
         slowlog_reset(conn).await;

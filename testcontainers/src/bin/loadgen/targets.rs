@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use authsession::domain::{ChallengeId, CodeHasher, Email, LoginCode};
 use authsession::store::Store;
-use testcontainers::{public_key, unique_email, RedisServer};
+use authsession_testbench::{public_key, unique_email, RedisServer};
 
 /// Requests in flight in the closed-loop runs (the bench's `wrk -c64`).
 const CONCURRENCY: usize = 64;
