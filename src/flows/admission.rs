@@ -8,24 +8,24 @@ use std::time::Duration;
 
 use super::{Context, Error};
 use crate::domain::{ChallengeId, ClientKey, RequestId};
+use crate::store;
 use crate::store::layout::Layout;
 use crate::store::scripts::Admission;
 use crate::telemetry::metrics::metrics;
 
-/// Admits a send (the client's send window and everyone's): `Err(RateLimited)` when over a
-/// limit, nothing written then.
+/// Admits a send (the client's send window and everyone's); `RateLimited`: nothing written.
 pub async fn send(
     ctx: &Context,
     challenge_id: &ChallengeId,
     client: &ClientKey,
-) -> Result<(), Error> {
+) -> Result<Admission, store::Error> {
     let policy = ctx.store.policy();
     let limited = policy.send_rate_per_ip.is_some() || policy.send_rate_global.is_some();
     // No round trip when both limits are off.
-    if let (Layout::Partitioned(_), true) = (ctx.store.keys.layout(), limited) {
-        refused(ctx.store.send_admit(challenge_id, client).await?)?;
+    match (ctx.store.keys.layout(), limited) {
+        (Layout::Partitioned(_), true) => ctx.store.send_admit(challenge_id, client).await,
+        _ => Ok(Admission::Admitted),
     }
-    Ok(())
 }
 
 /// Admits a confirm (the client's confirm window), counted under `attempt_id`.
@@ -33,23 +33,17 @@ pub async fn confirm(
     ctx: &Context,
     attempt_id: &RequestId,
     client: &ClientKey,
-) -> Result<(), Error> {
+) -> Result<Admission, store::Error> {
     let limited = ctx.store.policy().confirm_rate_per_ip.is_some();
-    if let (Layout::Partitioned(_), true) = (ctx.store.keys.layout(), limited) {
-        refused(ctx.store.confirm_admit(attempt_id, client).await?)?;
+    match (ctx.store.keys.layout(), limited) {
+        (Layout::Partitioned(_), true) => ctx.store.confirm_admit(attempt_id, client).await,
+        _ => Ok(Admission::Admitted),
     }
-    Ok(())
 }
 
-/// Over the limit: refused, to retry after the window's remaining time.
+/// Over the limit (whichever script said so): refused, to retry after the window's remaining
+/// time.
 pub fn rate_limited(after: Duration) -> Error {
     metrics().refused("public", "rate_limited");
     Error::RateLimited(after)
-}
-
-fn refused(admission: Admission) -> Result<(), Error> {
-    match admission {
-        Admission::Admitted => Ok(()),
-        Admission::RateLimited(after) => Err(rate_limited(after)),
-    }
 }

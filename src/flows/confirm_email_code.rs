@@ -15,6 +15,7 @@ use crate::store::challenges::{
     Claimed, ConfirmRequest, Confirmed, MarkedConfirmed, Rejection, SessionCreated, Verified,
 };
 use crate::store::layout::Layout;
+use crate::store::scripts::Admission;
 use crate::store::sessions::Republished;
 use crate::store::{self, Store};
 use crate::telemetry::metrics::metrics;
@@ -172,7 +173,14 @@ async fn verify(
     // One attempt id for both calls: the client's admission counts the confirm once.
     let attempt_id = RequestId::generate();
     let client = ctx.codes.client_key(client);
-    admission::confirm(ctx, &attempt_id, &client).await?;
+    if let Admission::RateLimited(after) = admission::confirm(ctx, &attempt_id, &client).await? {
+        let code_hashes = ctx.codes.hashes(challenge_id, code);
+        return Ok((
+            challenge_id.clone(),
+            code_hashes,
+            Verified::RateLimited(after),
+        ));
+    }
     let verify_at = |challenge: ChallengeId| async {
         let code_hashes = ctx.codes.hashes(&challenge, code);
         let verified = ctx

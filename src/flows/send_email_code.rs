@@ -9,6 +9,7 @@ use crate::clients::user_directory::Resolution;
 use crate::clients::LoginCodeMail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
 use crate::store::challenges::{ChallengeCreate, Created, DeliveryStatus};
+use crate::store::scripts::Admission;
 use crate::telemetry::metrics::metrics;
 
 /// `client` is the requester's address (see `http::client_ip`): it counts against the per-client
@@ -24,22 +25,20 @@ pub async fn send_email_code(
     let challenge_id = ctx.store.keys.layout().new_challenge_id(&email.hash());
     let code = LoginCode::generate();
     let client = ctx.codes.client_key(client);
-    if let Err(refused) = admission::send(ctx, &challenge_id, &client).await {
-        if matches!(refused, Error::RateLimited(_)) {
-            metrics().send("rate_limited");
+    // Admitted before the work in the partitioned layout, by the create script itself otherwise.
+    let created = match admission::send(ctx, &challenge_id, &client).await? {
+        Admission::RateLimited(after) => Created::RateLimited(after),
+        Admission::Admitted => {
+            let create = ChallengeCreate {
+                challenge_id: &challenge_id,
+                email,
+                code_hash: &ctx.codes.hash(&challenge_id, &code),
+                locale,
+                client: &client,
+            };
+            ctx.store.challenge_create(&create).await?
         }
-        return Err(refused);
-    }
-    let created = ctx
-        .store
-        .challenge_create(&ChallengeCreate {
-            challenge_id: &challenge_id,
-            email,
-            code_hash: &ctx.codes.hash(&challenge_id, &code),
-            locale,
-            client: &client,
-        })
-        .await?;
+    };
     if let Created::RateLimited(after) = created {
         metrics().send("rate_limited");
         return Err(admission::rate_limited(after));

@@ -101,7 +101,7 @@ impl Layout {
 
     /// Whether `tag` is one of this deployment's partition tags.
     pub fn is_tag(&self, tag: &str) -> bool {
-        self.tags().iter().any(|t| t == tag)
+        matches!(self, Layout::Partitioned(p) if p.index_of(tag).is_some())
     }
 
     /// A fresh challenge id, in the address's partition.

@@ -116,9 +116,23 @@ pub(crate) async fn standalone(redis: &RedisServer) -> Bench {
 
 /// A challenge marked `sent`, and its code.
 pub(crate) async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, LoginCode) {
+    let (id, code, _) = created_challenge(b, email).await;
+    b.store
+        .challenge_mark_delivery(&id, email, DeliveryStatus::Sent)
+        .await
+        .unwrap();
+    (id, code)
+}
+
+/// A challenge created for `email` (inside the address's resend window: throttled), not marked.
+pub(crate) async fn created_challenge(
+    b: &Bench,
+    email: &Email,
+) -> (ChallengeId, LoginCode, Created) {
     let id = b.store.keys.layout().new_challenge_id(&email.hash());
     let code = LoginCode::generate();
-    b.store
+    let created = b
+        .store
         .challenge_create(&ChallengeCreate {
             challenge_id: &id,
             email,
@@ -128,11 +142,7 @@ pub(crate) async fn sent_challenge(b: &Bench, email: &Email) -> (ChallengeId, Lo
         })
         .await
         .unwrap();
-    b.store
-        .challenge_mark_delivery(&id, email, DeliveryStatus::Sent)
-        .await
-        .unwrap();
-    (id, code)
+    (id, code, created)
 }
 
 /// The code's hashes under a rotation (current and previous key), so both ARGV are exercised.
@@ -221,17 +231,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             })
         }
         "challenge_mark_delivery/sent" | "challenge_mark_delivery/failed" => {
-            let id = ChallengeId::generate();
-            store
-                .challenge_create(&ChallengeCreate {
-                    challenge_id: &id,
-                    email: &email,
-                    code_hash: &code_hash,
-                    locale: None,
-                    client: &client(),
-                })
-                .await
-                .unwrap();
+            let (id, _, _) = created_challenge(b, &email).await;
             let outcome = if scenario.ends_with("sent") {
                 DeliveryStatus::Sent
             } else {
@@ -267,18 +267,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
         }
         "challenge_verify/throttled_window" => {
             let (_, code) = sent_challenge(b, &email).await;
-            let id = ChallengeId::generate();
-            let created = b
-                .store
-                .challenge_create(&ChallengeCreate {
-                    challenge_id: &id,
-                    email: &email,
-                    code_hash: &code_hash,
-                    locale: None,
-                    client: &client(),
-                })
-                .await
-                .unwrap();
+            let (id, _, created) = created_challenge(b, &email).await;
             assert_eq!(created, Created::Throttled);
             b.store.call(&ChallengeVerify {
                 challenge_id: &id,

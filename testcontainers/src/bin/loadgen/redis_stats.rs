@@ -176,3 +176,13 @@ pub async fn delete_matching(conn: &mut redis::aio::MultiplexedConnection, patte
     }
     keys.len() as u64
 }
+
+/// Loads a script body into the script cache; its SHA1.
+pub async fn script_load(conn: &mut redis::aio::MultiplexedConnection, body: &str) -> String {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(body)
+        .query_async(conn)
+        .await
+        .unwrap()
+}

@@ -46,12 +46,7 @@ async fn per_call<F: std::future::Future<Output = ()>>(
 
 /// The reference script over `n` distinct confirms, as `../shared/bench/README.md` calls it.
 async fn reference(conn: &mut redis::aio::MultiplexedConnection, body: &str, n: usize) -> f64 {
-    let sha: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(body)
-        .query_async(conn)
-        .await
-        .unwrap();
+    let sha = crate::redis_stats::script_load(conn, body).await;
     let mut c = conn.clone();
     per_call(conn, async move {
         for batch in (0..n).collect::<Vec<_>>().chunks(100) {

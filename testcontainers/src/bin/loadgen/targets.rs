@@ -173,28 +173,38 @@ async fn post(
     Ok((took, answer))
 }
 
-/// A send to a fresh address (the service's stub mail delivers it).
-fn send(
+/// One request of a run, boxed so every route's runs share one shape.
+type Request = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + Send>>;
+
+/// Requests POSTing to `path` of the public surface: `body()` gives the next one's JSON (`None`:
+/// nothing left to send), whose answer must be `want`.
+fn poster(
     service: &Service,
-) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + Send>>
-       + Send
-       + Sync
-       + 'static {
-    let (http, url) = (
-        service.http.clone(),
-        format!(
-            "{}{}",
-            service.public,
-            authsession::http::public::SEND_EMAIL_CODE
-        ),
-    );
+    path: &str,
+    want: u16,
+    body: impl Fn() -> Option<serde_json::Value> + Send + Sync + 'static,
+) -> impl Fn(u64) -> Request + Send + Sync + 'static {
+    let (http, url) = (service.http.clone(), format!("{}{path}", service.public));
     move |n| {
-        let (http, url) = (http.clone(), url.clone());
+        let (http, url, body) = (http.clone(), url.clone(), body());
         Box::pin(async move {
-            let body = serde_json::json!({ "email": unique_email() });
-            Some(post(&http, &url, n, body, 200).await.map(|(took, _)| took))
+            Some(
+                post(&http, &url, n, body?, want)
+                    .await
+                    .map(|(took, _)| took),
+            )
         })
     }
+}
+
+/// A send to a fresh address (the service's stub mail delivers it).
+fn send(service: &Service) -> impl Fn(u64) -> Request + Send + Sync + 'static {
+    poster(
+        service,
+        authsession::http::public::SEND_EMAIL_CODE,
+        200,
+        || Some(serde_json::json!({ "email": unique_email() })),
+    )
 }
 
 /// `n` challenges written straight into Redis in the contract's format (`sent`, a known code
@@ -243,31 +253,20 @@ async fn challenges(
 fn confirm(
     service: &Service,
     codes: Arc<Mutex<Vec<(String, String)>>>,
-) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + Send>>
-       + Send
-       + Sync
-       + 'static {
-    let (http, url) = (
-        service.http.clone(),
-        format!(
-            "{}{}",
-            service.public,
-            authsession::http::public::CONFIRM_EMAIL_CODE
-        ),
-    );
-    move |n| {
-        let (http, url) = (http.clone(), url.clone());
-        let next = codes.lock().unwrap().pop();
-        Box::pin(async move {
-            let (challenge, code) = next?;
-            let body = serde_json::json!({
+) -> impl Fn(u64) -> Request + Send + Sync + 'static {
+    poster(
+        service,
+        authsession::http::public::CONFIRM_EMAIL_CODE,
+        200,
+        move || {
+            let (challenge, code) = codes.lock().unwrap().pop()?;
+            Some(serde_json::json!({
                 "challenge_id": challenge,
                 "code": code,
                 "client_public_key": public_key(),
-            });
-            Some(post(&http, &url, n, body, 200).await.map(|(took, _)| took))
-        })
-    }
+            }))
+        },
+    )
 }
 
 /// A closed-loop run by `wrk -t2 -c64` (the bench README's driver, far lighter than an
@@ -372,17 +371,11 @@ pub async fn measure(
     let mut reference_us = f64::NAN;
     let reference = match std::fs::read_to_string(reference_script) {
         Ok(body) => {
-            let sha: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(body)
-                .query_async(conn)
-                .await
-                .unwrap();
+            let sha = crate::redis_stats::script_load(conn, &body).await;
             let cpu = crate::redis_stats::counters(conn).await.cpu;
             let before = reference_ceiling(redis, &sha);
             reference_us = 1e6 * (crate::redis_stats::counters(conn).await.cpu - cpu) / 200_000.0;
-            crate::redis_stats::delete_matching(conn, "ch:*").await;
-            for pattern in ["s:*", "u:*", "g:*", "ref_events"] {
+            for pattern in ["ch:*", "s:*", "u:*", "g:*", "ref_events"] {
                 crate::redis_stats::delete_matching(conn, pattern).await;
             }
             before
@@ -458,24 +451,14 @@ pub async fn measure(
             .await
         }
     };
-    let http = service.http.clone();
-    let url = format!(
-        "{}{}",
-        service.public,
-        authsession::http::public::SEND_EMAIL_CODE
+    let malformed = poster(
+        service,
+        authsession::http::public::SEND_EMAIL_CODE,
+        400,
+        || Some(serde_json::json!({ "email": "not an address" })),
     );
-    (figures.http_only, _) = closed(
-        "400 before any script (HTTP stack alone)",
-        duration,
-        move |n| {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let body = serde_json::json!({ "email": "not an address" });
-                Some(post(&http, &url, n, body, 400).await.map(|(took, _)| took))
-            }
-        },
-    )
-    .await;
+    let http_only = "400 before any script (HTTP stack alone)";
+    (figures.http_only, _) = closed(http_only, duration, malformed).await;
     (_, figures.send_p99_ms) = open(
         "send-email-code at half its maximum",
         figures.send / 2.0,
