@@ -14,16 +14,11 @@ pub async fn restart(redis: &RedisServer, down: Duration) {
     redis.restart().await;
 }
 
-/// `CLIENT PAUSE ALL` for `pause`: every client's commands wait.
-pub async fn pause(admin: &mut MultiplexedConnection, pause: Duration) {
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(pause.as_millis() as u64)
-        .arg("ALL")
-        .query_async(admin)
-        .await
-        .unwrap();
-    tokio::time::sleep(pause).await;
+/// Redis hangs for `hold`: the engine freezes the process (every thread stopped, connections
+/// open, the kernel still accepting), a truer model of a hung server than `CLIENT PAUSE`, under
+/// which Redis itself still answers `PING`, `INFO` and replicas.
+pub async fn freeze(redis: &RedisServer, hold: Duration) {
+    redis.freeze(hold).await;
 }
 
 /// `maxmemory 1` for `hold`: every write command (and every shebang write script) is refused.

@@ -1,9 +1,10 @@
-//! authsession's test bench: real `redis-server` processes on free ports, real HTTP fakes of the
-//! user and mail services, the service in-process (`spawn_app`) or as a child process
-//! (`ServiceProcess`). No mock of Redis anywhere.
+//! authsession's test bench: real Redis in containers (the `testcontainers` crate, host network,
+//! free ports; see [`engine`]), real HTTP fakes of the user and mail services, the service
+//! in-process (`spawn_app`) or as a child process (`ServiceProcess`). No mock of Redis anywhere.
 
 pub mod app;
 pub mod chaos;
+pub mod engine;
 pub mod fakes;
 pub mod invariants;
 pub mod keyspace;

@@ -1,5 +1,6 @@
-//! A real Redis Cluster: `redis-server --cluster-enabled yes` nodes joined by
-//! `redis-cli --cluster create`, each primary with replicas so failover can be exercised.
+//! A real Redis Cluster: `redis-server --cluster-enabled yes` nodes (each a container) joined by
+//! `redis-cli --cluster create` (run once in a container of the same image), each primary with
+//! replicas so failover can be exercised.
 
 use std::time::{Duration, Instant};
 
@@ -31,25 +32,15 @@ impl RedisCluster {
             args.extend_from_slice(extra);
             nodes.push(RedisServer::start_with(&args).await);
         }
-        let mut create = tokio::process::Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &nodes {
-            create.arg(node.addr());
-        }
-        create
-            .arg("--cluster-replicas")
-            .arg(replicas.to_string())
-            .arg("--cluster-yes");
-        let output = create
-            .output()
-            .await
-            .expect("redis-cli is installed with redis-server");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut create: Vec<String> = vec!["redis-cli".into(), "--cluster".into(), "create".into()];
+        create.extend(nodes.iter().map(RedisServer::addr));
+        create.extend([
+            "--cluster-replicas".into(),
+            replicas.to_string(),
+            "--cluster-yes".into(),
+        ]);
+        let (code, output) = crate::engine::run_to_end(&create).await;
+        assert_eq!(code, 0, "redis-cli --cluster create failed: {output}");
         let cluster = Self { nodes };
         cluster.wait_until_ok().await;
         cluster

@@ -1,16 +1,12 @@
-//! A real Sentinel deployment: one primary, replicas (`--replicaof`), and three `redis-sentinel`
-//! processes watching it with quorum 2, all on free ports. Failover by `SENTINEL FAILOVER` or by
+//! A real Sentinel deployment: one primary, replicas (`--replicaof`), and three Sentinels watching
+//! it with quorum 2, each in a container on the host network, all on free ports. Failover by `SENTINEL FAILOVER` or by
 //! `kill -9` of the primary; after a kill the dead node comes back on its port as a replica of the
 //! new primary (a restarted empty node must never come back as a primary).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::engine::{self, Container};
 use crate::RedisServer;
-
-const INSTALL_HINT: &str =
-    "redis-sentinel is not installed: run `apt-get install -y redis-sentinel` \
-                            (the README's test command does this for you)";
 
 /// The name the Sentinels monitor the primary under.
 pub const MASTER_NAME: &str = "authsession-primary";
@@ -18,23 +14,18 @@ pub const MASTER_NAME: &str = "authsession-primary";
 /// How long Sentinels wait before they call a silent primary down.
 const DOWN_AFTER_MS: u64 = 1000;
 
-struct SentinelProcess {
+/// A Sentinel: its container (removed on drop) and the directory of the configuration it
+/// rewrites.
+struct Sentinel {
     port: u16,
-    child: Child,
+    _container: Container,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for SentinelProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub struct RedisSentinel {
     /// Data nodes; the primary is whichever the Sentinels name.
     nodes: Vec<RedisServer>,
-    sentinels: Vec<SentinelProcess>,
+    sentinels: Vec<Sentinel>,
 }
 
 /// The arguments of a data node: fast diskless sync.
@@ -294,9 +285,9 @@ impl RedisSentinel {
     }
 }
 
-async fn launch_sentinel(primary: u16) -> SentinelProcess {
+async fn launch_sentinel(primary: u16) -> Sentinel {
     for _ in 0..5 {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = engine::shared_dir();
         let port = crate::free_port();
         let conf = dir.path().join("sentinel.conf");
         std::fs::write(
@@ -311,37 +302,35 @@ async fn launch_sentinel(primary: u16) -> SentinelProcess {
             ),
         )
         .expect("write sentinel.conf");
-        let child = match Command::new("redis-sentinel")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
-            Err(e) => panic!("cannot run redis-sentinel: {e}"),
-        };
-        let mut sentinel = SentinelProcess {
-            port,
-            child,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        // `redis-server <conf> --sentinel` is `redis-sentinel <conf>`, and the form an official
+        // image's entry point runs as its own user (who may rewrite the file: the dir is shared).
+        let command = [
+            "redis-server".to_owned(),
+            conf.display().to_string(),
+            "--sentinel".to_owned(),
+        ];
+        let container = engine::run(&command, &[dir.path()]).await;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
             if let Some(mut conn) = connect(port).await {
                 let pong: redis::RedisResult<String> =
                     redis::cmd("PING").query_async(&mut conn).await;
                 if pong.is_ok() {
-                    return sentinel;
+                    return Sentinel {
+                        port,
+                        _container: container,
+                        _dir: dir,
+                    };
                 }
             }
-            if matches!(sentinel.child.try_wait(), Ok(Some(_))) {
-                break; // most likely the port was taken meanwhile
+            // Most likely the port was taken meanwhile and the process exited.
+            if started.elapsed() > Duration::from_millis(300)
+                && !container.is_running().await.unwrap_or(false)
+            {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = sentinel.child.kill();
     }
     panic!("redis-sentinel did not start after 5 attempts");
 }

@@ -1,22 +1,22 @@
-//! A throwaway `redis-server` on a free port: no persistence, killed on drop, restartable on the
-//! same port for fault tests.
+//! A throwaway Redis on a free port, in a container on the host network: no persistence, removed
+//! on drop, restartable on the same port for fault tests, freezable (the engine's pause).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const INSTALL_HINT: &str =
-    "redis-server (7.0 or newer) is not installed: run `apt-get install -y redis-server` \
-                            (the README's test command does this for you)";
+use crate::engine::{self, Container};
 
 pub struct RedisServer {
     port: u16,
     /// Behind a lock so a restart can change them (e.g. come back as a replica).
-    args: std::sync::Mutex<Vec<String>>,
-    /// Behind a lock so fault tests can stop and restart a server other tasks are using.
-    child: std::sync::Mutex<Option<Child>>,
+    args: Mutex<Vec<String>>,
+    /// Behind a lock so fault tests can stop and restart a server other tasks are using; shared
+    /// so a freeze can hold it across its pause.
+    container: Mutex<Option<Arc<Container>>>,
+    /// The server's working directory and log, mounted into the container at the same path.
     dir: tempfile::TempDir,
     /// The TLS settings and the directory holding the certificates (kept for restarts).
     tls: Option<(Tls, tempfile::TempDir)>,
@@ -38,66 +38,69 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `["--maxmemory", "1mb"]`).
     pub async fn start_with(args: &[&str]) -> Self {
-        let mut dir = tempfile::tempdir().expect("temp dir");
+        Self::start_full(args, None).await
+    }
+
+    async fn start_full(args: &[&str], tls: Option<(Tls, tempfile::TempDir)>) -> Self {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut tls = tls;
         for _ in 0..5 {
-            let mut server = Self {
+            let server = Self {
                 port: crate::free_port(),
-                args: std::sync::Mutex::new(args.clone()),
-                child: Default::default(),
-                dir,
-                tls: None,
+                args: Mutex::new(args.clone()),
+                container: Default::default(),
+                dir: engine::shared_dir(),
+                tls: tls.take(),
             };
             if server.launch().await {
                 return server;
             }
-            dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
+            tls = server.take_tls();
         }
-        panic!("redis-server did not start after 5 attempts (see its log in the temp dir)");
+        panic!("redis-server did not start after 5 attempts");
+    }
+
+    fn take_tls(mut self) -> Option<(Tls, tempfile::TempDir)> {
+        self.tls.take()
     }
 
     async fn launch(&self) -> bool {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(self.log_path())
-            .args(self.args.lock().unwrap().iter())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
-            Err(e) => panic!("cannot run redis-server: {e}"),
-        };
-        *self.child.lock().unwrap() = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let mut command: Vec<String> = [
+            "redis-server",
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &self.dir.path().display().to_string(),
+            "--logfile",
+            &self.log_path().display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        command.extend(self.args.lock().unwrap().iter().cloned());
+        let mut dirs = vec![self.dir.path()];
+        dirs.extend(self.tls.as_ref().map(|(_, certs)| certs.path()));
+        let container = Arc::new(engine::run(&command, &dirs).await);
+        *self.container.lock().unwrap() = Some(container.clone());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
             if self.pings().await {
                 return true;
             }
-            let exited = matches!(
-                self.child.lock().unwrap().as_mut().map(|c| c.try_wait()),
-                Some(Ok(Some(_)))
-            );
-            if exited {
-                *self.child.lock().unwrap() = None;
-                return false; // exited: most likely the port was taken meanwhile
+            // Most likely the port was taken meanwhile and the process exited.
+            if started.elapsed() > Duration::from_millis(300)
+                && !container.is_running().await.unwrap_or(false)
+            {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        drop(container);
         self.stop();
         false
     }
@@ -119,7 +122,7 @@ impl RedisServer {
     /// A server that also listens with TLS (certificate for 127.0.0.1 and localhost, signed by
     /// a CA generated here); the plain port stays open for arranging and asserting.
     pub async fn start_tls() -> Self {
-        let certs = tempfile::tempdir().expect("temp dir");
+        let certs = engine::shared_dir();
         let ca_file = certs.path().join("ca.pem");
         let (cert_file, key_file) = (
             certs.path().join("server.pem"),
@@ -155,15 +158,11 @@ impl RedisServer {
             "no".to_owned(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut server = Self::start_with(&args).await;
-        server.tls = Some((
-            Tls {
-                port: tls_port,
-                ca_file,
-            },
-            certs,
-        ));
-        server
+        let tls = Tls {
+            port: tls_port,
+            ca_file,
+        };
+        Self::start_full(&args, Some((tls, certs))).await
     }
 
     /// The TLS listener, when started with [`RedisServer::start_tls`].
@@ -241,12 +240,21 @@ impl RedisServer {
         }
     }
 
-    /// Kills the server (SIGKILL: no shutdown save, like a crash).
+    /// Kills the server (the container is removed by force: SIGKILL, no shutdown save, like a
+    /// crash).
     pub fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let container = self.container.lock().unwrap().take();
+        drop(container);
+    }
+
+    /// Freezes the server for `hold` (the engine's pause: every thread of the process stops, the
+    /// sockets stay open and the kernel keeps accepting, as with a hung process), then thaws it.
+    pub async fn freeze(&self, hold: Duration) {
+        let container = self.container.lock().unwrap().clone();
+        let container = container.expect("a running server");
+        container.pause().await.expect("pause the container");
+        tokio::time::sleep(hold).await;
+        container.unpause().await.expect("unpause the container");
     }
 
     /// Starts the server again on the same port, empty, with `args` in place of the arguments it
@@ -272,6 +280,16 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.stop();
+        // `testcontainers` removes a container in its destructor through the current Tokio
+        // runtime; a server dropped outside one gets a runtime for that moment.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.stop();
+        } else if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            let _guard = rt.enter();
+            self.stop();
+        }
     }
 }

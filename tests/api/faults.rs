@@ -104,8 +104,7 @@ async fn redis_killed_and_restarted() {
 #[tokio::test]
 async fn redis_paused() {
     let h = harness(&[]).await;
-    let mut admin = h.redis.connection().await;
-    let fault = chaos::pause(&mut admin, Duration::from_secs(2));
+    let fault = chaos::freeze(&h.redis, Duration::from_secs(2));
     under_load(&h, fault, &[]).await;
 }
 

@@ -1,5 +1,5 @@
 //! High availability: Sentinel deployments and acknowledged writes that survive a failover.
-//! Real processes: a primary, a replica and three `redis-sentinel`s on free ports.
+//! Real Redis: a primary, a replica and three Sentinels, each in its own container, on free ports.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

@@ -11,6 +11,7 @@ mod fuzz;
 mod gateway;
 mod helpers;
 mod high_availability;
+mod image;
 mod internal;
 mod lifecycle;
 mod malformed_requests;

@@ -134,7 +134,7 @@ async fn main() {
                     chaos::restart(&redis, Duration::from_secs(1)).await;
                     admin = redis.connection().await;
                 }
-                SoakFault::RedisPause => chaos::pause(&mut admin, Duration::from_secs(2)).await,
+                SoakFault::RedisPause => chaos::freeze(&redis, Duration::from_secs(2)).await,
                 SoakFault::ReplyLost => {
                     chaos::through_proxy(
                         &redis_proxy,

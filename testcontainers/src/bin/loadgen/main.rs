@@ -142,7 +142,7 @@ fn main() {
     println!(
         "machine: {} cores; redis-server {}; service runtime {} threads; {} virtual users; {} s per run\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        redis_version(),
+        driver.block_on(redis_version(&redis)),
         args.service_threads,
         args.users,
         args.duration
@@ -177,15 +177,17 @@ fn main() {
     drop(service_rt);
 }
 
-fn redis_version() -> String {
-    let out = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("v="))
+/// The Redis version the bench's image runs (`INFO server`).
+async fn redis_version(redis: &RedisServer) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut redis.connection().await)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
         .unwrap_or("?")
+        .trim()
         .to_owned()
 }
 

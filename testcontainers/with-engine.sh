@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs a command (the README's: `cargo test --workspace`) with the container engine the test
+# bench needs, on a fresh Debian machine as root:
+#   - installs docker.io and debootstrap when missing;
+#   - starts dockerd when no engine answers, with no bridge and no iptables rules (every test
+#     container uses the host's network, so every address stays on loopback), and stops it again
+#     when the command ends: an engine that was running is left running, one that was not is not;
+#   - removes containers a killed earlier run left behind (label authsession.testbench);
+#   - builds the local images when they are missing (no registry is reachable here): the Redis
+#     image (Debian 12's redis-server, redis-sentinel, redis-cli) and a stand-in for the service
+#     image's distroless runtime base, both from one debootstrap of Debian's packages.
+# Usage: bash testcontainers/with-engine.sh cargo test --workspace
+set -euo pipefail
+
+REDIS_IMAGE="${AUTHSESSION_TEST_REDIS_IMAGE:-authsession-test/redis:bookworm}"
+RUNTIME_IMAGE="${AUTHSESSION_TEST_RUNTIME_IMAGE:-authsession-local/cc-debian12:nonroot}"
+SUITE="${DEBIAN_SUITE:-bookworm}"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+say() { echo "with-engine: $*" >&2; }
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+started_pid=
+stop_engine() {
+  if [[ -n "$started_pid" ]]; then
+    say "stopping the dockerd it started"
+    kill "$started_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$started_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+}
+trap stop_engine EXIT
+
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (no bridge, no iptables; log: /var/log/authsession-dockerd.log)"
+  dockerd --iptables=false --ip6tables=false --bridge=none >/var/log/authsession-dockerd.log 2>&1 &
+  started_pid=$!
+  for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+  docker info >/dev/null 2>&1 || { say "dockerd did not come up:"; tail -20 /var/log/authsession-dockerd.log >&2; exit 1; }
+fi
+
+leftovers=$(docker ps -aq --filter label=authsession.testbench)
+[[ -z "$leftovers" ]] || docker rm -f $leftovers >/dev/null
+
+if ! docker image inspect "$REDIS_IMAGE" >/dev/null 2>&1 || ! docker image inspect "$RUNTIME_IMAGE" >/dev/null 2>&1; then
+  root=$(mktemp -d)
+  base=$(mktemp -d)
+  say "building $REDIS_IMAGE and $RUNTIME_IMAGE from Debian $SUITE (debootstrap, about a minute)"
+  debootstrap --variant=minbase --include=redis-server,redis-sentinel,ca-certificates \
+    "$SUITE" "$root" "$MIRROR" >/dev/null
+  tar -C "$root" --exclude=./var/cache/apt --exclude=./var/lib/apt/lists \
+    --exclude=./usr/share/doc --exclude=./usr/share/man -c . |
+    docker import -c 'CMD ["redis-server"]' -c 'LABEL org.opencontainers.image.description="Debian redis-server for authsession tests"' \
+      - "$REDIS_IMAGE" >/dev/null
+  # The distroless cc base holds glibc, libgcc, CA certificates and a nonroot user; so does this.
+  mkdir -p "$base"/lib/x86_64-linux-gnu "$base"/lib64 "$base"/etc/ssl/certs "$base"/tmp
+  cp -L "$root"/lib/x86_64-linux-gnu/{libc.so.6,libm.so.6,libgcc_s.so.1} "$base"/lib/x86_64-linux-gnu/
+  cp -L "$root"/lib64/ld-linux-x86-64.so.2 "$base"/lib64/
+  cp "$root"/etc/ssl/certs/ca-certificates.crt "$base"/etc/ssl/certs/
+  printf 'root:x:0:0::/root:/sbin/nologin\nnonroot:x:65532:65532::/home/nonroot:/sbin/nologin\n' >"$base"/etc/passwd
+  chmod 1777 "$base"/tmp
+  tar -C "$base" -c . | docker import -c 'USER 65532:65532' - "$RUNTIME_IMAGE" >/dev/null
+  rm -rf "$root" "$base"
+fi
+
+"$@"
