@@ -107,10 +107,15 @@ fn host_container(repo: String, tag: String, role: &str) -> ContainerRequest<Gen
 /// and stderr).
 pub async fn run_to_end(command: &[String]) -> (i64, String) {
     let container = run(command, &[]).await;
+    let started = std::time::Instant::now();
     let code = loop {
         if let Some(code) = container.exit_code().await.expect("inspect the container") {
             break code;
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{command:?} still running after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut output = container.stdout_to_vec().await.unwrap_or_default();
@@ -210,15 +215,32 @@ mod version_shim {
         .ok()?
     }
 
+    /// Each test process's forwarder socket is `<temp>/authsession-engine-<pid>.sock`.
+    const SOCKET_PREFIX: &str = "authsession-engine-";
+
+    /// Removes the sockets of processes that have exited (a socket file outlives its process).
+    fn sweep_stale_sockets() {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(SOCKET_PREFIX)
+                .and_then(|rest| rest.strip_suffix(".sock"));
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Serves a forwarder on a new socket, on a thread of its own (test runtimes come and go);
     /// returns the socket's path.
     pub fn start(engine: PathBuf, version: String) -> PathBuf {
-        let dir = tempfile::Builder::new()
-            .prefix("authsession-engine")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
-        let socket = dir.join("docker.sock");
+        sweep_stale_sockets();
+        let socket =
+            std::env::temp_dir().join(format!("{SOCKET_PREFIX}{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
         let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind the shim");
         listener.set_nonblocking(true).expect("nonblocking");
         std::thread::spawn(move || {

@@ -3,6 +3,7 @@
 mod budgets;
 mod confirm;
 mod consistency;
+mod containers;
 mod contract;
 mod deployments;
 mod edge;
