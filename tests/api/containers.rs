@@ -29,11 +29,11 @@ async fn a_server_is_removed_on_drop_and_when_its_test_panics() {
     assert!(!container_on(port).await, "still there after drop");
 
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let panicked = async move {
+    let panicked = std::panic::AssertUnwindSafe(async move {
         let server = RedisServer::start().await;
         tx.send(server.port()).unwrap();
         panic!("a test failing with its server running");
-    }
+    })
     .catch_unwind()
     .await;
     assert!(panicked.is_err());
