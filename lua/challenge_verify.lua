@@ -1,14 +1,15 @@
 #!lua
--- challenge_verify, version: 6
--- Admits a confirm (per-client fixed window), then checks it before the user service is asked;
--- counts failed attempts against the challenge and against the address's fixed-window failure
--- budget. A confirmed challenge is no guessing oracle: anything but the identical retry answers
--- 'already_confirmed' whether or not the code was right, and a wrong code there counts like any
--- other. A throttled challenge names the challenge that opened its window ('window'): the caller
--- hashes the code under that id and calls again there with the same attempt id, so the code the
--- address's owner received works, and attempts, budget and confirmation are that challenge's.
+-- challenge_verify, version: 7
+-- Admits a confirm (per-client fixed window) when the call carries the admission, then checks it
+-- before the user service is asked; counts failed attempts against the challenge and against the
+-- address's fixed-window failure budget. A confirmed challenge is no guessing oracle: anything but
+-- the identical retry answers 'already_confirmed' whether or not the code was right, and a wrong
+-- code there counts like any other. A throttled challenge names the challenge that opened its
+-- window ('window'): the caller hashes the code under that id and calls again there with the same
+-- attempt id, so the code the address's owner received works, and attempts, budget and confirmation
+-- are that challenge's.
 -- KEYS[1] challenge
--- KEYS[2] rate_confirm_client: the client's confirm window
+-- KEYS[2] rate_confirm_client?: the client's confirm window
 -- ARGV[1] code_hash: of the presented code under the current key
 -- ARGV[2] code_hash_previous: under the previous key during a rotation, '' otherwise
 -- ARGV[3] client_public_key
@@ -17,8 +18,10 @@
 -- ARGV[6] failure_window_ms
 -- ARGV[7] confirm_failures_prefix: the counter is this prefix .. the challenge's email_hash
 -- ARGV[8] attempt_id: unique per confirm request
--- ARGV[9] client_limit: confirms per client per window, 0 = off
--- ARGV[10] client_window_ms
+-- ARGV[9] client_limit?: confirms per client per window, 0 = off
+-- ARGV[10] client_window_ms?
+-- Optional (`?`): the admission, all of it or none. The single-tag layout passes it; the
+-- partitioned layout admits the client in its own partition first (confirm_admit) and passes none.
 -- Derives: confirm_failures (ARGV[7] .. email_hash; a throttled challenge has none)
 -- Reply: {'ok', email, verified_at_ms} | {'confirmed', device_session_id} (identical retry)
 --        | {'window', challenge_id} (throttled: confirm against the window's opening challenge)
@@ -40,17 +43,24 @@ local window = arg_int(6, 1, MAX_MS)
 local failures_prefix = arg_str(7)
 local attempt_id = arg_str(8)
 local attempt_field = 'attempt:' .. attempt_id
-local client_limit = arg_int(9, 0, 1000000000)
-local client_window = arg_int(10, 1, MAX_MS)
+local admits = KEYS[2] ~= nil
+local client_limit, client_window
+if admits then
+  client_limit, client_window = arg_int(9, 0, 1000000000), arg_int(10, 1, MAX_MS)
+end
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms', 'email_hash',
   'email', 'client_public_key', 'device_session_id', attempt_field, 'window_of')
 local status, stored_hash = c[1], c[2] or ''
 if c[9] then
   return {c[9]}
 end
-local client = rate_check(KEYS[2], client_limit, client_window, attempt_id)
-if client and client.retry_after then
-  return {'rate_limited', client.retry_after}
+-- Without the admission `client` stays nil, and each rate_count below counts nothing.
+local client
+if admits then
+  client = rate_check(KEYS[2], client_limit, client_window, attempt_id)
+  if client and client.retry_after then
+    return {'rate_limited', client.retry_after}
+  end
 end
 if not status then
   rate_count(KEYS[2], client, client_window, attempt_id)

@@ -153,17 +153,12 @@ mod architecture {
     }
 
     /// The layout is decided in one place: outside `store/layout.rs` nothing asks whether the
-    /// deployment is partitioned, except the two scripts whose keys still differ by layout
-    /// (`challenge_create`, `challenge_verify`: admission in the same call, or before it).
+    /// deployment is partitioned (flows match on the `Layout` value; where a script's admission
+    /// runs is `flows::admission`'s answer, passed in as the call's optional slots).
     #[test]
     fn only_the_layout_asks_whether_keys_are_partitioned() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let allowed = [
-            "layout.rs",
-            "partitions.rs",
-            "challenge_create.rs",
-            "challenge_verify.rs",
-        ];
+        let allowed = ["layout.rs", "partitions.rs"];
         let offenders: Vec<_> = files(&src)
             .into_iter()
             .filter(|f| !allowed.iter().any(|a| f.ends_with(a)))

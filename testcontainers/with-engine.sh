@@ -14,6 +14,9 @@ set -euo pipefail
 
 REDIS_IMAGE="${AUTHSESSION_TEST_REDIS_IMAGE:-authsession-test/redis:bookworm}"
 RUNTIME_IMAGE="${AUTHSESSION_TEST_RUNTIME_IMAGE:-authsession-local/cc-debian12:nonroot}"
+# The images the build below makes; any other name is pulled.
+LOCAL_REDIS=authsession-test/redis:bookworm
+LOCAL_RUNTIME=authsession-local/cc-debian12:nonroot
 SUITE="${DEBIAN_SUITE:-bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
@@ -48,16 +51,27 @@ fi
 leftovers=$(docker ps -aq --filter label=authsession.testbench)
 [[ -z "$leftovers" ]] || docker rm -f $leftovers >/dev/null
 
-if ! docker image inspect "$REDIS_IMAGE" >/dev/null 2>&1 || ! docker image inspect "$RUNTIME_IMAGE" >/dev/null 2>&1; then
+# An image named other than the local defaults (an official `redis:7`, the distroless base) is
+# pulled when missing; a missing local default is built.
+build=
+for image in "$REDIS_IMAGE" "$RUNTIME_IMAGE"; do
+  docker image inspect "$image" >/dev/null 2>&1 && continue
+  case "$image" in
+    "$LOCAL_REDIS" | "$LOCAL_RUNTIME") build=1 ;;
+    *) docker pull "$image" ;;
+  esac
+done
+
+if [[ -n "$build" ]]; then
   root=$(mktemp -d)
   base=$(mktemp -d)
-  say "building $REDIS_IMAGE and $RUNTIME_IMAGE from Debian $SUITE (debootstrap, about a minute)"
+  say "building $LOCAL_REDIS and $LOCAL_RUNTIME from Debian $SUITE (debootstrap, about a minute)"
   debootstrap --variant=minbase --include=redis-server,redis-sentinel,ca-certificates \
     "$SUITE" "$root" "$MIRROR" >/dev/null
   tar -C "$root" --exclude=./var/cache/apt --exclude=./var/lib/apt/lists \
     --exclude=./usr/share/doc --exclude=./usr/share/man -c . |
     docker import -c 'CMD ["redis-server"]' -c 'LABEL org.opencontainers.image.description="Debian redis-server for authsession tests"' \
-      - "$REDIS_IMAGE" >/dev/null
+      - "$LOCAL_REDIS" >/dev/null
   # The distroless cc base holds glibc, libgcc, CA certificates and a nonroot user; so does this.
   mkdir -p "$base"/lib/x86_64-linux-gnu "$base"/lib64 "$base"/etc/ssl/certs "$base"/tmp
   cp -L "$root"/lib/x86_64-linux-gnu/{libc.so.6,libm.so.6,libgcc_s.so.1} "$base"/lib/x86_64-linux-gnu/
@@ -65,7 +79,7 @@ if ! docker image inspect "$REDIS_IMAGE" >/dev/null 2>&1 || ! docker image inspe
   cp "$root"/etc/ssl/certs/ca-certificates.crt "$base"/etc/ssl/certs/
   printf 'root:x:0:0::/root:/sbin/nologin\nnonroot:x:65532:65532::/home/nonroot:/sbin/nologin\n' >"$base"/etc/passwd
   chmod 1777 "$base"/tmp
-  tar -C "$base" -c . | docker import -c 'USER 65532:65532' - "$RUNTIME_IMAGE" >/dev/null
+  tar -C "$base" -c . | docker import -c 'USER 65532:65532' - "$LOCAL_RUNTIME" >/dev/null
   rm -rf "$root" "$base"
 fi
 

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::admission;
+use super::admission::{self, Admit};
 use super::{Context, Error};
 use crate::clients::user_directory::Ensured;
 use crate::domain::{
@@ -15,7 +15,6 @@ use crate::store::challenges::{
     Claimed, ConfirmRequest, Confirmed, MarkedConfirmed, Rejection, SessionCreated, Verified,
 };
 use crate::store::layout::Layout;
-use crate::store::scripts::Admission;
 use crate::store::sessions::Republished;
 use crate::store::{self, Store};
 use crate::telemetry::metrics::metrics;
@@ -173,14 +172,17 @@ async fn verify(
     // One attempt id for both calls: the client's admission counts the confirm once.
     let attempt_id = RequestId::generate();
     let client = ctx.codes.client_key(client);
-    if let Admission::RateLimited(after) = admission::confirm(ctx, &attempt_id, &client).await? {
-        let code_hashes = ctx.codes.hashes(challenge_id, code);
-        return Ok((
-            challenge_id.clone(),
-            code_hashes,
-            Verified::RateLimited(after),
-        ));
-    }
+    let admit = match admission::confirm(ctx, &attempt_id, &client).await? {
+        Admit::RateLimited(after) => {
+            let code_hashes = ctx.codes.hashes(challenge_id, code);
+            return Ok((
+                challenge_id.clone(),
+                code_hashes,
+                Verified::RateLimited(after),
+            ));
+        }
+        admit => admit.with_the_work(),
+    };
     let verify_at = |challenge: ChallengeId| async {
         let code_hashes = ctx.codes.hashes(&challenge, code);
         let verified = ctx
@@ -190,7 +192,7 @@ async fn verify(
                 &code_hashes,
                 client_public_key,
                 max_attempts,
-                &client,
+                admit,
                 &attempt_id,
             )
             .await?;

@@ -4,12 +4,12 @@
 
 use std::net::IpAddr;
 
-use super::{admission, Context, Error};
+use super::admission::{self, Admit};
+use super::{Context, Error};
 use crate::clients::user_directory::Resolution;
 use crate::clients::LoginCodeMail;
 use crate::domain::{ChallengeId, Email, Locale, LoginCode};
 use crate::store::challenges::{ChallengeCreate, Created, DeliveryStatus};
-use crate::store::scripts::Admission;
 use crate::telemetry::metrics::metrics;
 
 /// `client` is the requester's address (see `http::client_ip`): it counts against the per-client
@@ -27,14 +27,14 @@ pub async fn send_email_code(
     let client = ctx.codes.client_key(client);
     // Admitted before the work in the partitioned layout, by the create script itself otherwise.
     let created = match admission::send(ctx, &challenge_id, &client).await? {
-        Admission::RateLimited(after) => Created::RateLimited(after),
-        Admission::Admitted => {
+        Admit::RateLimited(after) => Created::RateLimited(after),
+        admit => {
             let create = ChallengeCreate {
                 challenge_id: &challenge_id,
                 email,
                 code_hash: &ctx.codes.hash(&challenge_id, &code),
                 locale,
-                client: &client,
+                admit: admit.with_the_work(),
             };
             ctx.store.challenge_create(&create).await?
         }

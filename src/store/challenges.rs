@@ -126,7 +126,7 @@ impl Store {
         code_hashes: &CodeHashes,
         client_public_key: &ClientPublicKey,
         max_attempts: u32,
-        client: &ClientKey,
+        admit: Option<&ClientKey>,
         attempt_id: &RequestId,
     ) -> Result<Verified, Error> {
         if self.home(challenge_id.as_str()).is_none() {
@@ -138,7 +138,7 @@ impl Store {
             client_public_key,
             max_attempts,
             attempt_id,
-            client,
+            admit,
         })
         .await
     }

@@ -135,14 +135,8 @@ impl Keys {
     /// `P rate:send:<client>` (hash `n`, `last`): one client's send window; `client` is a keyed
     /// hash of its IP address, never the address itself.
     pub fn rate_send_client(&self, client: &str) -> String {
-        self.rate_send_client_in(self.layout.of_client(client), client)
-    }
-
-    /// The key `rate_send_client` would have in `partition`: the partitioned layout admits in
-    /// the client's partition first and hands the create script, which runs in the address's
-    /// partition, this never-touched key of its own slot (its limit is off there).
-    pub fn rate_send_client_in(&self, partition: Partition, client: &str) -> String {
-        format!("{}rate:send:{}{client}", self.prefix, self.tag(partition))
+        let tag = self.tag(self.layout.of_client(client));
+        format!("{}rate:send:{tag}{client}", self.prefix)
     }
 
     /// `P rate:send_global` (hash `n`, `last`): everyone's challenge-creation window. Partitioned:
@@ -156,16 +150,8 @@ impl Keys {
 
     /// `P rate:confirm:<client>` (hash `n`, `last`): one client's confirm window.
     pub fn rate_confirm_client(&self, client: &str) -> String {
-        self.rate_confirm_client_in(self.layout.of_client(client), client)
-    }
-
-    /// See [`Self::rate_send_client_in`].
-    pub fn rate_confirm_client_in(&self, partition: Partition, client: &str) -> String {
-        format!(
-            "{}rate:confirm:{}{client}",
-            self.prefix,
-            self.tag(partition)
-        )
+        let tag = self.tag(self.layout.of_client(client));
+        format!("{}rate:confirm:{tag}{client}", self.prefix)
     }
 
     /// `P config` (hash of runtime overrides).

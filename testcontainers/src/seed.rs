@@ -25,9 +25,8 @@ pub async fn active_sessions(
         "a user holds at most {MAX_ACTIVE_SESSIONS_CEILING} active sessions"
     );
     let codes = CodeHasher::development();
-    let client = codes.client_key([127, 0, 0, 1].into());
     let one = |i: usize| {
-        let (store, user_id, codes, client) = (store, user_id, &codes, &client);
+        let (store, user_id, codes) = (store, user_id, &codes);
         async move {
             let email = Email::parse(&format!("seed{i}x{:x}@example.com", rand::random::<u32>()))
                 .expect("a valid address");
@@ -39,7 +38,8 @@ pub async fn active_sessions(
                     email: &email,
                     code_hash: &hashes.current,
                     locale: None,
-                    client,
+                    // Seeding arranges state; it is no client's request to admit.
+                    admit: None,
                 })
                 .await
                 .expect("challenge_create");

@@ -124,7 +124,7 @@ async fn a_resent_wrong_guess_counts_once() {
         client_public_key: &key,
         max_attempts: 5,
         attempt_id: &RequestId::generate(),
-        client: &client,
+        admit: Some(&client),
     });
 
     let first = store.redis.invoke(&call).await.unwrap();

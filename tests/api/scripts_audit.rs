@@ -20,6 +20,7 @@ use authsession::domain::{
     DeviceSessionId, Email, LoginCode, RequestId, UserId,
 };
 use authsession::store::challenges::{ChallengeCreate, ConfirmRequest, Created, DeliveryStatus};
+use authsession::store::layout::Layout;
 use authsession::store::scripts::access_probe::AccessProbe;
 use authsession::store::scripts::challenge_claim::ChallengeClaim;
 use authsession::store::scripts::challenge_confirm::ChallengeConfirm;
@@ -131,6 +132,7 @@ pub(crate) async fn created_challenge(
 ) -> (ChallengeId, LoginCode, Created) {
     let id = b.store.keys.layout().new_challenge_id(&email.hash());
     let code = LoginCode::generate();
+    let client = client();
     let created = b
         .store
         .challenge_create(&ChallengeCreate {
@@ -138,7 +140,7 @@ pub(crate) async fn created_challenge(
             email,
             code_hash: &hashes(&id, &code).current,
             locale: None,
-            client: &client(),
+            admit: admit(&b.store, &client),
         })
         .await
         .unwrap();
@@ -190,6 +192,12 @@ pub(crate) fn client() -> ClientKey {
     CodeHasher::development().client_key("192.0.2.7".parse().unwrap())
 }
 
+/// The admission a create or verify call carries, as `flows::admission` decides it: the client,
+/// with the work, in the single-tag layout; none in the partitioned one (admitted apart).
+pub(crate) fn admit<'a>(store: &Store, client: &'a ClientKey) -> Option<&'a ClientKey> {
+    matches!(store.keys.layout(), Layout::SingleTag).then_some(client)
+}
+
 pub(crate) fn revocation() -> Revocation {
     Revocation {
         reason_code: Code::known("admin_revoke"),
@@ -209,6 +217,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
     let email = Email::parse(&unique_email()).unwrap();
     let wrong = hashes(&ChallengeId::generate(), &LoginCode::generate());
     let code_hash = wrong.current.clone();
+    let client = client();
     match scenario {
         "challenge_create/new" => {
             let locale = authsession::domain::Locale::parse("en-GB").unwrap();
@@ -217,7 +226,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 email: &email,
                 code_hash: &code_hash,
                 locale: Some(&locale),
-                client: &client(),
+                admit: admit(store, &client),
             })
         }
         "challenge_create/throttled" => {
@@ -227,7 +236,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 email: &email,
                 code_hash: &code_hash,
                 locale: None,
-                client: &client(),
+                admit: admit(&b.store, &client),
             })
         }
         "challenge_mark_delivery/sent" | "challenge_mark_delivery/failed" => {
@@ -248,7 +257,14 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             // One failure already counted, so the budget counter exists and is read.
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             b.store
-                .challenge_verify(&id, &wrong, &key, 5, &client(), &RequestId::generate())
+                .challenge_verify(
+                    &id,
+                    &wrong,
+                    &key,
+                    5,
+                    admit(&b.store, &client),
+                    &RequestId::generate(),
+                )
                 .await
                 .unwrap();
             let hash = if scenario.ends_with("right_code") {
@@ -262,7 +278,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 client_public_key: &key,
                 max_attempts: 5,
                 attempt_id: &RequestId::generate(),
-                client: &client(),
+                admit: admit(&b.store, &client),
             })
         }
         "challenge_verify/throttled_window" => {
@@ -275,7 +291,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 client_public_key: &ClientPublicKey::parse(&public_key()).unwrap(),
                 max_attempts: 5,
                 attempt_id: &RequestId::generate(),
-                client: &client(),
+                admit: admit(&b.store, &client),
             })
         }
         "challenge_confirm/first_login" => {
@@ -290,11 +306,11 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
         }
         "send_admit/first" => store.call(&SendAdmit {
             challenge_id: &ChallengeId::generate(),
-            client: &client(),
+            client: &client,
         }),
         "confirm_admit/first" => store.call(&ConfirmAdmit {
             attempt_id: &RequestId::generate(),
-            client: &client(),
+            client: &client,
         }),
         "session_create/first_login"
         | "challenge_claim/verified"
@@ -952,6 +968,42 @@ async fn in_the_partitioned_layout_a_derived_key_of_another_partition_fails_the_
             "reached another partition",
         )
         .await;
+    }
+}
+
+/// The partitioned layout admits the client apart, in the client's partition (`send_admit`,
+/// `confirm_admit`). Its create and verify calls used to carry the admission anyway: a key of the
+/// address's slot that was never touched and a limit of 0. They now carry none of the optional
+/// admission slots, and the scripts run without them.
+#[tokio::test]
+async fn in_the_partitioned_layout_create_and_verify_carry_no_admission() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let mut b = partitioned_bench(&cluster).await;
+    let (email, client) = (Email::parse(&unique_email()).unwrap(), client());
+    let id = b.store.keys.layout().new_challenge_id(&email.hash());
+    let create = b.store.call(&ChallengeCreate {
+        challenge_id: &id,
+        email: &email,
+        code_hash: &hashes(&id, &LoginCode::generate()).current,
+        locale: None,
+        admit: admit(&b.store, &client),
+    });
+    let verify = arrange(&mut b, "challenge_verify/wrong_code").await;
+    for (call, keys, args) in [(create, 2, 8), (verify, 1, 8)] {
+        let script = call.script().name;
+        assert_eq!(
+            (call.keys().len(), call.args().len()),
+            (keys, args),
+            "{script}: {:?}",
+            call.keys()
+        );
+        assert!(
+            call.keys().iter().all(|k| !k.contains("rate:")),
+            "{script}: {:?}",
+            call.keys()
+        );
+        let reply = run(&b, &call).await.unwrap();
+        assert!(!reply.contains("rate_limited"), "{script}: {reply}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! `lua/challenge_create.lua`: a new challenge and the address's resend window, with the send's
-//! admission (single-tag layout; the partitioned layout admits with `send_admit` first).
+//! admission when the call carries it (single-tag layout; the partitioned layout admits with
+//! `send_admit` first and passes none of the optional admission slots).
 
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ pub struct ChallengeCreate<'a> {
     /// The code's hash under the current key.
     pub code_hash: &'a str,
     pub locale: Option<&'a Locale>,
-    pub client: &'a ClientKey,
+    /// The client this call admits, with the work (`flows::admission` says whether it does).
+    pub admit: Option<&'a ClientKey>,
 }
 
 /// What `challenge_create` decided.
@@ -37,38 +39,23 @@ impl Call for ChallengeCreate<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let (keys, client) = (&store.keys, self.client.as_str());
-        let email_hash = self.email.hash();
-        let (rate_client, rate_global) = if keys.layout().is_partitioned() {
-            // send_admit counted the client already; these keys of the address's slot stay
-            // untouched (limits off, below).
-            let home = keys.layout().of_address(&email_hash);
-            (
-                keys.rate_send_client_in(home, client),
-                keys.rate_send_global(home),
-            )
-        } else {
-            (
-                keys.rate_send_client(client),
-                keys.rate_send_global(keys.layout().of_client(client)),
-            )
-        };
-        vec![
+        let keys = &store.keys;
+        let mut slots = vec![
             ("challenge", keys.challenge(self.challenge_id.as_str())),
-            ("resend_throttle", keys.resend_throttle(&email_hash)),
-            ("rate_send_client", rate_client),
-            ("rate_send_global", rate_global),
-        ]
+            ("resend_throttle", keys.resend_throttle(&self.email.hash())),
+        ];
+        if let Some(client) = self.admit {
+            let client = client.as_str();
+            slots.push(("rate_send_client", keys.rate_send_client(client)));
+            let home = keys.layout().of_client(client);
+            slots.push(("rate_send_global", keys.rate_send_global(home)));
+        }
+        slots
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {
         let policy = &store.policy;
-        let (mut client_limit, client_window) = limit_args(policy.send_rate_per_ip);
-        let (mut global_limit, global_window) = limit_args(policy.send_rate_global);
-        if store.keys.layout().is_partitioned() {
-            (client_limit, global_limit) = (0, 0);
-        }
-        vec![
+        let mut slots = vec![
             ("challenge_id", self.challenge_id.to_string()),
             ("email", self.email.as_str().to_owned()),
             ("email_hash", self.email.hash()),
@@ -86,11 +73,18 @@ impl Call for ChallengeCreate<'_> {
                 "resend_cooldown_ms",
                 millis(policy.resend_cooldown).to_string(),
             ),
-            ("client_limit", client_limit.to_string()),
-            ("client_window_ms", client_window.to_string()),
-            ("global_limit", global_limit.to_string()),
-            ("global_window_ms", global_window.to_string()),
-        ]
+        ];
+        if self.admit.is_some() {
+            let (client_limit, client_window) = limit_args(policy.send_rate_per_ip);
+            let (global_limit, global_window) = limit_args(policy.send_rate_global);
+            slots.extend([
+                ("client_limit", client_limit.to_string()),
+                ("client_window_ms", client_window.to_string()),
+                ("global_limit", global_limit.to_string()),
+                ("global_window_ms", global_window.to_string()),
+            ]);
+        }
+        slots
     }
 }
 

@@ -1,5 +1,6 @@
 //! `lua/challenge_verify.lua`: a presented code checked against the challenge, counting the
-//! attempt, the address's failure budget and (single-tag layout) the client's confirm window.
+//! attempt, the address's failure budget and, when the call carries it (single-tag layout), the
+//! client's confirm window.
 
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ pub struct ChallengeVerify<'a> {
     /// Identifies this confirm request: a resend of the same call (lost reply) is answered from
     /// the stored verdict instead of counting a second attempt.
     pub attempt_id: &'a RequestId,
-    pub client: &'a ClientKey,
+    /// The client this call admits, with the work (`flows::admission` says whether it does).
+    pub admit: Option<&'a ClientKey>,
 }
 
 /// Why a confirm attempt is refused.
@@ -75,28 +77,21 @@ impl Call for ChallengeVerify<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let (keys, client) = (&store.keys, self.client.as_str());
-        let rate_client = if keys.layout().is_partitioned() {
-            // confirm_admit counted the client already; this key of the challenge's slot stays
-            // untouched (limit off, below).
-            keys.rate_confirm_client_in(store.home_or_first(self.challenge_id.as_str()), client)
-        } else {
-            keys.rate_confirm_client(client)
-        };
-        vec![
-            ("challenge", keys.challenge(self.challenge_id.as_str())),
-            ("rate_confirm_client", rate_client),
-        ]
+        let keys = &store.keys;
+        let mut slots = vec![("challenge", keys.challenge(self.challenge_id.as_str()))];
+        if let Some(client) = self.admit {
+            slots.push((
+                "rate_confirm_client",
+                keys.rate_confirm_client(client.as_str()),
+            ));
+        }
+        slots
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {
         let policy = &store.policy;
-        let (mut client_limit, client_window) = limit_args(policy.confirm_rate_per_ip);
-        if store.keys.layout().is_partitioned() {
-            client_limit = 0;
-        }
         let home = store.home_or_first(self.challenge_id.as_str());
-        vec![
+        let mut slots = vec![
             ("code_hash", self.code_hashes.current.clone()),
             (
                 "code_hash_previous",
@@ -114,9 +109,15 @@ impl Call for ChallengeVerify<'_> {
                 store.keys.confirm_failures_prefix(home),
             ),
             ("attempt_id", self.attempt_id.to_string()),
-            ("client_limit", client_limit.to_string()),
-            ("client_window_ms", client_window.to_string()),
-        ]
+        ];
+        if self.admit.is_some() {
+            let (client_limit, client_window) = limit_args(policy.confirm_rate_per_ip);
+            slots.extend([
+                ("client_limit", client_limit.to_string()),
+                ("client_window_ms", client_window.to_string()),
+            ]);
+        }
+        slots
     }
 }
 

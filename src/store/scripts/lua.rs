@@ -26,17 +26,37 @@ pub struct Script {
 /// `-- ARGV[i] name: ...`, `-- Derives: kind (...), kind (...)` or `nothing`). KEYS names are
 /// key kinds of [`super::keys::Keys::kind_of`]; the typed wrappers name every slot they fill, and
 /// the test bench checks every key a script touches against this list.
+///
+/// A slot named `name?` is optional: optional slots come last, in KEYS and ARGV alike, and a call
+/// passes all of them or none (the generated arity check accepts exactly those two shapes). The
+/// create and verify scripts carry the client's admission that way: the single-tag layout passes
+/// it, the partitioned layout admits apart and passes none.
 #[derive(Debug, Default)]
 pub struct Header {
     pub keys: Vec<String>,
     pub args: Vec<String>,
     pub derives: Vec<String>,
+    /// How many of `keys` and of `args` every call passes (the rest are optional).
+    pub required: (usize, usize),
+}
+
+impl Header {
+    /// The (KEYS, ARGV) counts a call may have: all slots, or only the required ones.
+    pub fn arities(&self) -> Vec<(usize, usize)> {
+        let all = (self.keys.len(), self.args.len());
+        if self.required == all {
+            vec![all]
+        } else {
+            vec![all, self.required]
+        }
+    }
 }
 
 impl Header {
     fn parse(name: &str, body: &str) -> Self {
         let mut header = Header::default();
-        let slot = |line: &str, tag: &str, list: &mut Vec<String>| {
+        let mut optional = (Vec::new(), Vec::new());
+        let slot = |line: &str, tag: &str, list: &mut Vec<String>, optional: &mut Vec<bool>| {
             let Some(rest) = line.strip_prefix(tag) else {
                 return;
             };
@@ -49,14 +69,23 @@ impl Header {
                 "lua/{name}.lua: header slots must be numbered 1, 2, ... in order"
             );
             let slot_name = rest.split([':', ' ']).next().unwrap_or_default();
+            let (slot_name, is_optional) = match slot_name.strip_suffix('?') {
+                Some(required_name) => (required_name, true),
+                None => (slot_name, false),
+            };
+            assert!(
+                is_optional || !optional.contains(&true),
+                "lua/{name}.lua: `{line}`: optional slots come last"
+            );
             list.push(slot_name.to_owned());
+            optional.push(is_optional);
         };
         for line in body
             .lines()
             .take_while(|l| l.starts_with("--") || l.starts_with("#!"))
         {
-            slot(line, "-- KEYS[", &mut header.keys);
-            slot(line, "-- ARGV[", &mut header.args);
+            slot(line, "-- KEYS[", &mut header.keys, &mut optional.0);
+            slot(line, "-- ARGV[", &mut header.args, &mut optional.1);
             if let Some(rest) = line.strip_prefix("-- Derives: ") {
                 header.derives = rest
                     .split(',')
@@ -69,6 +98,13 @@ impl Header {
         assert!(
             !header.keys.is_empty(),
             "lua/{name}.lua: the header names no KEYS"
+        );
+        let required = |flags: &[bool]| flags.iter().filter(|o| !**o).count();
+        header.required = (required(&optional.0), required(&optional.1));
+        assert_eq!(
+            header.required.0 == header.keys.len(),
+            header.required.1 == header.args.len(),
+            "lua/{name}.lua: optional slots come in KEYS and ARGV together"
         );
         header
     }
@@ -104,11 +140,19 @@ pub(super) fn assemble(name: &'static str) -> Script {
 /// or ARGV than the header names is refused before anything is read (a missing last ARGV would
 /// otherwise surface as a nil deep inside the script).
 fn arity_check(name: &str, header: &Header) -> String {
-    let (keys, args) = (header.keys.len(), header.args.len());
-    format!(
-        "if #KEYS ~= {keys} or #ARGV ~= {args} then\n  \
-         return redis.error_reply('ERR {name} takes {keys} KEYS and {args} ARGV')\nend\n"
-    )
+    match header.arities()[..] {
+        [(keys, args)] => format!(
+            "if #KEYS ~= {keys} or #ARGV ~= {args} then\n  \
+             return redis.error_reply('ERR {name} takes {keys} KEYS and {args} ARGV')\nend\n"
+        ),
+        [(keys, args), (required_keys, required_args)] => format!(
+            "if not ((#KEYS == {keys} and #ARGV == {args}) or \
+             (#KEYS == {required_keys} and #ARGV == {required_args})) then\n  \
+             return redis.error_reply('ERR {name} takes {keys} KEYS and {args} ARGV \
+             (or {required_keys} and {required_args})')\nend\n"
+        ),
+        _ => unreachable!("one or two arities"),
+    }
 }
 
 /// Inlines `--!include <fragment>.lua: helper, helper, ...` lines, with `prologue` before the

@@ -150,18 +150,18 @@ pub struct ScriptCall<'a> {
 
 impl<'a> ScriptCall<'a> {
     fn new(script: &'a Script, keys: Vec<Slot>, args: Vec<Slot>) -> Self {
+        // Names only in the message: the values hold addresses and hashes.
+        let header = &script.header;
         let names = |slots: &[Slot]| slots.iter().map(|(n, _)| *n).collect::<Vec<_>>();
-        debug_assert_eq!(
+        let named = |slots: &[Slot], header: &[String]| names(slots) == header[..slots.len()];
+        debug_assert!(
+            header.arities().contains(&(keys.len(), args.len()))
+                && named(&keys, &header.keys)
+                && named(&args, &header.args),
+            "{}: the input's KEYS {:?} and ARGV {:?} against the header {header:?}",
+            script.name,
             names(&keys),
-            script.header.keys,
-            "{}: the input's KEYS against the header",
-            script.name
-        );
-        debug_assert_eq!(
-            names(&args),
-            script.header.args,
-            "{}: the input's ARGV against the header",
-            script.name
+            names(&args)
         );
         Self {
             script,

@@ -133,7 +133,7 @@ impl Real {
                 email: &email,
                 code_hash: &code_hashes.current,
                 locale: None,
-                client: &client,
+                admit: crate::scripts_audit::admit(&b.store, &client),
             };
             assert_eq!(
                 b.store.challenge_create(&create).await.unwrap(),
@@ -265,7 +265,7 @@ async fn run(
                             code_hashes,
                             key,
                             u32::from(protocol.max_attempts),
-                            &real.client,
+                            crate::scripts_audit::admit(store, &real.client),
                             &RequestId::generate(),
                         )
                         .await

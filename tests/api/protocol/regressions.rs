@@ -29,7 +29,14 @@ async fn a_twin_confirm_with_another_key_is_refused_after_the_first_committed() 
     for key in [&first, &twin] {
         let verified = b
             .store
-            .challenge_verify(&id, &code_hashes, key, 5, &client(), &RequestId::generate())
+            .challenge_verify(
+                &id,
+                &code_hashes,
+                key,
+                5,
+                Some(&client()),
+                &RequestId::generate(),
+            )
             .await
             .unwrap();
         let Verified::Ok { verified_at_ms, .. } = verified else {
@@ -126,7 +133,7 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
             &code_hashes,
             &key,
             5,
-            &client(),
+            Some(&client()),
             &RequestId::generate(),
         )
         .await
@@ -157,7 +164,7 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
             &code_hashes,
             &key,
             5,
-            &client(),
+            Some(&client()),
             &RequestId::generate(),
         )
         .await;

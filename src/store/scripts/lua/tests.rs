@@ -245,16 +245,17 @@ fn every_script_checks_its_arity_first() {
             .lines()
             .find(|l| !l.starts_with("--") && !l.starts_with("#!"))
             .unwrap();
-        assert_eq!(
-            first_code,
+        let (keys, args) = (script.header.keys.len(), script.header.args.len());
+        let (required_keys, required_args) = script.header.required;
+        let expected = if (required_keys, required_args) == (keys, args) {
+            format!("if #KEYS ~= {keys} or #ARGV ~= {args} then")
+        } else {
             format!(
-                "if #KEYS ~= {} or #ARGV ~= {} then",
-                script.header.keys.len(),
-                script.header.args.len()
-            ),
-            "{}",
-            script.name
-        );
+                "if not ((#KEYS == {keys} and #ARGV == {args}) or \
+                 (#KEYS == {required_keys} and #ARGV == {required_args})) then"
+            )
+        };
+        assert_eq!(first_code, expected, "{}", script.name);
     }
 }
 

@@ -135,7 +135,7 @@ pub async fn memory_per_send(
                     email: &email,
                     code_hash: &hash,
                     locale: None,
-                    client: &client,
+                    admit: Some(&client),
                 })
                 .await
                 .unwrap();

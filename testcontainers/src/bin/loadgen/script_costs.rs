@@ -118,7 +118,7 @@ pub async fn script_costs(
                     email,
                     code_hash: &hash,
                     locale: None,
-                    client: &client,
+                    admit: Some(&client),
                 })
                 .await
                 .unwrap();
@@ -139,7 +139,7 @@ pub async fn script_costs(
         for (id, _, code) in &logins {
             let hashes = hasher.hashes(id, code);
             match store
-                .challenge_verify(id, &hashes, &key, 5, &client, &RequestId::generate())
+                .challenge_verify(id, &hashes, &key, 5, Some(&client), &RequestId::generate())
                 .await
                 .unwrap()
             {
