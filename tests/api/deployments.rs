@@ -309,6 +309,9 @@ async fn the_story_passes_over_tls() {
             (config::REDIS_ADDR, &addr),
             (config::REDIS_TLS_ENABLED, "true"),
             (config::REDIS_TLS_CA_FILE, &ca),
+            // The story is about TLS working, not its speed: startup's handshakes once took over
+            // the default 2 s while parallel tests started clusters' containers.
+            (config::REDIS_CONNECT_TIMEOUT, "10s"),
             COOLDOWN,
         ],
     )
