@@ -10,7 +10,7 @@
 #     image (Debian 12's redis-server, redis-sentinel, redis-cli) and a stand-in for the service
 #     image's distroless runtime base, both from one debootstrap of Debian's packages.
 # For `cargo test ...` the setup runs while the test binaries compile (`cargo test --no-run`).
-# Usage: bash testcontainers/with-engine.sh cargo test --workspace -- --test-threads 4
+# Usage: bash testcontainers/with-engine.sh cargo test --workspace
 set -euo pipefail
 
 REDIS_IMAGE="${AUTHSESSION_TEST_REDIS_IMAGE:-authsession-test/redis:bookworm}"

@@ -20,14 +20,13 @@ impl RedisCluster {
     pub async fn start_with(primaries: usize, replicas: usize, extra: &[&str]) -> Self {
         let mut nodes = Vec::new();
         for _ in 0..primaries * (1 + replicas) {
-            let bus = crate::free_port().to_string();
             let mut args = vec![
                 "--cluster-enabled",
                 "yes",
                 "--cluster-node-timeout",
                 "2000",
                 "--cluster-port",
-                &bus,
+                crate::redis_server::FREE_PORT,
             ];
             args.extend_from_slice(extra);
             nodes.push(RedisServer::start_with(&args).await);

@@ -22,6 +22,16 @@ pub struct RedisServer {
     tls: Option<(Tls, tempfile::TempDir)>,
 }
 
+/// An argument that stands for a port free when the server starts (each start attempt picks one;
+/// a restart keeps it), e.g. `["--cluster-port", FREE_PORT]`.
+pub const FREE_PORT: &str = "<free port>";
+
+/// The value after `flag` in `args`, as a port.
+fn flag_value(args: &[String], flag: &str) -> Option<u16> {
+    let at = args.iter().position(|a| a == flag)?;
+    args.get(at + 1)?.parse().ok()
+}
+
 /// The TLS side of a server started with [`RedisServer::start_tls`].
 #[derive(Debug, Clone)]
 pub struct Tls {
@@ -42,12 +52,23 @@ impl RedisServer {
     }
 
     async fn start_full(args: &[&str], tls: Option<(Tls, tempfile::TempDir)>) -> Self {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let mut tls = tls;
         for _ in 0..5 {
+            // A port argument is picked per attempt: one taken since it was picked fails the
+            // attempt, and the next must not ask for it again.
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| match *a {
+                    FREE_PORT => crate::free_port().to_string(),
+                    a => a.to_owned(),
+                })
+                .collect();
+            if let Some((tls, _)) = tls.as_mut() {
+                tls.port = flag_value(&args, "--tls-port").unwrap_or(tls.port);
+            }
             let server = Self {
                 port: crate::free_port(),
-                args: Mutex::new(args.clone()),
+                args: Mutex::new(args),
                 container: Default::default(),
                 dir: engine::shared_dir(),
                 tls: tls.take(),
@@ -144,10 +165,9 @@ impl RedisServer {
         std::fs::write(&ca_file, ca.pem()).unwrap();
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
-        let tls_port = crate::free_port();
         let args = [
             "--tls-port".to_owned(),
-            tls_port.to_string(),
+            FREE_PORT.to_owned(),
             "--tls-cert-file".to_owned(),
             cert_file.display().to_string(),
             "--tls-key-file".to_owned(),
@@ -159,7 +179,7 @@ impl RedisServer {
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let tls = Tls {
-            port: tls_port,
+            port: 0, // the attempt that starts picks it
             ca_file,
         };
         Self::start_full(&args, Some((tls, certs))).await
