@@ -183,42 +183,31 @@ mod tests {
             verified_at_ms: 1_795_867_200_000,
         };
         let (challenge_id, device_session_id) = (&challenge_id, &device_session_id);
-        let calls = [
-            store.call(&ChallengeCreate {
+        // The create and verify calls in both shapes: admitting the client with the work, and
+        // admitted apart (the partitioned layout's), their optional slots left out.
+        let mut calls = Vec::new();
+        for admit in [Some(&client), None] {
+            calls.push(store.call(&ChallengeCreate {
                 challenge_id,
                 email: &email,
                 code_hash: &code_hashes.current,
                 locale: None,
-                admit: Some(&client),
-            }),
-            // Admitted apart (the partitioned layout's shape): the optional slots left out.
-            store.call(&ChallengeCreate {
+                admit,
+            }));
+            calls.push(store.call(&ChallengeVerify {
                 challenge_id,
-                email: &email,
-                code_hash: &code_hashes.current,
-                locale: None,
-                admit: None,
-            }),
+                code_hashes: &code_hashes,
+                client_public_key: &client_public_key,
+                max_attempts: 5,
+                attempt_id: &request_id,
+                admit,
+            }));
+        }
+        calls.extend([
             store.call(&ChallengeMarkDelivery {
                 challenge_id,
                 email: &email,
                 outcome: DeliveryStatus::Sent,
-            }),
-            store.call(&ChallengeVerify {
-                challenge_id,
-                code_hashes: &code_hashes,
-                client_public_key: &client_public_key,
-                max_attempts: 5,
-                attempt_id: &request_id,
-                admit: Some(&client),
-            }),
-            store.call(&ChallengeVerify {
-                challenge_id,
-                code_hashes: &code_hashes,
-                client_public_key: &client_public_key,
-                max_attempts: 5,
-                attempt_id: &request_id,
-                admit: None,
             }),
             store.call(&ChallengeConfirm { request: &request }),
             store.call(&SendAdmit {
@@ -261,7 +250,7 @@ mod tests {
             store.call(&AccessProbe {
                 partition: store.keys.layout().all()[0],
             }),
-        ];
+        ]);
         // `Store::call` checks each slot's name against the header (in debug builds, as here);
         // this checks the counts and that no script is left out.
         let mut covered: Vec<&str> = Vec::new();

@@ -123,6 +123,40 @@ pub async fn run_to_end(command: &[String]) -> (i64, String) {
     (code, String::from_utf8_lossy(&output).into_owned())
 }
 
+/// Whether the Redis (or Sentinel) in `container` answers `PING` on `port` within 10 s; `false`
+/// as soon as its process has exited (most likely the port was taken since it was picked).
+pub async fn serves(container: &Container, port: u16) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if pings(port).await {
+            return true;
+        }
+        if started.elapsed() > Duration::from_millis(300)
+            && !container.is_running().await.unwrap_or(false)
+        {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// One `PING` on a fresh connection, answered `+PONG` within a second.
+async fn pings(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
+        Ok(Ok(_))
+    ) && &buf == b"+PONG\r\n"
+}
+
 /// A directory for a container's files, writable by whichever user the image runs Redis as
 /// (the official image drops to `redis`).
 pub fn shared_dir() -> tempfile::TempDir {

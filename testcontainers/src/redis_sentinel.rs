@@ -310,26 +310,12 @@ async fn launch_sentinel(primary: u16) -> Sentinel {
             "--sentinel".to_owned(),
         ];
         let container = engine::run(&command, &[dir.path()]).await;
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Some(mut conn) = connect(port).await {
-                let pong: redis::RedisResult<String> =
-                    redis::cmd("PING").query_async(&mut conn).await;
-                if pong.is_ok() {
-                    return Sentinel {
-                        port,
-                        _container: container,
-                        _dir: dir,
-                    };
-                }
-            }
-            // Most likely the port was taken meanwhile and the process exited.
-            if started.elapsed() > Duration::from_millis(300)
-                && !container.is_running().await.unwrap_or(false)
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if engine::serves(&container, port).await {
+            return Sentinel {
+                port,
+                _container: container,
+                _dir: dir,
+            };
         }
     }
     panic!("redis-sentinel did not start after 5 attempts");

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::engine::{self, Container};
 
 pub struct RedisServer {
@@ -108,36 +106,12 @@ impl RedisServer {
         dirs.extend(self.tls.as_ref().map(|(_, certs)| certs.path()));
         let container = Arc::new(engine::run(&command, &dirs).await);
         *self.container.lock().unwrap() = Some(container.clone());
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if self.pings().await {
-                return true;
-            }
-            // Most likely the port was taken meanwhile and the process exited.
-            if started.elapsed() > Duration::from_millis(300)
-                && !container.is_running().await.unwrap_or(false)
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if engine::serves(&container, self.port).await {
+            return true;
         }
         drop(container);
         self.stop();
         false
-    }
-
-    async fn pings(&self) -> bool {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        if stream.write_all(b"PING\r\n").await.is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 7];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
-            Ok(Ok(_))
-        ) && &buf == b"+PONG\r\n"
     }
 
     /// A server that also listens with TLS (certificate for 127.0.0.1 and localhost, signed by

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use authsession::config;
+use authsession::http::internal;
 use authsession::http::public::{CONFIRM_EMAIL_CODE, SEND_EMAIL_CODE};
 use authsession_testbench::engine::{self, Container};
 use authsession_testbench::{free_port, public_key, unique_email, RedisServer};
@@ -61,6 +62,11 @@ async fn build_image() -> BuiltImage {
     BuiltImage(tag)
 }
 
+/// The JSON body `request` is answered with.
+async fn body(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// Every line the container printed so far, stdout and stderr.
 async fn logs(container: &Container) -> String {
     let mut out = container.stdout_to_vec().await.unwrap_or_default();
@@ -92,7 +98,7 @@ async fn log_line(container: &Container, message: &str, timeout: Duration) -> Va
 async fn the_image_serves_a_login_and_shuts_down_as_the_runbook_says() {
     let image = build_image().await;
     let redis = RedisServer::start().await;
-    let (public, internal) = (
+    let (public, internal_addr) = (
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
@@ -101,7 +107,7 @@ async fn the_image_serves_a_login_and_shuts_down_as_the_runbook_says() {
         &[
             (config::REDIS_ADDR, redis.addr()),
             (config::PUBLIC_HTTP_ADDR, public.clone()),
-            (config::INTERNAL_HTTP_ADDR, internal.clone()),
+            (config::INTERNAL_HTTP_ADDR, internal_addr.clone()),
         ],
     )
     .await;
@@ -112,15 +118,11 @@ async fn the_image_serves_a_login_and_shuts_down_as_the_runbook_says() {
 
     // A login: send, the code from the stub mail sender's log line, confirm.
     let http = reqwest::Client::new();
-    let sent: Value = http
-        .post(format!("http://{public}{SEND_EMAIL_CODE}"))
-        .json(&json!({ "email": unique_email() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = body(
+        http.post(format!("http://{public}{SEND_EMAIL_CODE}"))
+            .json(&json!({ "email": unique_email() })),
+    )
+    .await;
     let challenge_id = sent["challenge_id"].as_str().expect("a challenge id");
     let delivered = log_line(
         &service,
@@ -144,27 +146,11 @@ async fn the_image_serves_a_login_and_shuts_down_as_the_runbook_says() {
     let session_id = confirmed["device_session_id"].as_str().expect("a session");
 
     // The session on the internal surface: looked up, then listed under its user.
-    let session: Value = http
-        .get(format!(
-            "http://{internal}/api/v1/internal/sessions/{session_id}"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = internal::SESSION.replace("{device_session_id}", session_id);
+    let session = body(http.get(format!("http://{internal_addr}{path}"))).await;
     let user_id = session["user_id"].as_str().expect("a user id");
-    let listed: Value = http
-        .get(format!(
-            "http://{internal}/api/v1/internal/users/{user_id}/sessions"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = internal::USER_SESSIONS.replace("{user_id}", user_id);
+    let listed = body(http.get(format!("http://{internal_addr}{path}"))).await;
     assert!(
         listed.to_string().contains(session_id),
         "the new session is not listed: {listed}"
