@@ -1,9 +1,11 @@
 #!lua
--- challenge_confirm, version: 11
+-- challenge_confirm, version: 12
 -- (Single-tag layout.) Turns a verified challenge into a device session, atomically with its
 -- indexes, the eviction of the user's oldest sessions over the limit, and the gateway projection
 -- of every change. Refuses, writing nothing, while a block of the user is in flight (the block's
--- marker exists), and when the verdict it acts on is older than the marker lives.
+-- marker exists), and when the verdict it acts on is older than the marker lives. The code is
+-- judged again by verify's own table (include/challenge.lua): a challenge that changed since verify
+-- answered gets the answer verify would give it now.
 -- KEYS[1] challenge
 -- KEYS[2] session: the new session record
 -- KEYS[3] user_sessions: the user's index of every session
@@ -46,6 +48,7 @@
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_compact, projection_json, projection_write
 --!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
+--!include challenge.lua: challenge_decide
 
 local code_hash, client_key, user_id, id = arg_str(1), arg_str(2), arg_str(3), arg_str(4)
 local max_attempts = arg_int(5, 1, 1000)
@@ -66,33 +69,24 @@ local status = c[1]
 if not status then
   return {'not_found'}
 end
--- A throttled challenge stores no hash: '' matches nothing.
-local code_ok = c[2] and c[2] ~= '' and (c[2] == code_hash or c[2] == code_hash_previous)
-if status == 'confirmed_pending_expire' then
-  -- Its own session (a replay of this confirm) only with its key: a twin with another key
-  -- derives the same id for the same user, and the session is not its.
-  if c[6] == id and c[5] == client_key then
-    return {'created', id, c[7]}
-  end
-  if code_ok and c[5] == client_key then
-    return {'confirmed', c[6]}
-  end
-  return {'already_confirmed'}
+-- Its own session (a replay of this very call) only with its key: a twin with another key
+-- derives the same id for the same user, and the session is not its.
+if status == 'confirmed_pending_expire' and c[6] == id and c[5] == client_key then
+  return {'created', id, c[7]}
 end
 local attempts = stored_int(c[3], KEYS[1] .. ' attempts', 0)
 local expires_at = stored_int(c[4], KEYS[1] .. ' expires_at_ms')
 if not expires_at then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')
 end
+-- A throttled challenge stores no hash: '' matches nothing.
+local code_ok = c[2] ~= nil and c[2] ~= '' and (c[2] == code_hash or c[2] == code_hash_previous)
 local now = now_ms()
-if now >= expires_at then
-  return {'expired'}
-end
-if attempts >= max_attempts then
-  return {'too_many_attempts'}
-end
-if (status ~= 'sent' and status ~= 'pending_delivery') or not code_ok then
-  return {'invalid_code'}
+local word = challenge_decide(status, code_ok, c[5] == client_key, now >= expires_at, attempts >= max_attempts)
+if word == 'confirmed' then
+  return {word, c[6]}
+elseif word ~= 'ok' then
+  return {word}
 end
 if read('EXISTS', KEYS[8]) == 1 then
   return {'user_blocked'}

@@ -1,5 +1,5 @@
 #!lua
--- challenge_verify, version: 7
+-- challenge_verify, version: 8
 -- Admits a confirm (per-client fixed window) when the call carries the admission, then checks it
 -- before the user service is asked; counts failed attempts against the challenge and against the
 -- address's fixed-window failure budget. A confirmed challenge is no guessing oracle: anything but
@@ -35,6 +35,7 @@
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
 --!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
+--!include challenge.lua: challenge_decide
 
 local code_hash, code_hash_previous, client_key = arg_str(1), arg_opt(2), arg_str(3)
 local max_attempts = arg_int(4, 1, 1000)
@@ -91,39 +92,27 @@ if failures_key then
 end
 -- A throttled challenge stores no hash: '' matches nothing.
 local code_ok = stored_hash ~= '' and (stored_hash == code_hash or stored_hash == code_hash_previous)
-local confirmed = status == 'confirmed_pending_expire'
 local deliverable = status == 'sent' or status == 'pending_delivery'
-if not confirmed and deliverable and code_ok and not c[6] then
+if deliverable and code_ok and not c[6] then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')
 end
 
--- Outcomes that spend nothing but the client's admission.
 local now = now_ms()
-local verdict
-if not confirmed and now >= expires_at then
-  verdict = {'expired'}
-elseif attempts >= max_attempts or failures >= budget then
-  verdict = {'too_many_attempts'}
-elseif confirmed and code_ok and c[7] == client_key then
-  verdict = {'confirmed', c[8]}
-elseif not confirmed and code_ok and deliverable then
-  -- `pending_delivery` too: the mail may have gone out although marking it `sent` failed.
-  verdict = {'ok', c[6], now}
-elseif confirmed and code_ok then
-  verdict = {'already_confirmed'}
-end
-if verdict then
-  rate_count(KEYS[2], client, client_window, attempt_id)
+local word, spends = challenge_decide(status, code_ok, c[7] == client_key, now >= expires_at,
+  attempts >= max_attempts or failures >= budget)
+rate_count(KEYS[2], client, client_window, attempt_id)
+if not spends then
+  -- Outcomes that spend nothing but the client's admission.
   commit()
-  return verdict
-end
-local word = 'invalid_code'
-if confirmed then
-  word = 'already_confirmed'
+  if word == 'confirmed' then
+    return {word, c[8]}
+  elseif word == 'ok' then
+    return {word, c[6], now}
+  end
+  return {word}
 end
 
 -- A wrong code, or a challenge that never carried a deliverable code: one attempt spent.
-rate_count(KEYS[2], client, client_window, attempt_id)
 write('HSET', KEYS[1], 'attempts', int(attempts + 1), attempt_field, word)
 if failures_key then
   if failures == 0 then

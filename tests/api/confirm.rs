@@ -522,3 +522,88 @@ async fn a_throttled_challenges_guesses_count_on_the_opening_challenge_and_the_a
         "too_many_attempts",
     );
 }
+
+/// A confirm that reaches `challenge_confirm` after its challenge changed (a twin confirmed it,
+/// then wrong guesses spent its attempts) gets the answer `challenge_verify` gives that challenge:
+/// both scripts judge a code by the one table in `lua/include/challenge.lua`. Before
+/// `challenge_confirm` v12 the two copies differed: verify answered `too_many_attempts` and confirm
+/// handed the committed session to the right code with the same key.
+#[tokio::test]
+async fn verify_and_confirm_judge_a_changed_challenge_by_one_table() {
+    use authsession::domain::{ClientPublicKey, Email};
+    use authsession::store::challenges::{Rejection, Verified};
+    use authsession::store::scripts::challenge_confirm::{ChallengeConfirm, ChallengeConfirmReply};
+
+    use crate::scripts_audit::{confirm_request, hashes, new_user, sent_challenge, standalone};
+
+    let redis = RedisServer::start().await;
+    let b = standalone(&redis).await;
+    let (id, code) = sent_challenge(&b, &Email::parse(&unique_email()).unwrap()).await;
+    let (right, wrong) = (hashes(&id, &code), hashes(&id, &other_code(&code)));
+    let key = ClientPublicKey::parse(&public_key()).unwrap();
+    let user = new_user();
+    let layout = b.store.keys.layout();
+    let session = layout.device_session_id(&id, &user);
+    let first = confirm_request(&id, &right, &key, &user, &session);
+    let created = b.store.run(&ChallengeConfirm { request: &first }).await;
+    assert!(matches!(created, Ok(ChallengeConfirmReply::Created { .. })));
+
+    let verify = |hashes| verify_once(&b, &id, hashes, &key);
+    assert!(matches!(verify(&right).await, Verified::Confirmed(s) if s == session));
+    for _ in 0..5 {
+        let guess = verify(&wrong).await;
+        assert!(
+            matches!(guess, Verified::Rejected(Rejection::AlreadyConfirmed)),
+            "{guess:?}"
+        );
+    }
+
+    // The twin's confirm: the right code and key, its own (another) session id.
+    let other = layout.random_device_session_id(layout.of_user(user.as_str()));
+    let twin = confirm_request(&id, &right, &key, &user, &other);
+    let verified = verify(&right).await;
+    let confirmed = b.store.run(&ChallengeConfirm { request: &twin }).await;
+    assert!(
+        matches!(verified, Verified::Rejected(Rejection::TooManyAttempts)),
+        "{verified:?}"
+    );
+    assert!(
+        matches!(
+            confirmed,
+            Ok(ChallengeConfirmReply::Rejected(Rejection::TooManyAttempts))
+        ),
+        "{confirmed:?}"
+    );
+    // The replay of the very call that created the session still answers `created`.
+    let replay = b.store.run(&ChallengeConfirm { request: &first }).await;
+    assert!(
+        matches!(replay, Ok(ChallengeConfirmReply::Created { .. })),
+        "{replay:?}"
+    );
+}
+
+/// One `challenge_verify` call with 5 attempts and a fresh attempt id.
+async fn verify_once(
+    b: &crate::scripts_audit::Bench,
+    id: &authsession::domain::ChallengeId,
+    hashes: &authsession::domain::CodeHashes,
+    key: &authsession::domain::ClientPublicKey,
+) -> authsession::store::challenges::Verified {
+    let client = crate::scripts_audit::client();
+    let admit = crate::scripts_audit::admit(&b.store, &client);
+    let attempt = authsession::domain::RequestId::generate();
+    b.store
+        .challenge_verify(id, hashes, key, 5, admit, &attempt)
+        .await
+        .unwrap()
+}
+
+/// A code that is not `code`.
+fn other_code(code: &authsession::domain::LoginCode) -> authsession::domain::LoginCode {
+    let other = if code.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    authsession::domain::LoginCode::parse(other).unwrap()
+}

@@ -326,30 +326,40 @@ impl Db {
     }
 }
 
+/// `include/challenge.lua`'s table (no expiry: the model's time is the blocked marker's life).
+enum Decision {
+    Ok,
+    Confirmed(Sid),
+    /// The word, and whether the code was a wrong guess that spends an attempt.
+    Rejected(&'static str, bool),
+}
+
+fn decide(c: &ChallengeRec, right_code: bool, key: u8, max_attempts: u8) -> Decision {
+    if c.attempts >= max_attempts {
+        return Decision::Rejected("too_many_attempts", false);
+    }
+    match (&c.status, right_code) {
+        (ChallengeStatus::Confirmed { sid, key: stored }, true) if *stored == key => {
+            Decision::Confirmed(*sid)
+        }
+        (ChallengeStatus::Confirmed { .. }, right) => {
+            Decision::Rejected("already_confirmed", !right)
+        }
+        (ChallengeStatus::Sent, true) => Decision::Ok,
+        (ChallengeStatus::Sent, false) => Decision::Rejected("invalid_code", true),
+    }
+}
+
 impl Protocol {
     /// `challenge_verify` for `client`'s plan.
     pub fn verify(&self, db: &mut Db, client: usize, plan: Plan) -> Reply {
-        let max = self.max_attempts;
         let c = &mut db.challenges[usize::from(plan.challenge)];
-        let code_ok = plan.right_code;
-        let confirmed = match c.status {
-            ChallengeStatus::Confirmed { sid, key } => Some((sid, key)),
-            ChallengeStatus::Sent => None,
-        };
-        if c.attempts >= max {
-            return Reply::Rejected("too_many_attempts");
-        }
-        match (confirmed, code_ok) {
-            (Some((sid, key)), true) if usize::from(key) == client => Reply::Confirmed(sid),
-            (None, true) => Reply::Ok,
-            (Some(_), true) => Reply::Rejected("already_confirmed"),
-            (confirmed, false) => {
-                c.attempts += 1;
-                Reply::Rejected(if confirmed.is_some() {
-                    "already_confirmed"
-                } else {
-                    "invalid_code"
-                })
+        match decide(c, plan.right_code, client as u8, self.max_attempts) {
+            Decision::Ok => Reply::Ok,
+            Decision::Confirmed(sid) => Reply::Confirmed(sid),
+            Decision::Rejected(word, spends) => {
+                c.attempts += u8::from(spends);
+                Reply::Rejected(word)
             }
         }
     }
@@ -358,29 +368,24 @@ impl Protocol {
     pub fn confirm(&self, db: &mut Db, client: usize, plan: Plan, v: Verdict, user: User) -> Reply {
         let sid = (plan.challenge, user);
         let key = client as u8;
-        let check_challenge = self.variant != Variant::SessionWithoutChallengeCheck;
         let c = &db.challenges[usize::from(plan.challenge)];
         // Single-tag session ids are drawn per request, so a confirm never carries the id of
         // one that committed (the script's `created` replay is the pool's resend of one call,
-        // below the model's level): a retry with the same key gets the committed session.
-        if let (
-            ChallengeStatus::Confirmed {
-                sid: stored,
-                key: stored_key,
-            },
-            true,
-        ) = (&c.status, check_challenge)
-        {
-            if plan.right_code && *stored_key == key {
-                return Reply::Confirmed(*stored);
-            }
-            return Reply::Rejected("already_confirmed");
-        }
-        if c.attempts >= self.max_attempts {
-            return Reply::Rejected("too_many_attempts");
-        }
-        if !plan.right_code {
-            return Reply::Rejected("invalid_code");
+        // below the model's level): a retry with the same key gets the committed session. The
+        // known-bad variant judges the code as if the challenge were still open.
+        let decision = if self.variant == Variant::SessionWithoutChallengeCheck {
+            let open = ChallengeRec {
+                status: ChallengeStatus::Sent,
+                ..c.clone()
+            };
+            decide(&open, plan.right_code, key, self.max_attempts)
+        } else {
+            decide(c, plan.right_code, key, self.max_attempts)
+        };
+        match decision {
+            Decision::Ok => {}
+            Decision::Confirmed(stored) => return Reply::Confirmed(stored),
+            Decision::Rejected(word, _) => return Reply::Rejected(word),
         }
         if let Some(refused) = self.marker_and_age(db, user, v) {
             return refused;

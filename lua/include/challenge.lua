@@ -1,0 +1,31 @@
+-- challenge: the decision table on a presented code, the one copy challenge_verify and
+-- challenge_confirm share, so the answer a confirm acts on cannot differ from the one verify gave.
+-- Order matters: the expiry of an open challenge, then the spent attempts (checked before the code,
+-- so once they are spent even the right code learns nothing), then a confirmed challenge (only
+-- the identical retry, right code and same key, gets its session), then the code.
+
+-- The verdict word for a challenge in `status` ('confirmed_pending_expire', 'sent',
+-- 'pending_delivery' or 'delivery_throttled'), and whether the presented code is a wrong guess
+-- that spends an attempt. `code_ok`: the code matches the stored hash; `same_key`: the presenter's
+-- key is the one that confirmed; `expired`: Redis time is past the challenge's expiry; `spent`:
+-- the attempts (or the address's failure budget) are used up.
+local function challenge_decide(status, code_ok, same_key, expired, spent)
+  local confirmed = status == 'confirmed_pending_expire'
+  if not confirmed and expired then
+    return 'expired', false
+  end
+  if spent then
+    return 'too_many_attempts', false
+  end
+  if confirmed then
+    if code_ok and same_key then
+      return 'confirmed', false
+    end
+    return 'already_confirmed', not code_ok
+  end
+  -- `pending_delivery` too: the mail may have gone out although marking it `sent` failed.
+  if code_ok and (status == 'sent' or status == 'pending_delivery') then
+    return 'ok', false
+  end
+  return 'invalid_code', true
+end
