@@ -32,7 +32,7 @@ pub async fn run(
     let view = View { store };
     match target {
         Target::Challenge(id) => view.challenge(id, out).await,
-        Target::Session(id) => view.session(id.as_str(), true, out).await,
+        Target::Session(id) => view.session(id, true, out).await,
         Target::User(id) => view.user(id, out).await,
     }
 }
@@ -117,7 +117,12 @@ impl View {
         writeln!(out, "verdict: {verdict}")?;
         if get("status") == "confirmed_pending_expire" {
             writeln!(out)?;
-            return Box::pin(self.session(get("device_session_id"), true, out)).await;
+            return Box::pin(self.session(
+                &DeviceSessionId::from_stored(get("device_session_id")),
+                true,
+                out,
+            ))
+            .await;
         }
         Ok(true)
     }
@@ -125,7 +130,7 @@ impl View {
     /// Prints one session and its projection; returns whether the projection is consistent.
     async fn session(
         &self,
-        id: &str,
+        id: &DeviceSessionId,
         with_events: bool,
         out: &mut impl Write,
     ) -> Result<bool, super::Error> {
@@ -238,7 +243,9 @@ impl View {
         let mut healthy = true;
         for session in active.iter().take(50) {
             writeln!(out)?;
-            healthy &= self.session(session, false, out).await?;
+            healthy &= self
+                .session(&DeviceSessionId::from_stored(session), false, out)
+                .await?;
         }
         if active.len() > 50 {
             writeln!(

@@ -7,7 +7,7 @@
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use super::{sha256_hex, Invalid};
+use super::{sha256_hex, EmailHash, Invalid};
 
 /// A canonical e-mail address: trimmed, Unicode NFKC, lower-cased, the domain through IDNA
 /// (UTS 46) to ASCII; a dot-atom local part (RFC 5322, with RFC 6531's non-ASCII letters); at
@@ -102,8 +102,8 @@ impl Email {
     }
 
     /// Lowercase hex SHA-256: how the address appears in key names.
-    pub fn hash(&self) -> String {
-        sha256_hex(&self.0)
+    pub fn hash(&self) -> EmailHash {
+        EmailHash(sha256_hex(&self.0))
     }
 
     /// `j***@example.com`, for operator output.

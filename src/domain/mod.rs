@@ -122,6 +122,23 @@ impl RequestId {
     }
 }
 string_newtype!(
+    /// Lowercase hex SHA-256 of a canonical address ([`Email::hash`]): how an address appears in
+    /// key names and challenge records, never the address itself.
+    EmailHash
+);
+
+impl EmailHash {
+    /// 64 lowercase hex digits, as a challenge record stores it.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        (raw.len() == 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(raw.to_owned()))
+        .ok_or(Invalid("email_hash must be 64 lowercase hex digits"))
+    }
+}
+string_newtype!(
     /// `[a-z0-9_]{1,64}`: revoke reasons and actor types.
     Code
 );
@@ -180,6 +197,13 @@ impl DeviceSessionId {
 
     pub fn generate() -> Self {
         Self(random_id())
+    }
+
+    /// An id read back from Redis (an index member, a challenge's field), taken as stored: only
+    /// parsed ids are written there, and an operator inspecting a damaged record must still reach
+    /// the key it names.
+    pub fn from_stored(raw: &str) -> Self {
+        Self(raw.to_owned())
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::layout::{Layout, Partition};
 use crate::config::{GatewayConfig, RedisConfig};
+use crate::domain::{ChallengeId, ClientKey, DeviceSessionId, EmailHash, RequestId, UserId};
 
 // Redis Cluster's hash-tag rule, which the configuration checks names against too.
 pub use crate::config::{hash_tag, share_one_hash_tag};
@@ -48,21 +49,26 @@ impl Keys {
     }
 
     /// `P challenge:<challenge_id>` (hash).
-    pub fn challenge(&self, challenge_id: &str) -> String {
-        format!("{}challenge:{challenge_id}", self.prefix)
+    pub fn challenge(&self, challenge_id: &ChallengeId) -> String {
+        format!("{}{challenge_id}", self.challenge_prefix())
+    }
+
+    /// `P challenge:`: what every challenge key starts with (a scan's pattern is this and `*`).
+    pub fn challenge_prefix(&self) -> String {
+        format!("{}challenge:", self.prefix)
     }
 
     /// `P resend_throttle:<sha256hex(email)>` (string holding the challenge id).
-    pub fn resend_throttle(&self, email_hash: &str) -> String {
-        let tag = self.tag(self.layout.of_address(email_hash));
+    pub fn resend_throttle(&self, email_hash: &EmailHash) -> String {
+        let tag = self.tag(self.layout.of_address(email_hash.as_str()));
         format!("{}resend_throttle:{tag}{email_hash}", self.prefix)
     }
 
     /// `P confirm_failures:<sha256hex(email)>` (counter).
-    pub fn confirm_failures(&self, email_hash: &str) -> String {
+    pub fn confirm_failures(&self, email_hash: &EmailHash) -> String {
         format!(
             "{}{email_hash}",
-            self.confirm_failures_prefix(self.layout.of_address(email_hash))
+            self.confirm_failures_prefix(self.layout.of_address(email_hash.as_str()))
         )
     }
 
@@ -74,33 +80,34 @@ impl Keys {
     }
 
     /// `P session:<device_session_id>` (hash).
-    pub fn session(&self, device_session_id: &str) -> String {
-        format!("{}session:{device_session_id}", self.prefix)
+    pub fn session(&self, device_session_id: &DeviceSessionId) -> String {
+        format!("{}{device_session_id}", self.session_prefix())
     }
 
     /// `P session:`: the prefix scripts derive session record keys from (prefix .. id).
     pub fn session_prefix(&self) -> String {
-        self.session("")
+        format!("{}session:", self.prefix)
     }
 
     /// `P user:<user_id>:sessions` (zset of every session id, score `created_at_ms`).
-    pub fn user_sessions(&self, user_id: &str) -> String {
+    pub fn user_sessions(&self, user_id: &UserId) -> String {
         format!("{}{user_id}{USER_SESSIONS}", self.user_head(user_id))
     }
 
     /// `P user:` and the user's partition tag.
-    fn user_head(&self, user_id: &str) -> String {
-        self.user_index_parts(self.layout.of_user(user_id)).head
+    fn user_head(&self, user_id: &UserId) -> String {
+        self.user_index_parts(self.layout.of_user(user_id.as_str()))
+            .head
     }
 
     /// `P user:<user_id>:active_sessions` (zset of active session ids, score `created_at_ms`).
-    pub fn user_active_sessions(&self, user_id: &str) -> String {
+    pub fn user_active_sessions(&self, user_id: &UserId) -> String {
         format!("{}{user_id}{USER_ACTIVE_SESSIONS}", self.user_head(user_id))
     }
 
     /// `P user:<user_id>:revoked_sessions` (zset of revoked session ids, score = when the
     /// revoked record expires): lets scripts prune every expired index entry in bounded steps.
-    pub fn user_revoked_sessions(&self, user_id: &str) -> String {
+    pub fn user_revoked_sessions(&self, user_id: &UserId) -> String {
         format!(
             "{}{user_id}{USER_REVOKED_SESSIONS}",
             self.user_head(user_id)
@@ -109,7 +116,7 @@ impl Keys {
 
     /// `P user:<user_id>:blocked` (string holding when the block happened): written by a block
     /// before it revokes, so a confirm in flight cannot create a session after it.
-    pub fn user_blocked(&self, user_id: &str) -> String {
+    pub fn user_blocked(&self, user_id: &UserId) -> String {
         format!("{}{user_id}{USER_BLOCKED}", self.user_head(user_id))
     }
 
@@ -127,16 +134,16 @@ impl Keys {
 
     /// `P revoke_batches:<request_id>` (hash of batch number -> reply): lets a replayed batch of
     /// a revoke-all answer what it answered first; expires a minute later.
-    pub fn revoke_batches(&self, user_id: &str, request_id: &str) -> String {
-        let tag = self.tag(self.layout.of_user(user_id));
+    pub fn revoke_batches(&self, user_id: &UserId, request_id: &RequestId) -> String {
+        let tag = self.tag(self.layout.of_user(user_id.as_str()));
         format!("{}revoke_batches:{tag}{request_id}", self.prefix)
     }
 
     /// `P rate:send:<client>` (hash `n`, `last`): one client's send window; `client` is a keyed
     /// hash of its IP address, never the address itself.
-    pub fn rate_send_client(&self, client: &str) -> String {
-        let tag = self.tag(self.layout.of_client(client));
-        format!("{}rate:send:{tag}{client}", self.prefix)
+    pub fn rate_send_client(&self, client: &ClientKey) -> String {
+        let tag = self.tag(self.layout.of_client(client.as_str()));
+        format!("{}rate:send:{tag}{}", self.prefix, client.as_str())
     }
 
     /// `P rate:send_global` (hash `n`, `last`): everyone's challenge-creation window. Partitioned:
@@ -149,9 +156,9 @@ impl Keys {
     }
 
     /// `P rate:confirm:<client>` (hash `n`, `last`): one client's confirm window.
-    pub fn rate_confirm_client(&self, client: &str) -> String {
-        let tag = self.tag(self.layout.of_client(client));
-        format!("{}rate:confirm:{tag}{client}", self.prefix)
+    pub fn rate_confirm_client(&self, client: &ClientKey) -> String {
+        let tag = self.tag(self.layout.of_client(client.as_str()));
+        format!("{}rate:confirm:{tag}{}", self.prefix, client.as_str())
     }
 
     /// `P config` (hash of runtime overrides).
@@ -160,7 +167,7 @@ impl Keys {
     }
 
     /// `G<device_session_id>` (gateway snapshot JSON).
-    pub fn gateway_session(&self, device_session_id: &str) -> String {
+    pub fn gateway_session(&self, device_session_id: &DeviceSessionId) -> String {
         format!("{}{device_session_id}", self.gateway_prefix)
     }
 

@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 
 use super::partitions::Partitions;
-use crate::domain::{ChallengeId, DeviceSessionId, UserId};
+use crate::domain::{ChallengeId, DeviceSessionId, EmailHash, UserId};
 
 /// A partition: its index, or `None` in the single-tag layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +105,9 @@ impl Layout {
     }
 
     /// A fresh challenge id, in the address's partition.
-    pub fn new_challenge_id(&self, email_hash: &str) -> ChallengeId {
+    pub fn new_challenge_id(&self, email_hash: &EmailHash) -> ChallengeId {
         let id = ChallengeId::generate();
-        match self.of_address(email_hash) {
+        match self.of_address(email_hash.as_str()) {
             Partition(None) => id,
             p => ChallengeId::parse(&format!("{}{id}", self.tag(p))).expect("a tagged id"),
         }
@@ -135,8 +135,10 @@ impl Layout {
 
     /// The startup probe's id in `partition`, for the challenge and snapshot keys it checks (no
     /// real challenge or session has it: real ids are random).
-    pub fn probe_id(&self, partition: Partition) -> String {
-        format!("{}startup-probe", self.tag(partition))
+    pub fn probe_ids(&self, partition: Partition) -> (ChallengeId, DeviceSessionId) {
+        let id = format!("{}startup-probe", self.tag(partition));
+        let challenge = ChallengeId::parse(&id).expect("a valid id");
+        (challenge, DeviceSessionId::parse(&id).expect("a valid id"))
     }
 
     /// A random id in a partition, for tests and tools that seed records.

@@ -10,7 +10,7 @@ use super::pool::Backend;
 use super::sessions::session_from_fields;
 use super::{Error, Redis, Store};
 use crate::config::RedisMode;
-use crate::domain::{ChallengeId, Session, UserId};
+use crate::domain::{ChallengeId, DeviceSessionId, Session, UserId};
 
 /// A hash record as stored, and its key's `PTTL` (`-1` none, `-2` gone).
 #[derive(Debug, Clone)]
@@ -166,15 +166,15 @@ impl Store {
     }
 
     pub async fn challenge_record(&self, id: &ChallengeId) -> Result<Record, Error> {
-        self.record(self.keys.challenge(id.as_str())).await
+        self.record(self.keys.challenge(id)).await
     }
 
-    /// `id` as stored (a challenge's or an index's member), not necessarily a valid id.
-    pub async fn session_record(&self, id: &str) -> Result<Record, Error> {
+    /// `id` may be as stored (a challenge's or an index's member), not necessarily a valid id.
+    pub async fn session_record(&self, id: &DeviceSessionId) -> Result<Record, Error> {
         self.record(self.keys.session(id)).await
     }
 
-    pub async fn snapshot(&self, id: &str) -> Result<Snapshot, Error> {
+    pub async fn snapshot(&self, id: &DeviceSessionId) -> Result<Snapshot, Error> {
         let key = self.keys.gateway_session(id);
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
@@ -209,12 +209,11 @@ impl Store {
     }
 
     pub async fn user_indexes(&self, user_id: &UserId) -> Result<UserIndexes, Error> {
-        let user = user_id.as_str();
         let mut pipe = redis::pipe();
         pipe.cmd("ZCARD")
-            .arg(self.keys.user_sessions(user))
+            .arg(self.keys.user_sessions(user_id))
             .cmd("ZRANGE")
-            .arg(self.keys.user_active_sessions(user))
+            .arg(self.keys.user_active_sessions(user_id))
             .arg(0)
             .arg(-1)
             .arg("REV");

@@ -69,7 +69,7 @@ impl Store {
         }
         let fields: HashMap<String, String> = self
             .redis
-            .query(redis::cmd("HGETALL").arg(self.keys.session(id.as_str())))
+            .query(redis::cmd("HGETALL").arg(self.keys.session(id)))
             .await?;
         Ok(if fields.is_empty() {
             None
@@ -188,8 +188,8 @@ impl Store {
         cursor: Option<&Cursor>,
     ) -> Result<Page, Error> {
         let index = match filter {
-            Some(SessionStatus::Active) => self.keys.user_active_sessions(user_id.as_str()),
-            _ => self.keys.user_sessions(user_id.as_str()),
+            Some(SessionStatus::Active) => self.keys.user_active_sessions(user_id),
+            _ => self.keys.user_sessions(user_id),
         };
         let max = cursor
             .map(|c| c.score().to_string())
@@ -216,7 +216,8 @@ impl Store {
             if !entries.is_empty() {
                 let mut pipe = redis::pipe();
                 for (member, _) in &entries {
-                    pipe.cmd("HGETALL").arg(self.keys.session(member));
+                    pipe.cmd("HGETALL")
+                        .arg(self.keys.session(&DeviceSessionId::from_stored(member)));
                 }
                 let records: Vec<HashMap<String, String>> = self.redis.query_pipe(&pipe).await?;
                 for ((member, score), fields) in entries.into_iter().zip(records) {

@@ -231,7 +231,9 @@ impl TestApp {
     }
 
     pub fn snapshot_key(&self, device_session_id: &str) -> String {
-        self.keys().gateway_session(device_session_id)
+        let id = authsession::domain::DeviceSessionId::parse(device_session_id);
+        self.keys()
+            .gateway_session(&id.expect("a device session id"))
     }
 
     /// The event stream of a session's partition (the one stream of the single-tag layout).

@@ -180,16 +180,20 @@ async fn check_nodes(
                     .is_some()
             }
         };
-        let in_all = in_index(conn, keys.user_sessions(&user)).await;
-        let in_active = in_index(conn, keys.user_active_sessions(&user)).await;
-        let in_revoked = in_index(conn, keys.user_revoked_sessions(&user)).await;
+        let Ok(user_id) = authsession::domain::UserId::parse(&user) else {
+            violations.push(format!("session {id} has a malformed user id"));
+            continue;
+        };
+        let in_all = in_index(conn, keys.user_sessions(&user_id)).await;
+        let in_active = in_index(conn, keys.user_active_sessions(&user_id)).await;
+        let in_revoked = in_index(conn, keys.user_revoked_sessions(&user_id)).await;
         match status.as_str() {
             "active" if !(in_all && in_active) => {
                 violations.push(format!("active session {id} missing from an index"))
             }
             "active" => {
                 let blocked_at: Option<i64> = redis::cmd("GET")
-                    .arg(keys.user_blocked(&user))
+                    .arg(keys.user_blocked(&user_id))
                     .query_async(conn)
                     .await
                     .unwrap();
@@ -200,7 +204,7 @@ async fn check_nodes(
                     ));
                 }
                 let ttl: i64 = redis::cmd("PTTL")
-                    .arg(keys.user_sessions(&user))
+                    .arg(keys.user_sessions(&user_id))
                     .query_async(conn)
                     .await
                     .unwrap();

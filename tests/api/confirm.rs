@@ -5,7 +5,7 @@ use authsession::store::scripts::scripts;
 use authsession_testbench::{Fault, FaultProxy, RedisServer};
 use redis::AsyncCommands;
 
-use crate::helpers::{assert_error, harness, harness_on, public_key, unique_email};
+use crate::helpers::{assert_error, challenge_id, harness, harness_on, public_key, unique_email};
 
 #[tokio::test]
 async fn a_full_login_creates_a_session_whose_record_indexes_snapshot_and_event_agree() {
@@ -30,8 +30,14 @@ async fn a_full_login_creates_a_session_whose_record_indexes_snapshot_and_event_
     let mut redis = h.app.redis.clone();
     let keys = h.app.keys();
     for (index, key) in [
-        ("sessions", keys.user_sessions(&user_id)),
-        ("active_sessions", keys.user_active_sessions(&user_id)),
+        (
+            "sessions",
+            keys.user_sessions(&crate::helpers::user_id(&user_id)),
+        ),
+        (
+            "active_sessions",
+            keys.user_active_sessions(&crate::helpers::user_id(&user_id)),
+        ),
     ] {
         let score: Option<i64> = redis.zscore(key, id).await.unwrap();
         assert!(score.is_some(), "{index} lacks the session");
@@ -80,7 +86,10 @@ async fn an_identical_retry_returns_the_same_session_and_repairs_only_a_missing_
         "a retry of a healthy projection appends nothing"
     );
     let mut redis = h.app.redis.clone();
-    let sessions: Vec<String> = redis.keys(h.app.keys().session("*")).await.unwrap();
+    let sessions: Vec<String> = redis
+        .keys(format!("{}*", h.app.keys().session_prefix()))
+        .await
+        .unwrap();
     assert_eq!(sessions.len(), 1);
 
     let () = redis.del(h.app.snapshot_key(&id)).await.unwrap();
@@ -112,7 +121,10 @@ async fn fifty_concurrent_identical_confirms_create_exactly_one_session() {
         .collect();
     assert_eq!(ids.len(), 1);
     let mut redis = h.app.redis.clone();
-    let sessions: Vec<String> = redis.keys(h.app.keys().session("*")).await.unwrap();
+    let sessions: Vec<String> = redis
+        .keys(format!("{}*", h.app.keys().session_prefix()))
+        .await
+        .unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(h.events_for(ids.iter().next().unwrap()).await.len(), 1);
 }
@@ -235,7 +247,11 @@ async fn refusals_follow_the_status_table() {
     let (id, code) = h.send_code(&unique_email()).await;
     let mut redis = h.app.redis.clone();
     let () = redis
-        .hset(h.app.keys().challenge(&id), "expires_at_ms", 1000)
+        .hset(
+            h.app.keys().challenge(&challenge_id(&id)),
+            "expires_at_ms",
+            1000,
+        )
         .await
         .unwrap();
     assert_error(
@@ -245,7 +261,10 @@ async fn refusals_follow_the_status_table() {
     );
 
     // Removed by TTL cleanup (or never existed).
-    let () = redis.del(h.app.keys().challenge(&id)).await.unwrap();
+    let () = redis
+        .del(h.app.keys().challenge(&challenge_id(&id)))
+        .await
+        .unwrap();
     assert_error(
         &h.app.confirm(&id, &code, &public_key()).await,
         404,
@@ -276,7 +295,10 @@ async fn a_user_blocked_at_confirm_time_gets_403_and_no_session() {
     );
 
     let mut redis = h.app.redis.clone();
-    let sessions: Vec<String> = redis.keys(h.app.keys().session("*")).await.unwrap();
+    let sessions: Vec<String> = redis
+        .keys(format!("{}*", h.app.keys().session_prefix()))
+        .await
+        .unwrap();
     assert!(sessions.is_empty());
 }
 
@@ -377,7 +399,13 @@ async fn a_runtime_limit_of_two_sessions_revokes_the_oldest_on_the_third_login()
     assert_eq!(snapshot["revoke_reason_code"], "session_limit_exceeded");
     assert_eq!(h.events_for(&oldest).await.len(), 2);
     let active: Vec<String> = redis
-        .zrange(h.app.keys().user_active_sessions(&user_id), 0, -1)
+        .zrange(
+            h.app
+                .keys()
+                .user_active_sessions(&crate::helpers::user_id(&user_id)),
+            0,
+            -1,
+        )
         .await
         .unwrap();
     assert_eq!(active, [second, third]);

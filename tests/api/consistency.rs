@@ -19,7 +19,9 @@ use authsession_testbench::keyspace::Keyspace;
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::helpers::{assert_error, harness, public_key, unique_email, Harness};
+use crate::helpers::{
+    assert_error, challenge_id, harness, public_key, session_id, unique_email, user_id, Harness,
+};
 
 const COOLDOWN: (&str, &str) = (config::RESEND_COOLDOWN, "1ms");
 
@@ -65,7 +67,7 @@ async fn a_revoke_that_cannot_update_the_index_writes_nothing_and_its_retry_conv
     let h = harness(&[]).await;
     let (id, user) = h.login(&unique_email()).await;
     let mut redis = h.app.redis.clone();
-    let active = h.app.keys().user_active_sessions(&user);
+    let active = h.app.keys().user_active_sessions(&user_id(&user));
     let () = redis.del(&active).await.unwrap();
     let () = redis.set(&active, "wrong type").await.unwrap();
     let before = Keyspace::capture(&mut redis).await;
@@ -137,7 +139,12 @@ async fn a_resent_wrong_guess_counts_once() {
     );
     let mut redis = h.app.redis.clone();
     let failures: Vec<String> = redis
-        .keys(h.app.keys().confirm_failures("*"))
+        .keys(format!(
+            "{}*",
+            h.app
+                .keys()
+                .confirm_failures_prefix(h.app.keys().layout().all()[0])
+        ))
         .await
         .unwrap();
     let count: String = redis.get(&failures[0]).await.unwrap();
@@ -167,7 +174,7 @@ async fn expired_entries_behind_long_lived_devices_are_pruned_and_a_departed_use
     h.login(&email).await;
 
     let mut redis = h.app.redis.clone();
-    let all = h.app.keys().user_sessions(&user);
+    let all = h.app.keys().user_sessions(&user_id(&user));
     let members: Vec<String> = redis.zrange(&all, 0, -1).await.unwrap();
     for id in &short_lived {
         assert!(!members.contains(id), "{id} was pruned");
@@ -182,8 +189,11 @@ async fn expired_entries_behind_long_lived_devices_are_pruned_and_a_departed_use
     assert_eq!(reply.status, 200, "{reply:?}");
     let keys = h.app.keys();
     for (index, key) in [
-        ("sessions", keys.user_sessions(&user)),
-        ("revoked_sessions", keys.user_revoked_sessions(&user)),
+        ("sessions", keys.user_sessions(&user_id(&user))),
+        (
+            "revoked_sessions",
+            keys.user_revoked_sessions(&user_id(&user)),
+        ),
     ] {
         let ttl: i64 = redis.pttl(key).await.unwrap();
         assert!(
@@ -201,7 +211,7 @@ async fn ghost_entries_do_not_break_the_session_limit() {
     let email = unique_email();
     let (_, user) = h.login(&email).await;
     let mut redis = h.app.redis.clone();
-    let active = h.app.keys().user_active_sessions(&user);
+    let active = h.app.keys().user_active_sessions(&user_id(&user));
     // More ghosts than one login may evict (50): the old script looked only at them.
     for ghost in 0..60 {
         let () = redis
@@ -279,7 +289,7 @@ async fn an_incomplete_session_record_fails_the_revoke_without_writing() {
     let (id, _) = h.login(&unique_email()).await;
     let mut redis = h.app.redis.clone();
     let () = redis
-        .hdel(h.app.keys().session(&id), "client_public_key")
+        .hdel(h.app.keys().session(&session_id(&id)), "client_public_key")
         .await
         .unwrap();
     let before = Keyspace::capture(&mut redis).await;
@@ -364,7 +374,7 @@ async fn the_right_code_confirms_a_challenge_whose_sent_mark_was_lost() {
     let mut redis = h.app.redis.clone();
     let () = redis
         .hset(
-            h.app.keys().challenge(&challenge),
+            h.app.keys().challenge(&challenge_id(&challenge)),
             "status",
             "pending_delivery",
         )

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use authsession::config;
 use authsession_testbench::{RedisServer, ServiceProcess};
+
+use crate::helpers::challenge_id;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -333,7 +335,7 @@ async fn a_throttled_send_costs_at_most_240_bytes_of_redis() {
     let mut redis = h.app.redis.clone();
     let bytes: u64 = redis::cmd("MEMORY")
         .arg("USAGE")
-        .arg(h.app.keys().challenge(&throttled))
+        .arg(h.app.keys().challenge(&challenge_id(&throttled)))
         .query_async(&mut redis)
         .await
         .unwrap();

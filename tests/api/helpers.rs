@@ -97,7 +97,10 @@ impl Harness {
     pub async fn challenge_field(&self, challenge_id: &str, field: &str) -> Option<String> {
         let mut redis = self.app.redis.clone();
         redis
-            .hget(self.app.keys().challenge(challenge_id), field)
+            .hget(
+                self.app.keys().challenge(&self::challenge_id(challenge_id)),
+                field,
+            )
             .await
             .unwrap()
     }
@@ -105,7 +108,7 @@ impl Harness {
     pub async fn session_field(&self, id: &str, field: &str) -> Option<String> {
         let mut redis = self.app.redis.clone();
         redis
-            .hget(self.app.keys().session(id), field)
+            .hget(self.app.keys().session(&session_id(id)), field)
             .await
             .unwrap()
     }
@@ -169,4 +172,19 @@ pub fn tool(
         eprintln!("skipped: {message}");
     }
     found
+}
+
+/// A device session id the API answered with, typed for `store::Keys`.
+pub fn session_id(id: &str) -> authsession::domain::DeviceSessionId {
+    authsession::domain::DeviceSessionId::parse(id).expect("a device session id")
+}
+
+/// A user id the fake user service gave, typed for `store::Keys`.
+pub fn user_id(id: &str) -> authsession::domain::UserId {
+    authsession::domain::UserId::parse(id).expect("a user id")
+}
+
+/// A challenge id the API answered with, typed for `store::Keys`.
+pub fn challenge_id(id: &str) -> authsession::domain::ChallengeId {
+    authsession::domain::ChallengeId::parse(id).expect("a challenge id")
 }

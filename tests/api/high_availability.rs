@@ -13,7 +13,7 @@ use authsession_testbench::{
     RedisSentinel, TestApp,
 };
 
-use crate::helpers::rest_env;
+use crate::helpers::{rest_env, session_id};
 use crate::operator::run_cli;
 
 /// The service in Sentinel mode against `group`, REST fakes, with `acks` replica acks.
@@ -149,11 +149,17 @@ impl Acknowledged {
         let store = app.store();
         let (mut confirms, mut revokes) = (0, 0);
         for id in &self.confirmed {
-            let record = store.session_record(id).await.expect("reads the primary");
+            let record = store
+                .session_record(&session_id(id))
+                .await
+                .expect("reads the primary");
             confirms += usize::from(record.session().is_none());
         }
         for id in &self.revoked {
-            let record = store.session_record(id).await.expect("reads the primary");
+            let record = store
+                .session_record(&session_id(id))
+                .await
+                .expect("reads the primary");
             let revoked = record
                 .session()
                 .is_some_and(|s| s.status == SessionStatus::Revoked);

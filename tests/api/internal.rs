@@ -5,7 +5,7 @@ use authsession::domain::UserId;
 use authsession_testbench::{spawn_app, Behaviour, RedisServer};
 use serde_json::json;
 
-use crate::helpers::{assert_error, harness, public_key, unique_email, Harness};
+use crate::helpers::{assert_error, harness, public_key, session_id, unique_email, Harness};
 
 #[tokio::test]
 async fn the_runbook_smoke_request_lists_no_sessions_for_an_unknown_user() {
@@ -432,10 +432,13 @@ async fn expired_revoked_sessions_are_skipped_by_listings_and_pruned_from_the_in
         .await;
     // The revoked-session retention ran out: Redis removed the record.
     let mut redis = h.app.redis.clone();
-    let () = redis::AsyncCommands::del(&mut redis, h.app.keys().session(&old))
+    let () = redis::AsyncCommands::del(&mut redis, h.app.keys().session(&session_id(&old)))
         .await
         .unwrap();
-    let index = h.app.keys().user_sessions(&user_id);
+    let index = h
+        .app
+        .keys()
+        .user_sessions(&crate::helpers::user_id(&user_id));
 
     let listed = h
         .app

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use redis::AsyncCommands;
 use serde_json::Value;
 
-use crate::helpers::{harness, Harness};
+use crate::helpers::{challenge_id, harness, Harness};
 
 const EMAILS: usize = 3;
 const KEYS: usize = 2;
@@ -282,7 +282,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::Expire(c) if c >= m.challenges.len() => {}
         Op::Expire(c) => {
             let mut conn = h.app.redis.clone();
-            let key = h.app.keys().challenge(&m.challenges[c].id);
+            let key = h.app.keys().challenge(&challenge_id(&m.challenges[c].id));
             let () = conn.hset(key, "expires_at_ms", 1).await.unwrap();
             m.challenges[c].expired = true;
         }

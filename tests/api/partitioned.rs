@@ -10,7 +10,7 @@ use authsession_testbench::{invariants, Behaviour, RedisCluster};
 use redis::AsyncCommands;
 
 use crate::deployments::partitioned_harness;
-use crate::helpers::{public_key, unique_email, Harness};
+use crate::helpers::{public_key, unique_email, user_id, Harness};
 
 /// The cluster's invariants, read from every primary.
 async fn violations(h: &Harness, cluster: &RedisCluster) -> Vec<String> {
@@ -120,7 +120,11 @@ async fn a_fault_on_the_addresss_primary_between_the_steps_answers_503_and_the_r
         let address =
             keys.resend_throttle(&authsession::domain::Email::parse(&email).unwrap().hash());
         let address_port = cluster.primary_port_for(&address).await;
-        if address_port != cluster.primary_port_for(&keys.user_sessions(&user)).await {
+        if address_port
+            != cluster
+                .primary_port_for(&keys.user_sessions(&user_id(&user)))
+                .await
+        {
             break (email, (user, address_port));
         }
     };

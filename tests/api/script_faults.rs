@@ -14,7 +14,7 @@ use authsession_testbench::keyspace::Keyspace;
 use authsession_testbench::{RedisCluster, RedisServer};
 use redis::AsyncCommands;
 
-use crate::helpers::{public_key, unique_email};
+use crate::helpers::{public_key, session_id, unique_email};
 use crate::scripts_audit::{
     client, confirm_request, hashes, login, new_user, partitioned_bench, refused_whole, revocation,
     sent_challenge, single_tag_cluster_env, standalone, store_for, tag_on_another_primary, Bench,
@@ -39,7 +39,6 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     };
     let keys = b.store.keys.clone();
     let user = new_user();
-    let u = user.as_str();
     // Three logins at a limit of two: one session evicted (so the revoked index exists), two
     // active. Every KEYS slot of the block's first batch exists on the source.
     let mut sessions = Vec::new();
@@ -49,10 +48,10 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     let request = RequestId::generate();
     let mut src = migration.source_connection();
     let () = src
-        .hset(keys.revoke_batches(u, request.as_str()), "99", "0:0")
+        .hset(keys.revoke_batches(&user, &request), "99", "0:0")
         .await
         .unwrap();
-    let () = src.set(keys.user_blocked(u), "1").await.unwrap();
+    let () = src.set(keys.user_blocked(&user), "1").await.unwrap();
 
     // The gateway prefix moved to another slot: refused whole.
     let mut foreign = b.store.call(&UserSessionsRevoke {
@@ -78,7 +77,7 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     // The slot migrating, the newest session's snapshot already on the target.
     migration.begin().await;
     migration
-        .move_key(&keys.gateway_session(sessions[2].as_str()))
+        .move_key(&keys.gateway_session(&sessions[2]))
         .await;
     let call = b.store.call(&UserSessionsRevoke {
         user_id: &user,
@@ -106,7 +105,7 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
     for id in &sessions {
         let record = b.store.session_get(id).await.unwrap().unwrap();
         assert_eq!(record.status, SessionStatus::Revoked, "{id}");
-        let snapshot: String = b.conn.get(keys.gateway_session(id.as_str())).await.unwrap();
+        let snapshot: String = b.conn.get(keys.gateway_session(id)).await.unwrap();
         assert!(snapshot.contains("\"status\":\"revoked\""), "{snapshot}");
     }
 }
@@ -120,7 +119,7 @@ async fn revoke_all_revokes_by_the_key_it_loaded_and_ends() {
     let mut b = standalone(&redis).await;
     let user = new_user();
     let (one, two) = (login(&b, &user).await, login(&b, &user).await);
-    let key = b.store.keys.session(one.as_str());
+    let key = b.store.keys.session(&one);
     let () = b
         .conn
         .hset(&key, "device_session_id", "someone-else")
@@ -141,7 +140,7 @@ async fn revoke_all_revokes_by_the_key_it_loaded_and_ends() {
     }
     let strays: Vec<String> = b
         .conn
-        .keys(b.store.keys.session("someone-else"))
+        .keys(b.store.keys.session(&session_id("someone-else")))
         .await
         .unwrap();
     assert!(strays.is_empty(), "wrote to {strays:?}");
@@ -161,14 +160,14 @@ async fn the_session_limit_holds_exactly_behind_a_thousand_ghosts() {
         let ghost = format!("ghost{i:04}");
         let () = b
             .conn
-            .zadd(keys.user_active_sessions(user.as_str()), &ghost, 0)
+            .zadd(keys.user_active_sessions(&user), &ghost, 0)
             .await
             .unwrap();
     }
     let newest = login(&b, &user).await;
     let active: Vec<String> = b
         .conn
-        .zrange(keys.user_active_sessions(user.as_str()), 0, -1)
+        .zrange(keys.user_active_sessions(&user), 0, -1)
         .await
         .unwrap();
     assert_eq!(
@@ -197,10 +196,7 @@ async fn healing_a_revoked_session_gives_the_users_indexes_their_lifetime() {
     let id = login(&b, &user).await;
     b.store.session_revoke(&id, &revocation()).await.unwrap();
     let keys = b.store.keys.clone();
-    let indexes = [
-        keys.user_sessions(user.as_str()),
-        keys.user_revoked_sessions(user.as_str()),
-    ];
+    let indexes = [keys.user_sessions(&user), keys.user_revoked_sessions(&user)];
     for index in &indexes {
         let _: bool = b.conn.persist(index).await.unwrap();
     }

@@ -346,10 +346,10 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             // A revoked session whose record has expired: its revoked-index entry is due.
             let gone = login(b, &user).await;
             b.store.session_revoke(&gone, &revocation()).await.unwrap();
-            let () = b.conn.del(keys.session(gone.as_str())).await.unwrap();
+            let () = b.conn.del(keys.session(&gone)).await.unwrap();
             let () = b
                 .conn
-                .zadd(keys.user_revoked_sessions(u), gone.as_str(), 1)
+                .zadd(keys.user_revoked_sessions(&user), gone.as_str(), 1)
                 .await
                 .unwrap();
             // Two live sessions at the limit, behind a ghost whose record is gone.
@@ -359,7 +359,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let ghost = keys
                 .layout()
                 .random_device_session_id(keys.layout().of_user(u));
-            for index in [keys.user_sessions(u), keys.user_active_sessions(u)] {
+            for index in [keys.user_sessions(&user), keys.user_active_sessions(&user)] {
                 let () = b.conn.zadd(index, ghost.as_str(), 0).await.unwrap();
             }
             let (id, code) = sent_challenge(b, &email).await;
@@ -389,18 +389,10 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 .session_revoke(&session, &revocation())
                 .await
                 .unwrap();
+            let () = b.conn.del(keys.gateway_session(&session)).await.unwrap();
             let () = b
                 .conn
-                .del(keys.gateway_session(session.as_str()))
-                .await
-                .unwrap();
-            let () = b
-                .conn
-                .zadd(
-                    keys.user_active_sessions(user.as_str()),
-                    session.as_str(),
-                    1,
-                )
+                .zadd(keys.user_active_sessions(&user), session.as_str(), 1)
                 .await
                 .unwrap();
             b.store.call(&SessionRevoke {
@@ -423,11 +415,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
         }
         "session_projection_republish/missing_snapshot" => {
             let session = login(b, &new_user()).await;
-            let () = b
-                .conn
-                .del(keys.gateway_session(session.as_str()))
-                .await
-                .unwrap();
+            let () = b.conn.del(keys.gateway_session(&session)).await.unwrap();
             b.store.call(&SessionProjectionRepublish {
                 device_session_id: &session,
                 request_id: &RequestId::generate(),

@@ -104,7 +104,7 @@ async fn a_user_service_503_is_retried_once_then_fails_and_releases_the_resend_w
     assert!(h.mail.calls().is_empty());
     let mut redis = h.app.redis.clone();
     let challenge_keys: Vec<String> = redis::cmd("KEYS")
-        .arg(h.app.keys().challenge("*"))
+        .arg(format!("{}*", h.app.keys().challenge_prefix()))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -25,10 +25,10 @@ impl Call for AccessProbe {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let id = store.keys.layout().probe_id(self.partition);
+        let (challenge, session) = store.keys.layout().probe_ids(self.partition);
         vec![
-            ("challenge", store.keys.challenge(&id)),
-            ("gateway_session", store.keys.gateway_session(&id)),
+            ("challenge", store.keys.challenge(&challenge)),
+            ("gateway_session", store.keys.gateway_session(&session)),
             ("stream", store.keys.stream(self.partition)),
         ]
     }

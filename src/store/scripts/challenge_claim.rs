@@ -31,10 +31,7 @@ impl Call for ChallengeClaim<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        vec![(
-            "challenge",
-            store.keys.challenge(self.challenge_id.as_str()),
-        )]
+        vec![("challenge", store.keys.challenge(self.challenge_id))]
     }
 
     fn args(&self, _: &Store) -> Vec<Slot> {

@@ -58,7 +58,7 @@ impl Call for ChallengeConfirm<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let challenge = store.keys.challenge(self.request.challenge_id.as_str());
+        let challenge = store.keys.challenge(self.request.challenge_id);
         let mut keys = vec![("challenge", challenge)];
         keys.extend(opening_session_keys(store, self.request));
         keys

@@ -41,13 +41,12 @@ impl Call for ChallengeCreate<'_> {
     fn keys(&self, store: &Store) -> Vec<Slot> {
         let keys = &store.keys;
         let mut slots = vec![
-            ("challenge", keys.challenge(self.challenge_id.as_str())),
+            ("challenge", keys.challenge(self.challenge_id)),
             ("resend_throttle", keys.resend_throttle(&self.email.hash())),
         ];
         if let Some(client) = self.admit {
-            let client = client.as_str();
             slots.push(("rate_send_client", keys.rate_send_client(client)));
-            let home = keys.layout().of_client(client);
+            let home = keys.layout().of_client(client.as_str());
             slots.push(("rate_send_global", keys.rate_send_global(home)));
         }
         slots
@@ -58,7 +57,7 @@ impl Call for ChallengeCreate<'_> {
         let mut slots = vec![
             ("challenge_id", self.challenge_id.to_string()),
             ("email", self.email.as_str().to_owned()),
-            ("email_hash", self.email.hash()),
+            ("email_hash", self.email.hash().to_string()),
             ("code_hash", self.code_hash.to_owned()),
             (
                 "locale",

@@ -33,10 +33,7 @@ impl Call for ChallengeMarkConfirmed<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        vec![(
-            "challenge",
-            store.keys.challenge(self.challenge_id.as_str()),
-        )]
+        vec![("challenge", store.keys.challenge(self.challenge_id))]
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {

@@ -50,10 +50,7 @@ impl Call for ChallengeMarkDelivery<'_> {
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
         vec![
-            (
-                "challenge",
-                store.keys.challenge(self.challenge_id.as_str()),
-            ),
+            ("challenge", store.keys.challenge(self.challenge_id)),
             (
                 "resend_throttle",
                 store.keys.resend_throttle(&self.email.hash()),

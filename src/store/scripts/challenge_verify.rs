@@ -78,12 +78,9 @@ impl Call for ChallengeVerify<'_> {
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
         let keys = &store.keys;
-        let mut slots = vec![("challenge", keys.challenge(self.challenge_id.as_str()))];
+        let mut slots = vec![("challenge", keys.challenge(self.challenge_id))];
         if let Some(client) = self.admit {
-            slots.push((
-                "rate_confirm_client",
-                keys.rate_confirm_client(client.as_str()),
-            ));
+            slots.push(("rate_confirm_client", keys.rate_confirm_client(client)));
         }
         slots
     }

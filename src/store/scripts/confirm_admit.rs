@@ -21,7 +21,7 @@ impl Call for ConfirmAdmit<'_> {
     fn keys(&self, store: &Store) -> Vec<Slot> {
         vec![(
             "rate_confirm_client",
-            store.keys.rate_confirm_client(self.client.as_str()),
+            store.keys.rate_confirm_client(self.client),
         )]
     }
 

@@ -30,7 +30,7 @@ pub use lua::{Header, Script};
 
 use super::{millis, Error, Store};
 use crate::config::RateLimit;
-use crate::domain::{ActorId, Revocation};
+use crate::domain::{ActorId, DeviceSessionId, Revocation};
 use challenge_confirm::ConfirmRequest;
 
 /// Every script, by operation.
@@ -328,11 +328,14 @@ fn event_format(store: &Store) -> Slot {
 
 /// `session gateway_session stream`: the KEYS of the scripts that act on one session by its id
 /// (revoke, republish), the stream of the session's partition.
-fn one_session_keys(store: &Store, id: &str) -> Vec<Slot> {
+fn one_session_keys(store: &Store, id: &DeviceSessionId) -> Vec<Slot> {
     vec![
         ("session", store.keys.session(id)),
         ("gateway_session", store.keys.gateway_session(id)),
-        ("stream", store.keys.stream(store.home_or_first(id))),
+        (
+            "stream",
+            store.keys.stream(store.home_or_first(id.as_str())),
+        ),
     ]
 }
 
@@ -372,14 +375,13 @@ pub trait Resumable {
 /// confirm paths' scripts take them: the record, the user's two indexes, the snapshot, the
 /// user's partition's stream, the revoked index and the blocked marker.
 fn opening_session_keys(store: &Store, req: &ConfirmRequest<'_>) -> [Slot; 7] {
-    let (keys, user) = (&store.keys, req.user_id.as_str());
-    let session = req.device_session_id.as_str();
+    let (keys, user, session) = (&store.keys, req.user_id, req.device_session_id);
     [
         ("session", keys.session(session)),
         ("user_sessions", keys.user_sessions(user)),
         ("user_active_sessions", keys.user_active_sessions(user)),
         ("gateway_session", keys.gateway_session(session)),
-        ("stream", keys.stream(keys.layout().of_user(user))),
+        ("stream", keys.stream(keys.layout().of_user(user.as_str()))),
         ("user_revoked_sessions", keys.user_revoked_sessions(user)),
         ("user_blocked", keys.user_blocked(user)),
     ]

@@ -20,14 +20,14 @@ impl Call for SendAdmit<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let client = self.client.as_str();
+        let client = self.client;
         vec![
             ("rate_send_client", store.keys.rate_send_client(client)),
             (
                 "rate_send_global",
                 store
                     .keys
-                    .rate_send_global(store.keys.layout().of_client(client)),
+                    .rate_send_global(store.keys.layout().of_client(client.as_str())),
             ),
         ]
     }

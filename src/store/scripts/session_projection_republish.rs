@@ -29,7 +29,7 @@ impl Call for SessionProjectionRepublish<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        one_session_keys(store, self.device_session_id.as_str())
+        one_session_keys(store, self.device_session_id)
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {

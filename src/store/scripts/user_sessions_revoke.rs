@@ -45,16 +45,13 @@ impl Call for UserSessionsRevoke<'_> {
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        let (keys, user) = (&store.keys, self.user_id.as_str());
+        let (keys, user) = (&store.keys, self.user_id);
         vec![
             ("user_active_sessions", keys.user_active_sessions(user)),
-            ("stream", keys.stream(keys.layout().of_user(user))),
+            ("stream", keys.stream(keys.layout().of_user(user.as_str()))),
             ("user_sessions", keys.user_sessions(user)),
             ("user_revoked_sessions", keys.user_revoked_sessions(user)),
-            (
-                "revoke_batches",
-                keys.revoke_batches(user, self.request_id.as_str()),
-            ),
+            ("revoke_batches", keys.revoke_batches(user, self.request_id)),
             ("user_blocked", keys.user_blocked(user)),
         ]
     }

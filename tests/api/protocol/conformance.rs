@@ -406,7 +406,7 @@ async fn run(
             // Time passes beyond the marker's life: the marker goes, and so does every verdict
             // taken before it was set.
             for user in &real.users {
-                let key = store.keys.user_blocked(user.as_str());
+                let key = store.keys.user_blocked(user);
                 let _: () = store.redis.query(redis::cmd("DEL").arg(key)).await.unwrap();
             }
             for (i, client) in state.clients.iter().enumerate() {
@@ -489,7 +489,7 @@ async fn real_view(b: &Bench, real: &Real) -> View {
             .redis
             .query(
                 redis::cmd("HMGET")
-                    .arg(keys.challenge(id.as_str()))
+                    .arg(keys.challenge(id))
                     .arg("status")
                     .arg("device_session_id")
                     .arg("client_public_key")
@@ -514,7 +514,7 @@ async fn real_view(b: &Bench, real: &Real) -> View {
         let id = real.session(sid);
         let f: HashMap<String, String> = store
             .redis
-            .query(redis::cmd("HGETALL").arg(keys.session(id.as_str())))
+            .query(redis::cmd("HGETALL").arg(keys.session(&id)))
             .await
             .unwrap();
         if !f.is_empty() {
@@ -529,7 +529,7 @@ async fn real_view(b: &Bench, real: &Real) -> View {
         }
         let raw: Option<String> = store
             .redis
-            .query(redis::cmd("GET").arg(keys.gateway_session(id.as_str())))
+            .query(redis::cmd("GET").arg(keys.gateway_session(&id)))
             .await
             .unwrap();
         if let Some(raw) = raw {
@@ -550,7 +550,7 @@ async fn real_view(b: &Bench, real: &Real) -> View {
             .redis
             .query(
                 redis::cmd("ZRANGE")
-                    .arg(keys.user_active_sessions(user.as_str()))
+                    .arg(keys.user_active_sessions(user))
                     .arg(0)
                     .arg(-1),
             )
@@ -559,7 +559,7 @@ async fn real_view(b: &Bench, real: &Real) -> View {
         active.push(ids.iter().map(|id| real.sid_of(id)).collect());
         let exists: bool = store
             .redis
-            .query(redis::cmd("EXISTS").arg(keys.user_blocked(user.as_str())))
+            .query(redis::cmd("EXISTS").arg(keys.user_blocked(user)))
             .await
             .unwrap();
         marker.push(exists);

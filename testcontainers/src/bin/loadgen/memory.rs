@@ -74,14 +74,16 @@ pub async fn memory_per_session(
             bytes.unwrap_or(0) as f64
         }
     };
+    let user = authsession::domain::UserId::parse("user-0000000000000000").unwrap();
     let sample: Vec<String> = redis::cmd("ZRANGE")
-        .arg(store.keys.user_sessions("user-0000000000000000"))
+        .arg(store.keys.user_sessions(&user))
         .arg(0)
         .arg(0)
         .query_async(conn)
         .await
         .unwrap();
     if let Some(id) = sample.first() {
+        let id = authsession::domain::DeviceSessionId::from_stored(id);
         let stream_len: f64 = redis::cmd("XLEN")
             .arg(&store.keys.streams()[0])
             .query_async(conn)
@@ -91,10 +93,10 @@ pub async fn memory_per_session(
             "  where it goes (MEMORY USAGE of one session's keys; the stream averaged per entry):"
         );
         println!("    session hash {:.0} B, snapshot {:.0} B, user index zsets {:.0} + {:.0} B, stream entry {:.0} B",
-            usage(store.keys.session(id)).await,
-            usage(store.keys.gateway_session(id)).await,
-            usage(store.keys.user_sessions("user-0000000000000000")).await,
-            usage(store.keys.user_active_sessions("user-0000000000000000")).await,
+            usage(store.keys.session(&id)).await,
+            usage(store.keys.gateway_session(&id)).await,
+            usage(store.keys.user_sessions(&user)).await,
+            usage(store.keys.user_active_sessions(&user)).await,
             usage(store.keys.streams()[0].clone()).await / stream_len.max(1.0));
     }
     println!("  | state | bytes per session |");
@@ -160,7 +162,7 @@ pub async fn memory_per_send(
     let throttled = used_memory(conn).await;
     let one: Option<u64> = redis::cmd("MEMORY")
         .arg("USAGE")
-        .arg(store.keys.challenge(last.unwrap().as_str()))
+        .arg(store.keys.challenge(&last.unwrap()))
         .query_async(conn)
         .await
         .unwrap();

@@ -225,13 +225,13 @@ async fn challenges(
             let id = ChallengeId::generate();
             let code = LoginCode::generate();
             let email = Email::parse(&unique_email()).unwrap();
-            let key = service.store.keys.challenge(id.as_str());
+            let key = service.store.keys.challenge(&id);
             pipe.hset_multiple(
                 &key,
                 &[
                     ("status", "sent".to_owned()),
                     ("email", email.as_str().to_owned()),
-                    ("email_hash", email.hash()),
+                    ("email_hash", email.hash().to_string()),
                     ("code_hash", service.hasher.hash(&id, &code)),
                     ("attempts", "0".to_owned()),
                     ("created_at_ms", now.to_string()),
