@@ -1,5 +1,5 @@
 #!lua
--- access_probe, version: 1
+-- access_probe, version: 2
 -- Startup probe, run once per partition: proves that this ACL user may run, on a key of each
 -- namespace the service writes (the key prefix, the gateway prefix, the partition's stream),
 -- every command the scripts run there, and that each key is served here. Writes nothing.

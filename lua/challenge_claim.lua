@@ -1,5 +1,5 @@
 #!lua
--- challenge_claim, version: 1
+-- challenge_claim, version: 2
 -- (Partitioned layout, step 1 of a confirm, after the user service answered.) Claims the
 -- challenge for the session this confirm will create, before the session exists: one challenge,
 -- at most one session, whatever the user service answers. A confirm whose session id differs

@@ -1,5 +1,5 @@
 #!lua
--- challenge_create, version: 6
+-- challenge_create, version: 7
 -- Admits a send (per-client and global fixed windows) when the call carries the admission, then
 -- creates a login challenge and opens
 -- the per-address resend window, atomically. A throttled challenge keeps only its status, expiry

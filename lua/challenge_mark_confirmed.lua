@@ -1,5 +1,5 @@
 #!lua
--- challenge_mark_confirmed, version: 2
+-- challenge_mark_confirmed, version: 3
 -- (Partitioned layout, the last step of a confirm, after challenge_claim and session_create.)
 -- Records on the challenge the session created by the session step, so that an identical retry
 -- is answered from the challenge and any other confirm is refused.

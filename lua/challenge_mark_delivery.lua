@@ -1,5 +1,5 @@
 #!lua
--- challenge_mark_delivery, version: 3
+-- challenge_mark_delivery, version: 4
 -- Records what happened to a pending challenge's code; on failure releases the resend window,
 -- but only if that window is still the one this challenge opened.
 -- KEYS[1] challenge

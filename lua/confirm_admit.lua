@@ -1,5 +1,5 @@
 #!lua
--- confirm_admit, version: 2
+-- confirm_admit, version: 3
 -- (Partitioned layout.) Admits a confirm against the client's fixed window, in the client's
 -- partition, before challenge_verify runs in the challenge's.
 -- KEYS[1] rate_confirm_client: the client's confirm window

@@ -1,5 +1,5 @@
 #!lua
--- send_admit, version: 2
+-- send_admit, version: 3
 -- (Partitioned layout.) Admits a send against the client's and the global fixed windows, both in
 -- the client's partition, before challenge_create runs in the address's partition.
 -- KEYS[1] rate_send_client: the client's send window

@@ -1,5 +1,5 @@
 #!lua
--- session_create, version: 3
+-- session_create, version: 4
 -- (Partitioned layout, step 2 of a confirm.) Creates the device session of a verified challenge in
 -- its user's partition, atomically with its indexes, the eviction of the user's oldest sessions
 -- over the limit and the gateway projection of every change. The id is derived from the challenge,

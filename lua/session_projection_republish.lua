@@ -1,5 +1,5 @@
 #!lua
--- session_projection_republish, version: 4
+-- session_projection_republish, version: 5
 -- Repairs a session's gateway projection from source of truth: rewrites the snapshot (and appends
 -- its event) only when it is missing, unreadable or older; never turns a revoked view active.
 -- KEYS[1] session

@@ -1,5 +1,5 @@
 #!lua
--- session_revoke, version: 5
+-- session_revoke, version: 6
 -- Revokes one session (terminal) with its revoked snapshot and event in the same call. On an
 -- already revoked session it heals what a lost or failed earlier write left behind: a missing or
 -- stale snapshot (with its event), an active-index entry, a missing revoked-index entry, and the

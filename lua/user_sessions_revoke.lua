@@ -1,5 +1,5 @@
 #!lua
--- user_sessions_revoke, version: 6
+-- user_sessions_revoke, version: 7
 -- Revokes one bounded batch of a user's active sessions, each with its snapshot and event.
 -- The caller repeats until nothing remains, so Redis is never blocked for long. For a block, the
 -- first batch also writes the user's blocked marker, so that a confirm already past the user

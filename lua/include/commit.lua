@@ -7,8 +7,9 @@
 --   is refused: a read in the read phase, else `TYPE` here);
 -- - a missing ACL permission for that exact command and arguments (`redis.acl_check_cmd`);
 -- - a key of another type than the write needs (a typed read proved it, else `TYPE`);
--- - a stream out of ids (`XADD *` could not add to it): the one `XADD` of a call runs first, where
---   its failure leaves nothing written; a stream a call adds several entries to is checked.
+-- - a stream out of ids (`XADD *` could not add to it): a stream a call adds several entries to
+--   is checked. The one `XADD` of a call to a stream runs first instead, where its failure of any
+--   of these kinds leaves nothing written, so it needs no preflight.
 -- Writes never compute from stored values (counts are read strictly in the read phase and
 -- written with `HSET`/`SET`), so a malformed stored number cannot fail one either. Nothing the
 -- script reads after its first write decides anything: it answers from what it planned.
@@ -37,11 +38,15 @@ local WRITES = {}
 -- always add (a full millisecond moves on to the next one).
 local STREAM_LAST_MS = '18446744073709551615'
 
--- Runs one read of `key` and records what it proved.
+-- Runs one read of `key` and records what it proved: an `EXISTS` answering 0 proves the key
+-- missing, so a write of any type needs no `TYPE` of it.
 local function read(command, key, ...)
   local reply = redis.call(command, key, ...)
   if not SEEN[key] then
     SEEN[key] = READ_TYPES[command]
+    if command == 'EXISTS' and reply == 0 then
+      SEEN[key] = 'none'
+    end
   end
   return reply
 end
@@ -87,8 +92,9 @@ local function commit_stream_check(key)
 end
 
 -- Preflights every queued write, then runs them. One `XADD`, the only one to its stream, runs
--- first and needs no id check: its failure (the stream out of ids) leaves nothing written. Every
--- other stream written is checked with `XINFO STREAM` (about 6 us, so only when needed).
+-- first and needs no preflight at all: whatever fails it (another slot, no permission, another
+-- type, the stream out of ids) fails it before anything is written. Every other stream written
+-- is checked with `XINFO STREAM` (about 6 us, so only when needed).
 local function commit()
   local xadds = {}
   for _, w in ipairs(WRITES) do
@@ -103,21 +109,23 @@ local function commit()
     if wanted == nil or type(key) ~= 'string' or key == '' then
       fail('commit: ' .. tostring(command) .. ' is not a write this script may queue')
     end
-    if not redis.acl_check_cmd(unpack(w)) then
-      fail('NOPERM this user has no permission to run ' .. command .. ' on ' .. key)
-    end
     local kind = SEEN[key]
     if command == 'XADD' and not lead and xadds[key] == 1 then
-      lead = i
-    elseif command == 'XADD' and not checked[key] then
-      kind = commit_stream_check(key)
-      checked[key] = true
-    end
-    if kind == nil or (kind == false and wanted) then
-      kind = redis.call('TYPE', key)['ok']
-    end
-    if wanted and kind and kind ~= wanted and kind ~= 'none' then
-      fail('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. wanted)
+      lead, kind = i, 'stream'
+    else
+      if not redis.acl_check_cmd(unpack(w)) then
+        fail('NOPERM this user has no permission to run ' .. command .. ' on ' .. key)
+      end
+      if command == 'XADD' and not checked[key] then
+        kind = commit_stream_check(key)
+        checked[key] = true
+      end
+      if kind == nil or (kind == false and wanted) then
+        kind = redis.call('TYPE', key)['ok']
+      end
+      if wanted and kind and kind ~= wanted and kind ~= 'none' then
+        fail('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. wanted)
+      end
     end
     if command == 'DEL' then
       SEEN[key] = 'none'

@@ -410,13 +410,14 @@ pub async fn measure(
             )
         })
         .flatten();
-    let send_cpu = crate::redis_stats::counters(conn).await.cpu - cpu;
     (figures.send, _) = match send_wrk {
         Some(figures) => figures,
         None => closed("send-email-code, 64 concurrent", duration, send(service)).await,
     };
+    // Around whichever client ran (wrk, or the in-process one without it).
+    let send_cpu = crate::redis_stats::counters(conn).await.cpu - cpu;
     let codes = challenges(service, conn, (secs * 20_000.0) as usize).await;
-    let mut confirm_cpu = f64::NAN;
+    let cpu = crate::redis_stats::counters(conn).await.cpu;
     let confirm_wrk = if wrk_installed {
         let file = std::env::temp_dir().join(format!("loadgen-codes-{}", std::process::id()));
         let lines: String = codes
@@ -426,7 +427,6 @@ pub async fn measure(
             .map(|(id, code)| format!("{id} {code}\n"))
             .collect();
         std::fs::write(&file, lines).unwrap();
-        let cpu = crate::redis_stats::counters(conn).await.cpu;
         let figures = wrk(
             "confirm-email-code, 64 concurrent",
             &service.public,
@@ -435,7 +435,6 @@ pub async fn measure(
             &[file.display().to_string(), "2".to_owned()],
         );
         let _ = std::fs::remove_file(&file);
-        confirm_cpu = crate::redis_stats::counters(conn).await.cpu - cpu;
         figures
     } else {
         None
@@ -451,6 +450,7 @@ pub async fn measure(
             .await
         }
     };
+    let confirm_cpu = crate::redis_stats::counters(conn).await.cpu - cpu;
     let malformed = poster(
         service,
         authsession::http::public::SEND_EMAIL_CODE,
@@ -477,7 +477,7 @@ pub async fn measure(
 
     // Whether a route is bound by Redis (its one thread near a whole core) or by the service.
     println!(
-        "\n  Redis CPU during the wrk runs: send {:.0} %, confirm {:.0} % of one core \
+        "\n  Redis CPU during the runs above: send {:.0} %, confirm {:.0} % of one core \
          ({:.0} / {:.0} us of Redis CPU per answer)",
         100.0 * send_cpu / secs,
         100.0 * confirm_cpu / secs,
