@@ -43,7 +43,7 @@
 -- Failure: ARGV, the challenge's fields and every record the call reads are read strictly, then
 -- `commit` preflights every write (slot, ACL, type, stream id) before the first one.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, read_none, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_compact, projection_json, projection_write
@@ -88,13 +88,15 @@ if word == 'confirmed' then
 elseif word ~= 'ok' then
   return {word}
 end
-if read('EXISTS', KEYS[8]) == 1 then
+-- The common case in one command: no block in flight, no session of this id, no snapshot.
+local clear = read_none(KEYS[8], KEYS[2], KEYS[5])
+if not clear and read('EXISTS', KEYS[8]) == 1 then
   return {'user_blocked'}
 end
 if now - verified_at > max_verdict_age then
   return {'verdict_expired'}
 end
-if read('EXISTS', KEYS[2]) == 1 then
+if not clear and read('EXISTS', KEYS[2]) == 1 then
   fail('device session id already in use')
 end
 local k = {session = KEYS[2], all = KEYS[3], active = KEYS[4], revoked = KEYS[7], gateway = KEYS[5],

@@ -37,7 +37,7 @@
 -- `commit` preflights every write (slot, ACL, type, stream id) before the first one; a session of
 -- the id made for another challenge fails.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
+--!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, read_none, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_compact, projection_json, projection_write
@@ -62,7 +62,8 @@ if existing then
   end
   return {'created', a.id, existing.created_at_ms}
 end
-if read('EXISTS', KEYS[7]) == 1 then
+-- No block in flight and no snapshot (the common case, one command), or a look at the marker.
+if not read_none(KEYS[7], KEYS[4]) and read('EXISTS', KEYS[7]) == 1 then
   return {'user_blocked'}
 end
 local now = now_ms()

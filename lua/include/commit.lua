@@ -51,6 +51,19 @@ local function read(command, key, ...)
   return reply
 end
 
+-- True when none of the keys exists, each then known missing: one `EXISTS` for several keys of
+-- one slot, which reaches every one of them as a read of each would (another slot, or a key moved
+-- away mid-migration, fails it).
+local function read_none(...)
+  if redis.call('EXISTS', ...) ~= 0 then
+    return false
+  end
+  for _, key in ipairs({...}) do
+    SEEN[key] = SEEN[key] or 'none'
+  end
+  return true
+end
+
 -- The string at `key`, false when it is missing, nil when the key holds another type (a write
 -- will replace it, or leave it alone); any other error (another slot, no permission) fails the
 -- call like a plain read would.

@@ -20,7 +20,13 @@ local SESSION_OPEN_SWEEP = 8
 -- after every login, whatever the index holds. Also a few entries of the all-sessions index whose
 -- record is gone.
 local function session_open_plan(k, a, now)
-  local plan = {index = user_index_read(k, now, false), evicted = {}, ghosts = {}, gone = {}}
+  -- A user with no session indexed (a first login) has nothing to prune or sweep: the reads of
+  -- both are skipped (a revoked index left without its `all` is pruned at a later login).
+  local all = read('ZCARD', k.all)
+  local plan = {indexed = all, index = {expired = {}, last = 0}, evicted = {}, ghosts = {}, gone = {}}
+  if all > 0 then
+    plan.index = user_index_read(k, now, false)
+  end
   local excess = read('ZCARD', k.active) + 1 - a.max_active
   if excess > 0 then
     local scan = a.max_evictions + SESSION_OPEN_GHOST_SCAN
@@ -44,7 +50,9 @@ local function session_open_plan(k, a, now)
     end
   end
   plan.settled = excess <= 0
-  local all = read('ZCARD', k.all)
+  if all == 0 then
+    return plan
+  end
   local from = 0
   if all > SESSION_OPEN_SWEEP then
     from = now % (all - SESSION_OPEN_SWEEP + 1)
@@ -72,7 +80,11 @@ local function session_open_apply(k, a, plan, now)
   if #plan.gone > 0 then
     write('ZREM', k.all, unpack(plan.gone))
   end
-  user_index_settle(k, plan.index, now, a.retention, true) -- the user keeps an active session
+  -- The user keeps an active session: its indexes lose their lifetime (a first login's `all` is
+  -- new, and a revoked index left without it expires only after every record it names).
+  if plan.indexed > 0 then
+    user_index_settle(k, plan.index, now, a.retention, true)
+  end
   if not plan.settled then
     return nil
   end
