@@ -185,7 +185,8 @@ impl Redis {
             .connection_timeout(config.command_timeout.max(config.connect_timeout))
             .test_on_check_out(false)
             .retry_connection(false)
-            .queue_strategy(bb8::QueueStrategy::Fifo)
+            // Few connections carry the load, so commands are pipelined (see `checkout`).
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             .min_idle(Some(config.pool_size))
             .build_unchecked(manager);
         Ok(Backend::Standalone { pool, target })

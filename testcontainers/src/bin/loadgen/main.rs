@@ -117,7 +117,6 @@ fn main() {
     env.insert(config::MAIL_SERVICE_BASE_URL.into(), mail.base_url());
     env.insert(config::MAIL_SERVICE_REQUEST_TIMEOUT.into(), "2s".into());
     env.insert(config::LOG_LEVEL.into(), "error".into());
-    let config = Config::from_source(&env).unwrap();
     // Scenario 0's service: per-IP limits at their defaults, every request through a trusted
     // proxy naming a client address of its own; a namespace of its own on the same Redis.
     let mut limited = authsession_testbench::app::test_env(&redis);
@@ -125,6 +124,16 @@ fn main() {
     limited.remove(config::SEND_RATE_LIMIT_PER_IP);
     limited.remove(config::CONFIRM_RATE_LIMIT_PER_IP);
     limited.insert(config::TRUSTED_PROXIES.into(), "127.0.0.1/32".into());
+    // Any `AUTHSESSION_*` variable of the generator's own environment configures both services
+    // (a pool size, an event format, ...), so a lever is measured without a rebuild.
+    for (name, value) in std::env::vars()
+        .filter(|(n, _)| n.starts_with("AUTHSESSION_") && !n.starts_with("AUTHSESSION_TEST_"))
+    {
+        println!("service override: {name}={value}");
+        env.insert(name.clone(), value.clone());
+        limited.insert(name, value);
+    }
+    let config = Config::from_source(&env).unwrap();
     let limited = Config::from_source(&limited).unwrap();
     let limited_config = limited.clone();
     let stop = CancellationToken::new();
