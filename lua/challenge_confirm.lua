@@ -48,7 +48,7 @@
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_compact, projection_json, projection_write
 --!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
---!include challenge.lua: challenge_decide
+--!include challenge.lua: challenge_code_ok, challenge_decide
 
 local code_hash, client_key, user_id, id = arg_str(1), arg_str(2), arg_str(3), arg_str(4)
 local max_attempts = arg_int(5, 1, 1000)
@@ -79,8 +79,7 @@ local expires_at = stored_int(c[4], KEYS[1] .. ' expires_at_ms')
 if not expires_at then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')
 end
--- A throttled challenge stores no hash: '' matches nothing.
-local code_ok = c[2] ~= nil and c[2] ~= '' and (c[2] == code_hash or c[2] == code_hash_previous)
+local code_ok = challenge_code_ok(c[2], code_hash, code_hash_previous)
 local now = now_ms()
 local word = challenge_decide(status, code_ok, c[5] == client_key, now >= expires_at, attempts >= max_attempts)
 if word == 'confirmed' then

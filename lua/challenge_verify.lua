@@ -35,7 +35,7 @@
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
 --!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
---!include challenge.lua: challenge_decide
+--!include challenge.lua: challenge_code_ok, challenge_decide
 
 local code_hash, code_hash_previous, client_key = arg_str(1), arg_opt(2), arg_str(3)
 local max_attempts = arg_int(4, 1, 1000)
@@ -51,7 +51,7 @@ if admits then
 end
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms', 'email_hash',
   'email', 'client_public_key', 'device_session_id', attempt_field, 'window_of')
-local status, stored_hash = c[1], c[2] or ''
+local status = c[1]
 if c[9] then
   return {c[9]}
 end
@@ -90,8 +90,7 @@ local failures = 0
 if failures_key then
   failures = stored_int(read('GET', failures_key), failures_key, 0)
 end
--- A throttled challenge stores no hash: '' matches nothing.
-local code_ok = stored_hash ~= '' and (stored_hash == code_hash or stored_hash == code_hash_previous)
+local code_ok = challenge_code_ok(c[2], code_hash, code_hash_previous)
 local deliverable = status == 'sent' or status == 'pending_delivery'
 if deliverable and code_ok and not c[6] then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')

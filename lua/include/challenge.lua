@@ -4,6 +4,13 @@
 -- so once they are spent even the right code learns nothing), then a confirmed challenge (only
 -- the identical retry, right code and same key, gets its session), then the code.
 
+-- Whether a presented code matches the challenge's stored hash (`stored`, nil or '' for a
+-- throttled challenge, which stores none and matches nothing), under the current key or, during
+-- a rotation, the previous one.
+local function challenge_code_ok(stored, code_hash, code_hash_previous)
+  return stored ~= nil and stored ~= '' and (stored == code_hash or stored == code_hash_previous)
+end
+
 -- The verdict word for a challenge in `status` ('confirmed_pending_expire', 'sent',
 -- 'pending_delivery' or 'delivery_throttled'), and whether the presented code is a wrong guess
 -- that spends an attempt. `code_ok`: the code matches the stored hash; `same_key`: the presenter's

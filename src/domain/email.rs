@@ -11,9 +11,13 @@ use super::{sha256_hex, EmailHash, Invalid};
 
 /// A canonical e-mail address: trimmed, Unicode NFKC, lower-cased, the domain through IDNA
 /// (UTS 46) to ASCII; a dot-atom local part (RFC 5322, with RFC 6531's non-ASCII letters); at
-/// most 254 bytes. Its `Debug` is masked so it cannot leak into logs by accident.
+/// most 254 bytes. Its `Debug` is masked so it cannot leak into logs by accident. Its hash is
+/// computed once, when it is parsed: a send names it in three places.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Email(String);
+pub struct Email {
+    address: String,
+    hash: EmailHash,
+}
 
 impl std::fmt::Debug for Email {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +76,7 @@ fn canonical_domain(domain: &str) -> Option<String> {
 
 impl Email {
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.address
     }
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
@@ -98,17 +102,21 @@ impl Email {
         if email.len() > 254 {
             return Err(BAD);
         }
-        Ok(Self(email))
+        let hash = EmailHash(sha256_hex(&email));
+        Ok(Self {
+            address: email,
+            hash,
+        })
     }
 
     /// Lowercase hex SHA-256: how the address appears in key names.
-    pub fn hash(&self) -> EmailHash {
-        EmailHash(sha256_hex(&self.0))
+    pub fn hash(&self) -> &EmailHash {
+        &self.hash
     }
 
     /// `j***@example.com`, for operator output.
     pub fn masked(&self) -> String {
-        mask_email(&self.0)
+        mask_email(&self.address)
     }
 }
 
@@ -221,7 +229,7 @@ mod tests {
     fn the_vectors_hold() {
         for (raw, canonical) in EQUAL {
             assert_eq!(
-                Email::parse(raw).map(|e| e.0).as_deref(),
+                Email::parse(raw).map(|e| e.address).as_deref(),
                 Ok(*canonical),
                 "{raw}"
             );

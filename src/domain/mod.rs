@@ -126,18 +126,6 @@ string_newtype!(
     /// key names and challenge records, never the address itself.
     EmailHash
 );
-
-impl EmailHash {
-    /// 64 lowercase hex digits, as a challenge record stores it.
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        (raw.len() == 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| Self(raw.to_owned()))
-        .ok_or(Invalid("email_hash must be 64 lowercase hex digits"))
-    }
-}
 string_newtype!(
     /// `[a-z0-9_]{1,64}`: revoke reasons and actor types.
     Code

@@ -22,7 +22,7 @@ pub async fn send_email_code(
 ) -> Result<ChallengeId, Error> {
     let started = std::time::Instant::now();
     // In the partitioned layout the id carries the address's partition.
-    let challenge_id = ctx.store.keys.layout().new_challenge_id(&email.hash());
+    let challenge_id = ctx.store.keys.layout().new_challenge_id(email.hash());
     let code = LoginCode::generate();
     let client = ctx.codes.client_key(client);
     // Admitted before the work in the partitioned layout, by the create script itself otherwise.

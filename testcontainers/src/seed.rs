@@ -30,7 +30,7 @@ pub async fn active_sessions(
         async move {
             let email = Email::parse(&format!("seed{i}x{:x}@example.com", rand::random::<u32>()))
                 .expect("a valid address");
-            let challenge_id = store.keys.layout().new_challenge_id(&email.hash());
+            let challenge_id = store.keys.layout().new_challenge_id(email.hash());
             let hashes = codes.hashes(&challenge_id, &LoginCode::generate());
             store
                 .challenge_create(&ChallengeCreate {

@@ -523,7 +523,7 @@ async fn a_throttled_challenges_guesses_count_on_the_opening_challenge_and_the_a
         .app
         .store()
         .keys
-        .resend_throttle(&authsession::domain::Email::parse(&email).unwrap().hash());
+        .resend_throttle(authsession::domain::Email::parse(&email).unwrap().hash());
     let (first, code) = h.send_code(&email).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..2 {

@@ -118,7 +118,7 @@ async fn a_fault_on_the_addresss_primary_between_the_steps_answers_503_and_the_r
         let email = unique_email();
         let user = h.users.add_user(&email);
         let address =
-            keys.resend_throttle(&authsession::domain::Email::parse(&email).unwrap().hash());
+            keys.resend_throttle(authsession::domain::Email::parse(&email).unwrap().hash());
         let address_port = cluster.primary_port_for(&address).await;
         if address_port
             != cluster

@@ -130,7 +130,7 @@ pub(crate) async fn created_challenge(
     b: &Bench,
     email: &Email,
 ) -> (ChallengeId, LoginCode, Created) {
-    let id = b.store.keys.layout().new_challenge_id(&email.hash());
+    let id = b.store.keys.layout().new_challenge_id(email.hash());
     let code = LoginCode::generate();
     let client = client();
     let created = b
@@ -968,7 +968,7 @@ async fn in_the_partitioned_layout_create_and_verify_carry_no_admission() {
     let cluster = RedisCluster::start(3, 0).await;
     let mut b = partitioned_bench(&cluster).await;
     let (email, client) = (Email::parse(&unique_email()).unwrap(), client());
-    let id = b.store.keys.layout().new_challenge_id(&email.hash());
+    let id = b.store.keys.layout().new_challenge_id(email.hash());
     let create = b.store.call(&ChallengeCreate {
         challenge_id: &id,
         email: &email,

@@ -11,7 +11,7 @@ fn hash_tag_follows_redis_rules() {
     assert!(!share_one_hash_tag(&["x", "y"]));
 }
 use crate::config::Config;
-use crate::domain::{CodeHasher, EmailHash};
+use crate::domain::{CodeHasher, Email, EmailHash};
 use std::collections::HashMap;
 
 fn challenge(id: &str) -> ChallengeId {
@@ -26,9 +26,12 @@ fn user(id: &str) -> UserId {
     UserId::parse(id).unwrap()
 }
 
-/// An address hash made of `pair` repeated.
-fn address(pair: &str) -> EmailHash {
-    EmailHash::parse(&pair.repeat(32)).unwrap()
+/// The hash of the address `<local>@example.com`.
+fn address(local: &str) -> EmailHash {
+    Email::parse(&format!("{local}@example.com"))
+        .unwrap()
+        .hash()
+        .clone()
 }
 
 fn client() -> ClientKey {

@@ -42,7 +42,7 @@ impl Call for ChallengeCreate<'_> {
         let keys = &store.keys;
         let mut slots = vec![
             ("challenge", keys.challenge(self.challenge_id)),
-            ("resend_throttle", keys.resend_throttle(&self.email.hash())),
+            ("resend_throttle", keys.resend_throttle(self.email.hash())),
         ];
         if let Some(client) = self.admit {
             slots.push(("rate_send_client", keys.rate_send_client(client)));

@@ -53,7 +53,7 @@ impl Call for ChallengeMarkDelivery<'_> {
             ("challenge", store.keys.challenge(self.challenge_id)),
             (
                 "resend_throttle",
-                store.keys.resend_throttle(&self.email.hash()),
+                store.keys.resend_throttle(self.email.hash()),
             ),
         ]
     }

@@ -50,9 +50,7 @@ impl Header {
             vec![all, self.required]
         }
     }
-}
 
-impl Header {
     fn parse(name: &str, body: &str) -> Self {
         let mut header = Header::default();
         let mut optional = (Vec::new(), Vec::new());

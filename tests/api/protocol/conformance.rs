@@ -125,7 +125,7 @@ impl Real {
         let mut challenges = Vec::new();
         for _ in 0..2 {
             let email = Email::parse(&unique_email()).unwrap();
-            let id = b.store.keys.layout().new_challenge_id(&email.hash());
+            let id = b.store.keys.layout().new_challenge_id(email.hash());
             let code = LoginCode::generate();
             let code_hashes = hashes(&id, &code);
             let create = ChallengeCreate {
