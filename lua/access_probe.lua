@@ -1,17 +1,16 @@
 #!lua
--- access_probe, version: 2
+-- access_probe, version: 3
 -- Startup probe, run once per partition: proves that this ACL user may run, on a key of each
 -- namespace the service writes (the key prefix, the gateway prefix, the partition's stream),
 -- every command the scripts run there, and that each key is served here. Writes nothing.
 -- KEYS[1] challenge: a key under the key prefix
 -- KEYS[2] gateway_session: a key under the gateway prefix
 -- KEYS[3] stream: the partition's event stream
--- Derives: nothing
 -- Reply: 'ok', or an error naming the command and the key the user may not run it on
 -- Replay: writes nothing, answers the same.
 -- Failure: a key of another slot or a missing permission fails the call; nothing is written.
 --!include common.lua: fail
---!include commit.lua: READ_TYPES, SEEN, read
+--!include commit.lua: DECLARED, declared, READ_TYPES, SEEN, read
 
 local P, G, S = KEYS[1], KEYS[2], KEYS[3]
 local checks = {

@@ -1,5 +1,5 @@
 #!lua
--- challenge_claim, version: 2
+-- challenge_claim, version: 3
 -- (Partitioned layout, step 1 of a confirm, after the user service answered.) Claims the
 -- challenge for the session this confirm will create, before the session exists: one challenge,
 -- at most one session, whatever the user service answers. A confirm whose session id differs
@@ -9,14 +9,13 @@
 -- ARGV[1] device_session_id: the session the confirm will create (derived from the challenge,
 --         in the user's partition)
 -- ARGV[2] user_id: the user the user service answered with
--- Derives: nothing
 -- Reply: 'claimed' | 'other_session' (claimed or confirmed for another session or user)
 --        | 'not_found'
 -- Replay: a second run finds its own claim (or the challenge confirmed with its session) and
 -- answers 'claimed' again, writing nothing.
 -- Failure: ARGV and the challenge's status are checked, then `commit` preflights the write.
 --!include common.lua: fail, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 
 local id, user_id = arg_str(1), arg_str(2)
 local c = read('HMGET', KEYS[1], 'status', 'device_session_id', 'user_id', 'claimed_by', 'claimed_for')

@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 12
+-- challenge_confirm, version: 13
 -- (Single-tag layout.) Turns a verified challenge into a device session, atomically with its
 -- indexes, the eviction of the user's oldest sessions over the limit, and the gateway projection
 -- of every change. Refuses, writing nothing, while a block of the user is in flight (the block's
@@ -14,6 +14,7 @@
 -- KEYS[6] stream: the gateway event stream
 -- KEYS[7] user_revoked_sessions
 -- KEYS[8] user_blocked: the marker a block writes before revoking
+-- KEYS[9..] session, gateway_session: of each planned session id (ARGV[16..]), in that order
 -- ARGV[1] code_hash: of the presented code under the current key
 -- ARGV[2] client_public_key
 -- ARGV[3] user_id
@@ -23,17 +24,17 @@
 -- ARGV[7] idempotency_window_ms
 -- ARGV[8] revoked_retention_ms
 -- ARGV[9] stream_maxlen
--- ARGV[10] session_prefix: evicted and pruned sessions' records are this prefix .. id
--- ARGV[11] gateway_session_prefix: evicted sessions' snapshots are this prefix .. id
--- ARGV[12] challenge_id
--- ARGV[13] max_evictions: most sessions one call evicts
--- ARGV[14] code_hash_previous: under the previous key during a rotation, '' otherwise
--- ARGV[15] verified_at_ms: when challenge_verify answered 'ok' (Redis time)
--- ARGV[16] max_verdict_age_ms: the blocked marker's life; an older verdict is refused
--- ARGV[17] event_format: 'snapshot' or 'compact'
--- Derives: session (ARGV[10] .. id of the user's oldest sessions), gateway_session (ARGV[11] .. id
--- of the evicted ones)
--- Reply: {'created', device_session_id, created_at_ms} | {'confirmed', device_session_id}
+-- ARGV[10] challenge_id
+-- ARGV[11] max_evictions: most sessions one call evicts
+-- ARGV[12] code_hash_previous: under the previous key during a rotation, '' otherwise
+-- ARGV[13] verified_at_ms: when challenge_verify answered 'ok' (Redis time)
+-- ARGV[14] max_verdict_age_ms: the blocked marker's life; an older verdict is refused
+-- ARGV[15] event_format: 'snapshot' or 'compact'
+-- ARGV[16..] planned_session_id: each session the caller expects the login to evict (or find a
+--            ghost), with its record and snapshot at KEYS[9..] session, gateway_session
+-- Plan, then commit: over the limit, the sessions the login would evict or prune that the call
+-- did not plan are answered {'need', id, ...} before anything is written.
+-- Reply: {'need', session_id, ...} | {'created', device_session_id, created_at_ms} | {'confirmed', device_session_id}
 --        | {'already_confirmed'} | {'not_found'} | {'expired'} | {'invalid_code'} | {'too_many_attempts'}
 --        | {'user_blocked'} | {'verdict_expired'} | {'continue'} (ghosts or evictions beyond one
 --        call's bound were removed; call again)
@@ -43,11 +44,12 @@
 -- Failure: ARGV, the challenge's fields and every record the call reads are read strictly, then
 -- `commit` preflights every write (slot, ACL, type, stream id) before the first one.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, read_none, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, read_none, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_compact, projection_json, projection_write
---!include session_open.lua: SESSION_OPEN_GHOST_SCAN, SESSION_OPEN_SWEEP, session_open_plan, session_open_apply
+--!include planned.lua: planned_keys, planned_all, planned_need
+--!include session_open.lua: SESSION_OPEN_GHOST_SCAN, session_open_plan, session_open_apply
 --!include challenge.lua: challenge_code_ok, challenge_decide
 
 local code_hash, client_key, user_id, id = arg_str(1), arg_str(2), arg_str(3), arg_str(4)
@@ -56,12 +58,13 @@ local max_active = arg_int(6, 1, 1000)
 local idempotency = arg_int(7, 1, MAX_MS)
 local retention = arg_int(8, 1, MAX_MS)
 local maxlen = arg_int(9, 1, MAX_STREAM_LEN)
-local session_prefix, gateway_prefix, challenge_id = arg_str(10), arg_str(11), arg_str(12)
-local max_evictions = arg_int(13, 1, 50)
-local code_hash_previous = arg_opt(14)
-local verified_at = arg_int(15, 0, MAX_INT)
-local max_verdict_age = arg_int(16, 1, MAX_MS)
-local compact = projection_compact(17)
+local challenge_id = arg_str(10)
+local max_evictions = arg_int(11, 1, 50)
+local code_hash_previous = arg_opt(12)
+local verified_at = arg_int(13, 0, MAX_INT)
+local max_verdict_age = arg_int(14, 1, MAX_MS)
+local compact = projection_compact(15)
+local planned = planned_keys(SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG, SHAPE_PLANNED, 2)
 
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms',
   'client_public_key', 'device_session_id', 'confirmed_at_ms')
@@ -102,8 +105,11 @@ local k = {session = KEYS[2], all = KEYS[3], active = KEYS[4], revoked = KEYS[7]
   stream = KEYS[6]}
 local a = {id = id, user_id = user_id, client_public_key = client_key, challenge_id = challenge_id,
   max_active = max_active, max_evictions = max_evictions, retention = retention, maxlen = maxlen,
-  compact = compact, session_prefix = session_prefix, gateway_prefix = gateway_prefix}
+  compact = compact, planned = planned}
 local plan = session_open_plan(k, a, now)
+if plan.need then
+  return planned_need(plan.need)
+end
 
 local session = session_open_apply(k, a, plan, now)
 if not session then

@@ -1,5 +1,5 @@
 #!lua
--- challenge_create, version: 7
+-- challenge_create, version: 8
 -- Admits a send (per-client and global fixed windows) when the call carries the admission, then
 -- creates a login challenge and opens
 -- the per-address resend window, atomically. A throttled challenge keeps only its status, expiry
@@ -23,7 +23,6 @@
 -- ARGV[12] global_window_ms?
 -- Optional (`?`): the admission, all of it or none. The single-tag layout passes it; the
 -- partitioned layout admits the client in its own partition first (send_admit) and passes none.
--- Derives: nothing
 -- Reply: {'pending_delivery'} (send the code) | {'delivery_throttled'} | {'rate_limited', retry_after_ms}
 -- Replay: a second run finds its challenge and returns its status, writing nothing; each counter
 -- keeps the request ids it counted in its window, so a resend counts once.
@@ -31,7 +30,7 @@
 -- ACL, type) before the first one. A throttle key of another type counts as an open window
 -- (`SET NX` leaves it alone) that names no challenge: the throttled challenge has no `window_of`.
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)

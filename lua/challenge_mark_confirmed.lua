@@ -1,5 +1,5 @@
 #!lua
--- challenge_mark_confirmed, version: 3
+-- challenge_mark_confirmed, version: 4
 -- (Partitioned layout, the last step of a confirm, after challenge_claim and session_create.)
 -- Records on the challenge the session created by the session step, so that an identical retry
 -- is answered from the challenge and any other confirm is refused.
@@ -9,14 +9,13 @@
 -- ARGV[3] user_id
 -- ARGV[4] confirmed_at_ms: the session's created_at_ms
 -- ARGV[5] idempotency_window_ms: how long the confirmed challenge stays
--- Derives: nothing
 -- Reply: 'marked' | 'other_session' (confirmed with, or claimed for, another session: left as it
 --        is) | 'not_found'
 -- Replay: a second run finds the challenge confirmed with this session and answers 'marked',
 -- writing nothing.
 -- Failure: ARGV and the challenge's status are checked, then `commit` preflights every write.
 --!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 
 local id = arg_str(1)
 local client_public_key, user_id = arg_str(2), arg_str(3)

@@ -1,18 +1,17 @@
 #!lua
--- challenge_mark_delivery, version: 4
+-- challenge_mark_delivery, version: 5
 -- Records what happened to a pending challenge's code; on failure releases the resend window,
 -- but only if that window is still the one this challenge opened.
 -- KEYS[1] challenge
 -- KEYS[2] resend_throttle
 -- ARGV[1] challenge_id
 -- ARGV[2] outcome: 'sent' | 'delivery_suppressed' | 'delivery_failed'
--- Derives: nothing
 -- Reply: 'marked', 'unchanged' (not pending: marked otherwise before) or 'not_found'.
 -- Replay: a second run finds the status it wrote and answers 'marked' again, writing nothing.
 -- Failure: the outcome is checked, then `commit` preflights every write (slot, ACL, type). A
 -- throttle key of another type is not this challenge's window and is left alone.
 --!include common.lua: fail, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 
 local id = arg_str(1)
 local outcome = arg_str(2)

@@ -1,5 +1,5 @@
 #!lua
--- challenge_verify, version: 8
+-- challenge_verify, version: 9
 -- Admits a confirm (per-client fixed window) when the call carries the admission, then checks it
 -- before the user service is asked; counts failed attempts against the challenge and against the
 -- address's fixed-window failure budget. A confirmed challenge is no guessing oracle: anything but
@@ -10,20 +10,23 @@
 -- are that challenge's.
 -- KEYS[1] challenge
 -- KEYS[2] rate_confirm_client?: the client's confirm window
+-- KEYS[3..] confirm_failures: the address's failure counter, at most one (the caller declares
+--           it when it knows the challenge's address: from the id, or from a `need` reply)
 -- ARGV[1] code_hash: of the presented code under the current key
 -- ARGV[2] code_hash_previous: under the previous key during a rotation, '' otherwise
 -- ARGV[3] client_public_key
 -- ARGV[4] max_attempts: per challenge
 -- ARGV[5] failure_budget: failed confirms per address per window
 -- ARGV[6] failure_window_ms
--- ARGV[7] confirm_failures_prefix: the counter is this prefix .. the challenge's email_hash
--- ARGV[8] attempt_id: unique per confirm request
--- ARGV[9] client_limit?: confirms per client per window, 0 = off
--- ARGV[10] client_window_ms?
+-- ARGV[7] attempt_id: unique per confirm request
+-- ARGV[8] client_limit?: confirms per client per window, 0 = off
+-- ARGV[9] client_window_ms?
+-- ARGV[10..] email_hash: the address whose counter KEYS[3..] is
 -- Optional (`?`): the admission, all of it or none. The single-tag layout passes it; the
 -- partitioned layout admits the client in its own partition first (confirm_admit) and passes none.
--- Derives: confirm_failures (ARGV[7] .. email_hash; a throttled challenge has none)
--- Reply: {'ok', email, verified_at_ms} | {'confirmed', device_session_id} (identical retry)
+-- Plan, then commit: a challenge whose address's counter the call did not declare (none, or
+-- another address's) answers {'need', email_hash} before anything is counted or written.
+-- Reply: {'need', email_hash} | {'ok', email, verified_at_ms} | {'confirmed', device_session_id} (identical retry)
 --        | {'window', challenge_id} (throttled: confirm against the window's opening challenge)
 --        | {'already_confirmed'} | {'not_found'} | {'expired'} | {'too_many_attempts'}
 --        | {'invalid_code'} | {'rate_limited', retry_after_ms}
@@ -33,22 +36,26 @@
 -- Failure: ARGV, the challenge's fields and the counters are read strictly, then `commit`
 -- preflights every write (slot, ACL, type) before the first one.
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 --!include challenge.lua: challenge_code_ok, challenge_decide
+--!include planned.lua: planned_keys
 
 local code_hash, code_hash_previous, client_key = arg_str(1), arg_opt(2), arg_str(3)
 local max_attempts = arg_int(4, 1, 1000)
 local budget = arg_int(5, 1, 1000000)
 local window = arg_int(6, 1, MAX_MS)
-local failures_prefix = arg_str(7)
-local attempt_id = arg_str(8)
+local attempt_id = arg_str(7)
 local attempt_field = 'attempt:' .. attempt_id
-local admits = KEYS[2] ~= nil
+local admits = SHAPE_OPTIONAL
 local client_limit, client_window
 if admits then
-  client_limit, client_window = arg_int(9, 0, 1000000000), arg_int(10, 1, MAX_MS)
+  client_limit, client_window = arg_int(8, 0, 1000000000), arg_int(9, 1, MAX_MS)
 end
+if SHAPE_PLANNED > 1 then
+  fail('at most one confirm_failures key')
+end
+local counters = planned_keys(SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG, SHAPE_PLANNED, 1)
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms', 'email_hash',
   'email', 'client_public_key', 'device_session_id', attempt_field, 'window_of')
 local status = c[1]
@@ -84,8 +91,11 @@ if status == 'delivery_throttled' and c[10] then
 end
 -- A throttled challenge whose window named no challenge (its key held another type) keeps no
 -- attempts until the first one, and no address: its guesses (which can never succeed) count
--- against the challenge only.
-local failures_key = c[5] and failures_prefix .. c[5]
+-- against the challenge only. Any other challenge's address counter must be declared.
+local failures_key = c[5] and counters[c[5]] and counters[c[5]][1]
+if c[5] and not failures_key then
+  return {'need', c[5]}
+end
 local failures = 0
 if failures_key then
   failures = stored_int(read('GET', failures_key), failures_key, 0)

@@ -1,5 +1,5 @@
 #!lua
--- send_admit, version: 3
+-- send_admit, version: 4
 -- (Partitioned layout.) Admits a send against the client's and the global fixed windows, both in
 -- the client's partition, before challenge_create runs in the address's partition.
 -- KEYS[1] rate_send_client: the client's send window
@@ -9,13 +9,12 @@
 -- ARGV[3] client_window_ms
 -- ARGV[4] global_limit: this partition's share of the challenges per window, 0 = off
 -- ARGV[5] global_window_ms
--- Derives: nothing
 -- Reply: {'admitted'} | {'rate_limited', retry_after_ms}
 -- Replay: each counter keeps the request ids it counted in its window, so a resent call counts
 -- once whatever came between.
 -- Failure: ARGV and the counters are read strictly, then `commit` preflights every write.
 --!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, stored_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
 
 local id = arg_str(1)

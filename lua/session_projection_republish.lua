@@ -1,5 +1,5 @@
 #!lua
--- session_projection_republish, version: 5
+-- session_projection_republish, version: 6
 -- Repairs a session's gateway projection from source of truth: rewrites the snapshot (and appends
 -- its event) only when it is missing, unreadable or older; never turns a revoked view active.
 -- KEYS[1] session
@@ -9,14 +9,13 @@
 -- ARGV[2] revoked_retention_ms: the snapshot's TTL when the revoked record has none
 -- ARGV[3] request_id: unique per republish request
 -- ARGV[4] event_format: 'snapshot' or 'compact'
--- Derives: nothing
 -- Reply: {'repaired' | 'current', version} | {'not_found'}
 -- Replay: a repair stores request_id in the record (`projection_repaired_by`); a second run
 -- answers 'repaired' again and writes nothing.
 -- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
 -- (slot, ACL, type, stream id) before the first one.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, session_load
 --!include projection.lua: projection_compact, projection_json, projection_needed, projection_write
 

@@ -1,5 +1,5 @@
 #!lua
--- session_revoke, version: 6
+-- session_revoke, version: 7
 -- Revokes one session (terminal) with its revoked snapshot and event in the same call. On an
 -- already revoked session it heals what a lost or failed earlier write left behind: a missing or
 -- stale snapshot (with its event), an active-index entry, a missing revoked-index entry, and the
@@ -7,40 +7,42 @@
 -- KEYS[1] session
 -- KEYS[2] gateway_session: its snapshot
 -- KEYS[3] stream
+-- KEYS[4] user_sessions?: of the user the caller expects the session to belong to
+-- KEYS[5] user_active_sessions?
+-- KEYS[6] user_revoked_sessions?
 -- ARGV[1] reason_code
 -- ARGV[2] actor_type
 -- ARGV[3] actor_id: '' when none
 -- ARGV[4] revoked_retention_ms
 -- ARGV[5] stream_maxlen
--- ARGV[6] user_prefix: the user's index keys are user_prefix .. user_id .. a suffix below
--- ARGV[7] user_sessions_suffix
--- ARGV[8] user_active_sessions_suffix
--- ARGV[9] user_revoked_sessions_suffix
--- ARGV[10] request_id: unique per revoke request
--- ARGV[11] event_format: 'snapshot' or 'compact'
--- Derives: user_sessions, user_active_sessions, user_revoked_sessions (of the record's user_id)
--- Reply: {'revoked' | 'already_revoked', field, value, ...} (the session hash) | {'not_found'}
+-- ARGV[6] request_id: unique per revoke request
+-- ARGV[7] event_format: 'snapshot' or 'compact'
+-- ARGV[8] user_id?: the user whose indexes KEYS[4..6] are
+-- Optional (`?`): the user's indexes, all of them or none. Plan, then commit: a call without
+-- them, or with another user's, answers {'need', user_id} (the record's) having written nothing.
+-- Reply: {'need', user_id} | {'revoked' | 'already_revoked', field, value, ...} (the session hash) | {'not_found'}
 -- Replay: the revoking call stores request_id in the record (`revoke_request_id`); a second run
 -- answers 'revoked' again and writes nothing.
 -- Failure: ARGV and the record's fields are read strictly, then `commit` preflights every write
--- (slot, ACL, type, stream id; the derived index keys included) before the first one.
+-- (slot, ACL, type, stream id) before the first one.
 --!include common.lua: MAX_MS, MAX_STREAM_LEN, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
---!include commit.lua: WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
+--!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, get_any_type, write, commit_stream_check, commit
 --!include session.lua: SESSION_FIELDS, SESSION_REPLY_FIELDS, session_load, session_reply, session_revoke_apply
 --!include user_index.lua: USER_INDEX_PRUNE_BATCH, user_index_read, user_index_settle
 --!include projection.lua: projection_compact, projection_json, projection_needed, projection_write
 
-local r = {reason = arg_str(1), actor_type = arg_str(2), actor_id = arg_opt(3), request_id = arg_str(10)}
+local r = {reason = arg_str(1), actor_type = arg_str(2), actor_id = arg_opt(3), request_id = arg_str(6)}
 local retention = arg_int(4, 1, MAX_MS)
 local maxlen = arg_int(5, 1, MAX_STREAM_LEN)
-local compact = projection_compact(11)
-local user_prefix, all_suffix, active_suffix, revoked_suffix = arg_str(6), arg_str(7), arg_str(8), arg_str(9)
+local compact = projection_compact(7)
 local s = session_load(KEYS[1])
 if not s then
   return {'not_found'}
 end
-local user = user_prefix .. s.user_id
-local idx = {all = user .. all_suffix, active = user .. active_suffix, revoked = user .. revoked_suffix}
+if not SHAPE_OPTIONAL or arg_str(8) ~= s.user_id then
+  return {'need', s.user_id}
+end
+local idx = {all = KEYS[4], active = KEYS[5], revoked = KEYS[6]}
 local now = now_ms()
 local in_active = read('ZSCORE', idx.active, s.device_session_id)
 local others_active = read('ZCARD', idx.active) - (in_active and 1 or 0) > 0

@@ -1,4 +1,8 @@
--- commit: the only way a script touches a key. Reads go through `read(...)`, which records what
+-- commit: the only way a script touches a key. Every key must be one of the call's KEYS: `read`,
+-- `read_none`, `get_any_type` and `write` refuse any other before it is touched, so Redis Cluster
+-- (which runs a script only where all its KEYS are: `ASK` when all moved, `TRYAGAIN` when split)
+-- and the ACL (which checks KEYS before the script starts) guard every key a script reaches.
+-- Reads go through `read(...)`, which records what
 -- each one proved of its key; writes are queued with `write(...)`, and `commit()` preflights every
 -- queued write and, only when all pass, runs them. The preflight makes sure every key a write
 -- will touch was reached before the first write, in the ways that fail on the errors the write
@@ -27,6 +31,20 @@ local READ_TYPES = {
   GET = 'string', EXISTS = false, PTTL = false, TYPE = false,
 }
 
+-- The call's KEYS, as a set.
+local DECLARED = {}
+for _, key in ipairs(KEYS) do
+  DECLARED[key] = true
+end
+
+-- `key`, when the call declared it; otherwise the call fails before anything is written.
+local function declared(key)
+  if type(key) ~= 'string' or not DECLARED[key] then
+    fail('undeclared key ' .. tostring(key) .. ': every key a script touches must be in KEYS')
+  end
+  return key
+end
+
 -- What the call knows of each key it reached: a type (that type, or missing), 'none' (deleted
 -- by a queued write), or false (served here, type unknown).
 local SEEN = {}
@@ -41,7 +59,7 @@ local STREAM_LAST_MS = '18446744073709551615'
 -- Runs one read of `key` and records what it proved: an `EXISTS` answering 0 proves the key
 -- missing, so a write of any type needs no `TYPE` of it.
 local function read(command, key, ...)
-  local reply = redis.call(command, key, ...)
+  local reply = redis.call(command, declared(key), ...)
   if not SEEN[key] then
     SEEN[key] = READ_TYPES[command]
     if command == 'EXISTS' and reply == 0 then
@@ -55,6 +73,9 @@ end
 -- one slot, which reaches every one of them as a read of each would (another slot, or a key moved
 -- away mid-migration, fails it).
 local function read_none(...)
+  for _, key in ipairs({...}) do
+    declared(key)
+  end
   if redis.call('EXISTS', ...) ~= 0 then
     return false
   end
@@ -68,7 +89,7 @@ end
 -- will replace it, or leave it alone); any other error (another slot, no permission) fails the
 -- call like a plain read would.
 local function get_any_type(key)
-  local v = redis.pcall('GET', key)
+  local v = redis.pcall('GET', declared(key))
   if type(v) == 'table' and v.err then
     if not string.find(v.err, '^WRONGTYPE') then
       fail(key .. ': ' .. v.err)
@@ -82,7 +103,9 @@ end
 
 -- Queues one write: the command, its key, then its arguments.
 local function write(...)
-  WRITES[#WRITES + 1] = {...}
+  local w = {...}
+  declared(w[2])
+  WRITES[#WRITES + 1] = w
 end
 
 -- 'stream' or 'none' for the key of an `XADD`; fails the call unless it can take any number of

@@ -2,39 +2,43 @@
 -- sessions over the limit and the projection of every change. `k` holds the keys (`session`,
 -- `gateway`, `stream` and the user's `all`, `active`, `revoked` indexes), `a` the arguments
 -- (`id`, `user_id`, `client_public_key`, `challenge_id`, `max_active`, `max_evictions`,
--- `retention`, `maxlen`, `compact`, `session_prefix`, `gateway_prefix`).
+-- `retention`, `maxlen`, `compact`, and `planned`: the record and snapshot keys the caller
+-- declared for each id it expects the login to evict, from `planned_keys`).
 
 -- Index entries beyond the evictions one call looks at for ghosts (entries whose record is gone
 -- or no longer active).
 local SESSION_OPEN_GHOST_SCAN = 8
 
--- Entries of the all-sessions index checked for a record that is gone on each login, from a
--- place that moves with the clock, so every entry is reached in time.
-local SESSION_OPEN_SWEEP = 8
-
 -- Read phase: what opening the session will change. From the oldest active-index entry on,
 -- each entry over the limit (the new session counts) is a ghost (its removal lowers the count)
--- or a live session to evict. `settled`: the limit holds once these are done; when it would not
--- (more ghosts or evictions than one call's bound), the call removes what it found and answers
--- `continue` without opening the session, and the caller calls again: the limit holds exactly
--- after every login, whatever the index holds. Also a few entries of the all-sessions index whose
--- record is gone.
+-- or a live session to evict; their records and snapshots are keys the caller plans
+-- (`a.planned`, by id): when one is not, the plan is {need = ids}, and the call writes nothing.
+-- `settled`: the limit holds once these are done; when it would not (more ghosts or evictions
+-- than one call's bound), the call removes what it found and answers `continue` without opening
+-- the session, and the caller calls again: the limit holds exactly after every login, whatever
+-- the index holds.
 local function session_open_plan(k, a, now)
-  -- A user with no session indexed (a first login) has nothing to prune or sweep: the reads of
-  -- both are skipped (a revoked index left without its `all` is pruned at a later login).
+  -- A user with no session indexed (a first login) has nothing to prune: the read of the revoked
+  -- index is only its type (a key of another type there would leave a session no revoke could
+  -- index, so the login is refused).
   local all = read('ZCARD', k.all)
   local plan = {indexed = all, index = {expired = {}, last = 0}, evicted = {}, ghosts = {}, gone = {}}
   if all > 0 then
     plan.index = user_index_read(k, now, false)
+  else
+    read('ZCARD', k.revoked)
   end
   local excess = read('ZCARD', k.active) + 1 - a.max_active
   if excess > 0 then
-    local scan = a.max_evictions + SESSION_OPEN_GHOST_SCAN
-    for _, sid in ipairs(read('ZRANGE', k.active, 0, scan - 1)) do
+    local met = read('ZRANGE', k.active, 0, math.min(excess, a.max_evictions + SESSION_OPEN_GHOST_SCAN) - 1)
+    if not planned_all(a.planned, met) then
+      return {need = met}
+    end
+    for _, sid in ipairs(met) do
       if excess == 0 then
         break
       end
-      local s = session_load(a.session_prefix .. sid, sid)
+      local s = session_load(a.planned[sid][1], sid)
       if s and s.status == 'active' then
         if #plan.evicted == a.max_evictions then
           break
@@ -50,18 +54,6 @@ local function session_open_plan(k, a, now)
     end
   end
   plan.settled = excess <= 0
-  if all == 0 then
-    return plan
-  end
-  local from = 0
-  if all > SESSION_OPEN_SWEEP then
-    from = now % (all - SESSION_OPEN_SWEEP + 1)
-  end
-  for _, sid in ipairs(read('ZRANGE', k.all, from, from + SESSION_OPEN_SWEEP - 1)) do
-    if read('EXISTS', a.session_prefix .. sid) == 0 then
-      table.insert(plan.gone, sid)
-    end
-  end
   return plan
 end
 
@@ -70,9 +62,9 @@ end
 local function session_open_apply(k, a, plan, now)
   local revocation = {reason = 'session_limit_exceeded', actor_type = 'system', actor_id = '', request_id = a.id}
   for _, s in ipairs(plan.evicted) do
-    session_revoke_apply(a.session_prefix .. s.device_session_id, k, s, now, revocation, a.retention)
-    projection_write(a.gateway_prefix .. s.device_session_id, k.stream, a.maxlen, s, now, a.retention,
-      a.compact)
+    local keys = a.planned[s.device_session_id]
+    session_revoke_apply(keys[1], k, s, now, revocation, a.retention)
+    projection_write(keys[2], k.stream, a.maxlen, s, now, a.retention, a.compact)
   end
   if #plan.ghosts > 0 then
     write('ZREM', k.active, unpack(plan.ghosts))

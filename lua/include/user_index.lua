@@ -14,7 +14,9 @@ local function user_index_read(idx, now, with_last)
     USER_INDEX_PRUNE_BATCH)
   if with_last then
     local last = read('ZRANGE', idx.revoked, -1, -1, 'WITHSCORES')
-    r.last = tonumber(last[2]) or 0
+    -- Read strictly, as counters are: `tonumber` takes 'inf', which `int` would write back as
+    -- the smallest integer there is (a PEXPIREAT that deletes the indexes).
+    r.last = stored_int(last[2], idx.revoked .. ' score', 0)
   end
   return r
 end

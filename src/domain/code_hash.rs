@@ -6,7 +6,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{ChallengeId, Invalid, LoginCode};
+use super::{ChallengeId, EmailHash, Invalid, LoginCode};
 
 /// A key for `code_hash`: at least 32 bytes, given as standard base64. Neither `Debug` nor any
 /// other path prints it; it never reaches Redis, a log or a span.
@@ -80,6 +80,58 @@ impl CodeHasher {
     }
 }
 
+/// Length of a sealed address in a challenge id: 16 bytes of nonce and 32 of sealed hash, as
+/// unpadded base64url.
+const SEALED_LEN: usize = 22 + 43;
+
+impl CodeHasher {
+    /// A challenge id's body that carries its address's hash, sealed: a random 16-byte nonce,
+    /// then the SHA-256 of the address XOR an HMAC keystream of the nonce under the current key.
+    /// A confirm names the address's failure counter from it (every key a script touches is
+    /// declared), without a round trip to ask the challenge; the id, which clients hold and logs
+    /// name, reveals nothing of the address. The record's key is the whole id, so a forged body
+    /// names no challenge.
+    pub fn seal_address(&self, email_hash: &EmailHash) -> String {
+        let mut nonce = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        let mut sealed = hex::decode(email_hash.as_str()).expect("a hex SHA-256");
+        for (b, k) in sealed.iter_mut().zip(self.address_keystream(&nonce)) {
+            *b ^= k;
+        }
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}{}", b64.encode(nonce), b64.encode(sealed))
+    }
+
+    /// The address hash a challenge id minted by [`CodeHasher::seal_address`] carries, under the
+    /// current key; `None` for any other id. (Sealed under a previous key, it opens to another
+    /// hash: the verify script then answers with the record's, one round trip more.)
+    pub fn open_address(&self, challenge_id: &ChallengeId) -> Option<EmailHash> {
+        let raw = challenge_id.as_str();
+        let body = raw.split_once('}').map_or(raw, |(_, body)| body);
+        if body.len() != SEALED_LEN {
+            return None;
+        }
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let nonce: [u8; 16] = b64.decode(&body[..22]).ok()?.try_into().ok()?;
+        let mut hash = b64.decode(&body[22..]).ok()?;
+        if hash.len() != 32 {
+            return None;
+        }
+        for (b, k) in hash.iter_mut().zip(self.address_keystream(&nonce)) {
+            *b ^= k;
+        }
+        EmailHash::parse(&hex::encode(hash)).ok()
+    }
+
+    fn address_keystream(&self, nonce: &[u8; 16]) -> [u8; 32] {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.current.0).expect("HMAC takes any key length");
+        mac.update(b"challenge-address:");
+        mac.update(nonce);
+        mac.finalize().into_bytes().into()
+    }
+}
+
 /// See [`CodeHasher::client_key`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientKey(String);
@@ -132,6 +184,29 @@ mod tests {
             "b38651a56c22c9dcc7898bef0c3fcadb01e36a49a830ed1659070f2ce6208888"
         );
         assert_eq!(hasher.previous_hash(&id, &code), None);
+    }
+
+    #[test]
+    fn a_sealed_id_opens_to_its_address_under_its_key_only() {
+        let hasher = CodeHasher::development();
+        let hash = EmailHash::parse(&"ab".repeat(32)).unwrap();
+        let body = hasher.seal_address(&hash);
+        assert!(!body.contains("abab"), "{body}");
+        for raw in [body.clone(), format!("{{p1}}{body}")] {
+            let id = ChallengeId::parse(&raw).unwrap();
+            assert_eq!(hasher.open_address(&id), Some(hash.clone()));
+        }
+        let other = CodeHasher::new(
+            CodeHashKey::parse(&STANDARD.encode([9u8; 32])).unwrap(),
+            None,
+        );
+        let id = ChallengeId::parse(&body).unwrap();
+        assert_ne!(other.open_address(&id), Some(hash));
+        assert_eq!(hasher.open_address(&ChallengeId::generate()), None);
+        assert_ne!(
+            hasher.seal_address(&EmailHash::parse(&"ab".repeat(32)).unwrap()),
+            body
+        );
     }
 
     #[test]

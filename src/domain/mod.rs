@@ -164,6 +164,16 @@ fn parse_id(raw: &str) -> Option<String> {
     parse_token(body, 128, is_id_char).map(|_| raw.to_owned())
 }
 
+impl EmailHash {
+    /// 64 lowercase hex digits, as [`Email::hash`] writes them (a script's `need` reply, an
+    /// opened challenge id).
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let ok = raw.len() == 64 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| Self(raw.to_owned()))
+            .ok_or(Invalid("email_hash must be 64 lowercase hex digits"))
+    }
+}
+
 impl ChallengeId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         parse_id(raw)

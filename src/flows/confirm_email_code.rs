@@ -185,6 +185,8 @@ async fn verify(
     };
     let verify_at = |challenge: ChallengeId| async {
         let code_hashes = ctx.codes.hashes(&challenge, code);
+        // The address's failure counter is declared from the id itself (sealed in it at send).
+        let address = ctx.codes.open_address(&challenge);
         let verified = ctx
             .store
             .challenge_verify(
@@ -194,6 +196,7 @@ async fn verify(
                 max_attempts,
                 admit,
                 &attempt_id,
+                address.as_ref(),
             )
             .await?;
         Ok::<_, Error>((challenge, code_hashes, verified))

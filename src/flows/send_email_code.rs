@@ -21,8 +21,13 @@ pub async fn send_email_code(
     client: IpAddr,
 ) -> Result<ChallengeId, Error> {
     let started = std::time::Instant::now();
-    // In the partitioned layout the id carries the address's partition.
-    let challenge_id = ctx.store.keys.layout().new_challenge_id(email.hash());
+    // The id carries the address's partition (partitioned layout) and its sealed hash, so a
+    // confirm declares the address's failure counter without asking Redis first.
+    let challenge_id = ctx
+        .store
+        .keys
+        .layout()
+        .challenge_id_with(email.hash(), &ctx.codes.seal_address(email.hash()));
     let code = LoginCode::generate();
     let client = ctx.codes.client_key(client);
     // Admitted before the work in the partitioned layout, by the create script itself otherwise.
@@ -36,7 +41,13 @@ pub async fn send_email_code(
                 locale,
                 admit: admit.with_the_work(),
             };
-            ctx.store.challenge_create(&create).await?
+            match ctx.store.challenge_create(&create).await {
+                Ok(created) => created,
+                // The create may have committed although its answer is an error (replica acks
+                // missing, a reply lost past the pool's resend): its window would then name a
+                // challenge whose code nobody mails, and a retry would follow it. Release it.
+                Err(error) => return Err(release(ctx, &challenge_id, email, error.into()).await),
+            }
         }
     };
     if let Created::RateLimited(after) = created {
@@ -58,6 +69,9 @@ pub async fn send_email_code(
     };
     match deliver(ctx, &mail).await {
         Ok(outcome) => {
+            // A failed mark leaves the challenge `pending_delivery`, which accepts its code (it may
+            // have been mailed), and the window naming it: a retry follows it and the code mailed
+            // confirms the retry's challenge. So the window is kept.
             ctx.store
                 .challenge_mark_delivery(&challenge_id, email, outcome)
                 .await?;
@@ -75,20 +89,26 @@ pub async fn send_email_code(
             Ok(challenge_id)
         }
         Err(error) => {
-            // Release the resend window so the user can retry at once; if Redis fails too, the
-            // window simply runs out.
-            if let Err(store_error) = ctx
-                .store
-                .challenge_mark_delivery(&challenge_id, email, DeliveryStatus::Failed)
-                .await
-            {
-                tracing::warn!(%challenge_id, error = %store_error, "could not mark the challenge delivery_failed");
-            }
             metrics().send("failed");
             tracing::warn!(%challenge_id, outcome = "failed", %error, "send-email-code");
-            Err(error.into())
+            Err(release(ctx, &challenge_id, email, error.into()).await)
         }
     }
+}
+
+/// After a send failed with `error` once its challenge may exist: marks the challenge
+/// `delivery_failed`, which releases the resend window if it still names this challenge, so the
+/// user's retry opens a window of its own and is mailed a code. If Redis fails this too, the
+/// window runs out by itself (the cooldown). Returns `error`.
+async fn release(ctx: &Context, challenge_id: &ChallengeId, email: &Email, error: Error) -> Error {
+    if let Err(store_error) = ctx
+        .store
+        .challenge_mark_delivery(challenge_id, email, DeliveryStatus::Failed)
+        .await
+    {
+        tracing::warn!(%challenge_id, error = %store_error, "could not mark the challenge delivery_failed");
+    }
+    error
 }
 
 /// Asks the user service about the address, then mails the code unless the user is blocked.

@@ -16,10 +16,11 @@ pub use super::scripts::challenge_verify::{ChallengeVerify, Rejection, Verified}
 use super::scripts::confirm_admit::ConfirmAdmit;
 use super::scripts::send_admit::SendAdmit;
 use super::scripts::session_create::{SessionCreate, SessionCreateReply};
-use super::scripts::{decode, Admission, Call, Resumable};
+use super::scripts::{decode, Admission, Call, Plan, Planning, Resumable, MAX_PLAN_CALLS};
 use super::{Error, Store};
 use crate::domain::{
-    ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, RequestId,
+    ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, EmailHash,
+    RequestId,
 };
 
 /// Most calls one confirm makes while the script answers `continue` (each removes up to 58
@@ -120,6 +121,11 @@ impl Store {
         Ok(())
     }
 
+    /// `challenge_verify`. `address`: the challenge's address when the caller knows it (an id
+    /// minted by the send flow carries it, sealed): its failure counter is declared and the call
+    /// is one round trip. Otherwise, or when it is not the record's, the script answers `need`
+    /// with the record's, and a second call declares that one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn challenge_verify(
         &self,
         challenge_id: &ChallengeId,
@@ -128,25 +134,54 @@ impl Store {
         max_attempts: u32,
         admit: Option<&ClientKey>,
         attempt_id: &RequestId,
+        address: Option<&EmailHash>,
     ) -> Result<Verified, Error> {
-        if self.home(challenge_id.as_str()).is_none() {
+        let Some(home) = self.home(challenge_id.as_str()) else {
             return Ok(Verified::Rejected(Rejection::NotFound));
+        };
+        // An address of another partition cannot be this challenge's (its counter would be
+        // another slot's key): let the script name the record's.
+        let layout = self.keys.layout();
+        let mut address = address
+            .filter(|a| layout.of_address(a.as_str()) == home)
+            .cloned();
+        for _ in 0..MAX_PLAN_CALLS {
+            let verify = ChallengeVerify {
+                challenge_id,
+                code_hashes,
+                client_public_key,
+                max_attempts,
+                attempt_id,
+                admit,
+                address: address.as_ref(),
+            };
+            match self.run(&verify).await? {
+                Plan::Done(verified) => return Ok(verified),
+                Plan::Need(ids) => {
+                    let named = ids.first().and_then(|h| EmailHash::parse(h).ok());
+                    if named.is_none() || named == address {
+                        return Err(Error::Reply {
+                            script: ChallengeVerify::script().name,
+                            detail: "`need` names no address, or the one declared".into(),
+                        });
+                    }
+                    address = named;
+                }
+            }
         }
-        self.run(&ChallengeVerify {
-            challenge_id,
-            code_hashes,
-            client_public_key,
-            max_attempts,
-            attempt_id,
-            admit,
+        Err(Error::Unfinished {
+            script: ChallengeVerify::script().name,
+            calls: MAX_PLAN_CALLS,
         })
-        .await
     }
 
     /// (Single-tag layout) creates the session of a verified challenge in one script.
     pub async fn challenge_confirm(&self, req: &ConfirmRequest<'_>) -> Result<Confirmed, Error> {
         match self
-            .run_until_settled(&ChallengeConfirm { request: req })
+            .run_until_settled(ChallengeConfirm {
+                request: req,
+                planned: Vec::new(),
+            })
             .await?
         {
             ChallengeConfirmReply::Created {
@@ -162,15 +197,28 @@ impl Store {
 
     /// Runs a session-opening call again while it answers `continue` (it removed a bounded part
     /// of the ghosts and evictions standing before the limit holds), at most [`MAX_OPEN_CALLS`]
-    /// times; its final reply.
-    async fn run_until_settled<C: Call>(&self, input: &C) -> Result<C::Reply, Error>
-    where
-        C::Reply: Resumable,
-    {
+    /// times, or `need` (the sessions over the limit it must evict or prune were not declared:
+    /// the next call declares them), at most [`MAX_PLAN_CALLS`] times in a row; its final reply.
+    async fn run_until_settled<C: Planning>(&self, mut input: C) -> Result<C::Settled, Error> {
+        let mut needs = 0;
         for _ in 0..MAX_OPEN_CALLS {
-            let reply = self.run(input).await?;
-            if !reply.resume() {
-                return Ok(reply);
+            match self.run(&input).await? {
+                Plan::Need(ids) => {
+                    needs += 1;
+                    if needs == MAX_PLAN_CALLS {
+                        break;
+                    }
+                    input.plan(
+                        ids.iter()
+                            .map(|id| DeviceSessionId::from_stored(id))
+                            .collect(),
+                    );
+                }
+                Plan::Done(reply) if reply.resume() => {
+                    needs = 0;
+                    input.plan(Vec::new());
+                }
+                Plan::Done(reply) => return Ok(reply),
             }
         }
         Err(Error::Unfinished {
@@ -182,7 +230,10 @@ impl Store {
     /// (Partitioned, step 2) the session, in the user's partition.
     pub async fn session_create(&self, req: &ConfirmRequest<'_>) -> Result<SessionCreated, Error> {
         match self
-            .run_until_settled(&SessionCreate { request: req })
+            .run_until_settled(SessionCreate {
+                request: req,
+                planned: Vec::new(),
+            })
             .await?
         {
             SessionCreateReply::Created {

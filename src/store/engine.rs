@@ -68,22 +68,34 @@ impl Redis {
     ) -> Result<Value, Error> {
         let script = call.script();
         let evalsha = call.evalsha();
-        match self.send_script(&evalsha, acks).await {
-            Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                if self.script_loading == ScriptLoading::Preloaded {
-                    return Err(Error::NotPreloaded {
-                        script: script.name,
-                        version: script.version,
-                    });
-                }
-                reloaded.store(true, Ordering::Relaxed);
-                metrics().noscript_reload(script.name);
-                tracing::info!("NOSCRIPT: loading script");
-                self.load(script, call.first_key()).await?;
-                self.send_script(&evalsha, acks).await
-            }
-            other => other,
+        let noscript = |r: &Result<Value, Error>| matches!(r, Err(Error::Redis(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript));
+        let first = self.send_script(&evalsha, acks).await;
+        if !noscript(&first) {
+            return first;
         }
+        if self.script_loading == ScriptLoading::Preloaded {
+            return Err(Error::NotPreloaded {
+                script: script.name,
+                version: script.version,
+            });
+        }
+        reloaded.store(true, Ordering::Relaxed);
+        metrics().noscript_reload(script.name);
+        tracing::debug!("script not cached on the node: loading it");
+        self.load(script, call.first_key()).await?;
+        let second = self.send_script(&evalsha, acks).await;
+        if !noscript(&second) || !matches!(self.backend, Backend::Cluster { .. }) {
+            return second;
+        }
+        // Loaded on the slot's owner, the call still met a node without it: during a slot
+        // migration the cluster client follows `ASK` to the importing node (SPEC §5: load where
+        // a `MOVED` or `ASK` led, and retry). The client does not say which node that was, so
+        // the script is loaded on every primary (each must answer), and the call retried once.
+        tracing::debug!("script not cached on the node a redirect led to: loading it everywhere");
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(&script.body);
+        self.on_every_primary(&cmd, self.command_timeout).await?;
+        self.send_script(&evalsha, acks).await
     }
 
     /// `EVALSHA` alone, or, with replica acks on, `EVALSHA` then `WAIT` as one pipeline: both go

@@ -106,11 +106,14 @@ impl Layout {
 
     /// A fresh challenge id, in the address's partition.
     pub fn new_challenge_id(&self, email_hash: &EmailHash) -> ChallengeId {
-        let id = ChallengeId::generate();
-        match self.of_address(email_hash.as_str()) {
-            Partition(None) => id,
-            p => ChallengeId::parse(&format!("{}{id}", self.tag(p))).expect("a tagged id"),
-        }
+        self.challenge_id_with(email_hash, ChallengeId::generate().as_str())
+    }
+
+    /// The challenge id of `body` (an id's characters, such as `CodeHasher::seal_address`'s) in
+    /// the address's partition.
+    pub fn challenge_id_with(&self, email_hash: &EmailHash, body: &str) -> ChallengeId {
+        let tag = self.tag(self.of_address(email_hash.as_str()));
+        ChallengeId::parse(&format!("{tag}{body}")).expect("an id's characters")
     }
 
     /// The device session id a confirm of `challenge_id` creates for `user_id`. Partitioned:

@@ -186,7 +186,8 @@ mod tests {
         // The create and verify calls in both shapes: admitting the client with the work, and
         // admitted apart (the partitioned layout's), their optional slots left out.
         let mut calls = Vec::new();
-        for admit in [Some(&client), None] {
+        let address = email.hash();
+        for (admit, address) in [(Some(&client), Some(address)), (None, None)] {
             calls.push(store.call(&ChallengeCreate {
                 challenge_id,
                 email: &email,
@@ -201,6 +202,37 @@ mod tests {
                 max_attempts: 5,
                 attempt_id: &request_id,
                 admit,
+                address,
+            }));
+        }
+        // The planned tails: none, and some.
+        let planned = [DeviceSessionId::generate(), DeviceSessionId::generate()];
+        for planned in [&[][..], &planned[..]] {
+            calls.extend([
+                store.call(&ChallengeConfirm {
+                    request: &request,
+                    planned: planned.to_vec(),
+                }),
+                store.call(&SessionCreate {
+                    request: &request,
+                    planned: planned.to_vec(),
+                }),
+                store.call(&UserSessionsRevoke {
+                    user_id: &user_id,
+                    revocation: &revocation,
+                    request_id: &request_id,
+                    batch_number: 1,
+                    block_marker: Some(Duration::from_secs(600)),
+                    planned,
+                }),
+            ]);
+        }
+        for user in [None, Some(&user_id)] {
+            calls.push(store.call(&SessionRevoke {
+                device_session_id,
+                revocation: &revocation,
+                request_id: &request_id,
+                user,
             }));
         }
         calls.extend([
@@ -209,7 +241,6 @@ mod tests {
                 email: &email,
                 outcome: DeliveryStatus::Sent,
             }),
-            store.call(&ChallengeConfirm { request: &request }),
             store.call(&SendAdmit {
                 challenge_id,
                 client: &client,
@@ -218,7 +249,6 @@ mod tests {
                 attempt_id: &request_id,
                 client: &client,
             }),
-            store.call(&SessionCreate { request: &request }),
             store.call(&ChallengeClaim {
                 challenge_id,
                 device_session_id,
@@ -230,18 +260,6 @@ mod tests {
                 client_public_key: &client_public_key,
                 user_id: &user_id,
                 confirmed_at_ms: 1,
-            }),
-            store.call(&SessionRevoke {
-                device_session_id,
-                revocation: &revocation,
-                request_id: &request_id,
-            }),
-            store.call(&UserSessionsRevoke {
-                user_id: &user_id,
-                revocation: &revocation,
-                request_id: &request_id,
-                batch_number: 1,
-                block_marker: Some(Duration::from_secs(600)),
             }),
             store.call(&SessionProjectionRepublish {
                 device_session_id,
@@ -257,9 +275,7 @@ mod tests {
         for call in &calls {
             let header = &call.script().header;
             assert!(
-                header
-                    .arities()
-                    .contains(&(call.keys().len(), call.args().len())),
+                header.accepts(call.keys().len(), call.args().len()),
                 "{}",
                 call.script().name
             );

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{
     AsyncConnectionConfig, Client, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo,
     RedisError, Value,
@@ -335,6 +337,27 @@ impl Redis {
             let mut conn = self.cluster_conn().await?;
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                 Route::with_key(key, SlotAddr::Master),
+            ));
+            conn.route_command(cmd.clone(), routing)
+                .await
+                .map_err(Error::Redis)
+        };
+        tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| Error::Timeout(limit))?
+    }
+
+    /// `cmd` on every primary of the cluster, each of which must answer.
+    pub(super) async fn on_every_primary(
+        &self,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<Value, Error> {
+        let attempt = async {
+            let mut conn = self.cluster_conn().await?;
+            let routing = RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllMasters,
+                Some(ResponsePolicy::AllSucceeded),
             ));
             conn.route_command(cmd.clone(), routing)
                 .await

@@ -9,7 +9,7 @@ use super::scripts::session_projection_republish::SessionProjectionRepublish;
 use super::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
 pub use super::scripts::user_sessions_revoke::REVOKE_BATCH;
 use super::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
-use super::scripts::Call;
+use super::scripts::{Call, Plan, MAX_PLAN_CALLS};
 use super::{Error, Store};
 use crate::domain::{
     ActorId, ChallengeId, Code, Cursor, DeviceSessionId, Page, RequestId, Revocation,
@@ -86,14 +86,37 @@ impl Store {
         if self.home(device_session_id.as_str()).is_none() {
             return Ok(None);
         }
-        let revoke = SessionRevoke {
-            device_session_id,
-            revocation,
-            request_id: &RequestId::generate(),
-        };
-        Ok(match self.run(&revoke).await? {
-            SessionRevokeReply::Done(outcome, session) => Some((outcome, *session)),
-            SessionRevokeReply::NotFound => None,
+        // Plan, then commit: the first call learns the record's user, the second declares its
+        // indexes (a user id never changes, so a third `need` means a damaged record).
+        let request_id = RequestId::generate();
+        let mut user: Option<UserId> = None;
+        for _ in 0..MAX_PLAN_CALLS {
+            let revoke = SessionRevoke {
+                device_session_id,
+                revocation,
+                request_id: &request_id,
+                user: user.as_ref(),
+            };
+            match self.run(&revoke).await? {
+                Plan::Done(SessionRevokeReply::Done(outcome, session)) => {
+                    return Ok(Some((outcome, *session)))
+                }
+                Plan::Done(SessionRevokeReply::NotFound) => return Ok(None),
+                Plan::Need(named) => {
+                    let named = named.first().and_then(|u| UserId::parse(u).ok());
+                    if named.is_none() || named == user {
+                        return Err(Error::Reply {
+                            script: SessionRevoke::script().name,
+                            detail: "`need` names no valid user, or the one declared".into(),
+                        });
+                    }
+                    user = named;
+                }
+            }
+        }
+        Err(Error::Unfinished {
+            script: SessionRevoke::script().name,
+            calls: MAX_PLAN_CALLS,
         })
     }
 
@@ -111,8 +134,15 @@ impl Store {
         // count bounds the batches left; logins racing the revoke may add a few more. A loop past
         // that bound (an index that does not shrink) ends in an error, not forever.
         let mut last_batch: Option<u64> = None;
-        for batch_number in 1u32.. {
-            if last_batch.is_some_and(|last| u64::from(batch_number) > last) {
+        // Plan, then commit: each batch declares the sessions the previous reply named next (the
+        // first, none); a batch that met others answers `need` with them, writing nothing.
+        let mut planned: Vec<DeviceSessionId> = Vec::new();
+        let mut needs = 0;
+        let mut batch_number = 1u32;
+        loop {
+            if last_batch.is_some_and(|last| u64::from(batch_number) > last)
+                || needs == MAX_PLAN_CALLS
+            {
                 return Err(Error::Unfinished {
                     script: UserSessionsRevoke::script().name,
                     calls: batch_number - 1,
@@ -124,18 +154,33 @@ impl Store {
                 request_id: &request_id,
                 batch_number,
                 block_marker,
+                planned: &planned,
             };
             let Batch {
                 revoked: count,
                 remaining,
-            } = self.run(&batch).await?;
+                next,
+            } = match self.run(&batch).await? {
+                Plan::Done(batch) => batch,
+                Plan::Need(ids) => {
+                    needs += 1;
+                    planned = ids
+                        .iter()
+                        .map(|id| DeviceSessionId::from_stored(id))
+                        .collect();
+                    continue;
+                }
+            };
+            needs = 0;
             revoked += count;
             if remaining == 0 {
                 break;
             }
+            planned = next;
             last_batch.get_or_insert(
                 1 + remaining.div_ceil(u64::from(REVOKE_BATCH)) + REVOKE_EXTRA_BATCHES,
             );
+            batch_number += 1;
         }
         Ok(revoked)
     }

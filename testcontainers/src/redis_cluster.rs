@@ -122,6 +122,16 @@ impl RedisCluster {
             .collect()
     }
 
+    /// Ports of every primary.
+    pub async fn primary_ports(&self) -> Vec<u16> {
+        self.topology()
+            .await
+            .into_iter()
+            .filter(|(_, _, flags, ..)| flags.contains("master"))
+            .map(|(_, port, ..)| port)
+            .collect()
+    }
+
     /// Port of the primary serving `key`'s slot.
     pub async fn primary_port_for(&self, key: &str) -> u16 {
         self.serving(key)
@@ -376,6 +386,42 @@ impl SlotMigration {
             .await
             .unwrap();
         self.moved.push(key.to_owned());
+    }
+
+    /// Moves every key the source still holds in the slot to the target.
+    pub async fn move_all(&mut self) {
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(self.slot)
+            .arg(100_000)
+            .query_async(&mut self.src)
+            .await
+            .unwrap();
+        for key in keys {
+            self.move_key(&key).await;
+        }
+    }
+
+    /// Finishes the migration as `redis-cli --cluster reshard` does: every key moved, then the
+    /// slot assigned to the target on both nodes (the others learn it by gossip).
+    pub async fn finish(&mut self) {
+        self.move_all().await;
+        for conn in [&mut self.dst, &mut self.src] {
+            let () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(self.slot)
+                .arg("NODE")
+                .arg(&self.target_id)
+                .query_async(conn)
+                .await
+                .unwrap();
+        }
+        self.moved.clear();
+    }
+
+    /// A connection to the target primary.
+    pub fn target_connection(&self) -> redis::aio::MultiplexedConnection {
+        self.dst.clone()
     }
 
     /// Calls the migration off: the source stable again, every moved key back, the target

@@ -560,9 +560,12 @@ async fn a_throttled_challenges_guesses_count_on_the_opening_challenge_and_the_a
 async fn verify_and_confirm_judge_a_changed_challenge_by_one_table() {
     use authsession::domain::{ClientPublicKey, Email};
     use authsession::store::challenges::{Rejection, Verified};
-    use authsession::store::scripts::challenge_confirm::{ChallengeConfirm, ChallengeConfirmReply};
+    use authsession::store::scripts::challenge_confirm::ChallengeConfirmReply;
+    use authsession::store::scripts::Plan;
 
-    use crate::scripts_audit::{confirm_request, hashes, new_user, sent_challenge, standalone};
+    use crate::scripts_audit::{
+        confirm_call, confirm_request, hashes, new_user, sent_challenge, standalone,
+    };
 
     let redis = RedisServer::start().await;
     let b = standalone(&redis).await;
@@ -573,8 +576,11 @@ async fn verify_and_confirm_judge_a_changed_challenge_by_one_table() {
     let layout = b.store.keys.layout();
     let session = layout.device_session_id(&id, &user);
     let first = confirm_request(&id, &right, &key, &user, &session);
-    let created = b.store.run(&ChallengeConfirm { request: &first }).await;
-    assert!(matches!(created, Ok(ChallengeConfirmReply::Created { .. })));
+    let created = b.store.run(&confirm_call(&first)).await;
+    assert!(matches!(
+        created,
+        Ok(Plan::Done(ChallengeConfirmReply::Created { .. }))
+    ));
 
     let verify = |hashes| verify_once(&b, &id, hashes, &key);
     assert!(matches!(verify(&right).await, Verified::Confirmed(s) if s == session));
@@ -590,7 +596,7 @@ async fn verify_and_confirm_judge_a_changed_challenge_by_one_table() {
     let other = layout.random_device_session_id(layout.of_user(user.as_str()));
     let twin = confirm_request(&id, &right, &key, &user, &other);
     let verified = verify(&right).await;
-    let confirmed = b.store.run(&ChallengeConfirm { request: &twin }).await;
+    let confirmed = b.store.run(&confirm_call(&twin)).await;
     assert!(
         matches!(verified, Verified::Rejected(Rejection::TooManyAttempts)),
         "{verified:?}"
@@ -598,14 +604,19 @@ async fn verify_and_confirm_judge_a_changed_challenge_by_one_table() {
     assert!(
         matches!(
             confirmed,
-            Ok(ChallengeConfirmReply::Rejected(Rejection::TooManyAttempts))
+            Ok(Plan::Done(ChallengeConfirmReply::Rejected(
+                Rejection::TooManyAttempts
+            )))
         ),
         "{confirmed:?}"
     );
     // The replay of the very call that created the session still answers `created`.
-    let replay = b.store.run(&ChallengeConfirm { request: &first }).await;
+    let replay = b.store.run(&confirm_call(&first)).await;
     assert!(
-        matches!(replay, Ok(ChallengeConfirmReply::Created { .. })),
+        matches!(
+            replay,
+            Ok(Plan::Done(ChallengeConfirmReply::Created { .. }))
+        ),
         "{replay:?}"
     );
 }
@@ -621,7 +632,7 @@ async fn verify_once(
     let admit = crate::scripts_audit::admit(&b.store, &client);
     let attempt = authsession::domain::RequestId::generate();
     b.store
-        .challenge_verify(id, hashes, key, 5, admit, &attempt)
+        .challenge_verify(id, hashes, key, 5, admit, &attempt, None)
         .await
         .unwrap()
 }

@@ -14,6 +14,7 @@ use authsession::domain::{Revocation, RevokeOutcome};
 use authsession::store::scripts::challenge_verify::ChallengeVerify;
 use authsession::store::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
 use authsession::store::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
+use authsession::store::scripts::Plan;
 use authsession::store::{Redis, Store};
 use authsession_testbench::keyspace::Keyspace;
 use redis::AsyncCommands;
@@ -120,6 +121,8 @@ async fn a_resent_wrong_guess_counts_once() {
         previous: None,
     };
     let client = CodeHasher::development().client_key([127, 0, 0, 1].into());
+    let address = h.challenge_field(&challenge, "email_hash").await.unwrap();
+    let address = authsession::domain::EmailHash::parse(&address).unwrap();
     let call = store.call(&ChallengeVerify {
         challenge_id: &id,
         code_hashes: &wrong,
@@ -127,6 +130,7 @@ async fn a_resent_wrong_guess_counts_once() {
         max_attempts: 5,
         attempt_id: &RequestId::generate(),
         admit: Some(&client),
+        address: Some(&address),
     });
 
     let first = store.redis.invoke(&call).await.unwrap();
@@ -260,12 +264,14 @@ async fn a_wrong_typed_snapshot_key_does_not_block_revoke_all() {
 #[tokio::test]
 async fn an_out_of_range_argument_fails_the_script_before_any_write() {
     let h = harness(&[]).await;
-    let (id, _) = h.login(&unique_email()).await;
+    let (id, user) = h.login(&unique_email()).await;
     let store = store(&h);
+    let user = UserId::parse(&user).unwrap();
     let mut call = store.call(&SessionRevoke {
         device_session_id: &DeviceSessionId::parse(&id).unwrap(),
         revocation: &revocation(),
         request_id: &RequestId::generate(),
+        user: Some(&user),
     });
     *call.arg_mut("revoked_retention_ms") = "100000000000000000000".into();
     let mut redis = h.app.redis.clone();
@@ -333,34 +339,50 @@ async fn replayed_revokes_answer_what_the_first_call_answered() {
     h.login(&email).await;
     let store = store(&h);
 
+    let user = UserId::parse(&user).unwrap();
     let single = SessionRevoke {
         device_session_id: &DeviceSessionId::parse(&id).unwrap(),
         revocation: &revocation(),
         request_id: &RequestId::generate(),
+        user: Some(&user),
     };
     let first = store.run(&single).await.unwrap();
     let replay = store.run(&single).await.unwrap();
     assert_eq!(first, replay);
     assert!(
-        matches!(replay, SessionRevokeReply::Done(RevokeOutcome::Revoked, _)),
+        matches!(
+            replay,
+            Plan::Done(SessionRevokeReply::Done(RevokeOutcome::Revoked, _))
+        ),
         "{replay:?}"
     );
 
+    let mut redis = h.app.redis.clone();
+    let planned: Vec<String> = redis
+        .zrange(store.keys.user_active_sessions(&user), 0, -1)
+        .await
+        .unwrap();
+    let planned: Vec<DeviceSessionId> = planned
+        .iter()
+        .map(|id| DeviceSessionId::from_stored(id))
+        .collect();
     let batch = UserSessionsRevoke {
-        user_id: &UserId::parse(&user).unwrap(),
+        user_id: &user,
         revocation: &revocation(),
         request_id: &RequestId::generate(),
         batch_number: 1,
         block_marker: None,
+        planned: &planned,
     };
     let first = store.run(&batch).await.unwrap();
     let replay = store.run(&batch).await.unwrap();
     assert_eq!(
         first,
-        Batch {
+        Plan::Done(Batch {
             revoked: 1,
-            remaining: 0
-        }
+            remaining: 0,
+            next: Vec::new(),
+        })
     );
     assert_eq!(replay, first, "the replay reports the batch's count again");
 }

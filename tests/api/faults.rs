@@ -199,3 +199,31 @@ async fn a_tiny_pool_and_a_stalled_redis_fail_fast_instead_of_queueing() {
         started.elapsed()
     );
 }
+
+/// Audit round 3, item 4: a send whose create committed but whose answer was lost (past the
+/// pool's one resend) answered 503 and left the resend window naming a challenge whose code was
+/// never mailed; the client's retry got a throttled challenge following it, and no code reached
+/// the address for the whole cooldown. The failed send now releases the window it opened, so the
+/// retry opens its own and the code it mails confirms the challenge the client holds.
+#[tokio::test]
+async fn a_send_that_failed_after_its_challenge_committed_converges_on_the_retry() {
+    let redis = RedisServer::start().await;
+    let proxy = FaultProxy::start(redis.addr()).await;
+    let h = harness_on(redis, &[(config::REDIS_ADDR, &proxy.addr())]).await;
+    let email = unique_email();
+    let create = authsession::store::scripts::scripts()
+        .challenge_create
+        .sha1
+        .clone();
+    proxy.set(Fault::DropReplyTo(create.into_bytes()));
+    let first = h.app.send_email_code(&email).await;
+    assert_eq!(first.status, 503, "{first:?}");
+    proxy.set(Fault::PassThrough);
+
+    let (challenge, code) = h.send_code(&email).await;
+    let confirmed = h
+        .app
+        .confirm(&challenge, &code, &crate::helpers::public_key())
+        .await;
+    assert_eq!(confirmed.status, 200, "{confirmed:?}");
+}

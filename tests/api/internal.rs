@@ -424,17 +424,28 @@ async fn a_missing_or_wrong_bearer_token_answers_401_on_every_internal_route() {
 
 #[tokio::test]
 async fn expired_revoked_sessions_are_skipped_by_listings_and_pruned_from_the_index() {
-    let h = harness(&[(config::RESEND_COOLDOWN, "1ms")]).await;
+    let h = harness(&[
+        (config::RESEND_COOLDOWN, "1ms"),
+        (config::REVOKED_SESSION_RETENTION, "1s"),
+    ])
+    .await;
     let email = unique_email();
     let (old, user_id) = h.login(&email).await;
     h.app
         .post_internal(&format!("/api/v1/internal/sessions/{old}/revoke"), None)
         .await;
-    // The revoked-session retention ran out: Redis removed the record.
+    // The revoked-session retention runs out: Redis removes the record.
     let mut redis = h.app.redis.clone();
-    let () = redis::AsyncCommands::del(&mut redis, h.app.keys().session(&session_id(&old)))
-        .await
-        .unwrap();
+    let record = h.app.keys().session(&session_id(&old));
+    for _ in 0..40 {
+        let exists: bool = redis::AsyncCommands::exists(&mut redis, &record)
+            .await
+            .unwrap();
+        if !exists {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let index = h
         .app
         .keys()
@@ -450,7 +461,6 @@ async fn expired_revoked_sessions_are_skipped_by_listings_and_pruned_from_the_in
         "a listing shows only existing records"
     );
 
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (new, _) = h.login(&email).await;
     let members: Vec<String> = redis::AsyncCommands::zrange(&mut redis, &index, 0, -1)
         .await

@@ -16,20 +16,19 @@ use redis::AsyncCommands;
 
 use crate::helpers::{public_key, session_id, unique_email};
 use crate::scripts_audit::{
-    client, confirm_request, hashes, login, new_user, partitioned_bench, refused_whole, revocation,
-    sent_challenge, single_tag_cluster_env, standalone, store_for, tag_on_another_primary, Bench,
-    MAX_ACTIVE,
+    active_ids, client, confirm_request, hashes, login, new_user, partitioned_bench, refused_whole,
+    revocation, sent_challenge, single_tag_cluster_env, standalone, store_for, Bench, MAX_ACTIVE,
 };
 
 const BLOCK_MARKER: Duration = Duration::from_secs(600);
 
-/// Finding 1 (a block during a slot migration left a revoked record with an active snapshot)
-/// and finding 3 (a gateway prefix in another slot did the same). With the tag's slot migrating
-/// and one session's snapshot key already moved to the target, a block batch fails having written
-/// nothing on the source; once the key is back, the retried block revokes every session and its
-/// snapshot. A gateway prefix of another slot fails the call before any write too.
+/// Finding 1 (a block during a slot migration left a revoked record with an active snapshot).
+/// With the tag's slot migrating and one session's snapshot key already moved to the target, a
+/// block batch fails having written nothing on the source; once the key is back, the retried
+/// block revokes every session and its snapshot. (Finding 3, a gateway prefix of another slot,
+/// has no place left: no prefix travels in ARGV, every key is declared.)
 #[tokio::test]
-async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_nothing() {
+async fn on_a_cluster_a_block_meeting_a_moved_snapshot_key_writes_nothing() {
     let cluster = RedisCluster::start(3, 0).await;
     let (tag, env) = single_tag_cluster_env(&cluster);
     let mut migration = cluster.slot_migration(&format!("{{{tag}}}")).await;
@@ -53,38 +52,21 @@ async fn on_a_cluster_a_block_meeting_a_moved_or_foreign_snapshot_key_writes_not
         .unwrap();
     let () = src.set(keys.user_blocked(&user), "1").await.unwrap();
 
-    // The gateway prefix moved to another slot: refused whole.
-    let mut foreign = b.store.call(&UserSessionsRevoke {
-        user_id: &user,
-        revocation: &revocation(),
-        request_id: &request,
-        batch_number: 1,
-        block_marker: Some(BLOCK_MARKER),
-    });
-    let other = tag_on_another_primary(&cluster, migration.source).await;
-    let prefix = foreign.arg_mut("gateway_session_prefix");
-    *prefix = prefix.replace(&tag, &other);
-    let before = Keyspace::capture(&mut b.conn).await;
-    refused_whole(
-        &mut b,
-        &foreign,
-        &before,
-        "block",
-        "a gateway prefix of another slot",
-    )
-    .await;
-
     // The slot migrating, the newest session's snapshot already on the target.
     migration.begin().await;
     migration
         .move_key(&keys.gateway_session(&sessions[2]))
         .await;
+    // The batch planned (its records and snapshots declared): Redis itself refuses a call whose
+    // declared keys are split between the nodes (`TRYAGAIN`), before the script runs.
+    let planned = active_ids(&b, &user).await;
     let call = b.store.call(&UserSessionsRevoke {
         user_id: &user,
         revocation: &revocation(),
         request_id: &request,
         batch_number: 1,
         block_marker: Some(BLOCK_MARKER),
+        planned: &planned,
     });
     let before = Keyspace::capture(&mut b.conn).await;
     refused_whole(
@@ -260,6 +242,7 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
         request_id: &RequestId::generate(),
         batch_number: 1,
         block_marker: None,
+        planned: &[],
     });
     *batch.arg_mut("batch_size") = "51".into();
     refused_whole(
@@ -332,4 +315,54 @@ async fn in_the_partitioned_layout_one_challenge_yields_one_session_whatever_the
     );
     let session = b.store.session_get(&one).await.unwrap().unwrap();
     assert_eq!(session.status, SessionStatus::Active);
+}
+
+/// Audit round 3, low: a first login skips the revoked index's prune, so a key of another type
+/// there let a session be created that no script could revoke afterwards (each revoke's `ZADD`
+/// to it fails). The login reads the index's type (one `ZCARD`) and is refused, writing nothing.
+#[tokio::test]
+async fn a_first_login_over_a_foreign_revoked_index_is_refused_whole() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let user = new_user();
+    let () = b
+        .conn
+        .set(b.store.keys.user_revoked_sessions(&user), "not-a-zset")
+        .await
+        .unwrap();
+    let (id, code) = sent_challenge(
+        &b,
+        &authsession::domain::Email::parse(&unique_email()).unwrap(),
+    )
+    .await;
+    let hash = hashes(&id, &code);
+    let key = ClientPublicKey::parse(&public_key()).unwrap();
+    let session = b.store.keys.layout().device_session_id(&id, &user);
+    let request = confirm_request(&id, &hash, &key, &user, &session);
+    let before = Keyspace::capture(&mut b.conn).await;
+    let result = authsession::flows::confirm_email_code::open_session(&b.store, &request).await;
+    assert!(result.is_err(), "{result:?}");
+    let after = Keyspace::capture(&mut b.conn).await;
+    assert_eq!(before.differences(&after), Vec::<String>::new());
+}
+
+/// Audit round 3, low: an `inf` score in the revoked index was read with `tonumber` and written
+/// back as `PEXPIREAT -9223372036854775808`, which deleted the user's indexes. Scores are read
+/// strictly: the revoke fails whole, and the indexes stay.
+#[tokio::test]
+async fn an_inf_score_in_the_revoked_index_fails_the_revoke_whole() {
+    let redis = RedisServer::start().await;
+    let mut b = standalone(&redis).await;
+    let user = new_user();
+    let session = login(&b, &user).await;
+    let () = b
+        .conn
+        .zadd(b.store.keys.user_revoked_sessions(&user), "ghost", "inf")
+        .await
+        .unwrap();
+    let before = Keyspace::capture(&mut b.conn).await;
+    let result = b.store.session_revoke(&session, &revocation()).await;
+    assert!(result.is_err(), "{result:?}");
+    let after = Keyspace::capture(&mut b.conn).await;
+    assert_eq!(before.differences(&after), Vec::<String>::new());
 }

@@ -1,12 +1,14 @@
 //! The scripts' promises, proved for every script and every key it touches, the way the platform
 //! team audits them on a real redis-server:
-//! - every key a script touches (seen with `MONITOR`) is one its header declares in KEYS or names
-//!   under `Derives`, every command it runs is in the README's ACL grant list;
+//! - every key a script touches (seen with `MONITOR`) is one of the call's KEYS, every command it
+//!   runs is in the README's ACL grant list;
 //! - no partial write: with any touched key of the wrong type, any field of a hash it reads
 //!   removed or garbled, or any string it reads garbled, a call that errors leaves the keyspace
 //!   byte-identical (`DUMP` of every key);
 //! - replay: the same call twice gives the same reply and the same keyspace as once;
-//! - on a real cluster, a derived key of another slot fails the call before any write;
+//! - on a real cluster (both layouts) too, every key touched is declared, and a call during a
+//!   slot migration, on the source or resent by `ASK` to the importing node, writes everything on
+//!   one node or nothing anywhere;
 //! - `luacheck` passes over the assembled scripts.
 //!
 //! A script without a scenario here fails `every_script_has_an_audit_scenario`.
@@ -68,8 +70,8 @@ const SCENARIOS: &[&str] = &[
     "access_probe/every_namespace",
 ];
 
-/// Scenarios in which the script reaches every kind of key its header says it derives.
-const DERIVING: &[&str] = &[
+/// Scenarios whose call is the commit of a plan (the ids or user it met declared).
+const PLANNED: &[&str] = &[
     "challenge_verify/wrong_code",
     "challenge_confirm/evicting_past_ghosts_and_pruning",
     "session_create/evicting_past_ghosts_and_pruning",
@@ -173,6 +175,14 @@ pub(crate) fn confirm_request<'a>(
     }
 }
 
+/// A first-login confirm call (nothing to evict, so nothing planned).
+pub(crate) fn confirm_call<'a>(request: &'a ConfirmRequest<'a>) -> ChallengeConfirm<'a> {
+    ChallengeConfirm {
+        request,
+        planned: Vec::new(),
+    }
+}
+
 /// A full login of `user`; returns the new session.
 pub(crate) async fn login(b: &Bench, user: &UserId) -> DeviceSessionId {
     let email = Email::parse(&unique_email()).unwrap();
@@ -222,7 +232,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
         "challenge_create/new" => {
             let locale = authsession::domain::Locale::parse("en-GB").unwrap();
             store.call(&ChallengeCreate {
-                challenge_id: &ChallengeId::generate(),
+                challenge_id: &keys.layout().new_challenge_id(email.hash()),
                 email: &email,
                 code_hash: &code_hash,
                 locale: Some(&locale),
@@ -232,7 +242,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
         "challenge_create/throttled" => {
             sent_challenge(b, &email).await;
             b.store.call(&ChallengeCreate {
-                challenge_id: &ChallengeId::generate(),
+                challenge_id: &b.store.keys.layout().new_challenge_id(email.hash()),
                 email: &email,
                 code_hash: &code_hash,
                 locale: None,
@@ -264,6 +274,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                     5,
                     admit(&b.store, &client),
                     &RequestId::generate(),
+                    None,
                 )
                 .await
                 .unwrap();
@@ -279,6 +290,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 max_attempts: 5,
                 attempt_id: &RequestId::generate(),
                 admit: admit(&b.store, &client),
+                address: Some(email.hash()),
             })
         }
         "challenge_verify/throttled_window" => {
@@ -292,6 +304,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 max_attempts: 5,
                 attempt_id: &RequestId::generate(),
                 admit: admit(&b.store, &client),
+                address: None,
             })
         }
         "challenge_confirm/first_login" => {
@@ -300,9 +313,9 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let user = new_user();
             let session = keys.layout().device_session_id(&id, &user);
-            b.store.call(&ChallengeConfirm {
-                request: &confirm_request(&id, &hash, &key, &user, &session),
-            })
+            b.store.call(&confirm_call(&confirm_request(
+                &id, &hash, &key, &user, &session,
+            )))
         }
         "send_admit/first" => store.call(&SendAdmit {
             challenge_id: &ChallengeId::generate(),
@@ -322,7 +335,10 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let session = keys.layout().device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
             if scenario.starts_with("session_create") {
-                b.store.call(&SessionCreate { request: &request })
+                b.store.call(&SessionCreate {
+                    request: &request,
+                    planned: Vec::new(),
+                })
             } else if scenario.starts_with("challenge_claim") {
                 b.store.call(&ChallengeClaim {
                     challenge_id: &id,
@@ -367,10 +383,19 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             let session = keys.layout().device_session_id(&id, &user);
             let request = confirm_request(&id, &hash, &key, &user, &session);
+            // The plan: every session the user's active index holds (those over the limit among
+            // them).
+            let planned = active_ids(b, &user).await;
             if scenario.starts_with("session_create") {
-                b.store.call(&SessionCreate { request: &request })
+                b.store.call(&SessionCreate {
+                    request: &request,
+                    planned,
+                })
             } else {
-                b.store.call(&ChallengeConfirm { request: &request })
+                b.store.call(&ChallengeConfirm {
+                    request: &request,
+                    planned,
+                })
             }
         }
         "session_revoke/active" => {
@@ -380,6 +405,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 device_session_id: &session,
                 revocation: &revocation(),
                 request_id: &RequestId::generate(),
+                user: Some(&user),
             })
         }
         "session_revoke/healing_a_lost_projection" => {
@@ -399,6 +425,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 device_session_id: &session,
                 revocation: &revocation(),
                 request_id: &RequestId::generate(),
+                user: Some(&user),
             })
         }
         "user_sessions_revoke/batch" => {
@@ -411,6 +438,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 request_id: &RequestId::generate(),
                 batch_number: 1,
                 block_marker: Some(std::time::Duration::from_secs(600)),
+                planned: &active_ids(b, &user).await,
             })
         }
         "session_projection_republish/missing_snapshot" => {
@@ -426,6 +454,18 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
         }),
         other => panic!("no arrangement for {other}"),
     }
+}
+
+/// The ids of the user's active index, oldest first: what a caller that plans them declares.
+pub(crate) async fn active_ids(b: &Bench, user: &UserId) -> Vec<DeviceSessionId> {
+    let mut conn = b.conn.clone();
+    let ids: Vec<String> = conn
+        .zrange(b.store.keys.user_active_sessions(user), 0, -1)
+        .await
+        .unwrap();
+    ids.iter()
+        .map(|id| DeviceSessionId::from_stored(id))
+        .collect()
 }
 
 pub(crate) async fn run(b: &Bench, call: &ScriptCall<'_>) -> Result<String, String> {
@@ -578,12 +618,12 @@ fn every_script_has_an_audit_scenario() {
             "lua/{}.lua has no scenario in tests/api/scripts_audit.rs",
             script.name
         );
-        if !script.header.derives.is_empty() {
+        if !script.header.planned.0.is_empty() || script.name == "session_revoke" {
             assert!(
-                DERIVING
+                PLANNED
                     .iter()
                     .any(|s| s.split('/').next() == Some(script.name)),
-                "lua/{}.lua derives keys but no scenario reaches them",
+                "lua/{}.lua plans keys but no scenario commits a plan",
                 script.name
             );
         }
@@ -642,39 +682,7 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
             }
             wrote |= WRITES.contains(&name.as_str());
         }
-        for (i, key) in call.keys().iter().enumerate() {
-            assert_eq!(
-                b.store.keys.kind_of(key),
-                Some(script.header.keys[i].as_str()),
-                "{scenario}: KEYS[{}] {key}",
-                i + 1
-            );
-        }
-        let mut derived_kinds = BTreeSet::new();
-        for key in &touched {
-            if call.keys().contains(key) {
-                continue;
-            }
-            let kind = b
-                .store
-                .keys
-                .kind_of(key)
-                .unwrap_or("outside the namespaces");
-            assert!(
-                script.header.derives.iter().any(|d| d == kind),
-                "{scenario}: touched {key} ({kind}), neither in KEYS nor under `Derives`"
-            );
-            derived_kinds.insert(kind);
-        }
-        if DERIVING.contains(scenario) {
-            for kind in &script.header.derives {
-                assert!(
-                    derived_kinds.contains(kind.as_str()),
-                    "{scenario}: the header says it derives {kind}, but it touched none"
-                );
-            }
-        }
-
+        assert_declared(&b.store, scenario, &call, &touched);
         // Replay: the same call again answers the same and changes nothing. (A right code's
         // verdict carries the moment it was given: a replay gives it anew, with its own time.)
         let again = run(&b, &call).await.expect("replay succeeds");
@@ -797,6 +805,41 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
     println!("{}", report.join("\n"));
 }
 
+/// Every key a call touched is one of its KEYS, and each KEYS slot holds a key of the kind the
+/// header names there (the planned tail's kinds repeat).
+pub(crate) fn assert_declared(
+    store: &Store,
+    scenario: &str,
+    call: &ScriptCall<'_>,
+    touched: &BTreeSet<String>,
+) {
+    let header = &call.script().header;
+    let (fixed, _) = header
+        .shape(call.keys().len(), call.args().len())
+        .unwrap_or_else(|| panic!("{scenario}: a call of no shape the header allows"));
+    let tail = &header.planned.0;
+    for (i, key) in call.keys().iter().enumerate() {
+        let kind = if i < fixed.min(header.keys.len()) {
+            header.keys[i].as_str()
+        } else {
+            tail[(i - fixed) % tail.len().max(1)].as_str()
+        };
+        assert_eq!(
+            store.keys.kind_of(key),
+            Some(kind),
+            "{scenario}: KEYS[{}] {key}",
+            i + 1
+        );
+    }
+    for key in touched {
+        assert!(
+            call.keys().contains(key),
+            "{scenario}: touched {key} ({}), which is not in the call's KEYS",
+            store.keys.kind_of(key).unwrap_or("outside the namespaces")
+        );
+    }
+}
+
 /// A configuration of the single-tag layout on `cluster` with every admission limit on: its tag
 /// and the variables.
 pub(crate) fn single_tag_cluster_env(
@@ -838,41 +881,59 @@ pub(crate) async fn partitioned_bench(cluster: &RedisCluster) -> Bench {
     Bench { store, conn }
 }
 
-/// A hash tag whose slot a primary other than the one on `port` serves.
-pub(crate) async fn tag_on_another_primary(cluster: &RedisCluster, port: u16) -> String {
-    for i in 0.. {
-        let other = format!("o{i}");
-        if cluster.primary_port_for(&format!("{{{other}}}")).await != port {
-            return other;
-        }
-    }
-    unreachable!("a cluster of several primaries serves some tag elsewhere")
-}
-
+/// The `MONITOR` proof on a real 3-primary cluster, in either layout: every scenario's call (on
+/// the cluster connection, routed by its first key) touches only keys of its KEYS, whichever
+/// node runs it.
 #[tokio::test]
-async fn on_a_cluster_a_derived_key_of_another_slot_fails_the_call_before_any_write() {
+async fn on_a_cluster_every_key_a_call_touches_is_declared_in_either_layout() {
     let cluster = RedisCluster::start(3, 0).await;
-    let (tag, env) = single_tag_cluster_env(&cluster);
-    let slot_key = format!("{{{tag}}}");
-    let port = cluster.primary_port_for(&slot_key).await;
-    let primary = cluster
-        .nodes
-        .iter()
-        .find(|n| n.port() == port)
-        .expect("the primary of the tag's slot");
-    // Another tag whose slot another primary serves.
-    let other = tag_on_another_primary(&cluster, port).await;
-    let mut b = Bench {
-        store: store_for(&env),
-        conn: Dedicated::Single(primary.connection().await),
-    };
-    for scenario in DERIVING {
-        let mut call = arrange(&mut b, scenario).await;
-        for arg in call.args_mut() {
-            *arg = arg.replace(&format!("{{{tag}}}"), &format!("{{{other}}}"));
+    let primaries = cluster.primary_ports().await;
+    let mut monitors = Vec::new();
+    for port in &primaries {
+        let node = cluster.nodes.iter().find(|n| n.port() == *port).unwrap();
+        monitors.push((Monitor::start(&node.addr()).await, node.connection().await));
+    }
+    let (_, single_tag) = single_tag_cluster_env(&cluster);
+    let single_tag = store_for(&single_tag);
+    let mut layouts = vec![Bench {
+        conn: single_tag.redis.dedicated().await.unwrap(),
+        store: single_tag,
+    }];
+    layouts.push(partitioned_bench(&cluster).await);
+    for mut b in layouts {
+        let partitioned = b.store.keys.layout().is_partitioned();
+        for scenario in SCENARIOS {
+            if partitioned && scenario.starts_with("challenge_confirm/") {
+                continue; // the single-tag layout's confirm
+            }
+            let call = arrange(&mut b, scenario).await;
+            for (monitor, conn) in &mut monitors {
+                let start = format!("audit-start-{}", rand::random::<u64>());
+                let _: String = redis::cmd("ECHO")
+                    .arg(&start)
+                    .query_async(conn)
+                    .await
+                    .unwrap();
+                monitor.script_commands_until(&start).await;
+            }
+            run(&b, &call)
+                .await
+                .unwrap_or_else(|e| panic!("{scenario}: the call must succeed: {e}"));
+            let mut touched = BTreeSet::new();
+            for (monitor, conn) in &mut monitors {
+                let end = format!("audit-end-{}", rand::random::<u64>());
+                let _: String = redis::cmd("ECHO")
+                    .arg(&end)
+                    .query_async(conn)
+                    .await
+                    .unwrap();
+                for command in monitor.script_commands_until(&end).await {
+                    touched.extend(keys_of(&mut b.conn, &command).await);
+                }
+            }
+            assert!(!touched.is_empty(), "{scenario}: MONITOR saw the call");
+            assert_declared(&b.store, scenario, &call, &touched);
         }
-        let before = Keyspace::capture(&mut b.conn).await;
-        refused_whole(&mut b, &call, &before, scenario, "reached another slot").await;
     }
 }
 
@@ -895,70 +956,6 @@ pub(crate) async fn refused_whole(
     );
 }
 
-/// The partitioned layout: what a script derives lies in its partition's slot. With a
-/// prefix-derived key moved to another primary's partition (the tag in ARGV), or an id of another
-/// partition first in the user's indexes, the call fails having written nothing anywhere in the
-/// cluster.
-#[tokio::test]
-async fn in_the_partitioned_layout_a_derived_key_of_another_partition_fails_the_call_before_any_write(
-) {
-    let cluster = RedisCluster::start(3, 0).await;
-    let mut b = partitioned_bench(&cluster).await;
-    let keys = b.store.keys.clone();
-    let tags = keys.layout().tags().to_vec();
-    let markers: Vec<String> = tags
-        .iter()
-        .map(|t| format!("{{{t}}}audit-marker"))
-        .collect();
-    for marker in &markers {
-        let () = b.conn.set(marker, 1).await.unwrap();
-    }
-    // The single-tag confirm has no place in this layout.
-    for scenario in DERIVING
-        .iter()
-        .filter(|s| !s.starts_with("challenge_confirm/"))
-    {
-        let mut call = arrange(&mut b, scenario).await;
-        let home = authsession::store::keys::hash_tag(&call.keys()[0])
-            .expect("a partitioned key")
-            .to_owned();
-        let home_port = cluster.primary_port_for(&format!("{{{home}}}")).await;
-        let mut other = None;
-        for tag in &tags {
-            if cluster.primary_port_for(&format!("{{{tag}}}")).await != home_port {
-                other = Some(tag.clone());
-                break;
-            }
-        }
-        let other = other.expect("a partition on another primary");
-        for arg in call.args_mut() {
-            *arg = arg.replace(&format!("{{{home}}}"), &format!("{{{other}}}"));
-        }
-        for index in call.keys().to_vec() {
-            if matches!(
-                keys.kind_of(&index),
-                Some("user_active_sessions" | "user_sessions")
-            ) {
-                let foreign = format!("{{{other}}}elsewhere");
-                let () = b.conn.zadd(index, foreign, 0).await.unwrap();
-            }
-        }
-        let before = Keyspace::capture(&mut b.conn).await;
-        // `KEYS` on a cluster connection asks every primary: each partition's marker is there.
-        for marker in &markers {
-            assert!(before.0.contains_key(marker), "the capture misses {marker}");
-        }
-        refused_whole(
-            &mut b,
-            &call,
-            &before,
-            scenario,
-            "reached another partition",
-        )
-        .await;
-    }
-}
-
 /// The partitioned layout admits the client apart, in the client's partition (`send_admit`,
 /// `confirm_admit`). Its create and verify calls used to carry the admission anyway: a key of the
 /// address's slot that was never touched and a limit of 0. They now carry none of the optional
@@ -977,7 +974,8 @@ async fn in_the_partitioned_layout_create_and_verify_carry_no_admission() {
         admit: admit(&b.store, &client),
     });
     let verify = arrange(&mut b, "challenge_verify/wrong_code").await;
-    for (call, keys, args) in [(create, 2, 8), (verify, 1, 8)] {
+    // (The verify declares the address's failure counter, and its hash.)
+    for (call, keys, args) in [(create, 2, 8), (verify, 2, 8)] {
         let script = call.script().name;
         assert_eq!(
             (call.keys().len(), call.args().len()),

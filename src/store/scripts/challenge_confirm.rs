@@ -5,8 +5,8 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::challenge_verify::Rejection;
 use super::{
-    event_format, opening_session_keys, revoking_by_prefix, scripts, verdict_args, Call, Reply,
-    Resumable, Script, Slot,
+    event_format, opening_session_keys, planned_sessions, revoking, scripts, verdict_args, Call,
+    Plan, Planning, Reply, Resumable, Script, Slot,
 };
 use crate::domain::{ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, UserId};
 use crate::store::{millis, Store};
@@ -31,6 +31,8 @@ pub struct ConfirmRequest<'a> {
 
 pub struct ChallengeConfirm<'a> {
     pub request: &'a ConfirmRequest<'a>,
+    /// The sessions the login is expected to evict or find ghosts (a `need` reply's ids).
+    pub planned: Vec<DeviceSessionId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub enum ChallengeConfirmReply {
 }
 
 impl Call for ChallengeConfirm<'_> {
-    type Reply = ChallengeConfirmReply;
+    type Reply = Plan<ChallengeConfirmReply>;
 
     fn script() -> &'static Script {
         &scripts().challenge_confirm
@@ -61,6 +63,7 @@ impl Call for ChallengeConfirm<'_> {
         let challenge = store.keys.challenge(self.request.challenge_id);
         let mut keys = vec![("challenge", challenge)];
         keys.extend(opening_session_keys(store, self.request));
+        keys.extend(planned_sessions(store, &self.planned).0);
         keys
     }
 
@@ -78,7 +81,7 @@ impl Call for ChallengeConfirm<'_> {
                 millis(store.policy.confirm_idempotency_window).to_string(),
             ),
         ];
-        args.extend(revoking_by_prefix(store));
+        args.extend(revoking(store));
         args.extend([
             ("challenge_id", req.challenge_id.to_string()),
             ("max_evictions", MAX_EVICTIONS_PER_LOGIN.to_string()),
@@ -89,7 +92,16 @@ impl Call for ChallengeConfirm<'_> {
         ]);
         args.extend(verdict_args(store, req));
         args.push(event_format(store));
+        args.extend(planned_sessions(store, &self.planned).1);
         args
+    }
+}
+
+impl Planning for ChallengeConfirm<'_> {
+    type Settled = ChallengeConfirmReply;
+
+    fn plan(&mut self, ids: Vec<DeviceSessionId>) {
+        self.planned = ids;
     }
 }
 

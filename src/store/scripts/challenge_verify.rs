@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{limit_args, scripts, Call, Reply, Script, Slot};
+use super::{limit_args, scripts, Call, Plan, Reply, Script, Slot};
 use crate::domain::{
-    ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, RequestId,
+    ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, EmailHash,
+    RequestId,
 };
 use crate::store::{millis, Store};
 
@@ -22,6 +23,9 @@ pub struct ChallengeVerify<'a> {
     pub attempt_id: &'a RequestId,
     /// The client this call admits, with the work (`flows::admission` says whether it does).
     pub admit: Option<&'a ClientKey>,
+    /// The challenge's address, when the caller knows it (from the id, or a `need` reply): its
+    /// failure counter is declared. Without it, a challenge with an address answers `need`.
+    pub address: Option<&'a EmailHash>,
 }
 
 /// Why a confirm attempt is refused.
@@ -70,7 +74,7 @@ pub enum Verified {
 }
 
 impl Call for ChallengeVerify<'_> {
-    type Reply = Verified;
+    type Reply = Plan<Verified>;
 
     fn script() -> &'static Script {
         &scripts().challenge_verify
@@ -82,12 +86,14 @@ impl Call for ChallengeVerify<'_> {
         if let Some(client) = self.admit {
             slots.push(("rate_confirm_client", keys.rate_confirm_client(client)));
         }
+        if let Some(address) = self.address {
+            slots.push(("confirm_failures", keys.confirm_failures(address)));
+        }
         slots
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {
         let policy = &store.policy;
-        let home = store.home_or_first(self.challenge_id.as_str());
         let mut slots = vec![
             ("code_hash", self.code_hashes.current.clone()),
             (
@@ -101,10 +107,6 @@ impl Call for ChallengeVerify<'_> {
                 "failure_window_ms",
                 millis(policy.confirm_failure_window).to_string(),
             ),
-            (
-                "confirm_failures_prefix",
-                store.keys.confirm_failures_prefix(home),
-            ),
             ("attempt_id", self.attempt_id.to_string()),
         ];
         if self.admit.is_some() {
@@ -113,6 +115,9 @@ impl Call for ChallengeVerify<'_> {
                 ("client_limit", client_limit.to_string()),
                 ("client_window_ms", client_window.to_string()),
             ]);
+        }
+        if let Some(address) = self.address {
+            slots.push(("email_hash", address.to_string()));
         }
         slots
     }

@@ -18,30 +18,41 @@ pub struct Script {
     pub sha1: String,
     /// Whether the script writes the gateway projection (its failures are counted apart).
     pub writes_projection: bool,
-    /// The header's contract: KEYS and ARGV slot names in order, and the kinds of key it derives.
+    /// The header's contract: KEYS and ARGV slot names in order.
     pub header: Header,
 }
 
 /// A script's KEYS/ARGV contract as its header states it (`-- KEYS[i] kind: ...`,
-/// `-- ARGV[i] name: ...`, `-- Derives: kind (...), kind (...)` or `nothing`). KEYS names are
-/// key kinds of [`super::keys::Keys::kind_of`]; the typed wrappers name every slot they fill, and
-/// the test bench checks every key a script touches against this list.
+/// `-- ARGV[i] name: ...`). KEYS names are key kinds of [`super::keys::Keys::kind_of`]; the
+/// typed wrappers name every slot they fill, and the test bench checks every key a script
+/// touches against the call's KEYS.
 ///
-/// A slot named `name?` is optional: optional slots come last, in KEYS and ARGV alike, and a call
-/// passes all of them or none (the generated arity check accepts exactly those two shapes). The
-/// create and verify scripts carry the client's admission that way: the single-tag layout passes
-/// it, the partitioned layout admits apart and passes none.
+/// A slot named `name?` is optional: optional slots come after the fixed ones, in KEYS and ARGV
+/// alike, and a call passes all of them or none. The create and verify scripts carry the
+/// client's admission that way: the single-tag layout passes it, the partitioned layout admits
+/// apart and passes none.
+///
+/// A slot numbered `N..` starts the planned tail (plan, then commit: `lua/include/planned.lua`):
+/// `-- KEYS[N..] kind, kind: ...` names the keys of one planned id and `-- ARGV[M..] name: ...`
+/// the id; a call passes any number of ids, each with its keys, after every other slot.
+///
+/// The generated prologue checks the call's shape and sets `SHAPE_OPTIONAL` (the optional
+/// slots are there), `SHAPE_PLANNED` (how many planned ids) and `SHAPE_PLANNED_KEY` /
+/// `SHAPE_PLANNED_ARG` (where the tail starts) for scripts that have either.
 #[derive(Debug, Default)]
 pub struct Header {
     pub keys: Vec<String>,
     pub args: Vec<String>,
-    pub derives: Vec<String>,
     /// How many of `keys` and of `args` every call passes (the rest are optional).
     pub required: (usize, usize),
+    /// The planned tail: the KEYS kinds of one planned id, and its ARGV names (both empty when
+    /// the script plans nothing).
+    pub planned: (Vec<String>, Vec<String>),
 }
 
 impl Header {
-    /// The (KEYS, ARGV) counts a call may have: all slots, or only the required ones.
+    /// The (KEYS, ARGV) counts before the planned tail a call may have: all slots, or only the
+    /// required ones.
     pub fn arities(&self) -> Vec<(usize, usize)> {
         let all = (self.keys.len(), self.args.len());
         if self.required == all {
@@ -51,22 +62,85 @@ impl Header {
         }
     }
 
+    /// Whether a call of `keys` KEYS and `args` ARGV has a shape the header allows.
+    pub fn accepts(&self, keys: usize, args: usize) -> bool {
+        self.shape(keys, args).is_some()
+    }
+
+    /// The (KEYS, ARGV) counts before the planned tail of a call of `keys` KEYS and `args` ARGV,
+    /// if the header allows its shape.
+    pub fn shape(&self, keys: usize, args: usize) -> Option<(usize, usize)> {
+        let (tail_keys, tail_args) = (self.planned.0.len(), self.planned.1.len());
+        self.arities().into_iter().find(|&(k, a)| {
+            match (keys.checked_sub(k), args.checked_sub(a)) {
+                (Some(0), Some(0)) => true,
+                (Some(nk), Some(na)) if tail_keys > 0 => {
+                    nk % tail_keys == 0 && na * tail_keys == nk * tail_args
+                }
+                _ => false,
+            }
+        })
+    }
+
+    /// Whether a call whose slots carry these names, in order, fits the header.
+    pub fn fits(&self, keys: &[&str], args: &[&str]) -> bool {
+        let (tail_keys, tail_args) = &self.planned;
+        let repeats = |names: &[&str], unit: &[String]| -> Option<usize> {
+            if unit.is_empty() {
+                return names.is_empty().then_some(0);
+            }
+            let whole = names.len().is_multiple_of(unit.len())
+                && names
+                    .chunks(unit.len())
+                    .all(|c| c.iter().zip(unit).all(|(a, b)| a == b));
+            whole.then_some(names.len() / unit.len())
+        };
+        self.arities().into_iter().any(|(k, a)| {
+            keys.len() >= k
+                && args.len() >= a
+                && keys[..k].iter().zip(&self.keys).all(|(x, y)| x == y)
+                && args[..a].iter().zip(&self.args).all(|(x, y)| x == y)
+                && matches!(
+                    (repeats(&keys[k..], tail_keys), repeats(&args[a..], tail_args)),
+                    (Some(n), Some(m)) if n == m
+                )
+        })
+    }
+
     fn parse(name: &str, body: &str) -> Self {
         let mut header = Header::default();
         let mut optional = (Vec::new(), Vec::new());
-        let slot = |line: &str, tag: &str, list: &mut Vec<String>, optional: &mut Vec<bool>| {
+        let mut slot = |line: &str, tag: &str, is_keys: bool| {
             let Some(rest) = line.strip_prefix(tag) else {
                 return;
+            };
+            let (list, optional, tail) = if is_keys {
+                (&mut header.keys, &mut optional.0, &mut header.planned.0)
+            } else {
+                (&mut header.args, &mut optional.1, &mut header.planned.1)
             };
             let (index, rest) = rest.split_once("] ").unwrap_or_else(|| {
                 panic!("lua/{name}.lua: header line `{line}` must read `{tag}N] name ...`")
             });
+            assert!(
+                tail.is_empty(),
+                "lua/{name}.lua: `{line}`: the planned tail (`N..`) comes last"
+            );
+            let (index, planned) = match index.strip_suffix("..") {
+                Some(index) => (index, true),
+                None => (index, false),
+            };
             assert_eq!(
                 index.parse::<usize>().ok(),
                 Some(list.len() + 1),
                 "lua/{name}.lua: header slots must be numbered 1, 2, ... in order"
             );
-            let slot_name = rest.split([':', ' ']).next().unwrap_or_default();
+            let names = rest.split(':').next().unwrap_or_default();
+            if planned {
+                tail.extend(names.split(',').map(|n| n.trim().to_owned()));
+                return;
+            }
+            let slot_name = names.split(' ').next().unwrap_or_default();
             let (slot_name, is_optional) = match slot_name.strip_suffix('?') {
                 Some(required_name) => (required_name, true),
                 None => (slot_name, false),
@@ -82,16 +156,8 @@ impl Header {
             .lines()
             .take_while(|l| l.starts_with("--") || l.starts_with("#!"))
         {
-            slot(line, "-- KEYS[", &mut header.keys, &mut optional.0);
-            slot(line, "-- ARGV[", &mut header.args, &mut optional.1);
-            if let Some(rest) = line.strip_prefix("-- Derives: ") {
-                header.derives = rest
-                    .split(',')
-                    .filter_map(|d| d.split_whitespace().next())
-                    .filter(|d| *d != "nothing")
-                    .map(str::to_owned)
-                    .collect();
-            }
+            slot(line, "-- KEYS[", true);
+            slot(line, "-- ARGV[", false);
         }
         assert!(
             !header.keys.is_empty(),
@@ -104,6 +170,19 @@ impl Header {
             header.required.1 == header.args.len(),
             "lua/{name}.lua: optional slots come in KEYS and ARGV together"
         );
+        let (tail_keys, tail_args) = (header.planned.0.len(), header.planned.1.len());
+        assert_eq!(
+            tail_keys == 0,
+            tail_args == 0,
+            "lua/{name}.lua: a planned tail names its KEYS and its ARGV"
+        );
+        if let [(k, a), (rk, ra)] = header.arities()[..] {
+            // The two shapes must never count alike, or the script could not tell them apart.
+            let ambiguous = tail_keys > 0
+                && (k - rk) % tail_keys == 0
+                && (a - ra) == (k - rk) / tail_keys * tail_args;
+            assert!(!ambiguous, "lua/{name}.lua: its two shapes can count alike");
+        }
         header
     }
 }
@@ -134,23 +213,54 @@ pub(super) fn assemble(name: &'static str) -> Script {
     }
 }
 
-/// The script's first statement, generated from its header: a call with another number of KEYS
-/// or ARGV than the header names is refused before anything is read (a missing last ARGV would
-/// otherwise surface as a nil deep inside the script).
+/// The script's first statements, generated from its header: a call with another number of
+/// KEYS or ARGV than the header allows is refused before anything is read (a missing last ARGV
+/// would otherwise surface as a nil deep inside the script). A script with optional slots or a
+/// planned tail also learns its call's shape (see [`Header`]).
 fn arity_check(name: &str, header: &Header) -> String {
-    match header.arities()[..] {
-        [(keys, args)] => format!(
+    let arities = header.arities();
+    let (tail_keys, tail_args) = (header.planned.0.len(), header.planned.1.len());
+    if let ([(keys, args)], 0) = (&arities[..], tail_keys) {
+        return format!(
             "if #KEYS ~= {keys} or #ARGV ~= {args} then\n  \
              return redis.error_reply('ERR {name} takes {keys} KEYS and {args} ARGV')\nend\n"
-        ),
-        [(keys, args), (required_keys, required_args)] => format!(
-            "if not ((#KEYS == {keys} and #ARGV == {args}) or \
-             (#KEYS == {required_keys} and #ARGV == {required_args})) then\n  \
-             return redis.error_reply('ERR {name} takes {keys} KEYS and {args} ARGV \
-             (or {required_keys} and {required_args})')\nend\n"
-        ),
-        _ => unreachable!("one or two arities"),
+        );
     }
+    let shapes: Vec<String> = arities
+        .iter()
+        .enumerate()
+        .map(|(i, (k, a))| format!("{{{k}, {a}, {}}}", i == 0 && arities.len() == 2))
+        .collect();
+    let (fits, count) = if tail_keys == 0 {
+        ("k == 0 and a == 0".to_owned(), "0".to_owned())
+    } else {
+        (
+            format!("k >= 0 and k % {tail_keys} == 0 and a * {tail_keys} == k * {tail_args}"),
+            format!("k / {tail_keys}"),
+        )
+    };
+    let expected = arities
+        .iter()
+        .map(|(k, a)| format!("{k} KEYS and {a} ARGV"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let per_id = if tail_keys == 0 {
+        String::new()
+    } else {
+        format!(", then {tail_keys} KEYS and {tail_args} ARGV per planned id")
+    };
+    format!(
+        "local SHAPE_OPTIONAL, SHAPE_PLANNED, SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG\n\
+         for _, shape in ipairs({{{}}}) do\n  \
+         local k, a = #KEYS - shape[1], #ARGV - shape[2]\n  \
+         if not SHAPE_PLANNED and {fits} then\n    \
+         SHAPE_OPTIONAL, SHAPE_PLANNED = shape[3], {count}\n    \
+         SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG = shape[1] + 1, shape[2] + 1\n  \
+         end\nend\n\
+         if not SHAPE_PLANNED then\n  \
+         return redis.error_reply('ERR {name} takes {expected}{per_id}')\nend\n",
+        shapes.join(", ")
+    )
 }
 
 /// Inlines `--!include <fragment>.lua: helper, helper, ...` lines, with `prologue` before the

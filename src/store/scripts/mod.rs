@@ -15,6 +15,7 @@ pub mod challenge_mark_delivery;
 pub mod challenge_verify;
 pub mod confirm_admit;
 mod lua;
+mod reply;
 pub mod send_admit;
 pub mod session_create;
 pub mod session_projection_republish;
@@ -27,6 +28,8 @@ use std::time::Duration;
 use redis::{FromRedisValue, ParsingError, Value};
 
 pub use lua::{Header, Script};
+pub use reply::Plan;
+pub(crate) use reply::{one_word, Reply};
 
 use super::{millis, Error, Store};
 use crate::config::RateLimit;
@@ -153,11 +156,8 @@ impl<'a> ScriptCall<'a> {
         // Names only in the message: the values hold addresses and hashes.
         let header = &script.header;
         let names = |slots: &[Slot]| slots.iter().map(|(n, _)| *n).collect::<Vec<_>>();
-        let named = |slots: &[Slot], header: &[String]| names(slots) == header[..slots.len()];
         debug_assert!(
-            header.arities().contains(&(keys.len(), args.len()))
-                && named(&keys, &header.keys)
-                && named(&args, &header.args),
+            header.fits(&names(&keys), &names(&args)),
             "{}: the input's KEYS {:?} and ARGV {:?} against the header {header:?}",
             script.name,
             names(&keys),
@@ -214,81 +214,6 @@ impl<'a> ScriptCall<'a> {
     }
 }
 
-/// A script reply being decoded: its leading word (a reply of one word, or the first item of
-/// a list), then its further items in order. Errors name the word and the shape, never an
-/// item's value (a reply may hold an e-mail address).
-pub(crate) struct Reply {
-    word: String,
-    items: std::vec::IntoIter<Value>,
-}
-
-impl Reply {
-    pub(crate) fn read(value: Value) -> Result<Self, ParsingError> {
-        let (first, items) = match value {
-            Value::Array(items) => {
-                let mut items = items.into_iter();
-                let first = items.next().ok_or("an empty list")?;
-                (first, items)
-            }
-            one => (one, Vec::new().into_iter()),
-        };
-        Ok(Self {
-            word: String::from_redis_value(first)?,
-            items,
-        })
-    }
-
-    pub(crate) fn word(&self) -> &str {
-        &self.word
-    }
-
-    /// The next item, as `T`.
-    pub(crate) fn next<T: FromRedisValue>(&mut self) -> Result<T, ParsingError> {
-        let item = self
-            .items
-            .next()
-            .ok_or_else(|| format!("`{}` lacks an item", self.word))?;
-        T::from_redis_value(item)
-            .map_err(|_| format!("`{}` has a malformed item", self.word).into())
-    }
-
-    /// The next item, a count of milliseconds.
-    pub(crate) fn millis(&mut self) -> Result<Duration, ParsingError> {
-        self.next().map(Duration::from_millis)
-    }
-
-    /// The items left, as `field value` pairs.
-    pub(crate) fn pairs(&mut self) -> Result<Vec<(String, String)>, ParsingError> {
-        let mut pairs = Vec::with_capacity(self.items.len() / 2);
-        while self.items.len() > 0 {
-            pairs.push((self.next()?, self.next()?));
-        }
-        Ok(pairs)
-    }
-
-    /// `value`, once every item was read.
-    pub(crate) fn end<T>(self, value: T) -> Result<T, ParsingError> {
-        match self.items.len() {
-            0 => Ok(value),
-            n => Err(format!("`{}` has {n} items too many", self.word).into()),
-        }
-    }
-
-    /// The error for a word the script does not answer.
-    pub(crate) fn unknown<T>(&self) -> Result<T, ParsingError> {
-        Err(format!("unknown reply `{}`", self.word).into())
-    }
-}
-
-/// A reply of one word among `words`, as the value it pairs with.
-pub(crate) fn one_word<T: Copy>(value: Value, words: &[(&str, T)]) -> Result<T, ParsingError> {
-    let reply = Reply::read(value)?;
-    match words.iter().find(|(w, _)| *w == reply.word()) {
-        Some((_, t)) => reply.end(*t),
-        None => reply.unknown(),
-    }
-}
-
 /// `reason_code actor_type actor_id` ('' when none): the ARGV both revoke scripts start with.
 fn revocation_args(r: &Revocation) -> [Slot; 3] {
     [
@@ -304,22 +229,42 @@ fn revocation_args(r: &Revocation) -> [Slot; 3] {
     ]
 }
 
-/// `revoked_retention_ms stream_maxlen session_prefix gateway_session_prefix`: the ARGV run of
-/// the scripts that revoke sessions whose keys they derive (eviction, revoke-all batches).
-fn revoking_by_prefix(store: &Store) -> [Slot; 4] {
+/// `revoked_retention_ms stream_maxlen`: the ARGV pair of the scripts that revoke sessions by
+/// eviction or in batches.
+fn revoking(store: &Store) -> [Slot; 2] {
     [
         (
             "revoked_retention_ms",
             millis(store.policy.revoked_session_retention).to_string(),
         ),
         ("stream_maxlen", store.stream_maxlen.to_string()),
-        ("session_prefix", store.keys.session_prefix()),
-        (
-            "gateway_session_prefix",
-            store.keys.gateway_session_prefix().to_owned(),
-        ),
     ]
 }
+
+/// The planned tail of a call (`lua/include/planned.lua`): for each id, its record and snapshot
+/// keys (`session gateway_session`) and the id (`planned_session_id`).
+fn planned_sessions(store: &Store, ids: &[DeviceSessionId]) -> (Vec<Slot>, Vec<Slot>) {
+    let keys = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                ("session", store.keys.session(id)),
+                ("gateway_session", store.keys.gateway_session(id)),
+            ]
+        })
+        .collect();
+    let args = ids
+        .iter()
+        .map(|id| ("planned_session_id", id.to_string()))
+        .collect();
+    (keys, args)
+}
+
+/// Calls one script may make in a row answering `need` before the caller gives up with
+/// [`Error::Unfinished`]: a plan goes stale only when another call changes what it planned
+/// (a login or a revoke of the same user) between the two, so a third `need` in a row means
+/// a contention the caller should not spin on.
+pub const MAX_PLAN_CALLS: u32 = 3;
 
 /// `event_format`: the last ARGV of every script that writes a gateway projection.
 fn event_format(store: &Store) -> Slot {
@@ -369,6 +314,12 @@ impl FromRedisValue for Admission {
 /// before its own (ghosts and evictions removed) and answered `continue`.
 pub trait Resumable {
     fn resume(&self) -> bool;
+}
+
+/// A session-opening input whose eviction plan can be set (the ids a `need` named).
+pub trait Planning: Call<Reply = Plan<Self::Settled>> {
+    type Settled: Resumable;
+    fn plan(&mut self, ids: Vec<DeviceSessionId>);
 }
 
 /// The seven KEYS of opening `req`'s session (`include/session_open.lua`), in the order both

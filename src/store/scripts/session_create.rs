@@ -6,14 +6,16 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::challenge_confirm::{session_id, ConfirmRequest, MAX_EVICTIONS_PER_LOGIN};
 use super::{
-    event_format, opening_session_keys, revoking_by_prefix, scripts, verdict_args, Call, Reply,
-    Resumable, Script, Slot,
+    event_format, opening_session_keys, planned_sessions, revoking, scripts, verdict_args, Call,
+    Plan, Planning, Reply, Resumable, Script, Slot,
 };
 use crate::domain::DeviceSessionId;
 use crate::store::Store;
 
 pub struct SessionCreate<'a> {
     pub request: &'a ConfirmRequest<'a>,
+    /// The sessions the login is expected to evict or find ghosts (a `need` reply's ids).
+    pub planned: Vec<DeviceSessionId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +36,16 @@ pub enum SessionCreateReply {
 }
 
 impl Call for SessionCreate<'_> {
-    type Reply = SessionCreateReply;
+    type Reply = Plan<SessionCreateReply>;
 
     fn script() -> &'static Script {
         &scripts().session_create
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        opening_session_keys(store, self.request).into()
+        let mut keys: Vec<Slot> = opening_session_keys(store, self.request).into();
+        keys.extend(planned_sessions(store, &self.planned).0);
+        keys
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {
@@ -54,10 +58,19 @@ impl Call for SessionCreate<'_> {
             ("max_active_sessions", req.max_active_sessions.to_string()),
             ("max_evictions", MAX_EVICTIONS_PER_LOGIN.to_string()),
         ];
-        args.extend(revoking_by_prefix(store));
+        args.extend(revoking(store));
         args.extend(verdict_args(store, req));
         args.push(event_format(store));
+        args.extend(planned_sessions(store, &self.planned).1);
         args
+    }
+}
+
+impl Planning for SessionCreate<'_> {
+    type Settled = SessionCreateReply;
+
+    fn plan(&mut self, ids: Vec<DeviceSessionId>) {
+        self.planned = ids;
     }
 }
 

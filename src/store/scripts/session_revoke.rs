@@ -3,8 +3,10 @@
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{event_format, one_session_keys, revocation_args, scripts, Call, Reply, Script, Slot};
-use crate::domain::{DeviceSessionId, RequestId, Revocation, RevokeOutcome, Session};
+use super::{
+    event_format, one_session_keys, revocation_args, scripts, Call, Plan, Reply, Script, Slot,
+};
+use crate::domain::{DeviceSessionId, RequestId, Revocation, RevokeOutcome, Session, UserId};
 use crate::store::sessions::session_from_fields;
 use crate::store::{millis, Store};
 
@@ -13,6 +15,9 @@ pub struct SessionRevoke<'a> {
     pub revocation: &'a Revocation,
     /// Unique per revoke request: the revoking call's replay answers `revoked` again.
     pub request_id: &'a RequestId,
+    /// The user the session is expected to belong to (a `need` reply's): its indexes are
+    /// declared. Without it the script answers `need` with the record's user.
+    pub user: Option<&'a UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,19 +28,31 @@ pub enum SessionRevokeReply {
 }
 
 impl Call for SessionRevoke<'_> {
-    type Reply = SessionRevokeReply;
+    type Reply = Plan<SessionRevokeReply>;
 
     fn script() -> &'static Script {
         &scripts().session_revoke
     }
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
-        one_session_keys(store, self.device_session_id)
+        let mut keys = one_session_keys(store, self.device_session_id);
+        if let Some(user) = self.user {
+            keys.extend([
+                ("user_sessions", store.keys.user_sessions(user)),
+                (
+                    "user_active_sessions",
+                    store.keys.user_active_sessions(user),
+                ),
+                (
+                    "user_revoked_sessions",
+                    store.keys.user_revoked_sessions(user),
+                ),
+            ]);
+        }
+        keys
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {
-        let home = store.home_or_first(self.device_session_id.as_str());
-        let user = store.keys.user_index_parts(home);
         let mut args = revocation_args(self.revocation).to_vec();
         args.extend([
             (
@@ -43,13 +60,12 @@ impl Call for SessionRevoke<'_> {
                 millis(store.policy.revoked_session_retention).to_string(),
             ),
             ("stream_maxlen", store.stream_maxlen.to_string()),
-            ("user_prefix", user.head),
-            ("user_sessions_suffix", user.sessions.to_owned()),
-            ("user_active_sessions_suffix", user.active.to_owned()),
-            ("user_revoked_sessions_suffix", user.revoked.to_owned()),
             ("request_id", self.request_id.to_string()),
             event_format(store),
         ]);
+        if let Some(user) = self.user {
+            args.push(("user_id", user.to_string()));
+        }
         args
     }
 }

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{event_format, revocation_args, revoking_by_prefix, scripts, Call, Script, Slot};
-use crate::domain::{RequestId, Revocation, UserId};
+use super::{
+    event_format, planned_sessions, revocation_args, revoking, scripts, Call, Plan, Reply, Script,
+    Slot,
+};
+use crate::domain::{DeviceSessionId, RequestId, Revocation, UserId};
 use crate::store::{millis, Store};
 
 /// Sessions revoked per call, so one call never blocks Redis for long: each costs about 7
@@ -26,19 +29,23 @@ pub struct UserSessionsRevoke<'a> {
     pub batch_number: u32,
     /// For a block: how long the blocked marker the first batch sets lives.
     pub block_marker: Option<Duration>,
+    /// The batch the caller expects (the previous batch's `next`, or a `need` reply's ids).
+    pub planned: &'a [DeviceSessionId],
 }
 
 /// One batch's reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// Sessions this batch revoked.
     pub revoked: u64,
     /// Active sessions left in the user's index.
     pub remaining: u64,
+    /// The next batch, to plan (empty on a replayed batch, or when none remain).
+    pub next: Vec<DeviceSessionId>,
 }
 
 impl Call for UserSessionsRevoke<'_> {
-    type Reply = Batch;
+    type Reply = Plan<Batch>;
 
     fn script() -> &'static Script {
         &scripts().user_sessions_revoke
@@ -46,20 +53,22 @@ impl Call for UserSessionsRevoke<'_> {
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
         let (keys, user) = (&store.keys, self.user_id);
-        vec![
+        let mut slots = vec![
             ("user_active_sessions", keys.user_active_sessions(user)),
             ("stream", keys.stream(keys.layout().of_user(user.as_str()))),
             ("user_sessions", keys.user_sessions(user)),
             ("user_revoked_sessions", keys.user_revoked_sessions(user)),
             ("revoke_batches", keys.revoke_batches(user, self.request_id)),
             ("user_blocked", keys.user_blocked(user)),
-        ]
+        ];
+        slots.extend(planned_sessions(store, self.planned).0);
+        slots
     }
 
     fn args(&self, store: &Store) -> Vec<Slot> {
         let mut args = revocation_args(self.revocation).to_vec();
         args.push(("batch_size", REVOKE_BATCH.to_string()));
-        args.extend(revoking_by_prefix(store));
+        args.extend(revoking(store));
         args.extend([
             ("request_id", self.request_id.to_string()),
             ("batch_number", self.batch_number.to_string()),
@@ -70,14 +79,27 @@ impl Call for UserSessionsRevoke<'_> {
             ),
         ]);
         args.push(event_format(store));
+        args.extend(planned_sessions(store, self.planned).1);
         args
     }
 }
 
 impl FromRedisValue for Batch {
     fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        let (revoked, remaining) = FromRedisValue::from_redis_value(value)
-            .map_err(|_| "a batch answers {revoked, remaining}")?;
-        Ok(Batch { revoked, remaining })
+        let mut reply = Reply::read(value)?;
+        if reply.word() != "revoked" {
+            return reply.unknown();
+        }
+        let (revoked, remaining) = (reply.next()?, reply.next()?);
+        let next = reply
+            .rest::<String>()?
+            .iter()
+            .map(|id| DeviceSessionId::from_stored(id))
+            .collect();
+        reply.end(Batch {
+            revoked,
+            remaining,
+            next,
+        })
     }
 }

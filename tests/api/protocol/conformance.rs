@@ -28,6 +28,8 @@ use authsession::store::scripts::session_projection_republish::{
 };
 use authsession::store::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
 use authsession::store::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
+use authsession::store::scripts::Plan;
+use authsession::store::Store;
 use authsession_testbench::{RedisCluster, RedisServer};
 use stateright::Model;
 
@@ -267,6 +269,7 @@ async fn run(
                             u32::from(protocol.max_attempts),
                             crate::scripts_audit::admit(store, &real.client),
                             &RequestId::generate(),
+                            None,
                         )
                         .await
                         .unwrap();
@@ -290,17 +293,26 @@ async fn run(
                         (i, user),
                         &session,
                     );
-                    match store.run(&ChallengeConfirm { request: &request }).await {
-                        Ok(ChallengeConfirmReply::Created {
-                            device_session_id, ..
-                        }) => real.created(&device_session_id),
-                        Ok(ChallengeConfirmReply::Confirmed(id)) => {
+                    // Planned with the user's whole active index: the step is one commit.
+                    let confirm = ChallengeConfirm {
+                        request: &request,
+                        planned: active(store, &real.users[usize::from(user)]).await,
+                    };
+                    match store.run(&confirm).await {
+                        Ok(Plan::Done(ChallengeConfirmReply::Created {
+                            device_session_id,
+                            ..
+                        })) => real.created(&device_session_id),
+                        Ok(Plan::Done(ChallengeConfirmReply::Confirmed(id))) => {
                             Reply::Confirmed(real.sid_of(id.as_str()))
                         }
-                        Ok(ChallengeConfirmReply::Rejected(r)) => rejection(r),
-                        Ok(ChallengeConfirmReply::UserBlocked) => Reply::UserBlocked,
-                        Ok(ChallengeConfirmReply::VerdictExpired) => Reply::VerdictExpired,
-                        Ok(ChallengeConfirmReply::Continue) => panic!("continue"),
+                        Ok(Plan::Done(ChallengeConfirmReply::Rejected(r))) => rejection(r),
+                        Ok(Plan::Done(ChallengeConfirmReply::UserBlocked)) => Reply::UserBlocked,
+                        Ok(Plan::Done(ChallengeConfirmReply::VerdictExpired)) => {
+                            Reply::VerdictExpired
+                        }
+                        Ok(Plan::Done(ChallengeConfirmReply::Continue)) => panic!("continue"),
+                        Ok(Plan::Need(ids)) => panic!("the whole index was planned: {ids:?}"),
                         Err(_) => Reply::Fails,
                     }
                 }
@@ -326,11 +338,14 @@ async fn run(
                         (i, user),
                         &session,
                     );
-                    match store
-                        .run(&SessionCreate { request: &request })
-                        .await
-                        .unwrap()
-                    {
+                    let create = SessionCreate {
+                        request: &request,
+                        planned: active(store, &real.users[usize::from(user)]).await,
+                    };
+                    let Plan::Done(reply) = store.run(&create).await.unwrap() else {
+                        panic!("the whole index was planned")
+                    };
+                    match reply {
                         SessionCreateReply::Created {
                             device_session_id,
                             created_at_ms,
@@ -364,12 +379,25 @@ async fn run(
             })
         }
         Action::Revoke(sid) => {
-            let revoke = SessionRevoke {
-                device_session_id: &real.session(sid),
-                revocation: &revocation(),
-                request_id: &RequestId::generate(),
+            // Plan, then commit: a `need` names the record's user, and writes nothing.
+            let (session, request_id) = (real.session(sid), RequestId::generate());
+            let mut user = None;
+            let reply = loop {
+                let revoke = SessionRevoke {
+                    device_session_id: &session,
+                    revocation: &revocation(),
+                    request_id: &request_id,
+                    user: user.as_ref(),
+                };
+                match store.run(&revoke).await.unwrap() {
+                    Plan::Need(named) if user.is_none() => {
+                        user = Some(UserId::parse(&named[0]).unwrap());
+                    }
+                    Plan::Need(named) => panic!("a second need: {named:?}"),
+                    Plan::Done(reply) => break reply,
+                }
             };
-            Some(match store.run(&revoke).await.unwrap() {
+            Some(match reply {
                 SessionRevokeReply::Done(RevokeOutcome::Revoked, _) => Reply::Revoked,
                 SessionRevokeReply::Done(RevokeOutcome::AlreadyRevoked, _) => Reply::AlreadyRevoked,
                 SessionRevokeReply::NotFound => Reply::NotFound,
@@ -379,19 +407,26 @@ async fn run(
             let Admin::Batches { block, batch, .. } = state.admin else {
                 unreachable!()
             };
+            let user = &real.users[usize::from(BLOCKED_USER)];
+            let planned = active(store, user).await;
             let input = UserSessionsRevoke {
-                user_id: &real.users[usize::from(BLOCKED_USER)],
+                user_id: user,
                 revocation: &revocation(),
                 request_id: &real.revoke_all,
                 batch_number: u32::from(batch),
                 block_marker: block.then(|| std::time::Duration::from_secs(600)),
+                planned: &planned,
             };
             let mut call = store.call(&input);
             // The model revokes one session per batch.
             *call.arg_mut("batch_size") = "1".into();
             let value = store.redis.invoke(&call).await.unwrap();
-            let Batch { revoked, remaining } =
-                redis::FromRedisValue::from_redis_value(value).unwrap();
+            let Plan::Done(Batch {
+                revoked, remaining, ..
+            }) = redis::FromRedisValue::from_redis_value(value).unwrap()
+            else {
+                panic!("the whole index was planned")
+            };
             Some(Reply::Batch {
                 revoked: revoked as u8,
                 remaining: remaining as u8,
@@ -641,4 +676,21 @@ fn the_conformance_bound_is_covered_by_its_paths() {
         );
         assert!(states > 100);
     }
+}
+
+/// The user's active index, oldest first: a plan that covers whatever a step meets there.
+async fn active(store: &Store, user: &UserId) -> Vec<DeviceSessionId> {
+    let ids: Vec<String> = store
+        .redis
+        .query(
+            redis::cmd("ZRANGE")
+                .arg(store.keys.user_active_sessions(user))
+                .arg(0)
+                .arg(-1),
+        )
+        .await
+        .unwrap();
+    ids.iter()
+        .map(|id| DeviceSessionId::from_stored(id))
+        .collect()
 }

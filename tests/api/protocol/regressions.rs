@@ -36,6 +36,7 @@ async fn a_twin_confirm_with_another_key_is_refused_after_the_first_committed() 
                 5,
                 Some(&client()),
                 &RequestId::generate(),
+                None,
             )
             .await
             .unwrap();
@@ -135,6 +136,7 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
             5,
             Some(&client()),
             &RequestId::generate(),
+            None,
         )
         .await
         .unwrap();
@@ -166,6 +168,7 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
             5,
             Some(&client()),
             &RequestId::generate(),
+            None,
         )
         .await;
 

@@ -46,7 +46,15 @@ pub async fn direct_login_as(store: &Store, n: u64, user: &UserId) -> bool {
             .challenge_mark_delivery(&id, &email, DeliveryStatus::Sent)
             .await?;
         let Verified::Ok { verified_at_ms, .. } = store
-            .challenge_verify(&id, &hashes, &key, 5, Some(&client), &RequestId::generate())
+            .challenge_verify(
+                &id,
+                &hashes,
+                &key,
+                5,
+                Some(&client),
+                &RequestId::generate(),
+                Some(email.hash()),
+            )
             .await?
         else {
             return Ok(false);
