@@ -29,7 +29,8 @@
 --            ghost), with its record and snapshot at KEYS[8..] session, gateway_session
 -- Plan, then commit: over the limit, the sessions the login would evict or prune that the call
 -- did not plan are answered {'need', id, ...} before anything is written.
--- Reply: {'need', session_id, ...} | {'created', device_session_id, created_at_ms} | {'other_key'} (the challenge's session
+-- Reply: {'need', session_id, ...} | {'created', device_session_id, created_at_ms}
+--        | {'other_key'} (the challenge's session
 --        exists with another client key) | {'user_blocked'} | {'verdict_expired'}
 --        | {'continue'} (ghosts or evictions beyond one call's bound were removed; call again)
 -- Replay: a second run finds the session it made (same challenge, same key) and answers

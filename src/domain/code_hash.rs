@@ -80,19 +80,20 @@ impl CodeHasher {
     }
 }
 
-/// Length of a sealed address in a challenge id: 16 bytes of nonce and 32 of sealed hash, as
-/// unpadded base64url.
-const SEALED_LEN: usize = 22 + 43;
+/// Length of a sealed address in a challenge id: 12 bytes of nonce and 32 of sealed hash, as
+/// unpadded base64url (59 characters: with a partition tag, an id still fits Redis's compact
+/// hash encoding, 64 bytes a value, where a throttled challenge stores its opener's id).
+const SEALED_LEN: usize = 16 + 43;
 
 impl CodeHasher {
-    /// A challenge id's body that carries its address's hash, sealed: a random 16-byte nonce,
+    /// A challenge id's body that carries its address's hash, sealed: a random 12-byte nonce,
     /// then the SHA-256 of the address XOR an HMAC keystream of the nonce under the current key.
     /// A confirm names the address's failure counter from it (every key a script touches is
     /// declared), without a round trip to ask the challenge; the id, which clients hold and logs
     /// name, reveals nothing of the address. The record's key is the whole id, so a forged body
     /// names no challenge.
     pub fn seal_address(&self, email_hash: &EmailHash) -> String {
-        let mut nonce = [0u8; 16];
+        let mut nonce = [0u8; 12];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
         let mut sealed = hex::decode(email_hash.as_str()).expect("a hex SHA-256");
         for (b, k) in sealed.iter_mut().zip(self.address_keystream(&nonce)) {
@@ -112,8 +113,8 @@ impl CodeHasher {
             return None;
         }
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let nonce: [u8; 16] = b64.decode(&body[..22]).ok()?.try_into().ok()?;
-        let mut hash = b64.decode(&body[22..]).ok()?;
+        let nonce: [u8; 12] = b64.decode(&body[..16]).ok()?.try_into().ok()?;
+        let mut hash = b64.decode(&body[16..]).ok()?;
         if hash.len() != 32 {
             return None;
         }
@@ -123,7 +124,7 @@ impl CodeHasher {
         EmailHash::parse(&hex::encode(hash)).ok()
     }
 
-    fn address_keystream(&self, nonce: &[u8; 16]) -> [u8; 32] {
+    fn address_keystream(&self, nonce: &[u8; 12]) -> [u8; 32] {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.current.0).expect("HMAC takes any key length");
         mac.update(b"challenge-address:");

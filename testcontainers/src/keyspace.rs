@@ -11,17 +11,27 @@ pub struct Keyspace(pub BTreeMap<String, (Vec<u8>, i64)>);
 
 impl Keyspace {
     pub async fn capture(conn: &mut (impl ConnectionLike + Send)) -> Self {
+        Self::capture_with(conn, false).await
+    }
+
+    /// The keyspace of a cluster node that is importing a slot: each read sent after `ASKING`,
+    /// which the node requires for keys of a slot it does not own yet.
+    pub async fn capture_importing(conn: &mut (impl ConnectionLike + Send)) -> Self {
+        Self::capture_with(conn, true).await
+    }
+
+    async fn capture_with(conn: &mut (impl ConnectionLike + Send), asking: bool) -> Self {
         let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
         let mut all = BTreeMap::new();
         for key in keys {
-            let (dump, ttl): (Option<Vec<u8>>, i64) = redis::pipe()
-                .cmd("DUMP")
-                .arg(&key)
-                .cmd("PTTL")
-                .arg(&key)
-                .query_async(conn)
-                .await
-                .unwrap();
+            let mut pipe = redis::pipe();
+            for command in ["DUMP", "PTTL"] {
+                if asking {
+                    pipe.cmd("ASKING").ignore();
+                }
+                pipe.cmd(command).arg(&key);
+            }
+            let (dump, ttl): (Option<Vec<u8>>, i64) = pipe.query_async(conn).await.unwrap();
             if let Some(dump) = dump {
                 all.insert(key, (dump, ttl));
             }

@@ -318,9 +318,11 @@ async fn the_global_send_ceiling_holds_across_clients() {
 
 /// A throttled send wrote a full challenge record (about 530 B for 25 minutes); it now keeps
 /// only what triage and a confirm need: status, expiry and the id of the challenge that opened
-/// the window (200 B by `MEMORY USAGE`; 168 B before it kept that id).
+/// the window (296 B by `MEMORY USAGE` since ids carry their address's sealed hash, 59
+/// characters in the key and in `window_of`; 200 B with the 22-character ids before, 168 B
+/// before it kept that id).
 #[tokio::test]
-async fn a_throttled_send_costs_at_most_240_bytes_of_redis() {
+async fn a_throttled_send_costs_at_most_320_bytes_of_redis() {
     let h = crate::helpers::harness(&[]).await;
     let email = crate::helpers::unique_email();
     h.send_code(&email).await;
@@ -340,7 +342,7 @@ async fn a_throttled_send_costs_at_most_240_bytes_of_redis() {
         .await
         .unwrap();
     println!("a throttled challenge record: {bytes} B");
-    assert!(bytes <= 240, "{bytes} B");
+    assert!(bytes <= 320, "{bytes} B");
     assert_eq!(h.challenge_field(&throttled, "email").await, None);
     let confirm = h
         .app

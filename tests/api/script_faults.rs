@@ -366,3 +366,88 @@ async fn an_inf_score_in_the_revoked_index_fails_the_revoke_whole() {
     let after = Keyspace::capture(&mut b.conn).await;
     assert_eq!(before.differences(&after), Vec::<String>::new());
 }
+
+/// Audit round 3, high (the importing node) and item 6 (`NOSCRIPT` after a redirect). Every key
+/// of the tag's slot moved to the importing node, which has never loaded a script, the cluster
+/// client follows `ASK` there. Before, a block's batch ran there, read the records it derived
+/// (still on the source) as missing, answered `[0, 0]` and left active sessions behind; a revoke
+/// met `NOSCRIPT` there and answered 503. Now every key a call touches is declared: a revoke
+/// whose keys all moved runs on the importing node (the script loaded there); a block whose
+/// declared keys are not all there (its memo and marker do not exist yet) is refused by Redis
+/// itself (`TRYAGAIN`) having written nothing on either node, and once the migration finishes
+/// the retried block revokes every session and snapshot.
+#[tokio::test]
+async fn during_a_migration_a_revoke_runs_on_the_importing_node_and_a_block_never_half_succeeds() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (tag, env) = single_tag_cluster_env(&cluster);
+    let mut migration = cluster.slot_migration(&format!("{{{tag}}}")).await;
+    let b = Bench {
+        store: store_for(&env),
+        conn: Dedicated::Single(migration.source_connection()),
+    };
+    let keys = b.store.keys.clone();
+    let user = new_user();
+    // One more login than the limit: one session evicted (so the revoked index exists).
+    let mut sessions = Vec::new();
+    for _ in 0..=MAX_ACTIVE {
+        sessions.push(login(&b, &user).await);
+    }
+    migration.begin().await;
+    migration.move_all().await;
+    let (mut src, mut dst) = (migration.source_connection(), migration.target_connection());
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+
+    let newest = sessions.last().unwrap();
+    let (outcome, record) = b
+        .store
+        .session_revoke(newest, &revocation())
+        .await
+        .expect("the revoke runs where its keys are, the script loaded there")
+        .expect("the session exists");
+    assert_eq!(outcome, authsession::domain::RevokeOutcome::Revoked);
+    assert_eq!(record.status, SessionStatus::Revoked);
+
+    let (before_src, before_dst) = (
+        Keyspace::capture(&mut src).await,
+        Keyspace::capture_importing(&mut dst).await,
+    );
+    let block = b
+        .store
+        .user_sessions_revoke(&user, &revocation(), Some(BLOCK_MARKER))
+        .await;
+    if let Err(error) = &block {
+        let (after_src, after_dst) = (
+            Keyspace::capture(&mut src).await,
+            Keyspace::capture_importing(&mut dst).await,
+        );
+        assert_eq!(
+            before_src.differences(&after_src),
+            Vec::<String>::new(),
+            "{error}"
+        );
+        assert_eq!(
+            before_dst.differences(&after_dst),
+            Vec::<String>::new(),
+            "{error}"
+        );
+    }
+    migration.finish().await;
+    if block.is_err() {
+        b.store
+            .user_sessions_revoke(&user, &revocation(), Some(BLOCK_MARKER))
+            .await
+            .expect("after the migration the block goes through");
+    }
+    for id in &sessions {
+        let record = b.store.session_get(id).await.unwrap().unwrap();
+        assert_eq!(record.status, SessionStatus::Revoked, "{id}");
+        let snapshot: String = dst.get(keys.gateway_session(id)).await.unwrap();
+        assert!(snapshot.contains("\"status\":\"revoked\""), "{snapshot}");
+    }
+    let active: u64 = dst.zcard(keys.user_active_sessions(&user)).await.unwrap();
+    assert_eq!(active, 0);
+}

@@ -1132,3 +1132,75 @@ async fn during_a_slot_migration_every_script_writes_all_or_nothing() {
     }
     println!("slot migration: {runs} calls, {refused} refused whole");
 }
+
+/// The importing side of a migration, for every scenario: every key of the slot moved to the
+/// target, the call resent there with `ASKING` (as the cluster client follows `ASK`). It does all
+/// of its work there or fails having written nothing on either node, and no key ends on both
+/// nodes (which would halt the migration on `BUSYKEY`).
+#[tokio::test]
+async fn resent_by_ask_to_the_importing_node_every_script_writes_all_or_nothing_there() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (tag, env) = single_tag_cluster_env(&cluster);
+    let mut migration = cluster.slot_migration(&format!("{{{tag}}}")).await;
+    let (mut src, mut dst) = (migration.source_connection(), migration.target_connection());
+    let mut b = Bench {
+        store: store_for(&env),
+        conn: Dedicated::Single(src.clone()),
+    };
+    let (mut ran, mut refused) = (0, 0);
+    for scenario in SCENARIOS {
+        for conn in [&mut src, &mut dst] {
+            let () = redis::cmd("FLUSHALL").query_async(conn).await.unwrap();
+        }
+        let call = arrange(&mut b, scenario).await;
+        fill_declared_keys(&b, &call, &mut src).await;
+        let before = Keyspace::capture(&mut src).await;
+        run(&b, &call).await.expect("the call succeeds");
+        let done = before.differences(&Keyspace::capture(&mut src).await);
+        before.restore(&mut src).await;
+
+        migration.begin().await;
+        migration.move_all().await;
+        let moved = Keyspace::capture_importing(&mut dst).await;
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(&call.script().body)
+            .query_async(&mut dst)
+            .await
+            .unwrap();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ASKING").ignore().add_command(call.evalsha());
+        let result: Result<(redis::Value,), _> = pipe.query_async(&mut dst).await;
+        let (on_src, on_dst) = (
+            Keyspace::capture(&mut src).await,
+            Keyspace::capture_importing(&mut dst).await,
+        );
+        assert!(
+            on_src.0.keys().all(|k| !on_dst.0.contains_key(k)),
+            "{scenario}: a key on both nodes"
+        );
+        assert!(on_src.0.is_empty(), "{scenario}: wrote on the source");
+        match result {
+            Ok(_) => {
+                ran += 1;
+                assert_eq!(
+                    moved.differences(&on_dst),
+                    done,
+                    "{scenario}: part of its work"
+                );
+            }
+            Err(error) => {
+                refused += 1;
+                assert_eq!(
+                    moved.differences(&on_dst),
+                    Vec::<String>::new(),
+                    "{scenario}: failed ({error}) after writing on the importing node"
+                );
+            }
+        }
+        // (Keys the call created on the target stay there until the next scenario's FLUSHALL.)
+        migration.call_off().await;
+    }
+    println!("importing node: {ran} calls ran there, {refused} refused whole");
+    assert!(ran > 0, "some scenario ran on the importing node");
+}

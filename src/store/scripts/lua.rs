@@ -241,13 +241,13 @@ fn arity_check(name: &str, header: &Header) -> String {
     };
     let expected = arities
         .iter()
-        .map(|(k, a)| format!("{k} KEYS and {a} ARGV"))
+        .map(|(k, a)| format!("{k}+{a}"))
         .collect::<Vec<_>>()
         .join(" or ");
     let per_id = if tail_keys == 0 {
         String::new()
     } else {
-        format!(", then {tail_keys} KEYS and {tail_args} ARGV per planned id")
+        format!(", then {tail_keys}+{tail_args} per id")
     };
     format!(
         "local SHAPE_OPTIONAL, SHAPE_PLANNED, SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG\n\

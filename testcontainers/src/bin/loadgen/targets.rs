@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use authsession::domain::{ChallengeId, CodeHasher, Email, LoginCode};
+use authsession::domain::{CodeHasher, Email, LoginCode};
 use authsession::store::Store;
 use authsession_testbench::{public_key, unique_email, RedisServer};
 
@@ -208,7 +208,8 @@ fn send(service: &Service) -> impl Fn(u64) -> Request + Send + Sync + 'static {
 }
 
 /// `n` challenges written straight into Redis in the contract's format (`sent`, a known code
-/// hashed under the service's key), as the bench README's confirm run has them.
+/// hashed under the service's key, an id minted as the service mints it), as the bench README's
+/// confirm run has them.
 async fn challenges(
     service: &Service,
     conn: &mut redis::aio::MultiplexedConnection,
@@ -222,9 +223,15 @@ async fn challenges(
     for chunk in 0..n.div_ceil(1000) {
         let mut pipe = redis::pipe();
         for _ in (chunk * 1000)..((chunk + 1) * 1000).min(n) {
-            let id = ChallengeId::generate();
             let code = LoginCode::generate();
             let email = Email::parse(&unique_email()).unwrap();
+            // The id as the service mints it (its address's hash sealed in it): a confirm then
+            // declares the address's failure counter from the id, as for a real send.
+            let id = service
+                .store
+                .keys
+                .layout()
+                .challenge_id_with(email.hash(), &service.hasher.seal_address(email.hash()));
             let key = service.store.keys.challenge(&id);
             pipe.hset_multiple(
                 &key,
