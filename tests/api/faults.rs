@@ -210,6 +210,8 @@ async fn a_send_that_failed_after_its_challenge_committed_converges_on_the_retry
     let redis = RedisServer::start().await;
     let proxy = FaultProxy::start(redis.addr()).await;
     let h = harness_on(redis, &[(config::REDIS_ADDR, &proxy.addr())]).await;
+    // One send first, so Redis has the create script (a `NOSCRIPT` would run nothing).
+    h.send_code(&unique_email()).await;
     let email = unique_email();
     let create = authsession::store::scripts::scripts()
         .challenge_create
@@ -219,6 +221,13 @@ async fn a_send_that_failed_after_its_challenge_committed_converges_on_the_retry
     let first = h.app.send_email_code(&email).await;
     assert_eq!(first.status, 503, "{first:?}");
     proxy.set(Fault::PassThrough);
+    let mut conn = h.redis.connection().await;
+    let address = authsession::domain::Email::parse(&email).unwrap();
+    let window: Option<String> =
+        redis::AsyncCommands::get(&mut conn, h.app.keys().resend_throttle(address.hash()))
+            .await
+            .unwrap();
+    assert_eq!(window, None, "the failed send released the window it opened");
 
     let (challenge, code) = h.send_code(&email).await;
     let confirmed = h
