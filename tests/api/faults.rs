@@ -227,7 +227,10 @@ async fn a_send_that_failed_after_its_challenge_committed_converges_on_the_retry
         redis::AsyncCommands::get(&mut conn, h.app.keys().resend_throttle(address.hash()))
             .await
             .unwrap();
-    assert_eq!(window, None, "the failed send released the window it opened");
+    assert_eq!(
+        window, None,
+        "the failed send released the window it opened"
+    );
 
     let (challenge, code) = h.send_code(&email).await;
     let confirmed = h

@@ -451,3 +451,99 @@ async fn during_a_migration_a_revoke_runs_on_the_importing_node_and_a_block_neve
     let active: u64 = dst.zcard(keys.user_active_sessions(&user)).await.unwrap();
     assert_eq!(active, 0);
 }
+
+/// Audit round 3, medium (split slots): the verify script derived the address's failure counter,
+/// so during a migration a call resent to the importing node counted on a second copy there (3
+/// while the source held 19: 22 failures passed a budget of 20), and the migration then halted on
+/// `BUSYKEY`. The counter is declared now: while the keys are split Redis refuses the call
+/// (`TRYAGAIN`, 503, nothing counted), and wrong guesses made at every step of a migration, key by
+/// key to the end, never pass the budget; the counter lives on one node only.
+#[tokio::test]
+async fn the_failure_budget_holds_across_a_slot_migration() {
+    const BUDGET: u64 = 4;
+    let cluster = RedisCluster::start(3, 0).await;
+    let (tag, mut env) = single_tag_cluster_env(&cluster);
+    env.insert(
+        authsession::config::CONFIRM_FAILURE_BUDGET,
+        BUDGET.to_string(),
+    );
+    let mut migration = cluster.slot_migration(&format!("{{{tag}}}")).await;
+    let b = Bench {
+        store: store_for(&env),
+        conn: Dedicated::Single(migration.source_connection()),
+    };
+    let email = authsession::domain::Email::parse(&unique_email()).unwrap();
+    let (id, code) = sent_challenge(&b, &email).await;
+    let wrong_code = if code.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let wrong = hashes(
+        &id,
+        &authsession::domain::LoginCode::parse(wrong_code).unwrap(),
+    );
+    let key = ClientPublicKey::parse(&public_key()).unwrap();
+    let guess = || async {
+        b.store
+            .challenge_verify(
+                &id,
+                &wrong,
+                &key,
+                1000,
+                None,
+                &RequestId::generate(),
+                Some(email.hash()),
+            )
+            .await
+    };
+    let mut counted = 0u64;
+    let mut tally = |result: Result<authsession::store::challenges::Verified, Error>| {
+        if let Ok(authsession::store::challenges::Verified::Rejected(Rejection::InvalidCode)) =
+            result
+        {
+            counted += 1;
+        }
+    };
+    tally(guess().await);
+    migration.begin().await;
+    let mut src = migration.source_connection();
+    let slot_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{{{tag}}}*"))
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    for moved in &slot_keys {
+        migration.move_key(moved).await;
+        for _ in 0..2 {
+            tally(guess().await);
+        }
+    }
+    migration.finish().await;
+    for _ in 0..BUDGET {
+        tally(guess().await);
+    }
+    assert_eq!(
+        counted, BUDGET,
+        "wrong guesses counted across the migration"
+    );
+    let last = guess().await.unwrap();
+    assert_eq!(
+        last,
+        authsession::store::challenges::Verified::Rejected(Rejection::TooManyAttempts)
+    );
+    let counter = b.store.keys.confirm_failures(email.hash());
+    // (`KEYS` reads the node's own keyspace, whoever owns the slot now.)
+    let on_source: Vec<String> = redis::cmd("KEYS")
+        .arg(&counter)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    assert!(
+        on_source.is_empty(),
+        "the counter lives on the importing node only"
+    );
+    let mut dst = migration.target_connection();
+    let count: String = dst.get(&counter).await.unwrap();
+    assert_eq!(count, BUDGET.to_string());
+}
