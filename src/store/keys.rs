@@ -1,5 +1,6 @@
-//! Every Redis key name, spelled once. Scripts that must derive keys (evicted sessions, batches)
-//! receive prefixes built here, so all keys share the configured hash tag in cluster mode.
+//! Every Redis key name, spelled once. Every key a script touches is passed to it in KEYS, named
+//! here (keys found at run time are planned: the caller names them from the ids a script's
+//! `need` reply gives), so all keys share the configured hash tag in cluster mode.
 //!
 //! In the partitioned layout every key carries a partition tag where its id goes: a user's keys
 //! `P user:{t}<user_id>:...`, an address's `P resend_throttle:{t}<hash>`, a client's
@@ -72,9 +73,8 @@ impl Keys {
         )
     }
 
-    /// `P confirm_failures:` (and the partition's tag): the prefix the verify script derives the
-    /// failure counter from (prefix .. sha256hex of the address it reads from the challenge,
-    /// which lives in the address's partition).
+    /// `P confirm_failures:` and the partition's tag: what the failure counters of the
+    /// partition's addresses start with.
     pub fn confirm_failures_prefix(&self, partition: Partition) -> String {
         format!("{}confirm_failures:{}", self.prefix, self.tag(partition))
     }
@@ -84,7 +84,7 @@ impl Keys {
         format!("{}{device_session_id}", self.session_prefix())
     }
 
-    /// `P session:`: the prefix scripts derive session record keys from (prefix .. id).
+    /// `P session:`: what every session record key starts with (a scan's pattern is this and `*`).
     pub fn session_prefix(&self) -> String {
         format!("{}session:", self.prefix)
     }
@@ -171,7 +171,7 @@ impl Keys {
         format!("{}{device_session_id}", self.gateway_prefix)
     }
 
-    /// `G`: snapshot key prefix, for scripts deriving snapshot keys of evicted sessions.
+    /// `G`: what every snapshot key starts with (the gateway consumer's lookups, scans).
     pub fn gateway_session_prefix(&self) -> &str {
         &self.gateway_prefix
     }

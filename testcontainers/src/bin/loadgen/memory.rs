@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authsession::domain::{ChallengeId, CodeHasher, Email, LoginCode, UserId};
+use authsession::domain::{CodeHasher, Email, LoginCode, UserId};
 use authsession::store::challenges::{ChallengeCreate, Created, DeliveryStatus};
 use authsession::store::Store;
 
@@ -129,7 +129,10 @@ pub async fn memory_per_send(
         let (store, client, hasher) = (store.clone(), client.clone(), hasher.clone());
         async move {
             let email = Email::parse(&format!("mem{n}@example.com")).unwrap();
-            let id = ChallengeId::generate();
+            let id = store
+                .keys
+                .layout()
+                .challenge_id_with(email.hash(), &hasher.seal_address(email.hash()));
             let hash = hasher.hash(&id, &LoginCode::generate());
             let created = store
                 .challenge_create(&ChallengeCreate {

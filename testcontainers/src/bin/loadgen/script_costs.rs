@@ -98,10 +98,12 @@ pub async fn script_costs(
         .unwrap();
     let logins: Vec<(ChallengeId, Email, LoginCode)> = (0..n)
         .map(|i| {
-            let email = Email::parse(&format!("cost{i}x{:x}@example.com", rand::random::<u32>()));
+            let email =
+                Email::parse(&format!("cost{i}x{:x}@example.com", rand::random::<u32>())).unwrap();
+            let sealed = hasher.seal_address(email.hash());
             (
-                ChallengeId::generate(),
-                email.unwrap(),
+                store.keys.layout().challenge_id_with(email.hash(), &sealed),
+                email,
                 LoginCode::generate(),
             )
         })
