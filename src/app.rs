@@ -303,9 +303,14 @@ async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError>
     }
 
     if config.redis.script_loading == ScriptLoading::Preloaded {
-        let all = scripts().all();
-        // Every partition's primary runs every script.
-        let routes = crate::store::Keys::new(&config.redis, &config.gateway).streams();
+        // Every partition's primary runs every script the layout uses.
+        let keys = crate::store::Keys::new(&config.redis, &config.gateway);
+        let all: Vec<_> = scripts()
+            .all()
+            .into_iter()
+            .filter(|s| keys.layout().runs(s.name))
+            .collect();
+        let routes = keys.streams();
         let exists =
             redis
                 .scripts_exist(&all, &routes)
@@ -379,4 +384,17 @@ pub fn raise_open_files_limit(config: &Config) {
             "RLIMIT_NOFILE cannot hold both listeners' AUTHSESSION_HTTP_MAX_CONNECTIONS plus the Redis pool; lower the cap or raise the limit"
         );
     }
+}
+
+/// SIGINT or SIGTERM cancels the one shutdown token (the service's, the gateway consumer's).
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "signal received");
+    shutdown.cancel();
 }

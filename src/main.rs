@@ -213,19 +213,6 @@ async fn serve(config: Config) -> Option<bool> {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(authsession::app::stop_on_signal(shutdown.clone()));
     Some(app.run_until_stopped(shutdown).await)
-}
-
-/// SIGINT or SIGTERM cancels the one shutdown token.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "signal received");
-    shutdown.cancel();
 }

@@ -148,6 +148,8 @@ async fn main() -> ExitCode {
     // The service's accept loop and limits: header and idle deadlines, connection caps and
     // per-client shares, bounded bodies.
     let limits = authsession::app::connection_limits(&config);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(authsession::app::stop_on_signal(shutdown.clone()));
     serve(
         "gateway",
         listener,
@@ -155,9 +157,10 @@ async fn main() -> ExitCode {
         limits,
         Shares::new(limits, Arc::new(config.trusted_proxies.clone())),
         BodyBudget::new(config.http_body_buffer_bytes, config.http_body_read_timeout),
-        tokio_util::sync::CancellationToken::new(),
+        shutdown,
     )
     .await;
+    tracing::info!("gateway consumer stopped");
     ExitCode::SUCCESS
 }
 

@@ -29,6 +29,7 @@ pub async fn run(
         &config.gateway,
         &config.policy,
     );
+    writeln!(out, "redis: {}", config.redis.describe())?;
     let view = View { store };
     match target {
         Target::Challenge(id) => view.challenge(id, out).await,
@@ -59,7 +60,7 @@ impl View {
         let (fields, pttl) = (&record.fields, record.ttl_ms);
         writeln!(out, "challenge {id} ({})", record.key)?;
         if fields.is_empty() {
-            writeln!(out, "verdict: not found: confirm answers challenge_not_found (never existed, or removed by TTL)")?;
+            writeln!(out, "verdict: not found in the Redis above: confirm answers challenge_not_found (never existed, or removed by TTL; or another Redis: set AUTHSESSION_REDIS_ADDR as the service has it)")?;
             return Ok(true);
         }
         let get = |f: &str| fields.get(f).map(String::as_str).unwrap_or("");
@@ -139,7 +140,7 @@ impl View {
         writeln!(out, "session {id} ({})", record.key)?;
         let Some(session) = record.session() else {
             let detail = if fields.is_empty() {
-                "not found (never existed, or its revoked retention ended)"
+                "not found in the Redis above (never existed, or its revoked retention ended; or another Redis: set AUTHSESSION_REDIS_ADDR as the service has it)"
             } else {
                 "record is malformed"
             };

@@ -19,6 +19,7 @@ pub async fn run(
         &config.gateway,
         &config.policy,
     );
+    writeln!(out, "redis: {}", config.redis.describe())?;
     match store.session_projection_republish(id).await? {
         Republished::Repaired { version } => {
             writeln!(
@@ -35,7 +36,10 @@ pub async fn run(
             Ok(true)
         }
         Republished::NotFound => {
-            writeln!(out, "not found: no session {id} in source of truth")?;
+            writeln!(
+                out,
+                "not found: no session {id} in the source of truth of the Redis above"
+            )?;
             Ok(false)
         }
     }

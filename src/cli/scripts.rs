@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{Config, ScriptLoading};
 use crate::store::scripts::scripts;
 use crate::store::{Keys, Redis};
 
@@ -30,20 +30,49 @@ pub fn export(dir: &Path, out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reports which scripts the configured Redis has cached (in cluster mode: every primary that
-/// owns a partition); true when all are.
+/// Reports, for the scripts the configured layout runs, which the configured Redis has cached (in
+/// cluster mode: every primary that owns a partition). In `auto` loading a script not cached yet
+/// is loaded on its first use, so only `preloaded` mode fails on one (exit 1); scripts the layout
+/// never runs are listed apart and checked for nothing.
 pub async fn check(config: &Config, out: &mut impl Write) -> Result<bool, super::Error> {
     let redis = Redis::new(&config.redis)?;
-    let all = scripts().all();
-    let routes = Keys::new(&config.redis, &config.gateway).streams();
-    let exists = redis.scripts_exist(&all, &routes).await?;
-    for (script, ok) in all.iter().zip(&exists) {
-        let state = if *ok { "cached" } else { "MISSING" };
+    let keys = Keys::new(&config.redis, &config.gateway);
+    let layout = keys.layout();
+    let (used, unused): (Vec<_>, Vec<_>) = scripts()
+        .all()
+        .into_iter()
+        .partition(|s| layout.runs(s.name));
+    writeln!(out, "redis: {}", config.redis.describe())?;
+    writeln!(
+        out,
+        "layout: {} (runs {} of {} scripts); script loading: {}",
+        layout.name(),
+        used.len(),
+        used.len() + unused.len(),
+        config.redis.script_loading.as_str()
+    )?;
+    let exists = redis.scripts_exist(&used, &keys.streams()).await?;
+    let preloaded = config.redis.script_loading == ScriptLoading::Preloaded;
+    for (script, cached) in used.iter().zip(&exists) {
+        let state = match (cached, preloaded) {
+            (true, _) => "cached",
+            (false, false) => "not loaded yet (loads on first use)",
+            (false, true) => "MISSING (preloaded mode: requests that need it fail)",
+        };
         writeln!(
             out,
-            "{state:8} {} {} {}",
+            "{} {} {}: {state}",
             script.name, script.version, script.sha1
         )?;
     }
-    Ok(exists.iter().all(|ok| *ok))
+    for script in &unused {
+        writeln!(
+            out,
+            "{} {}: not used by the {} layout",
+            script.name,
+            script.version,
+            layout.name()
+        )?;
+    }
+    Ok(!preloaded || exists.iter().all(|ok| *ok))
 }

@@ -103,6 +103,15 @@ pub enum ScriptLoading {
     Preloaded,
 }
 
+impl ScriptLoading {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScriptLoading::Auto => "auto",
+            ScriptLoading::Preloaded => "preloaded",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
@@ -133,6 +142,25 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub script_loading: ScriptLoading,
+}
+
+impl RedisConfig {
+    /// Which Redis an operator command asks, in one line: mode, addresses, database and key
+    /// prefix (never a credential).
+    pub fn describe(&self) -> String {
+        let service = self
+            .sentinel
+            .as_ref()
+            .map(|s| format!(" (master {})", s.master))
+            .unwrap_or_default();
+        format!(
+            "{} {}{service}, db {}, key prefix `{}`",
+            self.mode.as_str(),
+            self.addrs.join(","),
+            self.db,
+            self.key_prefix
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

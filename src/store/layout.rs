@@ -99,6 +99,31 @@ impl Layout {
         }
     }
 
+    /// Whether a deployment of this layout runs the script `name`: the single-tag layout admits
+    /// with the work and confirms in one script (`challenge_confirm`); the partitioned one admits
+    /// apart and confirms in three steps. (Names as `lua/<name>.lua`.)
+    pub fn runs(&self, name: &str) -> bool {
+        const PARTITIONED_ONLY: [&str; 5] = [
+            "send_admit",
+            "confirm_admit",
+            "challenge_claim",
+            "session_create",
+            "challenge_mark_confirmed",
+        ];
+        match self {
+            Layout::SingleTag => !PARTITIONED_ONLY.contains(&name),
+            Layout::Partitioned(_) => name != "challenge_confirm",
+        }
+    }
+
+    /// The layout's name, for operator output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::SingleTag => "single-tag",
+            Layout::Partitioned(_) => "partitioned",
+        }
+    }
+
     /// Whether `tag` is one of this deployment's partition tags.
     pub fn is_tag(&self, tag: &str) -> bool {
         matches!(self, Layout::Partitioned(p) if p.index_of(tag).is_some())

@@ -245,6 +245,19 @@ async fn the_gateway_binary_answers_whether_a_session_is_active_and_with_which_k
         !lines.iter().any(|l| l.contains("interrupted")),
         "the stream follow broke off with Redis up: {lines:?}"
     );
+    // Issue 37 item 8: SIGTERM stops it with a line saying so, as the service logs its shutdown.
+    let mut gateway = gateway;
+    gateway.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = gateway.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        gateway
+            .lines()
+            .iter()
+            .any(|l| l.contains("gateway consumer stopped")),
+        "{:?}",
+        gateway.lines()
+    );
 }
 
 /// A consumer of stream `s` and snapshot keys `g:<id>`, on a bare Redis.

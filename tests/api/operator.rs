@@ -49,6 +49,25 @@ async fn verify_passes_on_a_healthy_service() {
             "{item} missing:\n{output}"
         );
     }
+    // Issue 37 item 7: the README's sample output names the checks the command runs, in order.
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("[PASS] "))
+            .map(|l| l.split(':').next().unwrap().to_owned())
+            .collect()
+    };
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sample = readme
+        .split("authsession steady-state verification (runbook)\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README shows a verify run");
+    assert_eq!(
+        names(sample),
+        names(&output),
+        "the README's sample vs this run:\n{output}"
+    );
     let (code, json) = run_cli(&h.app, &["verify", "--json"], &[]).await;
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
@@ -227,13 +246,29 @@ async fn ids_starting_with_a_dash_are_ids_not_flags() {
     assert!(output.contains("not found"), "{output}");
 }
 
+/// Issue 37 item 1: `scripts check` reported the five partitioned-only scripts MISSING on a
+/// healthy single-tag service, exit 1 forever. It checks the scripts the layout runs; in `auto`
+/// loading one not cached yet loads on first use (exit 0), in `preloaded` mode it is MISSING
+/// (exit 1); the others are listed as unused. It names the Redis it asked.
 #[tokio::test]
-async fn scripts_check_fails_after_script_flush_and_passes_after_loading() {
+async fn scripts_check_tells_not_loaded_from_missing_and_skips_the_other_layouts_scripts() {
     let h = harness(&[]).await;
     h.redis.load_scripts().await;
     let mut redis = h.app.redis.clone();
-    let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
-    assert_eq!(code, 0, "{output}");
+    let used = scripts()
+        .all()
+        .iter()
+        .filter(|s| h.app.keys().layout().runs(s.name))
+        .count();
+    let preloaded = [(
+        authsession::config::REDIS_SCRIPT_LOADING,
+        "preloaded".to_owned(),
+    )];
+    for overrides in [&[][..], &preloaded[..]] {
+        let (code, output) = run_cli(&h.app, &["scripts", "check"], overrides).await;
+        assert_eq!(code, 0, "{output}");
+        assert_eq!(output.matches(": cached").count(), used, "{output}");
+    }
 
     let () = redis::cmd("SCRIPT")
         .arg("FLUSH")
@@ -241,13 +276,40 @@ async fn scripts_check_fails_after_script_flush_and_passes_after_loading() {
         .await
         .unwrap();
     let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
-
-    assert_eq!(code, 1, "{output}");
-    assert_eq!(
-        output.matches("MISSING").count(),
-        scripts().all().len(),
+    assert_eq!(code, 0, "auto loading loads on first use: {output}");
+    assert!(
+        output.contains(&format!("redis: standalone {}", h.redis.addr())),
         "{output}"
     );
+    assert_eq!(output.matches("not loaded yet").count(), used, "{output}");
+    assert_eq!(
+        output.matches("not used by the single-tag layout").count(),
+        scripts().all().len() - used,
+        "{output}"
+    );
+    assert!(!output.contains("MISSING"), "{output}");
+    let (code, output) = run_cli(&h.app, &["scripts", "check"], &preloaded).await;
+    assert_eq!(code, 1, "{output}");
+    assert_eq!(output.matches("MISSING").count(), used, "{output}");
+}
+
+/// Issue 37 item 2: `inspect` asked the default Redis when the variable was not set, and its
+/// "not found" did not say where it looked. Every operator command names the Redis it asked.
+#[tokio::test]
+async fn operator_commands_name_the_redis_they_asked() {
+    let h = harness(&[]).await;
+    let (_, output) = run_cli(&h.app, &["inspect", "challenge", "no-such-challenge"], &[]).await;
+    let asked = format!("redis: standalone {}, db 0, key prefix", h.redis.addr());
+    assert!(output.contains(&asked), "{output}");
+    assert!(output.contains("not found in the Redis above"), "{output}");
+    for args in [
+        &["inspect", "session", "no-such-session"][..],
+        &["inspect", "user", "no-such-user"][..],
+        &["republish", "no-such-session"][..],
+    ] {
+        let (_, output) = run_cli(&h.app, args, &[]).await;
+        assert!(output.contains(&asked), "{args:?}: {output}");
+    }
 }
 
 #[tokio::test]

@@ -274,12 +274,21 @@ async fn the_cli_understands_partitions() {
             .unwrap();
     }
     cluster.nodes[0].load_scripts().await;
-    let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
+    // (In `preloaded` mode a script not cached on every primary is missing; `auto` loads it.)
+    let preloaded = [(
+        authsession::config::REDIS_SCRIPT_LOADING,
+        "preloaded".to_owned(),
+    )];
+    let (code, output) = run_cli(&h.app, &["scripts", "check"], &preloaded).await;
     assert_eq!(code, 1, "loaded on one primary of three: {output}");
+    assert!(
+        output.contains("not used by the partitioned layout"),
+        "{output}"
+    );
     for node in &cluster.nodes[1..] {
         node.load_scripts().await;
     }
-    let (code, output) = run_cli(&h.app, &["scripts", "check"], &[]).await;
+    let (code, output) = run_cli(&h.app, &["scripts", "check"], &preloaded).await;
     assert_eq!(code, 0, "{output}");
 
     // A lost projection, found by inspect and repaired by republish.
