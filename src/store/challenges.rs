@@ -16,7 +16,7 @@ pub use super::scripts::challenge_verify::{ChallengeVerify, Rejection, Verified}
 use super::scripts::confirm_admit::ConfirmAdmit;
 use super::scripts::send_admit::SendAdmit;
 use super::scripts::session_create::{SessionCreate, SessionCreateReply};
-use super::scripts::{decode, Admission, Call, Plan, Planning, Resumable, MAX_PLAN_CALLS};
+use super::scripts::{decode, needed, Admission, Call, Plan, Planning, Resumable, MAX_PLAN_CALLS};
 use super::{Error, Store};
 use crate::domain::{
     ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, EmailHash,
@@ -158,14 +158,9 @@ impl Store {
             match self.run(&verify).await? {
                 Plan::Done(verified) => return Ok(verified),
                 Plan::Need(ids) => {
-                    let named = ids.first().and_then(|h| EmailHash::parse(h).ok());
-                    if named.is_none() || named == address {
-                        return Err(Error::Reply {
-                            script: ChallengeVerify::script().name,
-                            detail: "`need` names no address, or the one declared".into(),
-                        });
-                    }
-                    address = named;
+                    let parse = |h: &str| EmailHash::parse(h).ok();
+                    let script = ChallengeVerify::script().name;
+                    address = Some(needed(script, &ids, parse, address.as_ref())?);
                 }
             }
         }

@@ -333,32 +333,33 @@ impl Redis {
         key: &str,
         limit: Duration,
     ) -> Result<Value, Error> {
-        let attempt = async {
-            let mut conn = self.cluster_conn().await?;
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                Route::with_key(key, SlotAddr::Master),
-            ));
-            conn.route_command(cmd.clone(), routing)
-                .await
-                .map_err(Error::Redis)
-        };
-        tokio::time::timeout(limit, attempt)
-            .await
-            .map_err(|_| Error::Timeout(limit))?
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+            Route::with_key(key, SlotAddr::Master),
+        ));
+        self.route_to(cmd, routing, limit).await
     }
 
-    /// `cmd` on every primary of the cluster, each of which must answer.
+    /// Cluster only: `cmd` on every primary of the cluster, each of which must answer.
     pub(super) async fn on_every_primary(
         &self,
         cmd: &redis::Cmd,
         limit: Duration,
     ) -> Result<Value, Error> {
+        let routing = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::AllSucceeded),
+        ));
+        self.route_to(cmd, routing, limit).await
+    }
+
+    async fn route_to(
+        &self,
+        cmd: &redis::Cmd,
+        routing: RoutingInfo,
+        limit: Duration,
+    ) -> Result<Value, Error> {
         let attempt = async {
             let mut conn = self.cluster_conn().await?;
-            let routing = RoutingInfo::MultiNode((
-                MultipleNodeRoutingInfo::AllMasters,
-                Some(ResponsePolicy::AllSucceeded),
-            ));
             conn.route_command(cmd.clone(), routing)
                 .await
                 .map_err(Error::Redis)

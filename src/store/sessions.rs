@@ -9,7 +9,7 @@ use super::scripts::session_projection_republish::SessionProjectionRepublish;
 use super::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
 pub use super::scripts::user_sessions_revoke::REVOKE_BATCH;
 use super::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
-use super::scripts::{Call, Plan, MAX_PLAN_CALLS};
+use super::scripts::{needed, Call, Plan, MAX_PLAN_CALLS};
 use super::{Error, Store};
 use crate::domain::{
     ActorId, ChallengeId, Code, Cursor, DeviceSessionId, Page, RequestId, Revocation,
@@ -102,15 +102,10 @@ impl Store {
                     return Ok(Some((outcome, *session)))
                 }
                 Plan::Done(SessionRevokeReply::NotFound) => return Ok(None),
-                Plan::Need(named) => {
-                    let named = named.first().and_then(|u| UserId::parse(u).ok());
-                    if named.is_none() || named == user {
-                        return Err(Error::Reply {
-                            script: SessionRevoke::script().name,
-                            detail: "`need` names no valid user, or the one declared".into(),
-                        });
-                    }
-                    user = named;
+                Plan::Need(ids) => {
+                    let parse = |u: &str| UserId::parse(u).ok();
+                    let script = SessionRevoke::script().name;
+                    user = Some(needed(script, &ids, parse, user.as_ref())?);
                 }
             }
         }

@@ -993,6 +993,52 @@ async fn in_the_partitioned_layout_create_and_verify_carry_no_admission() {
     }
 }
 
+/// Issue 34 item 2, enforced and not just followed: a script built on `lua/include/commit.lua`
+/// cannot touch a key its call did not declare. A probe that reads, and one that writes, an
+/// undeclared key fail the call before the declared key is written.
+#[tokio::test]
+async fn the_commit_include_refuses_any_key_not_in_keys() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.connection().await;
+    for (name, body) in [
+        (
+            "reads",
+            "write('SET', KEYS[1], 'x')\nread('GET', 'undeclared')\ncommit()\nreturn 'ok'\n",
+        ),
+        (
+            "writes",
+            "write('SET', KEYS[1], 'x')\nwrite('SET', 'undeclared', 'x')\ncommit()\nreturn 'ok'\n",
+        ),
+        (
+            "checks absence",
+            "write('SET', KEYS[1], 'x')\nread_none(KEYS[1], 'undeclared')\ncommit()\nreturn 'ok'\n",
+        ),
+    ] {
+        let source = format!(
+            "#!lua\n-- probe, version: 1\n-- KEYS[1] challenge\n\
+             --!include common.lua: fail\n\
+             --!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, \
+             STREAM_LAST_MS, read, read_none, write, commit_stream_check, commit\n{body}"
+        );
+        let script = authsession::store::scripts::assemble_source("probe", &source);
+        let result: redis::RedisResult<String> = redis::cmd("EVAL")
+            .arg(&script)
+            .arg(1)
+            .arg("declared")
+            .query_async(&mut conn)
+            .await;
+        let error = result.expect_err(name).to_string();
+        assert!(
+            error.contains("undeclared key undeclared"),
+            "{name}: {error}"
+        );
+        let written: Option<String> = conn.get("declared").await.unwrap();
+        assert_eq!(written, None, "{name}: wrote before refusing");
+        let touched: Option<String> = conn.get("undeclared").await.unwrap();
+        assert_eq!(touched, None, "{name}");
+    }
+}
+
 #[test]
 fn luacheck_passes_over_the_assembled_scripts() {
     let installed = std::process::Command::new("luacheck")

@@ -213,6 +213,14 @@ pub(super) fn assemble(name: &'static str) -> Script {
     }
 }
 
+/// Assembles a script from `source` as `assemble` does one from `lua/` (header, generated
+/// prologue, includes inlined): for tests that run a probe of the include fragments on Redis.
+#[doc(hidden)]
+pub fn assemble_source(name: &str, source: &str) -> String {
+    let header = Header::parse(name, source);
+    inline_includes(name, source, &arity_check(name, &header))
+}
+
 /// The script's first statements, generated from its header: a call with another number of
 /// KEYS or ARGV than the header allows is refused before anything is read (a missing last ARGV
 /// would otherwise surface as a nil deep inside the script). A script with optional slots or a

@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-pub use lua::{Header, Script};
+pub use lua::{assemble_source, Header, Script};
+pub(crate) use reply::needed;
 pub use reply::Plan;
 pub(crate) use reply::{one_word, Reply};
 

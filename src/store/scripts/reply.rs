@@ -111,3 +111,21 @@ impl<T: FromRedisValue> FromRedisValue for Plan<T> {
         T::from_redis_value(value).map(Plan::Done)
     }
 }
+
+/// The value a `need` reply names, parsed, for the next call of a plan that declares one value
+/// (a session's user, a challenge's address): an error when it names none that parses, or the
+/// one the call already declared (the plan would not move).
+pub(crate) fn needed<T: PartialEq>(
+    script: &'static str,
+    ids: &[String],
+    parse: impl Fn(&str) -> Option<T>,
+    declared: Option<&T>,
+) -> Result<T, crate::store::Error> {
+    match ids.first().and_then(|id| parse(id)) {
+        Some(named) if Some(&named) != declared => Ok(named),
+        _ => Err(crate::store::Error::Reply {
+            script,
+            detail: "`need` names nothing new to declare".into(),
+        }),
+    }
+}
