@@ -16,7 +16,7 @@ pub use super::scripts::challenge_verify::{ChallengeVerify, Rejection, Verified}
 use super::scripts::confirm_admit::ConfirmAdmit;
 use super::scripts::send_admit::SendAdmit;
 use super::scripts::session_create::{SessionCreate, SessionCreateReply};
-use super::scripts::{decode, needed, Admission, Call, Plan, Planning, Resumable, MAX_PLAN_CALLS};
+use super::scripts::{decode, Admission, Call, Planning, Resumable};
 use super::{Error, Store};
 use crate::domain::{
     ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, EmailHash,
@@ -142,32 +142,19 @@ impl Store {
         // An address of another partition cannot be this challenge's (its counter would be
         // another slot's key): let the script name the record's.
         let layout = self.keys.layout();
-        let mut address = address
+        let address = address
             .filter(|a| layout.of_address(a.as_str()) == home)
             .cloned();
-        for _ in 0..MAX_PLAN_CALLS {
-            let verify = ChallengeVerify {
-                challenge_id,
-                code_hashes,
-                client_public_key,
-                max_attempts,
-                attempt_id,
-                admit,
-                address: address.as_ref(),
-            };
-            match self.run(&verify).await? {
-                Plan::Done(verified) => return Ok(verified),
-                Plan::Need(ids) => {
-                    let parse = |h: &str| EmailHash::parse(h).ok();
-                    let script = ChallengeVerify::script().name;
-                    address = Some(needed(script, &ids, parse, address.as_ref())?);
-                }
-            }
-        }
-        Err(Error::Unfinished {
-            script: ChallengeVerify::script().name,
-            calls: MAX_PLAN_CALLS,
+        self.run_planned(&mut ChallengeVerify {
+            challenge_id,
+            code_hashes,
+            client_public_key,
+            max_attempts,
+            attempt_id,
+            admit,
+            address,
         })
+        .await
     }
 
     /// (Single-tag layout) creates the session of a verified challenge in one script.
@@ -192,28 +179,17 @@ impl Store {
 
     /// Runs a session-opening call again while it answers `continue` (it removed a bounded part
     /// of the ghosts and evictions standing before the limit holds), at most [`MAX_OPEN_CALLS`]
-    /// times, or `need` (the sessions over the limit it must evict or prune were not declared:
-    /// the next call declares them), at most [`MAX_PLAN_CALLS`] times in a row; its final reply.
-    async fn run_until_settled<C: Planning>(&self, mut input: C) -> Result<C::Settled, Error> {
-        let mut needs = 0;
+    /// steps, each with its plan ([`Store::run_planned`]: the sessions over the limit it meets
+    /// declared); its final reply.
+    async fn run_until_settled<C>(&self, mut input: C) -> Result<C::Settled, Error>
+    where
+        C: Planning,
+        C::Settled: Resumable,
+    {
         for _ in 0..MAX_OPEN_CALLS {
-            match self.run(&input).await? {
-                Plan::Need(ids) => {
-                    needs += 1;
-                    if needs == MAX_PLAN_CALLS {
-                        break;
-                    }
-                    input.plan(
-                        ids.iter()
-                            .map(|id| DeviceSessionId::from_stored(id))
-                            .collect(),
-                    );
-                }
-                Plan::Done(reply) if reply.resume() => {
-                    needs = 0;
-                    input.plan(Vec::new());
-                }
-                Plan::Done(reply) => return Ok(reply),
+            let reply = self.run_planned(&mut input).await?;
+            if !reply.resume() {
+                return Ok(reply);
             }
         }
         Err(Error::Unfinished {

@@ -187,7 +187,7 @@ mod tests {
         // admitted apart (the partitioned layout's), their optional slots left out.
         let mut calls = Vec::new();
         let address = email.hash();
-        for (admit, address) in [(Some(&client), Some(address)), (None, None)] {
+        for (admit, address) in [(Some(&client), Some(address.clone())), (None, None)] {
             calls.push(store.call(&ChallengeCreate {
                 challenge_id,
                 email: &email,
@@ -223,11 +223,11 @@ mod tests {
                     request_id: &request_id,
                     batch_number: 1,
                     block_marker: Some(Duration::from_secs(600)),
-                    planned,
+                    planned: planned.to_vec(),
                 }),
             ]);
         }
-        for user in [None, Some(&user_id)] {
+        for user in [None, Some(user_id.clone())] {
             calls.push(store.call(&SessionRevoke {
                 device_session_id,
                 revocation: &revocation,

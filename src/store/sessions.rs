@@ -9,7 +9,7 @@ use super::scripts::session_projection_republish::SessionProjectionRepublish;
 use super::scripts::session_revoke::{SessionRevoke, SessionRevokeReply};
 pub use super::scripts::user_sessions_revoke::REVOKE_BATCH;
 use super::scripts::user_sessions_revoke::{Batch, UserSessionsRevoke};
-use super::scripts::{needed, Call, Plan, MAX_PLAN_CALLS};
+use super::scripts::Call;
 use super::{Error, Store};
 use crate::domain::{
     ActorId, ChallengeId, Code, Cursor, DeviceSessionId, Page, RequestId, Revocation,
@@ -87,31 +87,16 @@ impl Store {
             return Ok(None);
         }
         // Plan, then commit: the first call learns the record's user, the second declares its
-        // indexes (a user id never changes, so a third `need` means a damaged record).
-        let request_id = RequestId::generate();
-        let mut user: Option<UserId> = None;
-        for _ in 0..MAX_PLAN_CALLS {
-            let revoke = SessionRevoke {
-                device_session_id,
-                revocation,
-                request_id: &request_id,
-                user: user.as_ref(),
-            };
-            match self.run(&revoke).await? {
-                Plan::Done(SessionRevokeReply::Done(outcome, session)) => {
-                    return Ok(Some((outcome, *session)))
-                }
-                Plan::Done(SessionRevokeReply::NotFound) => return Ok(None),
-                Plan::Need(ids) => {
-                    let parse = |u: &str| UserId::parse(u).ok();
-                    let script = SessionRevoke::script().name;
-                    user = Some(needed(script, &ids, parse, user.as_ref())?);
-                }
-            }
-        }
-        Err(Error::Unfinished {
-            script: SessionRevoke::script().name,
-            calls: MAX_PLAN_CALLS,
+        // indexes.
+        let mut revoke = SessionRevoke {
+            device_session_id,
+            revocation,
+            request_id: &RequestId::generate(),
+            user: None,
+        };
+        Ok(match self.run_planned(&mut revoke).await? {
+            SessionRevokeReply::Done(outcome, session) => Some((outcome, *session)),
+            SessionRevokeReply::NotFound => None,
         })
     }
 
@@ -130,52 +115,36 @@ impl Store {
         // that bound (an index that does not shrink) ends in an error, not forever.
         let mut last_batch: Option<u64> = None;
         // Plan, then commit: each batch declares the sessions the previous reply named next (the
-        // first, none); a batch that met others answers `need` with them, writing nothing.
-        let mut planned: Vec<DeviceSessionId> = Vec::new();
-        let mut needs = 0;
-        let mut batch_number = 1u32;
+        // first, none); a batch that meets others answers `need` with them, writing nothing.
+        let mut batch = UserSessionsRevoke {
+            user_id,
+            revocation,
+            request_id: &request_id,
+            batch_number: 1,
+            block_marker,
+            planned: Vec::new(),
+        };
         loop {
-            if last_batch.is_some_and(|last| u64::from(batch_number) > last)
-                || needs == MAX_PLAN_CALLS
-            {
+            if last_batch.is_some_and(|last| u64::from(batch.batch_number) > last) {
                 return Err(Error::Unfinished {
                     script: UserSessionsRevoke::script().name,
-                    calls: batch_number - 1,
+                    calls: batch.batch_number - 1,
                 });
             }
-            let batch = UserSessionsRevoke {
-                user_id,
-                revocation,
-                request_id: &request_id,
-                batch_number,
-                block_marker,
-                planned: &planned,
-            };
             let Batch {
                 revoked: count,
                 remaining,
                 next,
-            } = match self.run(&batch).await? {
-                Plan::Done(batch) => batch,
-                Plan::Need(ids) => {
-                    needs += 1;
-                    planned = ids
-                        .iter()
-                        .map(|id| DeviceSessionId::from_stored(id))
-                        .collect();
-                    continue;
-                }
-            };
-            needs = 0;
+            } = self.run_planned(&mut batch).await?;
             revoked += count;
             if remaining == 0 {
                 break;
             }
-            planned = next;
+            batch.planned = next;
             last_batch.get_or_insert(
                 1 + remaining.div_ceil(u64::from(REVOKE_BATCH)) + REVOKE_EXTRA_BATCHES,
             );
-            batch_number += 1;
+            batch.batch_number += 1;
         }
         Ok(revoked)
     }

@@ -130,7 +130,7 @@ async fn a_resent_wrong_guess_counts_once() {
         max_attempts: 5,
         attempt_id: &RequestId::generate(),
         admit: Some(&client),
-        address: Some(&address),
+        address: Some(address),
     });
 
     let first = store.redis.invoke(&call).await.unwrap();
@@ -271,7 +271,7 @@ async fn an_out_of_range_argument_fails_the_script_before_any_write() {
         device_session_id: &DeviceSessionId::parse(&id).unwrap(),
         revocation: &revocation(),
         request_id: &RequestId::generate(),
-        user: Some(&user),
+        user: Some(user.clone()),
     });
     *call.arg_mut("revoked_retention_ms") = "100000000000000000000".into();
     let mut redis = h.app.redis.clone();
@@ -344,7 +344,7 @@ async fn replayed_revokes_answer_what_the_first_call_answered() {
         device_session_id: &DeviceSessionId::parse(&id).unwrap(),
         revocation: &revocation(),
         request_id: &RequestId::generate(),
-        user: Some(&user),
+        user: Some(user.clone()),
     };
     let first = store.run(&single).await.unwrap();
     let replay = store.run(&single).await.unwrap();
@@ -372,7 +372,7 @@ async fn replayed_revokes_answer_what_the_first_call_answered() {
         request_id: &RequestId::generate(),
         batch_number: 1,
         block_marker: None,
-        planned: &planned,
+        planned,
     };
     let first = store.run(&batch).await.unwrap();
     let replay = store.run(&batch).await.unwrap();

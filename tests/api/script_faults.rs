@@ -66,7 +66,7 @@ async fn on_a_cluster_a_block_meeting_a_moved_snapshot_key_writes_nothing() {
         request_id: &request,
         batch_number: 1,
         block_marker: Some(BLOCK_MARKER),
-        planned: &planned,
+        planned,
     });
     let before = Keyspace::capture(&mut b.conn).await;
     refused_whole(
@@ -242,7 +242,7 @@ async fn a_verdict_older_than_the_blocked_marker_is_refused_and_bounds_fit_the_b
         request_id: &RequestId::generate(),
         batch_number: 1,
         block_marker: None,
-        planned: &[],
+        planned: Vec::new(),
     });
     *batch.arg_mut("batch_size") = "51".into();
     refused_whole(

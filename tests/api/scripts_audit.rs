@@ -290,7 +290,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 max_attempts: 5,
                 attempt_id: &RequestId::generate(),
                 admit: admit(&b.store, &client),
-                address: Some(email.hash()),
+                address: Some(email.hash().clone()),
             })
         }
         "challenge_verify/throttled_window" => {
@@ -405,7 +405,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 device_session_id: &session,
                 revocation: &revocation(),
                 request_id: &RequestId::generate(),
-                user: Some(&user),
+                user: Some(user.clone()),
             })
         }
         "session_revoke/healing_a_lost_projection" => {
@@ -425,7 +425,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 device_session_id: &session,
                 revocation: &revocation(),
                 request_id: &RequestId::generate(),
-                user: Some(&user),
+                user: Some(user.clone()),
             })
         }
         "user_sessions_revoke/batch" => {
@@ -438,7 +438,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: &str) -> ScriptCall<'static
                 request_id: &RequestId::generate(),
                 batch_number: 1,
                 block_marker: Some(std::time::Duration::from_secs(600)),
-                planned: &active_ids(b, &user).await,
+                planned: active_ids(b, &user).await,
             })
         }
         "session_projection_republish/missing_snapshot" => {
@@ -598,6 +598,21 @@ async fn run_as_restricted_user(
         .map_err(|e| e.to_string())
 }
 
+/// The commands `monitor` saw since the last mark, up to a fresh marker (`ECHO`) sent on `conn`,
+/// a connection to the node it watches.
+async fn seen_until_mark(
+    monitor: &mut Monitor,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+) -> Vec<authsession_testbench::monitor::Command> {
+    let marker = format!("audit-mark-{}", rand::random::<u64>());
+    let _: String = redis::cmd("ECHO")
+        .arg(&marker)
+        .query_async(conn)
+        .await
+        .unwrap();
+    monitor.script_commands_until(&marker).await
+}
+
 /// The keys each command touched, as Redis itself parses them (`COMMAND GETKEYS`).
 async fn keys_of(conn: &mut Dedicated, command: &[Vec<u8>]) -> Vec<String> {
     let mut cmd = redis::cmd("COMMAND");
@@ -648,21 +663,9 @@ async fn every_script_touches_only_its_declared_keys_and_never_writes_partially_
         let before = Keyspace::capture(&mut b.conn).await;
 
         // Once, watched: which keys and commands the script used.
-        let start = format!("audit-start-{}", rand::random::<u64>());
-        let _: String = redis::cmd("ECHO")
-            .arg(&start)
-            .query_async(&mut b.conn)
-            .await
-            .unwrap();
-        monitor.script_commands_until(&start).await; // the arrangement's commands
-        let marker = format!("audit-end-{}", rand::random::<u64>());
+        seen_until_mark(&mut monitor, &mut b.conn).await; // the arrangement's commands
         let first = run(&b, &call).await;
-        let _: String = redis::cmd("ECHO")
-            .arg(&marker)
-            .query_async(&mut b.conn)
-            .await
-            .unwrap();
-        let commands = monitor.script_commands_until(&marker).await;
+        let commands = seen_until_mark(&mut monitor, &mut b.conn).await;
         let first = first.unwrap_or_else(|e| panic!("{scenario}: the call must succeed: {e}"));
         let once = Keyspace::capture(&mut b.conn).await;
 
@@ -813,17 +816,12 @@ pub(crate) fn assert_declared(
     call: &ScriptCall<'_>,
     touched: &BTreeSet<String>,
 ) {
-    let header = &call.script().header;
-    let (fixed, _) = header
-        .shape(call.keys().len(), call.args().len())
+    let (kinds, _) = call
+        .script()
+        .header
+        .slot_names(call.keys().len(), call.args().len())
         .unwrap_or_else(|| panic!("{scenario}: a call of no shape the header allows"));
-    let tail = &header.planned.0;
-    for (i, key) in call.keys().iter().enumerate() {
-        let kind = if i < fixed.min(header.keys.len()) {
-            header.keys[i].as_str()
-        } else {
-            tail[(i - fixed) % tail.len().max(1)].as_str()
-        };
+    for (i, (key, kind)) in call.keys().iter().zip(kinds).enumerate() {
         assert_eq!(
             store.keys.kind_of(key),
             Some(kind),
@@ -908,26 +906,14 @@ async fn on_a_cluster_every_key_a_call_touches_is_declared_in_either_layout() {
             }
             let call = arrange(&mut b, scenario).await;
             for (monitor, conn) in &mut monitors {
-                let start = format!("audit-start-{}", rand::random::<u64>());
-                let _: String = redis::cmd("ECHO")
-                    .arg(&start)
-                    .query_async(conn)
-                    .await
-                    .unwrap();
-                monitor.script_commands_until(&start).await;
+                seen_until_mark(monitor, conn).await;
             }
             run(&b, &call)
                 .await
                 .unwrap_or_else(|e| panic!("{scenario}: the call must succeed: {e}"));
             let mut touched = BTreeSet::new();
             for (monitor, conn) in &mut monitors {
-                let end = format!("audit-end-{}", rand::random::<u64>());
-                let _: String = redis::cmd("ECHO")
-                    .arg(&end)
-                    .query_async(conn)
-                    .await
-                    .unwrap();
-                for command in monitor.script_commands_until(&end).await {
+                for command in seen_until_mark(monitor, conn).await {
                     touched.extend(keys_of(&mut b.conn, &command).await);
                 }
             }

@@ -5,8 +5,9 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::challenge_verify::Rejection;
 use super::{
-    event_format, opening_session_keys, planned_sessions, revoking, scripts, verdict_args, Call,
-    Plan, Planning, Reply, Resumable, Script, Slot,
+    event_format, opening_session_keys, planned_session_args, planned_session_keys,
+    replan_sessions, revoking, scripts, verdict_args, Call, Plan, Planning, Reply, Resumable,
+    Script, Slot,
 };
 use crate::domain::{ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, UserId};
 use crate::store::{millis, Store};
@@ -63,7 +64,7 @@ impl Call for ChallengeConfirm<'_> {
         let challenge = store.keys.challenge(self.request.challenge_id);
         let mut keys = vec![("challenge", challenge)];
         keys.extend(opening_session_keys(store, self.request));
-        keys.extend(planned_sessions(store, &self.planned).0);
+        keys.extend(planned_session_keys(store, &self.planned));
         keys
     }
 
@@ -92,7 +93,7 @@ impl Call for ChallengeConfirm<'_> {
         ]);
         args.extend(verdict_args(store, req));
         args.push(event_format(store));
-        args.extend(planned_sessions(store, &self.planned).1);
+        args.extend(planned_session_args(&self.planned));
         args
     }
 }
@@ -100,8 +101,8 @@ impl Call for ChallengeConfirm<'_> {
 impl Planning for ChallengeConfirm<'_> {
     type Settled = ChallengeConfirmReply;
 
-    fn plan(&mut self, ids: Vec<DeviceSessionId>) {
-        self.planned = ids;
+    fn plan(&mut self, ids: &[String]) -> bool {
+        replan_sessions(&mut self.planned, ids)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
 
-use super::{limit_args, scripts, Call, Plan, Reply, Script, Slot};
+use super::{limit_args, replan_one, scripts, Call, Plan, Planning, Reply, Script, Slot};
 use crate::domain::{
     ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, EmailHash,
     RequestId,
@@ -25,7 +25,7 @@ pub struct ChallengeVerify<'a> {
     pub admit: Option<&'a ClientKey>,
     /// The challenge's address, when the caller knows it (from the id, or a `need` reply): its
     /// failure counter is declared. Without it, a challenge with an address answers `need`.
-    pub address: Option<&'a EmailHash>,
+    pub address: Option<EmailHash>,
 }
 
 /// Why a confirm attempt is refused.
@@ -86,7 +86,7 @@ impl Call for ChallengeVerify<'_> {
         if let Some(client) = self.admit {
             slots.push(("rate_confirm_client", keys.rate_confirm_client(client)));
         }
-        if let Some(address) = self.address {
+        if let Some(address) = &self.address {
             slots.push(("confirm_failures", keys.confirm_failures(address)));
         }
         slots
@@ -116,10 +116,18 @@ impl Call for ChallengeVerify<'_> {
                 ("client_window_ms", client_window.to_string()),
             ]);
         }
-        if let Some(address) = self.address {
+        if let Some(address) = &self.address {
             slots.push(("email_hash", address.to_string()));
         }
         slots
+    }
+}
+
+impl Planning for ChallengeVerify<'_> {
+    type Settled = Verified;
+
+    fn plan(&mut self, ids: &[String]) -> bool {
+        replan_one(&mut self.address, ids, |h| EmailHash::parse(h).ok())
     }
 }
 

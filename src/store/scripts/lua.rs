@@ -82,29 +82,20 @@ impl Header {
         })
     }
 
+    /// The slot names of a call of `keys` KEYS and `args` ARGV, in order (KEYS, ARGV), if the
+    /// header allows its shape: the fixed slots, then the planned tail's names repeated.
+    pub fn slot_names(&self, keys: usize, args: usize) -> Option<(Vec<&str>, Vec<&str>)> {
+        let (k, a) = self.shape(keys, args)?;
+        Some((
+            names(keys, k, &self.keys, &self.planned.0),
+            names(args, a, &self.args, &self.planned.1),
+        ))
+    }
+
     /// Whether a call whose slots carry these names, in order, fits the header.
     pub fn fits(&self, keys: &[&str], args: &[&str]) -> bool {
-        let (tail_keys, tail_args) = &self.planned;
-        let repeats = |names: &[&str], unit: &[String]| -> Option<usize> {
-            if unit.is_empty() {
-                return names.is_empty().then_some(0);
-            }
-            let whole = names.len().is_multiple_of(unit.len())
-                && names
-                    .chunks(unit.len())
-                    .all(|c| c.iter().zip(unit).all(|(a, b)| a == b));
-            whole.then_some(names.len() / unit.len())
-        };
-        self.arities().into_iter().any(|(k, a)| {
-            keys.len() >= k
-                && args.len() >= a
-                && keys[..k].iter().zip(&self.keys).all(|(x, y)| x == y)
-                && args[..a].iter().zip(&self.args).all(|(x, y)| x == y)
-                && matches!(
-                    (repeats(&keys[k..], tail_keys), repeats(&args[a..], tail_args)),
-                    (Some(n), Some(m)) if n == m
-                )
-        })
+        self.slot_names(keys.len(), args.len())
+            .is_some_and(|(k, a)| k == keys && a == args)
     }
 
     fn parse(name: &str, body: &str) -> Self {
@@ -185,6 +176,16 @@ impl Header {
         }
         header
     }
+}
+
+/// `count` slot names: the first `fixed` from `slots`, then `tail`'s repeated.
+fn names<'a>(count: usize, fixed: usize, slots: &'a [String], tail: &'a [String]) -> Vec<&'a str> {
+    (0..count)
+        .map(|i| match i.checked_sub(fixed) {
+            None => slots[i].as_str(),
+            Some(j) => tail[j % tail.len()].as_str(),
+        })
+        .collect()
 }
 
 /// Assembles `lua/<name>.lua`. The scripts are compiled in, so a malformed one is a build

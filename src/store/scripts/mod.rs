@@ -15,6 +15,7 @@ pub mod challenge_mark_delivery;
 pub mod challenge_verify;
 pub mod confirm_admit;
 mod lua;
+mod planning;
 mod reply;
 pub mod send_admit;
 pub mod session_create;
@@ -28,8 +29,8 @@ use std::time::Duration;
 use redis::{FromRedisValue, ParsingError, Value};
 
 pub use lua::{assemble_source, Header, Script};
-pub(crate) use reply::needed;
-pub use reply::Plan;
+use planning::{planned_session_args, planned_session_keys, replan_one, replan_sessions};
+pub use planning::{Plan, Planning, MAX_PLAN_CALLS};
 pub(crate) use reply::{one_word, Reply};
 
 use super::{millis, Error, Store};
@@ -242,31 +243,6 @@ fn revoking(store: &Store) -> [Slot; 2] {
     ]
 }
 
-/// The planned tail of a call (`lua/include/planned.lua`): for each id, its record and snapshot
-/// keys (`session gateway_session`) and the id (`planned_session_id`).
-fn planned_sessions(store: &Store, ids: &[DeviceSessionId]) -> (Vec<Slot>, Vec<Slot>) {
-    let keys = ids
-        .iter()
-        .flat_map(|id| {
-            [
-                ("session", store.keys.session(id)),
-                ("gateway_session", store.keys.gateway_session(id)),
-            ]
-        })
-        .collect();
-    let args = ids
-        .iter()
-        .map(|id| ("planned_session_id", id.to_string()))
-        .collect();
-    (keys, args)
-}
-
-/// Calls one script may make in a row answering `need` before the caller gives up with
-/// [`Error::Unfinished`]: a plan goes stale only when another call changes what it planned
-/// (a login or a revoke of the same user) between the two, so a third `need` in a row means
-/// a contention the caller should not spin on.
-pub const MAX_PLAN_CALLS: u32 = 3;
-
 /// `event_format`: the last ARGV of every script that writes a gateway projection.
 fn event_format(store: &Store) -> Slot {
     ("event_format", store.event_format.as_str().to_owned())
@@ -315,12 +291,6 @@ impl FromRedisValue for Admission {
 /// before its own (ghosts and evictions removed) and answered `continue`.
 pub trait Resumable {
     fn resume(&self) -> bool;
-}
-
-/// A session-opening input whose eviction plan can be set (the ids a `need` named).
-pub trait Planning: Call<Reply = Plan<Self::Settled>> {
-    type Settled: Resumable;
-    fn plan(&mut self, ids: Vec<DeviceSessionId>);
 }
 
 /// The seven KEYS of opening `req`'s session (`include/session_open.lua`), in the order both

@@ -1,5 +1,4 @@
-//! Script replies decoded: a leading word and its items ([`Reply`]), one-word replies, and the
-//! `need` of a script that plans ([`Plan`]).
+//! Script replies decoded: a leading word and its items ([`Reply`]), and one-word replies.
 
 use std::time::Duration;
 
@@ -86,46 +85,5 @@ pub(crate) fn one_word<T: Copy>(value: Value, words: &[(&str, T)]) -> Result<T, 
     match words.iter().find(|(w, _)| *w == reply.word()) {
         Some((_, t)) => reply.end(*t),
         None => reply.unknown(),
-    }
-}
-
-/// A reply of a script that plans (plan, then commit): its own reply, or `need` with the ids it
-/// met that the call did not declare (it wrote nothing; call again with them declared).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan<T> {
-    Done(T),
-    Need(Vec<String>),
-}
-
-impl<T: FromRedisValue> FromRedisValue for Plan<T> {
-    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        if let Value::Array(items) = &value {
-            if matches!(items.first(), Some(Value::BulkString(w)) if w == b"need") {
-                let ids: Vec<String> = FromRedisValue::from_redis_value(value)?;
-                if ids.len() < 2 {
-                    return Err("`need` names no id".into());
-                }
-                return Ok(Plan::Need(ids[1..].to_vec()));
-            }
-        }
-        T::from_redis_value(value).map(Plan::Done)
-    }
-}
-
-/// The value a `need` reply names, parsed, for the next call of a plan that declares one value
-/// (a session's user, a challenge's address): an error when it names none that parses, or the
-/// one the call already declared (the plan would not move).
-pub(crate) fn needed<T: PartialEq>(
-    script: &'static str,
-    ids: &[String],
-    parse: impl Fn(&str) -> Option<T>,
-    declared: Option<&T>,
-) -> Result<T, crate::store::Error> {
-    match ids.first().and_then(|id| parse(id)) {
-        Some(named) if Some(&named) != declared => Ok(named),
-        _ => Err(crate::store::Error::Reply {
-            script,
-            detail: "`need` names nothing new to declare".into(),
-        }),
     }
 }

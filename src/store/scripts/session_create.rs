@@ -6,8 +6,9 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::challenge_confirm::{session_id, ConfirmRequest, MAX_EVICTIONS_PER_LOGIN};
 use super::{
-    event_format, opening_session_keys, planned_sessions, revoking, scripts, verdict_args, Call,
-    Plan, Planning, Reply, Resumable, Script, Slot,
+    event_format, opening_session_keys, planned_session_args, planned_session_keys,
+    replan_sessions, revoking, scripts, verdict_args, Call, Plan, Planning, Reply, Resumable,
+    Script, Slot,
 };
 use crate::domain::DeviceSessionId;
 use crate::store::Store;
@@ -44,7 +45,7 @@ impl Call for SessionCreate<'_> {
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
         let mut keys: Vec<Slot> = opening_session_keys(store, self.request).into();
-        keys.extend(planned_sessions(store, &self.planned).0);
+        keys.extend(planned_session_keys(store, &self.planned));
         keys
     }
 
@@ -61,7 +62,7 @@ impl Call for SessionCreate<'_> {
         args.extend(revoking(store));
         args.extend(verdict_args(store, req));
         args.push(event_format(store));
-        args.extend(planned_sessions(store, &self.planned).1);
+        args.extend(planned_session_args(&self.planned));
         args
     }
 }
@@ -69,8 +70,8 @@ impl Call for SessionCreate<'_> {
 impl Planning for SessionCreate<'_> {
     type Settled = SessionCreateReply;
 
-    fn plan(&mut self, ids: Vec<DeviceSessionId>) {
-        self.planned = ids;
+    fn plan(&mut self, ids: &[String]) -> bool {
+        replan_sessions(&mut self.planned, ids)
     }
 }
 

@@ -4,7 +4,8 @@
 use redis::{FromRedisValue, ParsingError, Value};
 
 use super::{
-    event_format, one_session_keys, revocation_args, scripts, Call, Plan, Reply, Script, Slot,
+    event_format, one_session_keys, replan_one, revocation_args, scripts, Call, Plan, Planning,
+    Reply, Script, Slot,
 };
 use crate::domain::{DeviceSessionId, RequestId, Revocation, RevokeOutcome, Session, UserId};
 use crate::store::sessions::session_from_fields;
@@ -17,7 +18,7 @@ pub struct SessionRevoke<'a> {
     pub request_id: &'a RequestId,
     /// The user the session is expected to belong to (a `need` reply's): its indexes are
     /// declared. Without it the script answers `need` with the record's user.
-    pub user: Option<&'a UserId>,
+    pub user: Option<UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl Call for SessionRevoke<'_> {
 
     fn keys(&self, store: &Store) -> Vec<Slot> {
         let mut keys = one_session_keys(store, self.device_session_id);
-        if let Some(user) = self.user {
+        if let Some(user) = &self.user {
             keys.extend([
                 ("user_sessions", store.keys.user_sessions(user)),
                 (
@@ -63,10 +64,18 @@ impl Call for SessionRevoke<'_> {
             ("request_id", self.request_id.to_string()),
             event_format(store),
         ]);
-        if let Some(user) = self.user {
+        if let Some(user) = &self.user {
             args.push(("user_id", user.to_string()));
         }
         args
+    }
+}
+
+impl Planning for SessionRevoke<'_> {
+    type Settled = SessionRevokeReply;
+
+    fn plan(&mut self, ids: &[String]) -> bool {
+        replan_one(&mut self.user, ids, |u| UserId::parse(u).ok())
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use redis::{FromRedisValue, ParsingError, Value};
 
 use super::{
-    event_format, planned_sessions, revocation_args, revoking, scripts, Call, Plan, Reply, Script,
-    Slot,
+    event_format, planned_session_args, planned_session_keys, replan_sessions, revocation_args,
+    revoking, scripts, Call, Plan, Planning, Reply, Script, Slot,
 };
 use crate::domain::{DeviceSessionId, RequestId, Revocation, UserId};
 use crate::store::{millis, Store};
@@ -30,7 +30,7 @@ pub struct UserSessionsRevoke<'a> {
     /// For a block: how long the blocked marker the first batch sets lives.
     pub block_marker: Option<Duration>,
     /// The batch the caller expects (the previous batch's `next`, or a `need` reply's ids).
-    pub planned: &'a [DeviceSessionId],
+    pub planned: Vec<DeviceSessionId>,
 }
 
 /// One batch's reply.
@@ -61,7 +61,7 @@ impl Call for UserSessionsRevoke<'_> {
             ("revoke_batches", keys.revoke_batches(user, self.request_id)),
             ("user_blocked", keys.user_blocked(user)),
         ];
-        slots.extend(planned_sessions(store, self.planned).0);
+        slots.extend(planned_session_keys(store, &self.planned));
         slots
     }
 
@@ -79,8 +79,16 @@ impl Call for UserSessionsRevoke<'_> {
             ),
         ]);
         args.push(event_format(store));
-        args.extend(planned_sessions(store, self.planned).1);
+        args.extend(planned_session_args(&self.planned));
         args
+    }
+}
+
+impl Planning for UserSessionsRevoke<'_> {
+    type Settled = Batch;
+
+    fn plan(&mut self, ids: &[String]) -> bool {
+        replan_sessions(&mut self.planned, ids)
     }
 }
 

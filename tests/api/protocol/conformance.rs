@@ -387,7 +387,7 @@ async fn run(
                     device_session_id: &session,
                     revocation: &revocation(),
                     request_id: &request_id,
-                    user: user.as_ref(),
+                    user: user.clone(),
                 };
                 match store.run(&revoke).await.unwrap() {
                     Plan::Need(named) if user.is_none() => {
@@ -415,7 +415,7 @@ async fn run(
                 request_id: &real.revoke_all,
                 batch_number: u32::from(batch),
                 block_marker: block.then(|| std::time::Duration::from_secs(600)),
-                planned: &planned,
+                planned,
             };
             let mut call = store.call(&input);
             // The model revokes one session per batch.
