@@ -6,22 +6,9 @@
 //!
 //! `lua` assembles the Lua text itself (includes, arity check, version, SHA1, lock).
 
-pub mod access_probe;
-pub mod challenge_claim;
-pub mod challenge_confirm;
-pub mod challenge_create;
-pub mod challenge_mark_confirmed;
-pub mod challenge_mark_delivery;
-pub mod challenge_verify;
-pub mod confirm_admit;
 mod lua;
 mod planning;
 mod reply;
-pub mod send_admit;
-pub mod session_create;
-pub mod session_projection_republish;
-pub mod session_revoke;
-pub mod user_sessions_revoke;
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -38,39 +25,67 @@ use crate::config::RateLimit;
 use crate::domain::{ActorId, DeviceSessionId, Revocation};
 use challenge_confirm::ConfirmRequest;
 
-/// Every script, by operation.
-#[derive(Debug)]
-pub struct Scripts {
-    pub challenge_create: Script,
-    pub challenge_mark_delivery: Script,
-    pub challenge_verify: Script,
-    pub challenge_confirm: Script,
-    pub send_admit: Script,
-    pub confirm_admit: Script,
-    pub session_create: Script,
-    pub challenge_claim: Script,
-    pub challenge_mark_confirmed: Script,
-    pub session_revoke: Script,
-    pub user_sessions_revoke: Script,
-    pub session_projection_republish: Script,
-    pub access_probe: Script,
+/// The one list of scripts: each name is a module here, `lua/<name>.lua`, a field of [`Scripts`]
+/// and a variant of [`ScriptId`] (so a `match` over scripts, as the audit's scenarios are, is
+/// checked for coverage by the compiler).
+macro_rules! declare_scripts {
+    ($($name:ident => $id:ident,)*) => {
+        $(pub mod $name;)*
+
+        /// Every script, by operation.
+        #[derive(Debug)]
+        pub struct Scripts {
+            $(pub $name: Script,)*
+        }
+
+        /// A script's name, as a type.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum ScriptId {
+            $($id,)*
+        }
+
+        impl ScriptId {
+            /// Every script, in the declaration's order.
+            pub const ALL: &'static [ScriptId] = &[$(ScriptId::$id,)*];
+
+            /// The script's file name without `.lua`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ScriptId::$id => stringify!($name),)*
+                }
+            }
+        }
+
+        static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+            $($name: lua::assemble(stringify!($name)),)*
+        });
+
+        impl Scripts {
+            /// The script `id` names.
+            pub fn get(&self, id: ScriptId) -> &Script {
+                match id {
+                    $(ScriptId::$id => &self.$name,)*
+                }
+            }
+        }
+    };
 }
 
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    challenge_create: lua::assemble("challenge_create"),
-    challenge_mark_delivery: lua::assemble("challenge_mark_delivery"),
-    challenge_verify: lua::assemble("challenge_verify"),
-    challenge_confirm: lua::assemble("challenge_confirm"),
-    send_admit: lua::assemble("send_admit"),
-    confirm_admit: lua::assemble("confirm_admit"),
-    session_create: lua::assemble("session_create"),
-    challenge_claim: lua::assemble("challenge_claim"),
-    challenge_mark_confirmed: lua::assemble("challenge_mark_confirmed"),
-    session_revoke: lua::assemble("session_revoke"),
-    user_sessions_revoke: lua::assemble("user_sessions_revoke"),
-    session_projection_republish: lua::assemble("session_projection_republish"),
-    access_probe: lua::assemble("access_probe"),
-});
+declare_scripts! {
+    access_probe => AccessProbe,
+    challenge_claim => ChallengeClaim,
+    challenge_confirm => ChallengeConfirm,
+    challenge_create => ChallengeCreate,
+    challenge_mark_confirmed => ChallengeMarkConfirmed,
+    challenge_mark_delivery => ChallengeMarkDelivery,
+    challenge_verify => ChallengeVerify,
+    confirm_admit => ConfirmAdmit,
+    send_admit => SendAdmit,
+    session_create => SessionCreate,
+    session_projection_republish => SessionProjectionRepublish,
+    session_revoke => SessionRevoke,
+    user_sessions_revoke => UserSessionsRevoke,
+}
 
 /// The embedded scripts, assembled once.
 pub fn scripts() -> &'static Scripts {
@@ -80,21 +95,7 @@ pub fn scripts() -> &'static Scripts {
 impl Scripts {
     /// All scripts, sorted by name.
     pub fn all(&self) -> Vec<&Script> {
-        let mut all = vec![
-            &self.challenge_create,
-            &self.challenge_mark_delivery,
-            &self.challenge_verify,
-            &self.challenge_confirm,
-            &self.send_admit,
-            &self.confirm_admit,
-            &self.session_create,
-            &self.challenge_claim,
-            &self.challenge_mark_confirmed,
-            &self.session_revoke,
-            &self.user_sessions_revoke,
-            &self.session_projection_republish,
-            &self.access_probe,
-        ];
+        let mut all: Vec<&Script> = ScriptId::ALL.iter().map(|id| self.get(*id)).collect();
         all.sort_by_key(|s| s.name);
         all
     }

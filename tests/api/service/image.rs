@@ -1,0 +1,175 @@
+//! The service image (`Dockerfile`) end to end: built from the binary these tests run against on
+//! the runtime base `AUTHSESSION_TEST_RUNTIME_IMAGE` names, started next to a Redis container,
+//! a login through it, then `docker stop` and the runbook's shutdown.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use authsession::config;
+use authsession::http::internal;
+use authsession::http::public::{CONFIRM_EMAIL_CODE, SEND_EMAIL_CODE};
+use authsession_testbench::engine::{self, Container};
+use authsession_testbench::{free_port, public_key, unique_email, RedisServer};
+use serde_json::{json, Value};
+
+/// The image under test, removed when the test ends.
+struct BuiltImage(String);
+
+impl Drop for BuiltImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "--force", &self.0])
+            .output();
+    }
+}
+
+/// `docker build` of the repository's `Dockerfile` with this build's binary (stripped of its
+/// debug information, as a release build ships) as the whole context.
+async fn build_image() -> BuiltImage {
+    engine::ensure();
+    let context = tempfile::tempdir().unwrap();
+    let binary = env!("CARGO_BIN_EXE_authsession");
+    let target = context.path().join("authsession");
+    let stripped = tokio::process::Command::new("strip")
+        .arg("-o")
+        .arg(&target)
+        .arg(binary)
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(binary, &target).unwrap();
+    }
+    let tag = format!("authsession-test/service:{:08x}", rand::random::<u32>());
+    let runtime = engine::image_name(engine::RUNTIME_IMAGE_VAR, engine::DEFAULT_RUNTIME_IMAGE);
+    let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile");
+    let output = tokio::process::Command::new("docker")
+        .arg("build")
+        .arg("--quiet")
+        .arg("-f")
+        .arg(&dockerfile)
+        .args(["--build-arg", &format!("RUNTIME_IMAGE={runtime}")])
+        .args(["-t", &tag])
+        .arg(context.path())
+        .output()
+        .await
+        .expect("the docker client (the README's test command installs docker.io)");
+    assert!(
+        output.status.success(),
+        "docker build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    BuiltImage(tag)
+}
+
+/// The JSON body `request` is answered with.
+async fn body(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// Every line the container printed so far, stdout and stderr.
+async fn logs(container: &Container) -> String {
+    let mut out = container.stdout_to_vec().await.unwrap_or_default();
+    out.extend(container.stderr_to_vec().await.unwrap_or_default());
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first JSON log line whose message is `message`, waiting up to `timeout`.
+async fn log_line(container: &Container, message: &str, timeout: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let text = logs(container).await;
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == message);
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "no `{message}` line within {timeout:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_image_serves_a_login_and_shuts_down_as_the_runbook_says() {
+    let image = build_image().await;
+    let redis = RedisServer::start().await;
+    let (public, internal_addr) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let service = engine::run_image(
+        &image.0,
+        &[
+            (config::REDIS_ADDR, redis.addr()),
+            (config::PUBLIC_HTTP_ADDR, public.clone()),
+            (config::INTERNAL_HTTP_ADDR, internal_addr.clone()),
+        ],
+    )
+    .await;
+    for listener in ["public", "internal"] {
+        let started = format!("{listener} HTTP listener started");
+        log_line(&service, &started, Duration::from_secs(20)).await;
+    }
+
+    // A login: send, the code from the stub mail sender's log line, confirm.
+    let http = reqwest::Client::new();
+    let sent = body(
+        http.post(format!("http://{public}{SEND_EMAIL_CODE}"))
+            .json(&json!({ "email": unique_email() })),
+    )
+    .await;
+    let challenge_id = sent["challenge_id"].as_str().expect("a challenge id");
+    let delivered = log_line(
+        &service,
+        "stub mail sender: login code delivered",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(delivered["challenge_id"], challenge_id);
+    let confirmed = http
+        .post(format!("http://{public}{CONFIRM_EMAIL_CODE}"))
+        .json(&json!({
+            "challenge_id": challenge_id,
+            "code": delivered["code"],
+            "client_public_key": public_key(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let confirmed: Value = confirmed.json().await.unwrap();
+    let session_id = confirmed["device_session_id"].as_str().expect("a session");
+
+    // The session on the internal surface: looked up, then listed under its user.
+    let path = internal::SESSION.replace("{device_session_id}", session_id);
+    let session = body(http.get(format!("http://{internal_addr}{path}"))).await;
+    let user_id = session["user_id"].as_str().expect("a user id");
+    let path = internal::USER_SESSIONS.replace("{user_id}", user_id);
+    let listed = body(http.get(format!("http://{internal_addr}{path}"))).await;
+    assert!(
+        listed.to_string().contains(session_id),
+        "the new session is not listed: {listed}"
+    );
+
+    // `docker stop`: the image's STOPSIGNAL (SIGTERM), then the runbook's shutdown and exit 0.
+    service.stop_with_timeout(Some(20)).await.unwrap();
+    let code = service.exit_code().await.unwrap();
+    let text = logs(&service).await;
+    assert_eq!(code, Some(0), "{text}");
+    for line in [
+        "signal received",
+        "public HTTP listener stopped",
+        "internal HTTP listener stopped",
+        "shutdown complete",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    // `shutdown complete` at info means the telemetry flush finished within its budget.
+    let complete = log_line(&service, "shutdown complete", Duration::ZERO).await;
+    assert_eq!(complete["level"], "INFO", "{complete}");
+}
