@@ -1,29 +1,10 @@
-//! Black-box tests of authsession against real Redis servers and real HTTP fakes.
+//! Black-box tests of authsession against real Redis servers and real HTTP fakes, one folder per
+//! tier (README "Test tiers"), so a tier is one filter:
+//! - `unit`: needs neither a container engine nor Redis (the protocol model checks, `luacheck`);
+//! - `service`: the behaviour tests, each on standalone Redis containers of its own;
+//! - `topologies`: ACL, TLS, Sentinel, cluster, the partitioned layout, slot migrations.
 
-mod budgets;
-mod confirm;
-mod consistency;
-mod containers;
-mod contract;
-mod deployments;
-mod edge;
-mod faults;
-mod fuzz;
-mod gateway;
 mod helpers;
-mod high_availability;
-mod image;
-mod internal;
-mod lifecycle;
-mod malformed_requests;
-mod model;
-mod operator;
-mod partitioned;
-mod protocol;
-mod routing;
-mod script_engine;
-mod script_faults;
-mod scripts_audit;
-mod security;
-mod send;
-mod telemetry;
+mod service;
+mod topologies;
+mod unit;

@@ -1,0 +1,4 @@
+//! Tests that need no container engine and no Redis.
+
+mod lint;
+pub(crate) mod protocol;
