@@ -1,6 +1,6 @@
 //! Every variable the service reads, declared once: its name (a `pub const`), its default and
 //! what it means. The parser takes defaults from here, unknown `AUTHSESSION_*` variables are
-//! found against this list, and a test checks the README's configuration table against it.
+//! found against this list, and a test checks the configuration table (docs/configuration.md) against it.
 
 /// One configuration variable.
 #[derive(Debug, Clone, Copy)]
@@ -15,7 +15,7 @@ macro_rules! variables {
     ($( $(#[doc = $doc:literal])+ $ident:ident = $name:literal, $default:expr; )*) => {
         $( $(#[doc = $doc])+ pub const $ident: &str = $name; )*
 
-        /// Every variable, in the README table's order.
+        /// Every variable, in the order of docs/configuration.md.
         pub const VARIABLES: &[Variable] = &[
             $( Variable { name: $name, default: $default, doc: concat!($($doc),+) }, )*
         ];
@@ -165,11 +165,11 @@ pub fn default_of(name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    /// Rows of the README's configuration table: `| `NAME` | default | meaning |`.
+    /// Rows of the configuration table (docs/configuration.md): `| `NAME` | default | meaning |`.
     fn readme_rows() -> Vec<(String, String)> {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/configuration.md");
         let table = readme
-            .split("## Configuration")
+            .split("# Configuration")
             .nth(1)
             .expect("a Configuration section")
             .split("\n## ")
@@ -186,19 +186,25 @@ mod tests {
             .collect()
     }
 
-    /// The README documents every variable, once each, with the default the parser uses.
+    /// docs/configuration.md documents every variable, once each, with the default the parser uses.
     #[test]
     fn the_readme_configuration_table_matches_the_declarations() {
         let rows = readme_rows();
         let documented: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
         let declared: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
-        assert_eq!(documented, declared, "README rows, in declaration order");
+        assert_eq!(
+            documented, declared,
+            "documented rows, in declaration order"
+        );
         for ((name, cell), variable) in rows.iter().zip(VARIABLES) {
             match variable.default {
-                None => assert!(cell.starts_with("unset"), "{name}: README says {cell}"),
+                None => assert!(
+                    cell.starts_with("unset"),
+                    "{name}: docs/configuration.md says {cell}"
+                ),
                 Some(default) => assert!(
                     cell.starts_with(&format!("`{default}`")),
-                    "{name}: README says {cell}, the parser uses `{default}`"
+                    "{name}: docs/configuration.md says {cell}, the parser uses `{default}`"
                 ),
             }
         }

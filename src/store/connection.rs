@@ -213,7 +213,7 @@ pub(super) fn tls_certs(
 /// recently returned connection first (LIFO), so concurrent requests share few connections and
 /// their commands travel together: Redis reads and answers them in fewer system calls. Measured
 /// against FIFO (every connection in turn): about a fifth less Redis CPU per answer and 15-25 %
-/// more answers per second (README, Performance). The other connections stay open as spares.
+/// more answers per second (docs/performance.md). The other connections stay open as spares.
 pub(super) async fn checkout(pool: &bb8::Pool<Manager>, limit: Duration) -> Result<Conn, Error> {
     let started = std::time::Instant::now();
     let pooled = pool.get().await.map_err(|e| match e {

@@ -14,7 +14,7 @@ use crate::store::{millis, Store};
 
 /// Sessions revoked per call, so one call never blocks Redis for long: each costs about 7
 /// commands; 100 measured 4-5 ms on the 2-core bench and 200 about 7 ms, so 50 keeps a call well
-/// inside the 5 ms budget (README "Performance").
+/// inside the 5 ms budget (docs/performance.md).
 pub const REVOKE_BATCH: u32 = 50;
 /// How long a revoke-all remembers each batch's reply, so a replayed batch (a resend after a lost
 /// reply, within the command timeout) answers the same count.

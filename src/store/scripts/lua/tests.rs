@@ -227,13 +227,16 @@ fn the_startup_probe_checks_every_command_the_scripts_run() {
     );
 }
 
-/// The README's per-script table names every script at its current version.
+/// The per-script table of docs/scripts.md names every script at its current version.
 #[test]
 fn the_readme_script_table_names_every_script_at_its_version() {
-    let readme = include_str!("../../../../README.md");
+    let readme = include_str!("../../../../docs/scripts.md");
     for script in scripts().all() {
         let row = format!("| `{}` v{} ", script.name, script.version);
-        assert!(readme.contains(&row), "README.md lacks the row `{row}`");
+        assert!(
+            readme.contains(&row),
+            "docs/scripts.md lacks the row `{row}`"
+        );
     }
 }
 

@@ -65,8 +65,8 @@ struct Args {
     /// Calls per script in the per-script cost table (scenario 10; 0 skips it).
     #[arg(long, default_value_t = 5000)]
     script_costs: usize,
-    /// The yardstick script of scenario 10 (`../shared/bench` beside the checkout).
-    #[arg(long, default_value = "../shared/bench/reference-confirm.lua")]
+    /// The yardstick script of scenarios 0 and 10 (`testcontainers/bench`, kept as it was given).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/reference-confirm.lua"))]
     reference_script: std::path::PathBuf,
     /// Run scenario 0 (the leaner-per-login targets against the reference script).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

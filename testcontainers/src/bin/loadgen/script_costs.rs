@@ -1,5 +1,5 @@
 //! Scenario 10: what each script of a login costs Redis, next to the yardstick of
-//! `../shared/bench/reference-confirm.lua` (the essential writes of one confirm, no checks), both
+//! `testcontainers/bench/reference-confirm.lua` (the essential writes of one confirm, no checks), both
 //! measured the same way in the same run: `usec` per `EVALSHA` from `INFO commandstats`, the
 //! whole script with the commands it runs, one phase per script over distinct keys.
 
@@ -44,7 +44,7 @@ async fn per_call<F: std::future::Future<Output = ()>>(
     (usec_after - usec) / (calls_after - calls).max(1.0)
 }
 
-/// The reference script over `n` distinct confirms, as `../shared/bench/README.md` calls it.
+/// The reference script over `n` distinct confirms, as `testcontainers/bench/README.md` calls it.
 async fn reference(conn: &mut redis::aio::MultiplexedConnection, body: &str, n: usize) -> f64 {
     let sha = crate::redis_stats::script_load(conn, body).await;
     let mut c = conn.clone();

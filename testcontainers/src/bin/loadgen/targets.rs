@@ -1,4 +1,4 @@
-//! Scenario 0: the leaner-per-login targets, measured as `../shared/bench/README.md` does, in one
+//! Scenario 0: the leaner-per-login targets, measured as `testcontainers/bench/README.md` does, in one
 //! run: the reference script's ceiling (`redis-benchmark` over `EVALSHA`), each public route on
 //! its own through the service at full speed (64 concurrent requests, per-IP limits **on** at
 //! their defaults: every request comes through a trusted proxy with an address of its own in
