@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command (the README's: `cargo test --workspace ...`) with the container engine the test
+# Runs a command (`testcontainers/test.sh` runs each tier's through it) with the container engine the test
 # bench needs, on a fresh Debian machine as root:
 #   - installs docker.io and debootstrap when missing;
 #   - starts dockerd when no engine answers, with no bridge and no iptables rules (every test
