@@ -1,5 +1,10 @@
 //! Startup checks, both listeners, and the shutdown sequence. `main` and the tests build the
 //! service the same way: `App::build(config)` binds (port 0 works) and exposes both addresses.
+//! The Redis checks before any listener binds are `startup`; the process and connection limits
+//! every listener shares are `limits`.
+
+mod limits;
+mod startup;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,52 +17,16 @@ use crate::clients::{
     self, MailSender, RestMailSender, RestUserDirectory, StubMailSender, StubUserDirectory,
     UserDirectory,
 };
-use crate::config::{Config, ScriptLoading, ServiceMode};
+use crate::config::{Config, ServiceMode};
 use crate::domain::CodeHasher;
 use crate::flows::pacing::SendPacing;
 use crate::flows::Context;
 use crate::http::server::ConnectionLimits;
-use crate::store::{self, config_provider::ConfigProvider, scripts::scripts, Redis, Store};
+use crate::store::{config_provider::ConfigProvider, Redis, Store};
 
-/// The component the connection itself and the script-call check are reported under.
-pub const CHALLENGE_STORE: &str = "challenge_store";
-
-/// The startup components of the runbook, each checked with a bounded PING.
-pub const COMPONENTS: [&str; 5] = [
-    CHALLENGE_STORE,
-    "session_store",
-    "config_provider",
-    "gateway_projection_publisher",
-    "resend_throttle_protector",
-];
-
-/// Oldest Redis with script shebangs and `flags=no-writes`.
-const MIN_REDIS_MAJOR: u32 = 7;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("{component}: redis at {address}: {source}")]
-    Redis {
-        component: &'static str,
-        address: String,
-        #[source]
-        source: store::Error,
-    },
-    #[error("redis at {address} runs version {version}; authsession needs Redis {MIN_REDIS_MAJOR}.0 or newer")]
-    RedisVersion { address: String, version: String },
-    #[error(
-        "redis at {address} lacks script(s) {missing} and AUTHSESSION_REDIS_SCRIPT_LOADING=preloaded; \
-         load them with `authsession scripts export <dir>` + SCRIPT LOAD"
-    )]
-    ScriptsMissing { address: String, missing: String },
-    #[error("{listener} HTTP listener: cannot bind {addr}: {source}")]
-    Bind {
-        listener: &'static str,
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use limits::{connection_limits, raise_open_files_limit};
+use startup::check_redis;
+pub use startup::{StartupError, CHALLENGE_STORE, COMPONENTS};
 
 pub struct App {
     public: TcpListener,
@@ -262,84 +231,6 @@ async fn drain(name: &'static str, task: tokio::task::JoinHandle<()>, budget: Du
     }
 }
 
-/// Bounded PING per component, the server version, the eviction policy, and in preloaded mode
-/// the script cache.
-async fn check_redis(redis: &Redis, config: &Config) -> Result<(), StartupError> {
-    let address = redis.address().to_owned();
-    let limit = config.redis.connect_timeout;
-    for component in COMPONENTS {
-        redis
-            .ping(limit)
-            .await
-            .map_err(|source| StartupError::Redis {
-                component,
-                address: address.clone(),
-                source,
-            })?;
-        tracing::info!(component, address = %address, "startup check passed: PING");
-    }
-
-    match redis.server_info(limit).await {
-        Ok(info) => {
-            if info.major() < MIN_REDIS_MAJOR {
-                return Err(StartupError::RedisVersion {
-                    address,
-                    version: info.version,
-                });
-            }
-            match info.maxmemory_policy.as_deref() {
-                Some("noeviction") => {}
-                policy => tracing::warn!(
-                    maxmemory_policy = policy.unwrap_or("unknown"),
-                    "Redis may evict authsession keys (sessions, throttle windows) under memory pressure: \
-                     set maxmemory-policy noeviction"
-                ),
-            }
-        }
-        // An ACL may deny INFO; the shebang scripts still refuse to run on a pre-7 server.
-        Err(error) => {
-            tracing::warn!(%error, "cannot read INFO; skipping the version and eviction-policy checks")
-        }
-    }
-
-    if config.redis.script_loading == ScriptLoading::Preloaded {
-        // Every partition's primary runs every script the layout uses.
-        let keys = crate::store::Keys::new(&config.redis, &config.gateway);
-        let all: Vec<_> = scripts()
-            .all()
-            .into_iter()
-            .filter(|s| keys.layout().runs(s.name))
-            .collect();
-        let routes = keys.streams();
-        let exists =
-            redis
-                .scripts_exist(&all, &routes)
-                .await
-                .map_err(|source| StartupError::Redis {
-                    component: "challenge_store",
-                    address: address.clone(),
-                    source,
-                })?;
-        let missing: Vec<_> = all
-            .iter()
-            .zip(exists)
-            .filter(|(_, ok)| !ok)
-            .map(|(s, _)| format!("{} v{} ({})", s.name, s.version, s.sha1))
-            .collect();
-        if !missing.is_empty() {
-            return Err(StartupError::ScriptsMissing {
-                address,
-                missing: missing.join(", "),
-            });
-        }
-        tracing::info!(
-            scripts = all.len(),
-            "startup check passed: every script is preloaded"
-        );
-    }
-    Ok(())
-}
-
 /// The longest a delivered send can wait on its dependencies: a user-service read (retried
 /// once) plus the mail call. Stubs answer at once; a second bounds their pacing.
 fn longest_delivery(config: &Config) -> Duration {
@@ -348,42 +239,6 @@ fn longest_delivery(config: &Config) -> Duration {
         ServiceMode::Rest(target) => target.request_timeout,
     };
     timeout(&config.user_service) * 2 + timeout(&config.mail_service)
-}
-
-/// The connection limits `config` sets for every listener (the service's two, and the
-/// reference gateway consumer's).
-pub fn connection_limits(config: &Config) -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: config.http_header_read_timeout,
-        idle_timeout: config.http_idle_timeout,
-        max_connections: config.http_max_connections,
-        max_connections_per_client: config.http_max_connections_per_client,
-        max_requests_per_client: config.http_max_requests_per_client,
-        ipv6_prefix: config.rate_limit_ipv6_prefix,
-    }
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit (the default soft limit, often 1024, is far
-/// below what two listeners' connection caps need) and warns when even the hard limit cannot
-/// hold both caps plus the Redis pool: the caps, not the kernel, should refuse connections.
-pub fn raise_open_files_limit(config: &Config) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        hard
-    } else {
-        soft
-    };
-    let needed = 2 * config.http_max_connections as u64 + u64::from(config.redis.pool_size) + 64;
-    if limit < needed {
-        tracing::warn!(
-            open_files_limit = limit,
-            needed,
-            "RLIMIT_NOFILE cannot hold both listeners' AUTHSESSION_HTTP_MAX_CONNECTIONS plus the Redis pool; lower the cap or raise the limit"
-        );
-    }
 }
 
 /// SIGINT or SIGTERM cancels the one shutdown token (the service's, the gateway consumer's).
