@@ -110,6 +110,35 @@ fn every_relative_link_and_anchor_resolves() {
     assert!(broken.is_empty(), "broken links: {broken:#?}");
 }
 
+/// Every repository path the docs name (`src/...`, `tests/...`, `lua/...`, `testcontainers/...`,
+/// `docs/...`) exists; a `<placeholder>` or `*` in a path skips it.
+#[test]
+fn every_file_the_docs_name_exists() {
+    let mut missing = Vec::new();
+    for (path, text) in documents() {
+        for tree in ["src/", "tests/", "lua/", "testcontainers/", "docs/"] {
+            for (at, _) in text.match_indices(tree) {
+                let before = text[..at].chars().next_back();
+                if before.is_some_and(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
+                    continue;
+                }
+                let named: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || "/._-<>*".contains(*c))
+                    .collect();
+                let named = named.trim_end_matches(['.', ',']);
+                if named.contains(['<', '*']) || !named.contains(['.', '/']) {
+                    continue;
+                }
+                if !root().join(named).exists() {
+                    missing.push(format!("{}: {named}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "paths that do not exist: {missing:#?}");
+}
+
 #[test]
 fn nothing_points_outside_the_repository() {
     for (path, text) in documents() {

@@ -61,6 +61,22 @@ fn every_script_has_a_shebang_version_and_no_unresolved_include() {
     }
 }
 
+/// Every script file in `lua/` is declared (`declare_scripts!`), so it is embedded, locked,
+/// typed and audited: a file nobody declared would be none of these.
+#[test]
+fn every_script_file_is_declared() {
+    let declared: Vec<&str> = scripts().all().iter().map(|s| s.name).collect();
+    for file in LUA.files() {
+        let path = file.path().to_string_lossy();
+        if let Some(name) = path.strip_suffix(".lua") {
+            assert!(
+                declared.contains(&name),
+                "lua/{path} is not in declare_scripts!"
+            );
+        }
+    }
+}
+
 /// Every Lua source: the scripts and the include fragments, by path under `lua/`.
 fn sources() -> Vec<(String, &'static str)> {
     let mut all = Vec::new();
