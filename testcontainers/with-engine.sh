@@ -5,7 +5,8 @@
 #   - starts dockerd when no engine answers, with no bridge and no iptables rules (every test
 #     container uses the host's network, so every address stays on loopback), and stops it again
 #     when the command ends: an engine that was running is left running, one that was not is not;
-#   - removes containers a killed earlier run left behind (label authsession.testbench);
+#   - removes containers a killed earlier run left behind (label authsession.testbench, whose
+#     test process, label authsession.testbench.pid, is gone: a concurrent run's stay);
 #   - builds the local images when they are missing (no registry is reachable here): the Redis
 #     image (Debian 12's redis-server, redis-sentinel, redis-cli) and a stand-in for the service
 #     image's distroless runtime base, both from one debootstrap of Debian's packages.
@@ -54,8 +55,14 @@ setup() {
     docker info >/dev/null 2>&1 || { say "dockerd did not come up:"; tail -20 /var/log/authsession-dockerd.log >&2; exit 1; }
   fi
 
-  leftovers=$(docker ps -aq --filter label=authsession.testbench)
-  [[ -z "$leftovers" ]] || docker rm -f $leftovers >/dev/null
+  # Containers a killed run left behind: those whose test process is gone (another run's stay).
+  leftovers=()
+  while read -r id pid; do
+    [[ -n "$id" ]] || continue
+    if [[ -z "$pid" || ! -d "/proc/$pid" ]]; then leftovers+=("$id"); fi
+  done < <(docker ps -a --filter label=authsession.testbench \
+    --format '{{.ID}} {{.Label "authsession.testbench.pid"}}')
+  ((${#leftovers[@]} == 0)) || docker rm -f "${leftovers[@]}" >/dev/null
 
   # An image named other than the local defaults (an official `redis:7`, the distroless base) is
   # pulled when missing; a missing local default is built.
@@ -76,7 +83,7 @@ setup() {
       "$SUITE" "$root" "$MIRROR" >/dev/null
     tar -C "$root" --exclude=./var/cache/apt --exclude=./var/lib/apt/lists \
       --exclude=./usr/share/doc --exclude=./usr/share/man -c . |
-      docker import -c 'CMD ["redis-server"]' -c 'LABEL org.opencontainers.image.description="Debian redis-server for authsession tests"' \
+      docker import -c 'CMD ["redis-server"]' -c 'USER 64999:64999' -c 'LABEL org.opencontainers.image.description="Debian redis-server for authsession tests"' \
         - "$LOCAL_REDIS" >/dev/null
     # The distroless cc base holds glibc, libgcc, CA certificates and a nonroot user; so does this.
     mkdir -p "$base"/lib/x86_64-linux-gnu "$base"/lib64 "$base"/etc/ssl/certs "$base"/tmp

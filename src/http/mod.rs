@@ -8,6 +8,7 @@ mod framing;
 pub mod internal;
 pub mod public;
 pub mod server;
+mod slots;
 mod watchdog;
 
 use std::time::Duration;

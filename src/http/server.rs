@@ -26,13 +26,13 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::client_ip::Addressing;
 use super::error::ApiError;
 use super::extract::BodyBudget;
+use super::slots::Slots;
 use super::watchdog::{Activity, Watched};
 use crate::telemetry::metrics::metrics;
 
@@ -222,7 +222,7 @@ pub async fn serve(
     let builder = hyper_builder();
     let bodies = bodies.on(surface);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Slots::new(limits.max_connections);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -243,14 +243,18 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let activity = Arc::new(Activity::new());
+        let Some((slot, evicted)) = slots.take(&activity) else {
             metrics().refused(surface, "connection_limit");
-            tracing::debug!(%peer, "connection limit reached: closing a new connection");
+            tracing::debug!(%peer, "connection limit reached, every connection busy: closing a new one");
             drop(stream);
             continue;
         };
+        if evicted {
+            metrics().refused(surface, "evicted_idle");
+            tracing::debug!(%peer, "connection limit reached: closed the connection idle longest");
+        }
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
         let service = connection_service(
             surface,
             router.clone(),
@@ -275,6 +279,9 @@ pub async fn serve(
                 reason = activity.expired(limits) => {
                     metrics().refused(surface, reason);
                     tracing::debug!(%peer, reason, "connection closed by its deadline");
+                }
+                () = slot.evicted.cancelled() => {
+                    tracing::debug!(%peer, "idle connection closed to make room");
                 }
             }
             drop(slot);

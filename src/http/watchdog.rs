@@ -92,6 +92,18 @@ impl Activity {
         }
     }
 
+    /// Since when the connection idles, if it does: no request in flight and no request head on
+    /// its way (a new connection idles from `accept` until its first byte).
+    pub(super) fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0
+            || self.pending_since_ms.load(Ordering::Relaxed) > 0
+        {
+            return None;
+        }
+        let idle_ms = self.idle_since_ms.load(Ordering::Relaxed).saturating_sub(1);
+        Some(self.opened + Duration::from_millis(idle_ms))
+    }
+
     /// Resolves when the connection has outlived its deadline: `"deadline"` when a request head
     /// (the first, or bytes received while idle) did not complete within the header timeout,
     /// `"idle"` when nothing arrived for the idle timeout.

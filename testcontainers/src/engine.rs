@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub use testcontainers::core::AccessMode;
 use testcontainers::core::{Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
@@ -42,6 +43,10 @@ pub const RUNTIME_IMAGE_VAR: &str = "AUTHSESSION_TEST_RUNTIME_IMAGE";
 
 /// The label on every container the bench starts.
 pub const LABEL: &str = "authsession.testbench";
+
+/// The label naming the test process that started a container: `with-engine.sh` sweeps only
+/// containers whose process is gone, so two runs on one engine leave each other's alone.
+pub const PID_LABEL: &str = "authsession.testbench.pid";
 
 /// What the engine answers when it is not there, or the image is missing.
 const SETUP_HINT: &str = "the test bench runs Redis in containers: run the tests through \
@@ -65,14 +70,19 @@ fn split_name(name: &str) -> (String, String) {
 }
 
 /// Starts `command` (e.g. `["redis-server", "--port", "7001"]`) in a Redis container on the host
-/// network, with each of `dirs` mounted at its own path (so file paths mean the same inside and
-/// out). Returns once the engine started it; whether the process serves is the caller's check.
-pub async fn run(command: &[String], dirs: &[&Path]) -> Container {
+/// network as [`container_user`], with each of `dirs` mounted at its own path (so file paths mean
+/// the same inside and out): its working directory read-write, configuration it only reads (TLS
+/// keys) read-only. Returns once the engine started
+/// it; whether the process serves is the caller's check.
+pub async fn run(command: &[String], dirs: &[(&Path, AccessMode)]) -> Container {
     let (repo, tag) = split_name(&image_name(REDIS_IMAGE_VAR, DEFAULT_REDIS_IMAGE));
-    let mut request = host_container(repo, tag, "redis").with_cmd(command.iter().cloned());
-    for dir in dirs {
+    let (uid, gid) = container_user();
+    let mut request = host_container(repo, tag, "redis")
+        .with_cmd(command.iter().cloned())
+        .with_user(format!("{uid}:{gid}"));
+    for (dir, mode) in dirs {
         let path = dir.display().to_string();
-        request = request.with_mount(Mount::bind_mount(path.clone(), path));
+        request = request.with_mount(Mount::bind_mount(path.clone(), path).with_access_mode(*mode));
     }
     request
         .start()
@@ -100,6 +110,7 @@ fn host_container(repo: String, tag: String, role: &str) -> ContainerRequest<Gen
         .with_wait_for(WaitFor::Nothing)
         .with_network("host")
         .with_label(LABEL, role)
+        .with_label(PID_LABEL, std::process::id().to_string())
         .with_startup_timeout(Duration::from_secs(30))
 }
 
@@ -157,13 +168,47 @@ async fn pings(port: u16) -> bool {
     ) && &buf == b"+PONG\r\n"
 }
 
-/// A directory for a container's files, writable by whichever user the image runs Redis as
-/// (the official image drops to `redis`).
+/// The uid and gid every Redis container runs as when the bench runs as root: no account on the
+/// host has it, so no other local user's process owns, or may enter, a bench directory (issue 36,
+/// finding 1: a world-writable directory let `nobody` replace a Sentinel's configuration, which a
+/// root container then ran). A bench run as another user runs its containers as that user.
+pub const BENCH_UID: u32 = 64_999;
+
+/// `uid:gid` the bench's Redis containers run as.
+pub fn container_user() -> (u32, u32) {
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    if uid.is_root() {
+        (BENCH_UID, BENCH_UID)
+    } else {
+        (uid.as_raw(), gid.as_raw())
+    }
+}
+
+/// Gives `path` (a file, or a directory and what it holds) to the containers' user: the bench
+/// writes configuration as itself, the container must read or rewrite it.
+pub fn hand_over(path: &Path) {
+    let (uid, gid) = container_user();
+    let mut pending = vec![path.to_owned()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read the bench directory") {
+                pending.push(entry.expect("a directory entry").path());
+            }
+        }
+    }
+}
+
+/// A directory for a container's files: mode 0700 and owned by the user the containers run as,
+/// so no other local user can list, replace or add a file in it.
 pub fn shared_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+    // (`tempdir` leaves the mode to the umask: 0755 under the usual 022.)
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
         .expect("chmod the container's directory");
+    hand_over(dir.path());
     dir
 }
 
@@ -249,20 +294,28 @@ mod version_shim {
         .ok()?
     }
 
-    /// Each test process's forwarder socket is `<temp>/authsession-engine-<pid>.sock`.
-    const SOCKET_PREFIX: &str = "authsession-engine-";
+    /// Each test process's forwarder listens on `<temp>/authsession-engine-<pid>/engine.sock`:
+    /// the socket is the whole engine API, so it sits in a directory of mode 0700 and is itself
+    /// 0600, whatever the umask (issue 36, finding 1).
+    const DIR_PREFIX: &str = "authsession-engine-";
 
-    /// Removes the sockets of processes that have exited (a socket file outlives its process).
+    /// Removes the forwarder directories of processes that have exited (they outlive their
+    /// process), and sockets of the earlier layout (`authsession-engine-<pid>.sock`).
     fn sweep_stale_sockets() {
         let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .strip_prefix(SOCKET_PREFIX)
-                .and_then(|rest| rest.strip_suffix(".sock"));
-            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+            let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
+                continue;
+            };
+            let pid = rest.strip_suffix(".sock").unwrap_or(rest);
+            if !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -271,11 +324,18 @@ mod version_shim {
     /// Serves a forwarder on a new socket, on a thread of its own (test runtimes come and go);
     /// returns the socket's path.
     pub fn start(engine: PathBuf, version: String) -> PathBuf {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         sweep_stale_sockets();
-        let socket =
-            std::env::temp_dir().join(format!("{SOCKET_PREFIX}{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&socket);
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .expect("the forwarder's private directory");
+        let socket = dir.join("engine.sock");
         let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind the shim");
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the forwarder's socket");
         listener.set_nonblocking(true).expect("nonblocking");
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -302,14 +302,17 @@ async fn launch_sentinel(primary: u16) -> Sentinel {
             ),
         )
         .expect("write sentinel.conf");
+        // Sentinel rewrites its configuration: the file is the container user's, in a directory
+        // no one else may enter.
+        engine::hand_over(&conf);
         // `redis-server <conf> --sentinel` is `redis-sentinel <conf>`, and the form an official
-        // image's entry point runs as its own user (who may rewrite the file: the dir is shared).
+        // image's entry point runs as given.
         let command = [
             "redis-server".to_owned(),
             conf.display().to_string(),
             "--sentinel".to_owned(),
         ];
-        let container = engine::run(&command, &[dir.path()]).await;
+        let container = engine::run(&command, &[(dir.path(), engine::AccessMode::ReadWrite)]).await;
         if engine::serves(&container, port).await {
             return Sentinel {
                 port,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::engine::{self, Container};
+use crate::engine::{self, AccessMode, Container};
 
 pub struct RedisServer {
     port: u16,
@@ -102,8 +102,13 @@ impl RedisServer {
         .map(str::to_owned)
         .to_vec();
         command.extend(self.args.lock().unwrap().iter().cloned());
-        let mut dirs = vec![self.dir.path()];
-        dirs.extend(self.tls.as_ref().map(|(_, certs)| certs.path()));
+        let mut dirs = vec![(self.dir.path(), AccessMode::ReadWrite)];
+        // The TLS keys are configuration: the container reads them, never writes them.
+        dirs.extend(
+            self.tls
+                .as_ref()
+                .map(|(_, certs)| (certs.path(), AccessMode::ReadOnly)),
+        );
         let container = Arc::new(engine::run(&command, &dirs).await);
         *self.container.lock().unwrap() = Some(container.clone());
         if engine::serves(&container, self.port).await {
@@ -139,6 +144,7 @@ impl RedisServer {
         std::fs::write(&ca_file, ca.pem()).unwrap();
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
+        engine::hand_over(certs.path());
         let args = [
             "--tls-port".to_owned(),
             FREE_PORT.to_owned(),

@@ -151,6 +151,80 @@ async fn one_client_cannot_hold_every_connection_slot() {
     drop(held);
 }
 
+/// Issue 36, finding 2: the shares held (one address cannot starve anyone), but 32 addresses ×
+/// 128 filled the listener's 4,096 slots with idle kept-alive connections, one free request per
+/// connection per idle timeout, and every new connection was reset. Scaled down: four addresses ×
+/// 5 fill a cap of 20, each connection idle after one answered request; another client's 20 sends,
+/// each on a new connection, are all served, each closing one idle connection to take its slot.
+#[tokio::test]
+async fn addresses_holding_idle_connections_cannot_lock_a_new_client_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = crate::helpers::harness(&[
+        (config::HTTP_MAX_CONNECTIONS, "20"),
+        (config::HTTP_MAX_CONNECTIONS_PER_CLIENT, "5"),
+    ])
+    .await;
+    let addr: std::net::SocketAddr = h
+        .app
+        .public_url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut held = Vec::new();
+    for source in ["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"] {
+        for _ in 0..5 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+            let mut stream = socket.connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = [0u8; 12];
+            stream.read_exact(&mut answer).await.unwrap();
+            assert_eq!(&answer, b"HTTP/1.1 404", "one answered request, then idle");
+            held.push(stream);
+        }
+    }
+
+    let newcomer = reqwest::Client::builder()
+        .local_address("127.0.0.25".parse::<std::net::IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut served = 0;
+    for _ in 0..20 {
+        let answer = newcomer
+            .post(h.app.public_url(authsession::http::public::SEND_EMAIL_CODE))
+            .json(&serde_json::json!({ "email": crate::helpers::unique_email() }))
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status() == 200) {
+            served += 1;
+        }
+    }
+    let mut closed = 0;
+    for stream in &mut held {
+        // The rest of the 404, then the end of the stream if it was closed.
+        let mut buf = [0u8; 1024];
+        loop {
+            let read =
+                tokio::time::timeout(std::time::Duration::from_millis(300), stream.read(&mut buf))
+                    .await;
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+                Ok(Ok(_)) => continue,
+                Err(_) => {}
+            }
+            break;
+        }
+    }
+    assert_eq!(served, 20, "a new client gets in while others merely idle");
+    assert!(closed >= 1, "room was made by closing idle connections");
+}
+
 /// Finding 1: HTTP/2 connections whose 64 streams each carry an unfinished body pinned about
 /// 2 MiB each (hyper's 1 MiB windows, bodies buffered until complete), and a few hundred
 /// killed a service limited to 1 GiB. Small windows, a header-list limit, a body read timeout

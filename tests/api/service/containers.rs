@@ -60,3 +60,77 @@ async fn a_frozen_server_answers_nothing_until_thawed() {
         "answered in {waited:?}"
     );
 }
+
+/// Runs `script` with `sh` as `nobody`, another local user; whether it succeeded.
+fn as_nobody(script: &str) -> bool {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .args(["-c", script])
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("sh runs")
+        .success()
+}
+
+/// Issue 36, finding 1: the bench's directories were mode 0777 without the sticky bit, bind-
+/// mounted into containers running as root, so any local user could replace a Sentinel's
+/// configuration with one whose notification script then ran as root; the engine forwarder's
+/// socket took its mode from the umask. Now another local user can neither enter a bench
+/// directory (list it, replace or add a file) nor connect to the engine's socket, and Redis runs
+/// as a user of its own (the files it creates are not root's).
+#[tokio::test]
+async fn another_local_user_can_neither_replace_a_bench_file_nor_reach_the_engine() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: acting as another local user needs root");
+        return;
+    }
+    let redis = RedisServer::start_tls().await;
+    let log = redis.log_path();
+    let dir = log.parent().unwrap().display().to_string();
+    let certs = redis
+        .tls()
+        .unwrap()
+        .ca_file
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    for target in [&dir, &certs] {
+        assert!(!as_nobody(&format!("ls {target}")), "nobody lists {target}");
+        assert!(
+            !as_nobody(&format!(
+                "echo 'sentinel notification-script x' > {target}/sentinel.conf"
+            )),
+            "nobody writes into {target}"
+        );
+    }
+    assert!(
+        !as_nobody(&format!("rm -f {}", log.display())),
+        "nobody removes the server's log"
+    );
+    assert!(log.exists());
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&log).unwrap().uid();
+    assert_ne!(owner, 0, "Redis runs as root in its container");
+
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+    let connect = format!(
+        "python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"{socket}\")'"
+    );
+    assert!(
+        !as_nobody(&connect),
+        "nobody connects to the engine at {socket}"
+    );
+    // (The probe itself works: root connects.)
+    let root = std::process::Command::new("sh")
+        .args(["-c", &connect])
+        .status()
+        .unwrap();
+    assert!(root.success(), "the probe connects as root");
+}
