@@ -36,6 +36,9 @@ enum State {
 #[derive(Debug)]
 pub struct Framing {
     state: Option<State>,
+    /// Request heads parsed whole: hyper accepted at least one HTTP/1 request when this is not
+    /// zero, so a stop after it is not HTTP/2.
+    heads_parsed: std::cell::Cell<u32>,
     /// The most bytes one head (or chunk line, or trailer section) may take: hyper refuses more.
     max_head: usize,
 }
@@ -44,6 +47,7 @@ impl Framing {
     pub fn new(max_head: usize) -> Self {
         Self {
             state: Some(State::Head(Vec::new())),
+            heads_parsed: std::cell::Cell::new(0),
             max_head,
         }
     }
@@ -52,6 +56,12 @@ impl Framing {
     /// refuses).
     pub fn followed(&self) -> bool {
         self.state.is_some()
+    }
+
+    /// Whether an HTTP/1 request head was parsed whole (the connection speaks HTTP/1, whatever
+    /// stopped the framing since: an upgrade, a chunk size hyper reads and `httparse` does not).
+    pub fn spoke_http1(&self) -> bool {
+        self.heads_parsed.get() > 0
     }
 
     /// Takes received bytes; what they did to heads.
@@ -144,6 +154,7 @@ impl Framing {
                 httparse::Status::Complete(end) => end,
                 httparse::Status::Partial => return Ok(httparse::Status::Partial),
             };
+            self.heads_parsed.set(self.heads_parsed.get() + 1);
             Ok(httparse::Status::Complete((end, body_of(&request)?)))
         });
         match parsed {

@@ -23,6 +23,12 @@ pub(super) struct Activity {
     pending_since_ms: AtomicU64,
     /// Whether the connection's bytes are followed as HTTP/1 [`Framing`].
     framed: AtomicBool,
+    /// An HTTP/1 connection whose framing stopped on a request hyper accepted (an `Upgrade:`
+    /// header, a chunk size `httparse` refuses): any byte received since may be a head in a
+    /// buffer no later read reveals, so a pending head is never cleared, and the connection lives
+    /// the header timeout from its last answer (issue 36, finding 5: before, such a request turned
+    /// the framing off and a head pipelined behind it got the idle timeout).
+    strict: AtomicBool,
 }
 
 pub(super) struct InFlight(Arc<Activity>);
@@ -31,7 +37,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
         a.idle_since_ms.store(a.now_ms(), Ordering::Relaxed);
-        if !a.framed.load(Ordering::Relaxed) {
+        if a.loose() {
             a.pending_since_ms.store(0, Ordering::Relaxed);
         }
         a.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -47,7 +53,13 @@ impl Activity {
             // A new connection owes its first request head from `accept`.
             pending_since_ms: AtomicU64::new(0),
             framed: AtomicBool::new(true),
+            strict: AtomicBool::new(false),
         }
+    }
+
+    /// Unframed and not strict (HTTP/2): a request's start or end clears a pending head.
+    fn loose(&self) -> bool {
+        !self.framed.load(Ordering::Relaxed) && !self.strict.load(Ordering::Relaxed)
     }
 
     /// Never 0, so that 0 can mean "never".
@@ -58,7 +70,7 @@ impl Activity {
     pub(super) fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         // Framed, the head's completion cleared it, and a head pipelined behind stays pending.
-        if !self.framed.load(Ordering::Relaxed) {
+        if self.loose() {
             self.pending_since_ms.store(0, Ordering::Relaxed);
         }
         InFlight(self.clone())
@@ -75,14 +87,16 @@ impl Activity {
         }
     }
 
-    /// The framing stopped (HTTP/2, an upgrade): from now on only reads are seen.
-    fn unframed(&self) {
+    /// The framing stopped (HTTP/2, or `strict`: an HTTP/1 request it cannot follow): from now on
+    /// only reads are seen.
+    fn unframed(&self, strict: bool) {
+        self.strict.store(strict, Ordering::Relaxed);
         self.framed.store(false, Ordering::Relaxed);
         self.received();
     }
 
     fn received(&self) {
-        if self.in_flight.load(Ordering::Relaxed) == 0 {
+        if self.strict.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Relaxed) == 0 {
             let _ = self.pending_since_ms.compare_exchange(
                 0,
                 self.now_ms(),
@@ -179,8 +193,8 @@ impl tokio::io::AsyncRead for Watched {
                     if framing.followed() {
                         this.activity.heads(heads);
                     } else {
+                        this.activity.unframed(framing.spoke_http1());
                         this.framing = None;
-                        this.activity.unframed();
                     }
                 }
                 None => this.activity.received(),

@@ -467,6 +467,56 @@ async fn a_head_pipelined_behind_a_request_gets_the_header_timeout_not_the_idle_
     );
 }
 
+/// Issue 36, finding 5: an `Upgrade:` header on an ordinary request, or a chunk size of more than
+/// 15 hex digits (hyper reads it, `httparse` does not), turned the framing off while hyper served
+/// the request, and a head pipelined behind it got the idle timeout (here 6 s) instead of the
+/// header timeout (1 s). Now a connection whose framing stopped on a request hyper accepted
+/// keeps the header deadline: it is closed within the header timeout of its last answer.
+#[tokio::test]
+async fn no_request_turns_the_header_deadline_off() {
+    let redis = RedisServer::start().await;
+    let app = authsession_testbench::spawn_app(
+        &redis,
+        &[
+            (config::HTTP_HEADER_READ_TIMEOUT, "1s"),
+            (config::HTTP_IDLE_TIMEOUT, "6s"),
+        ],
+    )
+    .await;
+    let body = r#"{"reason_code":"x"}"#;
+    let upgrade = "GET /api/v1/internal/users/x/sessions HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\n\r\n";
+    let long_chunk = format!(
+        "POST /api/v1/internal/users/x/sessions/revoke-all HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:0>19x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let partial = "GET /api/v1/internal/users/x/sess";
+    let mut stalled = Vec::new();
+    for first in [upgrade.to_owned(), long_chunk] {
+        let mut stream = TcpStream::connect(app.internal_addr).await.unwrap();
+        stream
+            .write_all(format!("{first}{partial}").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 404"),
+            "hyper serves the request: {answer}"
+        );
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (i, stream) in stalled.iter_mut().enumerate() {
+        assert!(
+            closed(stream).await,
+            "a head behind request {i} outlived the header timeout"
+        );
+    }
+}
+
 async fn answered(stream: &mut TcpStream, request: &[u8]) -> bool {
     let mut buf = [0u8; 4096];
     stream.write_all(request).await.is_ok()
