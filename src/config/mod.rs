@@ -293,32 +293,40 @@ pub struct Problem {
     pub expected: String,
 }
 
-/// `value` with the user information of every URL in it (`scheme://user:password@host`) masked:
-/// a problem's value is printed, and a URL may carry credentials.
+/// `value` with every user information masked: everything before its last `@` (a scheme's
+/// `scheme://` kept), whatever the value's shape. A problem's value is printed, and a URL, with
+/// or without its scheme, may carry credentials in which `#`, `/` or `@` can occur.
 fn redact_userinfo(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', '?', '#', ' ', ',']).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match authority.rfind('@') {
-            Some(user_end) => {
-                out.push_str("***");
-                out.push_str(&authority[user_end..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
+    let Some(last_at) = value.rfind('@') else {
+        return value.to_owned();
+    };
+    let scheme = value[..last_at]
+        .find("://")
+        .map_or("", |end| &value[..end + 3]);
+    format!("{scheme}***{}", &value[last_at..])
+}
+
+/// Whether `variable` takes a count, a duration or a rate limit (its default is made of digits,
+/// lower-case letters, `.` and `/` only): such a value is never echoed, since nothing but a
+/// mistake puts other text there, a secret pasted into the wrong variable included.
+fn numeric(variable: &str) -> bool {
+    let default = vars::default_of(variable);
+    default.bytes().any(|b| b.is_ascii_digit())
+        && default
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.' || b == b'/')
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.value {
+            Some(value) if numeric(self.variable) => write!(
+                f,
+                "{} (a value of {} characters, not shown): expected {}",
+                self.variable,
+                value.chars().count(),
+                self.expected
+            ),
             Some(value) => write!(
                 f,
                 "{}={:?}: expected {}",

@@ -120,7 +120,10 @@ mod tests {
         }
         let step = start + Duration::from_millis(RESERVOIR as u64 * 100);
         for i in 0..20 {
-            pacing.record_at(step + Duration::from_secs(3 * i), Duration::from_millis(300));
+            pacing.record_at(
+                step + Duration::from_secs(3 * i),
+                Duration::from_millis(300),
+            );
         }
         let now = step + Duration::from_secs(61);
         let holds: Vec<Duration> = (0..200).map(|_| pacing.draw_at(now)).collect();

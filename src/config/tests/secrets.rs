@@ -75,3 +75,37 @@ fn a_problem_never_prints_a_urls_credentials() {
     );
     assert!(error.contains("ftp://***@users.internal/"), "{error}");
 }
+
+/// Issue 36, finding 7: a problem still echoed credentials: a URL whose password holds `#` or `/`
+/// (the mask stopped at the first), a URL without a scheme (`svc:pw@mail.internal`: no `://` to
+/// find), and any value of a duration variable (a secret pasted into the wrong one). Userinfo is
+/// masked up to the last `@` whatever the value's shape, and counts, durations and rate limits
+/// are never echoed.
+#[test]
+fn a_problem_never_echoes_what_could_be_a_credential() {
+    let Err(error) = Config::from_source(&env(&[
+        (USER_SERVICE_MODE, "rest"),
+        (
+            USER_SERVICE_BASE_URL,
+            "http://admin:pa#ss/wd@users.internal:99999/",
+        ),
+        (MAIL_SERVICE_MODE, "rest"),
+        (MAIL_SERVICE_BASE_URL, "svc:hunter2@mail.internal"),
+        (HTTP_IDLE_TIMEOUT, "correct-horse-battery"),
+        (HTTP_MAX_CONNECTIONS, "s3cr3t-token"),
+    ])) else {
+        panic!("every value is refused")
+    };
+    let error = error.to_string();
+    for secret in ["pa#ss", "ss/wd", "hunter2", "correct-horse", "s3cr3t"] {
+        assert!(!error.contains(secret), "{secret} echoed: {error}");
+    }
+    assert!(
+        error.contains("http://***@users.internal:99999/"),
+        "{error}"
+    );
+    assert!(
+        error.contains(HTTP_IDLE_TIMEOUT),
+        "the variable is named: {error}"
+    );
+}
