@@ -212,3 +212,45 @@ async fn slow_clients_are_cut_off_and_do_not_block_others() {
     }
     assert_eq!(closed, 50, "slow connections still open");
 }
+
+/// Issue 36, finding 12: what hyper itself refuses before a request reaches the service (two
+/// different `Content-Length`s, a head over 16 KiB) answers `400` or `431` with an empty body,
+/// not the JSON envelope. The service never sees these requests, so it cannot wrap them: the
+/// API docs state the exception where they promise the envelope, and this test holds both to
+/// what is documented.
+#[tokio::test]
+async fn what_hyper_refuses_itself_is_the_documented_exception_to_the_envelope() {
+    let h = harness(&[]).await;
+    let addr = h
+        .app
+        .public_url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let path = authsession::http::public::SEND_EMAIL_CODE;
+    let two_lengths = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}"
+    );
+    let huge_head = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    for (request, status) in [(two_lengths, "400"), (huge_head, "431")] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        assert!(body.is_empty(), "hyper's own answer has no body: {answer}");
+    }
+    let api = include_str!("../../../docs/api.md");
+    assert!(
+        api.contains("hyper refuses itself"),
+        "docs/api.md states the exception where it promises the envelope"
+    );
+}
