@@ -1,5 +1,5 @@
 #!lua
--- challenge_confirm, version: 13
+-- challenge_confirm, version: 14
 -- (Single-tag layout.) Turns a verified challenge into a device session, atomically with its
 -- indexes, the eviction of the user's oldest sessions over the limit, and the gateway projection
 -- of every change. Refuses, writing nothing, while a block of the user is in flight (the block's
@@ -30,7 +30,10 @@
 -- ARGV[13] verified_at_ms: when challenge_verify answered 'ok' (Redis time)
 -- ARGV[14] max_verdict_age_ms: the blocked marker's life; an older verdict is refused
 -- ARGV[15] event_format: 'snapshot' or 'compact'
--- ARGV[16..] planned_session_id: each session the caller expects the login to evict (or find a
+-- ARGV[16] via: the throttled challenge the code was presented through, '' when presented here
+--          (recorded as `confirmed_via`: a holder of another challenge of the window learns nothing)
+-- ARGV[17] via_expires_at_ms: that challenge's expiry, '' when presented here
+-- ARGV[18..] planned_session_id: each session the caller expects the login to evict (or find a
 --            ghost), with its record and snapshot at KEYS[9..] session, gateway_session
 -- Plan, then commit: over the limit, the sessions the login would evict or prune that the call
 -- did not plan are answered {'need', id, ...} before anything is written.
@@ -64,10 +67,17 @@ local code_hash_previous = arg_opt(12)
 local verified_at = arg_int(13, 0, MAX_INT)
 local max_verdict_age = arg_int(14, 1, MAX_MS)
 local compact = projection_compact(15)
+local via = arg_opt(16)
+local via_expires_at
+if via ~= '' then
+  via_expires_at = arg_int(17, 0, MAX_INT)
+elseif arg_opt(17) ~= '' then
+  fail('ARGV via_expires_at_ms without via')
+end
 local planned = planned_keys(SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG, SHAPE_PLANNED, 2)
 
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms',
-  'client_public_key', 'device_session_id', 'confirmed_at_ms')
+  'client_public_key', 'device_session_id', 'confirmed_at_ms', 'confirmed_via')
 local status = c[1]
 if not status then
   return {'not_found'}
@@ -84,7 +94,8 @@ if not expires_at then
 end
 local code_ok = challenge_code_ok(c[2], code_hash, code_hash_previous)
 local now = now_ms()
-local word = challenge_decide(status, code_ok, c[5] == client_key, now >= expires_at, attempts >= max_attempts)
+local word = challenge_decide(status, code_ok, c[5] == client_key,
+  now >= (via_expires_at or expires_at), attempts >= max_attempts, (c[8] or '') ~= via)
 if word == 'confirmed' then
   return {word, c[6]}
 elseif word ~= 'ok' then
@@ -118,6 +129,9 @@ if not session then
 end
 write('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
   'client_public_key', client_key, 'user_id', user_id, 'confirmed_at_ms', session.created_at_ms)
+if via ~= '' then
+  write('HSET', KEYS[1], 'confirmed_via', via)
+end
 write('PEXPIRE', KEYS[1], idempotency)
 commit()
 return {'created', id, session.created_at_ms}

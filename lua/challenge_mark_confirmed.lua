@@ -1,5 +1,5 @@
 #!lua
--- challenge_mark_confirmed, version: 4
+-- challenge_mark_confirmed, version: 5
 -- (Partitioned layout, the last step of a confirm, after challenge_claim and session_create.)
 -- Records on the challenge the session created by the session step, so that an identical retry
 -- is answered from the challenge and any other confirm is refused.
@@ -9,18 +9,21 @@
 -- ARGV[3] user_id
 -- ARGV[4] confirmed_at_ms: the session's created_at_ms
 -- ARGV[5] idempotency_window_ms: how long the confirmed challenge stays
+-- ARGV[6] via: the throttled challenge the code was presented through, '' when presented here
+--         (recorded as `confirmed_via`: a holder of another challenge of the window learns nothing)
 -- Reply: 'marked' | 'other_session' (confirmed with, or claimed for, another session: left as it
 --        is) | 'not_found'
 -- Replay: a second run finds the challenge confirmed with this session and answers 'marked',
 -- writing nothing.
 -- Failure: ARGV and the challenge's status are checked, then `commit` preflights every write.
---!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, arg_int, arg_str
+--!include common.lua: MAX_MS, MAX_INT, int, fail, strict_int, arg_int, arg_str, arg_opt
 --!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 
 local id = arg_str(1)
 local client_public_key, user_id = arg_str(2), arg_str(3)
 local confirmed_at = arg_int(4, 0, MAX_INT)
 local idempotency = arg_int(5, 1, MAX_MS)
+local via = arg_opt(6)
 local c = read('HMGET', KEYS[1], 'status', 'device_session_id', 'claimed_by', 'claimed_for')
 if not c[1] then
   return 'not_found'
@@ -42,6 +45,9 @@ end
 
 write('HSET', KEYS[1], 'status', 'confirmed_pending_expire', 'device_session_id', id,
   'client_public_key', client_public_key, 'user_id', user_id, 'confirmed_at_ms', int(confirmed_at))
+if via ~= '' then
+  write('HSET', KEYS[1], 'confirmed_via', via)
+end
 write('PEXPIRE', KEYS[1], idempotency)
 commit()
 return 'marked'

@@ -1,5 +1,5 @@
 #!lua
--- challenge_verify, version: 9
+-- challenge_verify, version: 10
 -- Admits a confirm (per-client fixed window) when the call carries the admission, then checks it
 -- before the user service is asked; counts failed attempts against the challenge and against the
 -- address's fixed-window failure budget. A confirmed challenge is no guessing oracle: anything but
@@ -7,7 +7,10 @@
 -- code there counts like any other. A throttled challenge names the challenge that opened its
 -- window ('window'): the caller hashes the code under that id and calls again there with the same
 -- attempt id, so the code the address's owner received works, and attempts, budget and confirmation
--- are that challenge's.
+-- are that challenge's. The second call names the throttled challenge the code was presented
+-- through ('via') and its expiry: until then the opening challenge is judged as an open challenge
+-- of that age would be (the follower answers as an opener of its age), and once it was confirmed
+-- through another challenge of the window, as if it were still open.
 -- KEYS[1] challenge
 -- KEYS[2] rate_confirm_client?: the client's confirm window
 -- KEYS[3..] confirm_failures: the address's failure counter, at most one (the caller declares
@@ -19,15 +22,18 @@
 -- ARGV[5] failure_budget: failed confirms per address per window
 -- ARGV[6] failure_window_ms
 -- ARGV[7] attempt_id: unique per confirm request
--- ARGV[8] client_limit?: confirms per client per window, 0 = off
--- ARGV[9] client_window_ms?
--- ARGV[10..] email_hash: the address whose counter KEYS[3..] is
+-- ARGV[8] via: the throttled challenge the code was presented through, '' when presented here
+-- ARGV[9] via_expires_at_ms: that challenge's expiry, '' when presented here
+-- ARGV[10] client_limit?: confirms per client per window, 0 = off
+-- ARGV[11] client_window_ms?
+-- ARGV[12..] email_hash: the address whose counter KEYS[3..] is
 -- Optional (`?`): the admission, all of it or none. The single-tag layout passes it; the
 -- partitioned layout admits the client in its own partition first (confirm_admit) and passes none.
 -- Plan, then commit: a challenge whose address's counter the call did not declare (none, or
 -- another address's) answers {'need', email_hash} before anything is counted or written.
 -- Reply: {'need', email_hash} | {'ok', email, verified_at_ms} | {'confirmed', device_session_id} (identical retry)
---        | {'window', challenge_id} (throttled: confirm against the window's opening challenge)
+--        | {'window', challenge_id, expires_at_ms} (throttled: confirm against the window's
+--        opening challenge, via this one, which expires then)
 --        | {'already_confirmed'} | {'not_found'} | {'expired'} | {'too_many_attempts'}
 --        | {'invalid_code'} | {'rate_limited', retry_after_ms}
 -- Replay: a counted attempt stores its verdict in the challenge (field `attempt:<attempt_id>`,
@@ -47,17 +53,24 @@ local budget = arg_int(5, 1, 1000000)
 local window = arg_int(6, 1, MAX_MS)
 local attempt_id = arg_str(7)
 local attempt_field = 'attempt:' .. attempt_id
+local via = arg_opt(8)
+local via_expires_at
+if via ~= '' then
+  via_expires_at = arg_int(9, 0, MAX_INT)
+elseif arg_opt(9) ~= '' then
+  fail('ARGV via_expires_at_ms without via')
+end
 local admits = SHAPE_OPTIONAL
 local client_limit, client_window
 if admits then
-  client_limit, client_window = arg_int(8, 0, 1000000000), arg_int(9, 1, MAX_MS)
+  client_limit, client_window = arg_int(10, 0, 1000000000), arg_int(11, 1, MAX_MS)
 end
 if SHAPE_PLANNED > 1 then
   fail('at most one confirm_failures key')
 end
 local counters = planned_keys(SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG, SHAPE_PLANNED, 1)
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms', 'email_hash',
-  'email', 'client_public_key', 'device_session_id', attempt_field, 'window_of')
+  'email', 'client_public_key', 'device_session_id', attempt_field, 'window_of', 'confirmed_via')
 local status = c[1]
 if c[9] then
   return {c[9]}
@@ -81,7 +94,7 @@ if not expires_at or (status ~= 'delivery_throttled' and not c[5]) then
   fail('challenge record ' .. KEYS[1] .. ' is incomplete')
 end
 if status == 'delivery_throttled' and c[10] then
-  local verdict = {'window', c[10]}
+  local verdict = {'window', c[10], expires_at}
   if now_ms() >= expires_at then
     verdict = {'expired'}
   end
@@ -107,8 +120,9 @@ if deliverable and code_ok and not c[6] then
 end
 
 local now = now_ms()
-local word, spends = challenge_decide(status, code_ok, c[7] == client_key, now >= expires_at,
-  attempts >= max_attempts or failures >= budget)
+local word, spends = challenge_decide(status, code_ok, c[7] == client_key,
+  now >= (via_expires_at or expires_at), attempts >= max_attempts or failures >= budget,
+  (c[11] or '') ~= via)
 rate_count(KEYS[2], client, client_window, attempt_id)
 if not spends then
   -- Outcomes that spend nothing but the client's admission.

@@ -4,6 +4,7 @@
 //! there is none.
 
 use super::parse::Parser;
+use super::secret_files::WithSecretFiles;
 use super::sections::{GatewaySection, HttpSection, RedisSection, ServicesSection};
 use super::*;
 
@@ -14,9 +15,15 @@ impl Config {
     }
 
     pub fn from_source(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let mut p = Parser {
+        // Secrets named by `<NAME>_FILE` are read first; every section then sees them as values.
+        let mut first = Parser {
             env,
             problems: Vec::new(),
+        };
+        let env = WithSecretFiles::read(env, &mut first);
+        let mut p = Parser {
+            env: &env,
+            problems: first.problems,
         };
         let redis = RedisSection::read(&mut p);
         let gateway = GatewaySection::read(&mut p);

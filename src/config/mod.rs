@@ -18,8 +18,10 @@ use crate::domain::CodeHashKey;
 mod known;
 mod load;
 mod parse;
+mod secret_files;
 mod sections;
 mod vars;
+pub use secret_files::read_secret;
 pub use vars::*;
 
 /// Upper bound for the runtime-overridable per-user session limit; one confirm evicts at most

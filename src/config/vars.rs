@@ -35,10 +35,14 @@ variables! {
     REDIS_SENTINEL_USERNAME = "AUTHSESSION_REDIS_SENTINEL_USERNAME", None;
     /// Sentinel mode: password of the Sentinels themselves (unset: no AUTH).
     REDIS_SENTINEL_PASSWORD = "AUTHSESSION_REDIS_SENTINEL_PASSWORD", None;
+    /// A file (mode 0600 or 0400) holding the Sentinels' password, instead of the variable.
+    REDIS_SENTINEL_PASSWORD_FILE = "AUTHSESSION_REDIS_SENTINEL_PASSWORD_FILE", None;
     /// Redis ACL user name (unset: the default user).
     REDIS_USERNAME = "AUTHSESSION_REDIS_USERNAME", None;
     /// Redis ACL password (unset: no AUTH).
     REDIS_PASSWORD = "AUTHSESSION_REDIS_PASSWORD", None;
+    /// A file (mode 0600 or 0400) holding the Redis password, instead of the variable.
+    REDIS_PASSWORD_FILE = "AUTHSESSION_REDIS_PASSWORD_FILE", None;
     /// Logical database; must be 0 in cluster mode.
     REDIS_DB = "AUTHSESSION_REDIS_DB", Some("0");
     /// `true` connects with TLS (`rediss`).
@@ -88,6 +92,8 @@ variables! {
     INTERNAL_HTTP_ADDR = "AUTHSESSION_INTERNAL_HTTP_ADDR", Some(":8081");
     /// Bearer token required on the internal surface when set.
     INTERNAL_HTTP_TOKEN = "AUTHSESSION_INTERNAL_HTTP_TOKEN", None;
+    /// A file (mode 0600 or 0400) holding the internal token, instead of the variable.
+    INTERNAL_HTTP_TOKEN_FILE = "AUTHSESSION_INTERNAL_HTTP_TOKEN_FILE", None;
     /// `true` starts without an internal token even where one is required (a network boundary
     /// protects the internal listener).
     INTERNAL_HTTP_ALLOW_UNAUTHENTICATED = "AUTHSESSION_INTERNAL_HTTP_ALLOW_UNAUTHENTICATED", Some("false");
@@ -118,8 +124,12 @@ variables! {
     /// Base64 of at least 32 bytes: the HMAC-SHA256 key of login-code hashes. Required when
     /// either dependency runs in `rest` mode; `stub` mode falls back to a fixed development key.
     CODE_HASH_KEY = "AUTHSESSION_CODE_HASH_KEY", None;
+    /// A file (mode 0600 or 0400) holding the code-hash key, instead of the variable.
+    CODE_HASH_KEY_FILE = "AUTHSESSION_CODE_HASH_KEY_FILE", None;
     /// The key before a rotation, still accepted when verifying codes (optional).
     CODE_HASH_KEY_PREVIOUS = "AUTHSESSION_CODE_HASH_KEY_PREVIOUS", None;
+    /// A file (mode 0600 or 0400) holding the previous code-hash key, instead of the variable.
+    CODE_HASH_KEY_PREVIOUS_FILE = "AUTHSESSION_CODE_HASH_KEY_PREVIOUS_FILE", None;
     /// How long a block's marker in Redis refuses confirms that were in flight when it happened.
     BLOCK_MARKER_TTL = "AUTHSESSION_BLOCK_MARKER_TTL", Some("10m");
     /// Longest a client may take to send a request's headers (slow-client protection).

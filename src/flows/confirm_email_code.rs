@@ -12,7 +12,8 @@ use crate::domain::{
     ChallengeId, ClientPublicKey, CodeHashes, DeviceSessionId, LoginCode, RequestId,
 };
 use crate::store::challenges::{
-    Claimed, ConfirmRequest, Confirmed, MarkedConfirmed, Rejection, SessionCreated, Verified,
+    ChallengeVerify, Claimed, ConfirmRequest, Confirmed, MarkedConfirmed, Rejection,
+    SessionCreated, Verified, Via,
 };
 use crate::store::layout::Layout;
 use crate::store::sessions::Republished;
@@ -61,7 +62,8 @@ async fn confirm(
     client: IpAddr,
 ) -> Result<(DeviceSessionId, Confirmation), Error> {
     let limits = ctx.runtime_config.limits().await;
-    let (challenge_id, code_hashes, verified) = verify(
+    let presented = challenge_id;
+    let (challenge_id, code_hashes, verified, via_expires) = verify(
         ctx,
         challenge_id,
         code,
@@ -71,6 +73,10 @@ async fn confirm(
     )
     .await?;
     let challenge_id = &challenge_id;
+    let via = via_expires.map(|expires_at_ms| Via {
+        challenge_id: presented,
+        expires_at_ms,
+    });
     let (email, verified_at_ms) = match verified {
         Verified::Rejected(rejection) => return Err(rejection.into()),
         Verified::RateLimited(after) => return Err(admission::rate_limited(after)),
@@ -83,7 +89,7 @@ async fn confirm(
             email,
             verified_at_ms,
         } => (email, verified_at_ms),
-        Verified::Window(_) => unreachable!("verify follows a window once"),
+        Verified::Window { .. } => unreachable!("verify follows a window once"),
     };
 
     let user_id = match ctx.users.ensure_by_email(&email).await? {
@@ -106,6 +112,7 @@ async fn confirm(
         max_attempts: limits.challenge_max_attempts,
         max_active_sessions: limits.max_active_sessions_per_user,
         verified_at_ms,
+        via,
     };
     match open_session(&ctx.store, &request).await? {
         Confirmed::Created(id) => {
@@ -160,7 +167,10 @@ pub async fn open_session(
 /// `challenge_verify`, following a throttled challenge to the challenge that opened the
 /// address's resend window (SPEC §2: the code the owner received works for the challenge the
 /// owner holds; attempts, budget and the one confirmation are that challenge's). Returns the
-/// challenge the confirm goes on with, the code's hashes under its id, and the verdict.
+/// challenge the confirm goes on with, the code's hashes under its id, the verdict, and, when
+/// the code was presented through a throttled challenge, that challenge's expiry (the opening
+/// challenge is judged as an open challenge of that age would be, and as if still open when it
+/// was confirmed through another challenge of the window).
 async fn verify(
     ctx: &Context,
     challenge_id: &ChallengeId,
@@ -168,7 +178,7 @@ async fn verify(
     client_public_key: &ClientPublicKey,
     max_attempts: u32,
     client: IpAddr,
-) -> Result<(ChallengeId, CodeHashes, Verified), Error> {
+) -> Result<(ChallengeId, CodeHashes, Verified, Option<u64>), Error> {
     // One attempt id for both calls: the client's admission counts the confirm once.
     let attempt_id = RequestId::generate();
     let client = ctx.codes.client_key(client);
@@ -179,46 +189,85 @@ async fn verify(
                 challenge_id.clone(),
                 code_hashes,
                 Verified::RateLimited(after),
+                None,
             ));
         }
         admit => admit.with_the_work(),
     };
-    let verify_at = |challenge: ChallengeId| async {
-        let code_hashes = ctx.codes.hashes(&challenge, code);
-        // The address's failure counter is declared from the id itself (sealed in it at send).
-        let address = ctx.codes.open_address(&challenge);
-        let verified = ctx
-            .store
-            .challenge_verify(
-                &challenge,
-                &code_hashes,
-                client_public_key,
-                max_attempts,
-                admit,
-                &attempt_id,
-                address.as_ref(),
-            )
-            .await?;
-        Ok::<_, Error>((challenge, code_hashes, verified))
+    let attempt = Attempt {
+        ctx,
+        code,
+        client_public_key,
+        max_attempts,
+        attempt_id: &attempt_id,
+        admit,
     };
-    let first = verify_at(challenge_id.clone()).await?;
-    let Verified::Window(opening) = &first.2 else {
-        return Ok(first);
+    let first = attempt.at(challenge_id.clone(), None).await?;
+    let Verified::Window {
+        opening,
+        expires_at_ms,
+    } = &first.2
+    else {
+        let (challenge, code_hashes, verified) = first;
+        return Ok((challenge, code_hashes, verified, None));
     };
-    let (opening, code_hashes, verified) = verify_at(opening.clone()).await?;
+    let via = Via {
+        challenge_id,
+        expires_at_ms: *expires_at_ms,
+    };
+    let (opening, code_hashes, verified) = attempt.at(opening.clone(), Some(via)).await?;
     let verified = match verified {
         // The opening challenge is gone (confirmed past its idempotency window, or removed): the
         // code the throttled challenge accepts no longer works.
         Verified::Rejected(Rejection::NotFound) => Verified::Rejected(Rejection::Expired),
         // Only a challenge that opened a window is named by one, and such a challenge is never
         // throttled; a hand-edited record could chain them.
-        Verified::Window(_) => {
+        Verified::Window { .. } => {
             tracing::warn!(%challenge_id, "a throttled challenge's window names a throttled challenge");
             Verified::Rejected(Rejection::InvalidCode)
         }
         verified => verified,
     };
-    Ok((opening, code_hashes, verified))
+    Ok((opening, code_hashes, verified, Some(via.expires_at_ms)))
+}
+
+/// What the verify calls of one confirm share: the presented code, key and attempt id, and the
+/// client's admission.
+struct Attempt<'a> {
+    ctx: &'a Context,
+    code: &'a LoginCode,
+    client_public_key: &'a ClientPublicKey,
+    max_attempts: u32,
+    attempt_id: &'a RequestId,
+    admit: Option<&'a crate::domain::ClientKey>,
+}
+
+impl Attempt<'_> {
+    /// `challenge_verify` of `challenge` (via a throttled challenge, when `via` says so).
+    async fn at(
+        &self,
+        challenge: ChallengeId,
+        via: Option<Via<'_>>,
+    ) -> Result<(ChallengeId, CodeHashes, Verified), Error> {
+        let code_hashes = self.ctx.codes.hashes(&challenge, self.code);
+        // The address's failure counter is declared from the id itself (sealed in it at send).
+        let address = self.ctx.codes.open_address(&challenge);
+        let verified = self
+            .ctx
+            .store
+            .challenge_verify(ChallengeVerify {
+                challenge_id: &challenge,
+                code_hashes: &code_hashes,
+                client_public_key: self.client_public_key,
+                max_attempts: self.max_attempts,
+                attempt_id: self.attempt_id,
+                admit: self.admit,
+                address,
+                via,
+            })
+            .await?;
+        Ok((challenge, code_hashes, verified))
+    }
 }
 
 /// An identical retry: the session exists; make sure the gateway sees it.

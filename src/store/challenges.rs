@@ -12,16 +12,13 @@ pub use super::scripts::challenge_create::{ChallengeCreate, Created};
 use super::scripts::challenge_mark_confirmed::ChallengeMarkConfirmed;
 pub use super::scripts::challenge_mark_confirmed::MarkedConfirmed;
 pub use super::scripts::challenge_mark_delivery::{ChallengeMarkDelivery, DeliveryStatus, Marked};
-pub use super::scripts::challenge_verify::{ChallengeVerify, Rejection, Verified};
+pub use super::scripts::challenge_verify::{ChallengeVerify, Rejection, Verified, Via};
 use super::scripts::confirm_admit::ConfirmAdmit;
 use super::scripts::send_admit::SendAdmit;
 use super::scripts::session_create::{SessionCreate, SessionCreateReply};
 use super::scripts::{decode, Admission, Call, Planning, Resumable};
 use super::{Error, Store};
-use crate::domain::{
-    ChallengeId, ClientKey, ClientPublicKey, CodeHashes, DeviceSessionId, Email, EmailHash,
-    RequestId,
-};
+use crate::domain::{ChallengeId, ClientKey, DeviceSessionId, Email, RequestId};
 
 /// Most calls one confirm makes while the script answers `continue` (each removes up to 58
 /// ghost or evicted entries of the user's active index before the session opens), so an index
@@ -121,40 +118,21 @@ impl Store {
         Ok(())
     }
 
-    /// `challenge_verify`. `address`: the challenge's address when the caller knows it (an id
-    /// minted by the send flow carries it, sealed): its failure counter is declared and the call
-    /// is one round trip. Otherwise, or when it is not the record's, the script answers `need`
-    /// with the record's, and a second call declares that one.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn challenge_verify(
-        &self,
-        challenge_id: &ChallengeId,
-        code_hashes: &CodeHashes,
-        client_public_key: &ClientPublicKey,
-        max_attempts: u32,
-        admit: Option<&ClientKey>,
-        attempt_id: &RequestId,
-        address: Option<&EmailHash>,
-    ) -> Result<Verified, Error> {
-        let Some(home) = self.home(challenge_id.as_str()) else {
+    /// `challenge_verify`. `call.address`: the challenge's address when the caller knows it (an
+    /// id minted by the send flow carries it, sealed): its failure counter is declared and the
+    /// call is one round trip. Otherwise, or when it is not the record's, the script answers
+    /// `need` with the record's, and a second call declares that one.
+    pub async fn challenge_verify(&self, mut call: ChallengeVerify<'_>) -> Result<Verified, Error> {
+        let Some(home) = self.home(call.challenge_id.as_str()) else {
             return Ok(Verified::Rejected(Rejection::NotFound));
         };
         // An address of another partition cannot be this challenge's (its counter would be
         // another slot's key): let the script name the record's.
         let layout = self.keys.layout();
-        let address = address
-            .filter(|a| layout.of_address(a.as_str()) == home)
-            .cloned();
-        self.run_planned(&mut ChallengeVerify {
-            challenge_id,
-            code_hashes,
-            client_public_key,
-            max_attempts,
-            attempt_id,
-            admit,
-            address,
-        })
-        .await
+        call.address = call
+            .address
+            .filter(|a| layout.of_address(a.as_str()) == home);
+        self.run_planned(&mut call).await
     }
 
     /// (Single-tag layout) creates the session of a verified challenge in one script.
@@ -246,6 +224,7 @@ impl Store {
             client_public_key: req.client_public_key,
             user_id: req.user_id,
             confirmed_at_ms,
+            via: req.via.map(|via| via.challenge_id),
         })
         .await
     }

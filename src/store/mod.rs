@@ -181,6 +181,7 @@ mod tests {
             max_attempts: 5,
             max_active_sessions: 50,
             verified_at_ms: 1_795_867_200_000,
+            via: None,
         };
         let (challenge_id, device_session_id) = (&challenge_id, &device_session_id);
         // The create and verify calls in both shapes: admitting the client with the work, and
@@ -203,6 +204,7 @@ mod tests {
                 attempt_id: &request_id,
                 admit,
                 address,
+                via: None,
             }));
         }
         // The planned tails: none, and some.
@@ -260,6 +262,7 @@ mod tests {
                 client_public_key: &client_public_key,
                 user_id: &user_id,
                 confirmed_at_ms: 1,
+                via: None,
             }),
             store.call(&SessionProjectionRepublish {
                 device_session_id,

@@ -61,6 +61,7 @@ pub async fn active_sessions(
                 max_attempts: 5,
                 max_active_sessions: MAX_ACTIVE_SESSIONS_CEILING,
                 verified_at_ms: crate::now_ms(),
+                via: None,
             };
             authsession::flows::confirm_email_code::open_session(store, &request)
                 .await

@@ -28,6 +28,8 @@ pub struct ConfirmRequest<'a> {
     pub max_active_sessions: u32,
     /// From [`super::challenge_verify::Verified::Ok`].
     pub verified_at_ms: u64,
+    /// The throttled challenge the code was presented through, as verified.
+    pub via: Option<super::challenge_verify::Via<'a>>,
 }
 
 pub struct ChallengeConfirm<'a> {
@@ -93,6 +95,7 @@ impl Call for ChallengeConfirm<'_> {
         ]);
         args.extend(verdict_args(store, req));
         args.push(event_format(store));
+        args.extend(super::challenge_verify::via_args(self.request.via));
         args.extend(planned_session_args(&self.planned));
         args
     }

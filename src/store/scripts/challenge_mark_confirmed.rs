@@ -14,6 +14,8 @@ pub struct ChallengeMarkConfirmed<'a> {
     pub user_id: &'a UserId,
     /// The session's `created_at_ms`.
     pub confirmed_at_ms: u64,
+    /// The throttled challenge the code was presented through, recorded as `confirmed_via`.
+    pub via: Option<&'a ChallengeId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,10 @@ impl Call for ChallengeMarkConfirmed<'_> {
             (
                 "idempotency_window_ms",
                 millis(store.policy.confirm_idempotency_window).to_string(),
+            ),
+            (
+                "via",
+                self.via.map(ToString::to_string).unwrap_or_default(),
             ),
         ]
     }

@@ -26,6 +26,31 @@ pub struct ChallengeVerify<'a> {
     /// The challenge's address, when the caller knows it (from the id, or a `need` reply): its
     /// failure counter is declared. Without it, a challenge with an address answers `need`.
     pub address: Option<EmailHash>,
+    /// The throttled challenge the code was presented through, when this is the window's opening
+    /// challenge verified on its behalf.
+    pub via: Option<Via<'a>>,
+}
+
+/// A throttled challenge a code was presented through (a follower of the window that opened
+/// with the challenge verified), and its expiry: until then the opening challenge is judged as
+/// an open challenge of the follower's age, and, once confirmed through another challenge of the
+/// window, as if it were still open (no holder of one learns that the owner logged in).
+#[derive(Debug, Clone, Copy)]
+pub struct Via<'a> {
+    pub challenge_id: &'a ChallengeId,
+    pub expires_at_ms: u64,
+}
+
+/// The `via` and `via_expires_at_ms` ARGV of the scripts that judge a code: '' and '' when the
+/// code was presented to the challenge itself.
+pub(super) fn via_args(via: Option<Via<'_>>) -> [Slot; 2] {
+    match via {
+        Some(via) => [
+            ("via", via.challenge_id.to_string()),
+            ("via_expires_at_ms", via.expires_at_ms.to_string()),
+        ],
+        None => [("via", String::new()), ("via_expires_at_ms", String::new())],
+    }
 }
 
 /// Why a confirm attempt is refused.
@@ -65,9 +90,13 @@ pub enum Verified {
     /// An identical confirm already succeeded: its session.
     Confirmed(DeviceSessionId),
     /// The challenge is throttled: it accepts the code of the challenge that opened the address's
-    /// resend window (this one), and its attempts count there. Nothing but the client's admission
-    /// was counted; verify again against this challenge with the same attempt id.
-    Window(ChallengeId),
+    /// resend window (`opening`), and its attempts count there. Nothing but the client's
+    /// admission was counted; verify again against `opening` with the same attempt id, via this
+    /// challenge, which expires at `expires_at_ms`.
+    Window {
+        opening: ChallengeId,
+        expires_at_ms: u64,
+    },
     Rejected(Rejection),
     /// Over the client's admission limit: nothing was written; retry after this long.
     RateLimited(Duration),
@@ -109,6 +138,7 @@ impl Call for ChallengeVerify<'_> {
             ),
             ("attempt_id", self.attempt_id.to_string()),
         ];
+        slots.extend(via_args(self.via));
         if self.admit.is_some() {
             let (client_limit, client_window) = limit_args(policy.confirm_rate_per_ip);
             slots.extend([
@@ -148,10 +178,11 @@ impl FromRedisValue for Verified {
                 DeviceSessionId::parse(&reply.next::<String>()?)
                     .map_err(|_| "`confirmed` names a malformed session id")?,
             ),
-            "window" => Verified::Window(
-                ChallengeId::parse(&reply.next::<String>()?)
+            "window" => Verified::Window {
+                opening: ChallengeId::parse(&reply.next::<String>()?)
                     .map_err(|_| "`window` names a malformed challenge id")?,
-            ),
+                expires_at_ms: reply.next()?,
+            },
             "rate_limited" => Verified::RateLimited(reply.millis()?),
             word => match Rejection::from_word(word) {
                 Some(rejection) => Verified::Rejected(rejection),
@@ -195,7 +226,8 @@ mod tests {
         );
         for wrong in [
             words(&["window"]),
-            words(&["window", "../x"]),
+            words(&["window", "../x", "1"]),
+            words(&["window", "AAAAAAAAAAAAAAAAAAAAAA"]),
             words(&["rate_limited"]),
             words(&["rate_limited", "soon"]),
             words(&["not_found", "extra"]),

@@ -131,6 +131,7 @@ async fn a_resent_wrong_guess_counts_once() {
         attempt_id: &RequestId::generate(),
         admit: Some(&client),
         address: Some(address),
+        via: None,
     });
 
     let first = store.redis.invoke(&call).await.unwrap();

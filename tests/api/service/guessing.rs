@@ -2,6 +2,7 @@
 //! opening challenge, one decision table for verify and confirm.
 
 use authsession::config;
+use authsession::store::challenges::ChallengeVerify;
 use authsession_testbench::RedisServer;
 use redis::AsyncCommands;
 
@@ -287,7 +288,16 @@ async fn verify_once(
     let admit = crate::service::scripts_audit::admit(&b.store, &client);
     let attempt = authsession::domain::RequestId::generate();
     b.store
-        .challenge_verify(id, hashes, key, 5, admit, &attempt, None)
+        .challenge_verify(ChallengeVerify {
+            challenge_id: id,
+            code_hashes: hashes,
+            client_public_key: key,
+            max_attempts: 5,
+            admit,
+            attempt_id: &attempt,
+            address: None,
+            via: None,
+        })
         .await
         .unwrap()
 }
@@ -300,4 +310,119 @@ fn other_code(code: &authsession::domain::LoginCode) -> authsession::domain::Log
         "000000"
     };
     authsession::domain::LoginCode::parse(other).unwrap()
+}
+
+/// The challenge id of a send for `email`.
+async fn sent(h: &crate::helpers::Harness, email: &str) -> String {
+    h.app.send_email_code(email).await.body["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Issue 36, finding 3: whoever holds a challenge of an address's window (the one that opened it,
+/// or a follower) saw a wrong code answer `422` before the owner logged in with the mailed code and
+/// `409 challenge_already_confirmed` after: a login oracle. A confirm reaching the opening
+/// challenge through a challenge other than the one it was confirmed through now answers as if it
+/// were still open (`422`, the attempt counted), the owner's identical retry aside.
+#[tokio::test]
+async fn a_challenge_of_the_window_tells_its_holder_nothing_of_the_owners_login() {
+    let h = harness(&[(config::CHALLENGE_MAX_ATTEMPTS, "5")]).await;
+    let wrong = "000001";
+    // The attacker opened the window; the owner confirms through their own (throttled) one.
+    let victim = unique_email();
+    let opening = sent(&h, &victim).await;
+    let owners = sent(&h, &victim).await;
+    let code = inbox(&h, &victim).pop().unwrap();
+    let wrong = if code == wrong { "000002" } else { wrong };
+    assert_error(
+        &h.app.confirm(&opening, wrong, &public_key()).await,
+        422,
+        "invalid_code",
+    );
+    let key = public_key();
+    let login = h.app.confirm(&owners, &code, &key).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_error(
+        &h.app.confirm(&opening, wrong, &public_key()).await,
+        422,
+        "invalid_code",
+    );
+    assert_eq!(
+        h.challenge_field(&opening, "attempts").await.as_deref(),
+        Some("2"),
+        "counted as on an open challenge"
+    );
+    // The owner's identical retry still gets the session.
+    let retry = h.app.confirm(&owners, &code, &key).await;
+    assert_eq!(retry.body, login.body);
+
+    // The owner opened the window and confirmed it; the attacker holds a follower.
+    let victim = unique_email();
+    let owners = sent(&h, &victim).await;
+    let attackers = sent(&h, &victim).await;
+    let code = inbox(&h, &victim).pop().unwrap();
+    let wrong = if code == "000001" { "000002" } else { "000001" };
+    assert_error(
+        &h.app.confirm(&attackers, wrong, &public_key()).await,
+        422,
+        "invalid_code",
+    );
+    assert_eq!(
+        h.app.confirm(&owners, &code, &public_key()).await.status,
+        200
+    );
+    assert_error(
+        &h.app.confirm(&attackers, wrong, &public_key()).await,
+        422,
+        "invalid_code",
+    );
+}
+
+/// Issue 36, finding 4: between the opening challenge's expiry and its own, a follower answered
+/// `410` and spent nothing, where an opener of the same age answered `422` and spent an attempt:
+/// one send told whether someone had asked for a code in the minute before. Until its own expiry
+/// a follower answers what an opener of its age would: a wrong code `422`, the mailed code a
+/// session; after it, `410`.
+#[tokio::test]
+async fn a_follower_answers_as_an_opener_of_its_age() {
+    let h = harness(&[
+        (config::CHALLENGE_TTL, "3s"),
+        (config::RESEND_COOLDOWN, "10s"),
+    ])
+    .await;
+    let email = unique_email();
+    let opening = sent(&h, &email).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let follower = sent(&h, &email).await;
+    let code = inbox(&h, &email).pop().unwrap();
+    let wrong = if code == "000001" { "000002" } else { "000001" };
+    // The opening challenge has expired; the follower has not.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    assert_error(
+        &h.app.confirm(&opening, wrong, &public_key()).await,
+        410,
+        "challenge_expired",
+    );
+    assert_error(
+        &h.app.confirm(&follower, wrong, &public_key()).await,
+        422,
+        "invalid_code",
+    );
+    let login = h.app.confirm(&follower, &code, &public_key()).await;
+    assert_eq!(
+        login.status, 200,
+        "the mailed code, within the follower's life: {login:?}"
+    );
+
+    // Past the follower's own expiry: 410.
+    let email = unique_email();
+    sent(&h, &email).await;
+    let follower = sent(&h, &email).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    assert_error(
+        &h.app.confirm(&follower, "000001", &public_key()).await,
+        410,
+        "challenge_expired",
+    );
 }

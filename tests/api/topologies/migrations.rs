@@ -3,6 +3,7 @@
 
 use crate::helpers::{public_key, unique_email};
 use authsession::domain::{ClientPublicKey, RequestId, SessionStatus};
+use authsession::store::challenges::ChallengeVerify;
 use authsession::store::challenges::Rejection;
 use authsession::store::Dedicated;
 
@@ -219,15 +220,16 @@ async fn the_failure_budget_holds_across_a_slot_migration() {
     let key = ClientPublicKey::parse(&public_key()).unwrap();
     let guess = || async {
         b.store
-            .challenge_verify(
-                &id,
-                &wrong,
-                &key,
-                1000,
-                None,
-                &RequestId::generate(),
-                Some(email.hash()),
-            )
+            .challenge_verify(ChallengeVerify {
+                challenge_id: &id,
+                code_hashes: &wrong,
+                client_public_key: &key,
+                max_attempts: 1000,
+                admit: None,
+                attempt_id: &RequestId::generate(),
+                address: Some(email.hash()).cloned(),
+                via: None,
+            })
             .await
     };
     let mut counted = 0u64;

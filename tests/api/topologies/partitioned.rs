@@ -62,6 +62,7 @@ async fn a_confirm_interrupted_between_its_steps_converges_on_retry() {
         max_attempts: 5,
         max_active_sessions: 50,
         verified_at_ms: authsession_testbench::now_ms(),
+        via: None,
     };
     assert!(matches!(
         store.session_create(&request).await.unwrap(),

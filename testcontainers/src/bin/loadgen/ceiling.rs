@@ -1,5 +1,6 @@
 //! Scenario 2, the Redis-only ceiling: the same scripts in the same order as a login, no HTTP.
 
+use authsession::store::challenges::ChallengeVerify;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,15 +51,16 @@ pub async fn direct_login_as(store: &Store, n: u64, user: &UserId) -> bool {
             .challenge_mark_delivery(&id, &email, DeliveryStatus::Sent)
             .await?;
         let Verified::Ok { verified_at_ms, .. } = store
-            .challenge_verify(
-                &id,
-                &hashes,
-                &key,
-                5,
-                Some(&client),
-                &RequestId::generate(),
-                Some(email.hash()),
-            )
+            .challenge_verify(ChallengeVerify {
+                challenge_id: &id,
+                code_hashes: &hashes,
+                client_public_key: &key,
+                max_attempts: 5,
+                admit: Some(&client),
+                attempt_id: &RequestId::generate(),
+                address: Some(email.hash()).cloned(),
+                via: None,
+            })
             .await?
         else {
             return Ok(false);
@@ -72,6 +74,7 @@ pub async fn direct_login_as(store: &Store, n: u64, user: &UserId) -> bool {
             max_attempts: 5,
             max_active_sessions: 50,
             verified_at_ms,
+            via: None,
         };
         authsession::flows::confirm_email_code::open_session(store, &request)
             .await

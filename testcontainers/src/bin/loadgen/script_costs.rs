@@ -3,6 +3,7 @@
 //! measured the same way in the same run: `usec` per `EVALSHA` from `INFO commandstats`, the
 //! whole script with the commands it runs, one phase per script over distinct keys.
 
+use authsession::store::challenges::ChallengeVerify;
 use std::path::Path;
 
 use authsession::domain::{
@@ -142,15 +143,16 @@ pub async fn script_costs(
             let hashes = hasher.hashes(id, code);
             // The address declared, as the service declares it from the sealed id.
             match store
-                .challenge_verify(
-                    id,
-                    &hashes,
-                    &key,
-                    5,
-                    Some(&client),
-                    &RequestId::generate(),
-                    Some(email.hash()),
-                )
+                .challenge_verify(ChallengeVerify {
+                    challenge_id: id,
+                    code_hashes: &hashes,
+                    client_public_key: &key,
+                    max_attempts: 5,
+                    admit: Some(&client),
+                    attempt_id: &RequestId::generate(),
+                    address: Some(email.hash()).cloned(),
+                    via: None,
+                })
                 .await
                 .unwrap()
             {
@@ -174,6 +176,7 @@ pub async fn script_costs(
                 max_attempts: 5,
                 max_active_sessions: 50,
                 verified_at_ms: verdicts[i],
+                via: None,
             };
             authsession::flows::confirm_email_code::open_session(store, &request)
                 .await

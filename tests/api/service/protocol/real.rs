@@ -1,6 +1,7 @@
 //! The real side of the conformance replay: each model action run on real Redis through the
 //! store's typed script inputs, and its reply in the model's terms.
 
+use authsession::store::challenges::ChallengeVerify;
 use std::collections::BTreeMap;
 
 use authsession::domain::RevokeOutcome;
@@ -188,20 +189,22 @@ pub(super) async fn run(
                     max_attempts: u32::from(protocol.max_attempts),
                     max_active_sessions: u32::from(protocol.max_active),
                     verified_at_ms: real.verified_at_ms[i],
+                    via: None,
                 }
             }
             Some(match client.step {
                 Step::Verify => {
                     let verified = store
-                        .challenge_verify(
+                        .challenge_verify(ChallengeVerify {
                             challenge_id,
                             code_hashes,
-                            key,
-                            u32::from(protocol.max_attempts),
-                            crate::service::scripts_audit::admit(store, &real.client),
-                            &RequestId::generate(),
-                            None,
-                        )
+                            client_public_key: key,
+                            max_attempts: u32::from(protocol.max_attempts),
+                            admit: crate::service::scripts_audit::admit(store, &real.client),
+                            attempt_id: &RequestId::generate(),
+                            address: None,
+                            via: None,
+                        })
                         .await
                         .unwrap();
                     match verified {
@@ -212,7 +215,7 @@ pub(super) async fn run(
                         Verified::Confirmed(id) => Reply::Confirmed(real.sid_of(id.as_str())),
                         Verified::Rejected(r) => rejection(r),
                         Verified::RateLimited(_) => panic!("rate limited"),
-                        Verified::Window(_) => panic!("the model sends no throttled challenge"),
+                        Verified::Window { .. } => panic!("the model sends no throttled challenge"),
                     }
                 }
                 Step::Open(_, user) if protocol.layout == Layout::SingleTag => {
@@ -298,6 +301,7 @@ pub(super) async fn run(
                         client_public_key: key,
                         user_id: &real.users[usize::from(user)],
                         confirmed_at_ms: real.created_at_ms[i],
+                        via: None,
                     };
                     match store.run(&mark).await.unwrap() {
                         MarkedConfirmed::Marked => Reply::Marked,

@@ -2,6 +2,7 @@
 //! real Redis.
 
 use authsession::domain::{ClientPublicKey, Email, RequestId};
+use authsession::store::challenges::ChallengeVerify;
 use authsession::store::challenges::{Confirmed, Rejection, Verified};
 use authsession_testbench::RedisServer;
 
@@ -31,15 +32,16 @@ async fn a_twin_confirm_with_another_key_is_refused_after_the_first_committed() 
     for key in [&first, &twin] {
         let verified = b
             .store
-            .challenge_verify(
-                &id,
-                &code_hashes,
-                key,
-                5,
-                Some(&client()),
-                &RequestId::generate(),
-                Some(email.hash()),
-            )
+            .challenge_verify(ChallengeVerify {
+                challenge_id: &id,
+                code_hashes: &code_hashes,
+                client_public_key: key,
+                max_attempts: 5,
+                admit: Some(&client()),
+                attempt_id: &RequestId::generate(),
+                address: Some(email.hash()).cloned(),
+                via: None,
+            })
             .await
             .unwrap();
         let Verified::Ok { verified_at_ms, .. } = verified else {
@@ -147,15 +149,16 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
     let session = b.store.keys.layout().device_session_id(&id, &user);
     let verified = b
         .store
-        .challenge_verify(
-            &id,
-            &code_hashes,
-            &key,
-            5,
-            Some(&client()),
-            &RequestId::generate(),
-            Some(email.hash()),
-        )
+        .challenge_verify(ChallengeVerify {
+            challenge_id: &id,
+            code_hashes: &code_hashes,
+            client_public_key: &key,
+            max_attempts: 5,
+            admit: Some(&client()),
+            attempt_id: &RequestId::generate(),
+            address: Some(email.hash()).cloned(),
+            via: None,
+        })
         .await
         .unwrap();
     let Verified::Ok { verified_at_ms, .. } = verified else {
@@ -179,15 +182,16 @@ async fn a_retry_is_not_acknowledged_while_the_write_it_reports_is_unreplicated(
         "{first:?}"
     );
     let retry = other
-        .challenge_verify(
-            &id,
-            &code_hashes,
-            &key,
-            5,
-            Some(&client()),
-            &RequestId::generate(),
-            Some(email.hash()),
-        )
+        .challenge_verify(ChallengeVerify {
+            challenge_id: &id,
+            code_hashes: &code_hashes,
+            client_public_key: &key,
+            max_attempts: 5,
+            admit: Some(&client()),
+            attempt_id: &RequestId::generate(),
+            address: Some(email.hash()).cloned(),
+            via: None,
+        })
         .await;
 
     assert!(

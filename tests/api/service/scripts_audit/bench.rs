@@ -115,6 +115,7 @@ pub(crate) fn confirm_request<'a>(
         max_attempts: 5,
         max_active_sessions: MAX_ACTIVE,
         verified_at_ms: authsession_testbench::now_ms(),
+        via: None,
     }
 }
 

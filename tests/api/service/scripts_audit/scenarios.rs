@@ -178,15 +178,16 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: Scenario) -> ScriptCall<'st
             // One failure already counted, so the budget counter exists and is read.
             let key = ClientPublicKey::parse(&public_key()).unwrap();
             b.store
-                .challenge_verify(
-                    &id,
-                    &wrong,
-                    &key,
-                    5,
-                    admit(&b.store, &client),
-                    &RequestId::generate(),
-                    None,
-                )
+                .challenge_verify(ChallengeVerify {
+                    challenge_id: &id,
+                    code_hashes: &wrong,
+                    client_public_key: &key,
+                    max_attempts: 5,
+                    admit: admit(&b.store, &client),
+                    attempt_id: &RequestId::generate(),
+                    address: None,
+                    via: None,
+                })
                 .await
                 .unwrap();
             let hash = if scenario == VerifyRightCode {
@@ -202,6 +203,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: Scenario) -> ScriptCall<'st
                 attempt_id: &RequestId::generate(),
                 admit: admit(&b.store, &client),
                 address: Some(email.hash().clone()),
+                via: None,
             })
         }
         VerifyThrottledWindow => {
@@ -216,6 +218,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: Scenario) -> ScriptCall<'st
                 attempt_id: &RequestId::generate(),
                 admit: admit(&b.store, &client),
                 address: None,
+                via: None,
             })
         }
         ConfirmFirstLogin => {
@@ -261,6 +264,7 @@ pub(crate) async fn arrange(b: &mut Bench, scenario: Scenario) -> ScriptCall<'st
                     client_public_key: &key,
                     user_id: &user,
                     confirmed_at_ms: 1_795_867_200_000,
+                    via: None,
                 })
             }
         }

@@ -52,7 +52,13 @@ pub(super) async fn spoilers(conn: &mut Dedicated, key: &str) -> Vec<Vec<redis::
 }
 
 /// ARGV slots whose empty value means none (the headers say "'' when none" or "'' otherwise").
-pub(super) const OPTIONAL_ARGS: &[&str] = &["locale", "actor_id", "code_hash_previous"];
+pub(super) const OPTIONAL_ARGS: &[&str] = &[
+    "locale",
+    "actor_id",
+    "code_hash_previous",
+    "via",
+    "via_expires_at_ms",
+];
 
 /// The commands that write (the scripts queue them, `commit` runs them).
 pub(super) const WRITES: &[&str] = &[
