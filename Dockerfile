@@ -30,8 +30,9 @@ COPY --chown=0:0 authsession /usr/local/bin/authsession
 
 # The non-root user of the distroless base (and of the local stand-in).
 USER 65532:65532
-# Public and internal listeners (AUTHSESSION_PUBLIC_HTTP_ADDR, AUTHSESSION_INTERNAL_HTTP_ADDR).
-EXPOSE 8080 8081
+# Only the public listener (AUTHSESSION_PUBLIC_HTTP_ADDR): `docker run -P` publishes what is exposed on every interface, and the
+# internal surface (8081) must stay behind a network boundary, published by hand if at all.
+EXPOSE 8080
 # The service drains both listeners and flushes telemetry on SIGTERM (the runbook's shutdown).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/authsession"]

@@ -48,9 +48,13 @@ struct Args {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     cache_max_age: Duration,
     /// A file holding a token every request must carry as `Authorization: Bearer <token>` (a
-    /// file, not an argument: arguments show in `ps`).
+    /// file, not an argument: arguments show in `ps`); mode 0600 or 0400, at least 16 characters.
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// Serve without a token on an address other than loopback (a network boundary protects
+    /// it); without this, such a `--listen` needs `--token-file`.
+    #[arg(long)]
+    unauthenticated: bool,
 }
 
 #[derive(Clone)]
@@ -58,37 +62,63 @@ struct Shared {
     consumer: Arc<GatewayConsumer>,
     redis: Redis,
     /// The connection snapshot lookups share (multiplexed), replaced after an error.
-    lookups: Arc<tokio::sync::Mutex<Option<Dedicated>>>,
+    lookups: Arc<tokio::sync::Mutex<Lookups>>,
 }
 
+/// The lookup connection and when it was last opened: after an error it is opened again at most
+/// once per [`REOPEN_EVERY`], so a failing Redis is not met with a new connection per request.
+#[derive(Default)]
+struct Lookups {
+    conn: Option<Dedicated>,
+    opened: Option<std::time::Instant>,
+}
+
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
 impl Shared {
-    /// The lookup connection, opened on first use and after a failure.
+    /// The lookup connection, opened on first use and after a failure (at most once a second).
     async fn lookups(&self) -> Result<Dedicated, String> {
         let mut held = self.lookups.lock().await;
-        if held.is_none() {
-            *held = Some(self.redis.dedicated().await.map_err(|e| e.to_string())?);
+        if let Some(conn) = &held.conn {
+            return Ok(conn.clone());
         }
-        Ok(held.clone().expect("just opened"))
+        if held.opened.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
+            return Err(
+                "redis unavailable; the lookup connection reopens at most once a second".into(),
+            );
+        }
+        held.opened = Some(std::time::Instant::now());
+        let conn = self.redis.dedicated().await.map_err(|e| e.to_string())?;
+        held.conn = Some(conn.clone());
+        Ok(conn)
     }
 
     async fn forget_lookups(&self) {
-        *self.lookups.lock().await = None;
+        self.lookups.lock().await.conn = None;
     }
 }
 
-/// The bearer token in `path` (trimmed); a problem to print when it cannot be read or is empty.
+/// Shortest token accepted, as for the service's internal surface.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// The bearer token in `path`: a file only its owner may read (as every secret file,
+/// `config::read_secret`), of at least [`MIN_TOKEN_CHARS`]; a problem to print otherwise.
 fn read_token(path: &std::path::Path) -> Result<SecretString, String> {
-    match std::fs::read_to_string(path) {
-        Ok(token) if !token.trim().is_empty() => Ok(SecretString::from(token.trim().to_owned())),
-        Ok(_) => Err(format!("{}: the token file is empty", path.display())),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+    let token = authsession::config::read_secret(path)
+        .map_err(|why| format!("--token-file {}: {why}", path.display()))?;
+    if token.chars().count() < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "--token-file {}: the token is shorter than {MIN_TOKEN_CHARS} characters",
+            path.display()
+        ));
     }
+    Ok(SecretString::from(token))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match Config::from_env() {
+    let config = match Config::for_gateway() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
@@ -104,6 +134,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if token.is_none() && !args.listen.ip().is_loopback() && !args.unauthenticated {
+        eprintln!(
+            "--listen {}: not loopback, so anyone who reaches it learns which sessions are active \
+             and their keys; give --token-file, or --unauthenticated where a network boundary \
+             protects it",
+            args.listen
+        );
+        return ExitCode::from(1);
+    }
     let redis = match Redis::new(&config.redis) {
         Ok(redis) => redis,
         Err(e) => {

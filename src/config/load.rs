@@ -14,6 +14,14 @@ impl Config {
         Self::from_source(&ProcessEnv)
     }
 
+    /// The configuration as the reference gateway consumer reads it: the service's Redis, names
+    /// and HTTP limits, without what only the service uses (its user and mail services and the
+    /// secrets that come with them: the code-hash key, the internal token), so the gateway starts
+    /// without the service's secrets in its environment.
+    pub fn for_gateway() -> Result<Self, ConfigError> {
+        Self::from_source(&GatewayEnv(&ProcessEnv))
+    }
+
     pub fn from_source(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         // Secrets named by `<NAME>_FILE` are read first; every section then sees them as values.
         let mut first = Parser {
@@ -294,5 +302,37 @@ impl TelemetrySection {
                 },
             ),
         }
+    }
+}
+
+/// An environment seen by the gateway consumer: the service's dependencies and secrets unset.
+struct GatewayEnv<'a>(&'a dyn EnvSource);
+
+impl GatewayEnv<'_> {
+    fn service_only(name: &str) -> bool {
+        [
+            CODE_HASH_KEY,
+            CODE_HASH_KEY_FILE,
+            CODE_HASH_KEY_PREVIOUS,
+            CODE_HASH_KEY_PREVIOUS_FILE,
+            INTERNAL_HTTP_TOKEN,
+            INTERNAL_HTTP_TOKEN_FILE,
+        ]
+        .contains(&name)
+            || name.starts_with("AUTHSESSION_USER_SERVICE_")
+            || name.starts_with("AUTHSESSION_MAIL_SERVICE_")
+    }
+}
+
+impl EnvSource for GatewayEnv<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        if Self::service_only(name) {
+            return None;
+        }
+        self.0.get(name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.names()
     }
 }

@@ -42,11 +42,7 @@ impl<'a> WithSecretFiles<'a> {
                 Ok(value) => {
                     read.insert(secret, value);
                 }
-                Err(why) => p.problem(
-                    file,
-                    Some(path),
-                    &format!("a file holding {secret}: {why}"),
-                ),
+                Err(why) => p.problem(file, Some(path), &format!("a file holding {secret}: {why}")),
             }
         }
         Self { env, read }

@@ -1,6 +1,7 @@
 //! A fault-injecting TCP proxy in front of Redis: pass through, refuse, cut a connection after
 //! forwarding a matching request but before its reply (a lost reply), or delay.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub enum Fault {
 pub struct FaultProxy {
     port: u16,
     fault: Arc<Mutex<Fault>>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl FaultProxy {
@@ -30,8 +32,11 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let fault = Arc::new(Mutex::new(Fault::PassThrough));
         let shared = fault.clone();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::Relaxed);
                 let fault = shared.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
@@ -44,7 +49,16 @@ impl FaultProxy {
                 });
             }
         });
-        Self { port, fault }
+        Self {
+            port,
+            fault,
+            accepted,
+        }
+    }
+
+    /// Connections accepted so far, refused ones included.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// `127.0.0.1:<port>` for `AUTHSESSION_REDIS_ADDR`.

@@ -109,3 +109,74 @@ fn a_problem_never_echoes_what_could_be_a_credential() {
         "the variable is named: {error}"
     );
 }
+
+/// Issue 36, finding 8: secrets had to sit in the environment, which `docker inspect` and
+/// `/proc/<pid>/environ` show. `<NAME>_FILE` names a file holding the secret; the file must be
+/// its owner's alone (0600 or 0400), and setting both the secret and its file is refused. A
+/// problem names the path, never the content.
+#[test]
+fn secrets_come_from_files_only_their_owner_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, content: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    };
+    let key = file("key", &format!("{KEY}\n"), 0o600);
+    let token = file("token", "an-internal-token-from-a-file\n", 0o400);
+    let config = Config::from_source(&env(&[
+        (USER_SERVICE_MODE, "rest"),
+        (USER_SERVICE_BASE_URL, "http://users.internal/"),
+        (USER_SERVICE_REQUEST_TIMEOUT, "1s"),
+        (CODE_HASH_KEY_FILE, &key),
+        (INTERNAL_HTTP_TOKEN_FILE, &token),
+    ]))
+    .unwrap();
+    let expected = Config::from_source(&env(&[
+        (USER_SERVICE_MODE, "rest"),
+        (USER_SERVICE_BASE_URL, "http://users.internal/"),
+        (USER_SERVICE_REQUEST_TIMEOUT, "1s"),
+        (CODE_HASH_KEY, KEY),
+        (INTERNAL_HTTP_TOKEN, "an-internal-token-from-a-file"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", config.policy),
+        format!("{:?}", expected.policy)
+    );
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        config
+            .internal_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        Some("an-internal-token-from-a-file".to_owned())
+    );
+
+    let readable = file("readable", "hunter2-in-a-file", 0o644);
+    let empty = file("empty", "\n", 0o600);
+    for (pairs, says) in [
+        (
+            vec![(REDIS_PASSWORD_FILE, readable.as_str())],
+            "must be 0600 or 0400",
+        ),
+        (vec![(REDIS_PASSWORD_FILE, empty.as_str())], "it is empty"),
+        (
+            vec![(REDIS_PASSWORD_FILE, "/nonexistent/secret")],
+            "cannot read it",
+        ),
+        (
+            vec![(REDIS_PASSWORD, "x"), (REDIS_PASSWORD_FILE, key.as_str())],
+            "not both",
+        ),
+    ] {
+        let error = Config::from_source(&env(&pairs)).unwrap_err().to_string();
+        assert!(error.contains(says), "{pairs:?}: {error}");
+        assert!(
+            !error.contains("hunter2") && !error.contains(KEY),
+            "{error}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ mod edge;
 mod faults;
 mod fuzz;
 pub(crate) mod gateway;
+mod gateway_binary;
 mod guessing;
 mod image;
 mod internal;

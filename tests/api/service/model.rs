@@ -60,9 +60,11 @@ enum Status {
         opener: usize,
     },
     Suppressed,
+    /// Confirmed through challenge `via` (itself, or a throttled follower of its window).
     Confirmed {
         session: usize,
         key: usize,
+        via: usize,
     },
 }
 
@@ -108,6 +110,18 @@ impl Model {
     fn charge(&mut self, i: usize) {
         self.challenges[i].attempts += 1;
         self.failures[self.challenges[i].email] += 1;
+    }
+
+    /// Whether a confirm presented through `via` finds `target` expired: the presented
+    /// challenge's own expiry (a follower answers as an opener of its age, issue 36 finding 4).
+    fn expired(&self, via: usize, target: usize) -> bool {
+        via == target && self.challenges[target].expired
+    }
+
+    /// Whether `target` was confirmed through another challenge than `via`: then it is judged as
+    /// if still open (issue 36 finding 3).
+    fn elsewhere(&self, via: usize, target: usize) -> bool {
+        matches!(self.challenges[target].status, Status::Confirmed { via: v, .. } if v != via)
     }
 
     /// The challenge a confirm of `i` acts on: a throttled one's opener, unless the throttled
@@ -197,19 +211,40 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
             let reply = h.app.confirm(&via_id, &code, &keys[key]).await;
             let e = c.email;
             let locked = m.locked(challenge);
+            let expired = m.expired(via, challenge);
+            let elsewhere = m.elsewhere(via, challenge);
             match c.status.clone() {
+                // Confirmed through another challenge: open to this one, the right code the
+                // owner's (409).
+                Status::Confirmed { .. } if elsewhere && expired => check(
+                    "expired, confirmed elsewhere",
+                    reply.status,
+                    410,
+                    &reply.body,
+                )?,
+                Status::Confirmed { .. } if elsewhere && locked => check(
+                    "locked, confirmed elsewhere",
+                    reply.status,
+                    429,
+                    &reply.body,
+                )?,
+                Status::Confirmed { .. } if elsewhere => {
+                    check("right, confirmed elsewhere", reply.status, 409, &reply.body)?
+                }
                 // A confirmed challenge locks like any other: the identical retry included.
                 Status::Confirmed { .. } if locked => {
                     check("locked confirmed", reply.status, 429, &reply.body)?
                 }
-                Status::Confirmed { session, key: k } if k == key => {
+                Status::Confirmed {
+                    session, key: k, ..
+                } if k == key => {
                     check("identical retry", reply.status, 200, &reply.body)?;
                     if reply.body["device_session_id"] != m.sessions[session].id.as_str() {
                         return Err("identical retry returned another session".into());
                     }
                 }
                 Status::Confirmed { .. } => check("other key", reply.status, 409, &reply.body)?,
-                _ if c.expired => check("expired", reply.status, 410, &reply.body)?,
+                _ if expired => check("expired", reply.status, 410, &reply.body)?,
                 _ if locked => check("locked", reply.status, 429, &reply.body)?,
                 Status::Throttled { .. } => unreachable!("a target is never throttled"),
                 Status::Suppressed => {
@@ -246,6 +281,7 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                     m.challenges[challenge].status = Status::Confirmed {
                         session: m.sessions.len() - 1,
                         key,
+                        via,
                     };
                 }
             }
@@ -263,11 +299,18 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
                 "000000"
             };
             let reply = h.app.confirm(&via_id, wrong, &keys[0]).await;
-            if c.expired && !matches!(c.status, Status::Confirmed { .. }) {
+            let elsewhere = m.elsewhere(via, challenge);
+            let open = elsewhere || !matches!(c.status, Status::Confirmed { .. });
+            if open && m.expired(via, challenge) {
                 return check("expired", reply.status, 410, &reply.body);
             }
             match c.status {
                 _ if m.locked(challenge) => check("locked", reply.status, 429, &reply.body)?,
+                // Confirmed through another challenge: a wrong guess as on an open one.
+                Status::Confirmed { .. } if elsewhere => {
+                    check("wrong, confirmed elsewhere", reply.status, 422, &reply.body)?;
+                    m.charge(challenge);
+                }
                 // No oracle: the same answer as another key with the right code, and it counts.
                 Status::Confirmed { .. } => {
                     check("wrong on confirmed", reply.status, 409, &reply.body)?;
@@ -298,11 +341,11 @@ async fn step(h: &Harness, m: &mut Model, op: &Op) -> Result<(), String> {
             };
             let c = &m.challenges[target];
             let fresh = matches!(c.status, Status::Sent(_))
-                && !c.expired
+                && !m.expired(challenge, target)
                 && c.attempts < MAX_ATTEMPTS
                 && m.failures[c.email] < BUDGET
                 && !m.blocked[c.email];
-            let replay = matches!(c.status, Status::Confirmed { key: k, .. } if k == key)
+            let replay = matches!(c.status, Status::Confirmed { key: k, via, .. } if k == key && via == challenge)
                 && c.attempts < MAX_ATTEMPTS
                 && m.failures[c.email] < BUDGET;
             if !(fresh || replay) {

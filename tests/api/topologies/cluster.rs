@@ -213,7 +213,7 @@ async fn in_the_partitioned_layout_create_and_verify_carry_no_admission() {
     });
     let verify = arrange(&mut b, Scenario::VerifyWrongCode).await;
     // (The verify declares the address's failure counter, and its hash.)
-    for (call, keys, args) in [(create, 2, 8), (verify, 2, 8)] {
+    for (call, keys, args) in [(create, 2, 8), (verify, 2, 10)] {
         let script = call.script().name;
         assert_eq!(
             (call.keys().len(), call.args().len()),
