@@ -1,7 +1,10 @@
-//! The limits every listener shares: the connection caps `config` sets, and the process's
-//! open-files limit raised to hold them.
+//! What every listener shares: the connection caps `config` sets, how clients are told apart,
+//! and the process's open-files limit raised to hold the caps.
+
+use std::sync::Arc;
 
 use crate::config::Config;
+use crate::http::client_ip::Addressing;
 use crate::http::server::ConnectionLimits;
 
 /// The connection limits `config` sets for every listener (the service's two, and the
@@ -13,7 +16,15 @@ pub fn connection_limits(config: &Config) -> ConnectionLimits {
         max_connections: config.http_max_connections,
         max_connections_per_client: config.http_max_connections_per_client,
         max_requests_per_client: config.http_max_requests_per_client,
+    }
+}
+
+/// How every listener tells clients apart: trusted proxies, the IPv6 prefix, NAT64 prefixes.
+pub fn addressing(config: &Config) -> Addressing {
+    Addressing {
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         ipv6_prefix: config.rate_limit_ipv6_prefix,
+        nat64: Arc::new(config.rate_limit_nat64_prefixes.clone()),
     }
 }
 

@@ -24,7 +24,7 @@ use crate::flows::Context;
 use crate::http::server::ConnectionLimits;
 use crate::store::{config_provider::ConfigProvider, Redis, Store};
 
-pub use limits::{connection_limits, raise_open_files_limit};
+pub use limits::{addressing, connection_limits, raise_open_files_limit};
 use startup::check_redis;
 pub use startup::{StartupError, CHALLENGE_STORE, COMPONENTS};
 
@@ -36,8 +36,8 @@ pub struct App {
     ctx: Context,
     internal_token: Option<secrecy::SecretString>,
     connection_limits: ConnectionLimits,
-    /// Peers whose `X-Forwarded-For` names the client (`AUTHSESSION_TRUSTED_PROXIES`).
-    trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Who a peer counts as: trusted proxies, the IPv6 prefix, NAT64 prefixes.
+    addressing: crate::http::client_ip::Addressing,
     body_budget: crate::http::extract::BodyBudget,
     shutdown_timeout: Duration,
 }
@@ -109,7 +109,7 @@ impl App {
                 block_marker_ttl: config.policy.block_marker_ttl,
                 pacing: Arc::new(SendPacing::new(longest_delivery(&config))),
             },
-            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            addressing: addressing(&config),
             internal_token: config.internal_token,
             connection_limits,
             body_budget: crate::http::extract::BodyBudget::new(
@@ -136,14 +136,14 @@ impl App {
         let internal_router =
             crate::http::internal::router(self.ctx.clone(), self.internal_token.clone());
         let limits = self.connection_limits;
-        let trusted = self.trusted_proxies.clone();
+        let addressing = self.addressing.clone();
         // One body budget for both listeners: it bounds the process's memory.
         let bodies = self.body_budget.clone();
         let serve =
             |name: &'static str, listener: TcpListener, addr: SocketAddr, router: axum::Router| {
                 let stop = shutdown.clone();
                 tracing::info!(address = %addr, "{name} HTTP listener started");
-                let shares = crate::http::server::Shares::new(limits, trusted.clone());
+                let shares = crate::http::server::Shares::new(limits, addressing.clone());
                 tokio::spawn(crate::http::server::serve(
                     name,
                     listener,

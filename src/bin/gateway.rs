@@ -194,7 +194,7 @@ async fn main() -> ExitCode {
         listener,
         app,
         limits,
-        Shares::new(limits, Arc::new(config.trusted_proxies.clone())),
+        Shares::new(limits, authsession::app::addressing(&config)),
         BodyBudget::new(config.http_body_buffer_bytes, config.http_body_read_timeout),
         shutdown,
     )

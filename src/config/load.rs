@@ -98,6 +98,7 @@ fn assemble(
         shutdown_timeout: http.shutdown_timeout,
         trusted_proxies: policy.trusted_proxies?,
         rate_limit_ipv6_prefix: policy.ipv6_prefix?,
+        rate_limit_nat64_prefixes: policy.nat64_prefixes?,
         policy: policy.policy.finish()?,
         log_format: telemetry.log_format?,
         log_level: telemetry.log_level?,
@@ -176,6 +177,7 @@ struct PolicySection {
     policy: PartialPolicy,
     trusted_proxies: Option<Vec<ipnet::IpNet>>,
     ipv6_prefix: Option<u8>,
+    nat64_prefixes: Option<Vec<ipnet::Ipv6Net>>,
     code_hash_key: Option<CodeHashKey>,
     code_hash_key_previous: Option<CodeHashKey>,
 }
@@ -214,6 +216,22 @@ impl PolicySection {
             policy,
             trusted_proxies,
             ipv6_prefix: p.integer(RATE_LIMIT_IPV6_PREFIX, 16u8, 128),
+            nat64_prefixes: p.parse(
+                RATE_LIMIT_NAT64_PREFIXES,
+                "a comma list of IPv6 prefixes of length 32, 40, 48, 56, 64 or 96 (RFC 6052)",
+                |v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(|c| {
+                            let net = c.parse::<ipnet::Ipv6Net>().ok()?;
+                            // (A length check without the http layer: RFC 6052's lengths.)
+                            matches!(net.prefix_len(), 32 | 40 | 48 | 56 | 64 | 96)
+                                .then(|| net.trunc())
+                        })
+                        .collect::<Option<Vec<_>>>()
+                },
+            ),
             code_hash_key: p.secret_key(CODE_HASH_KEY),
             code_hash_key_previous: p.secret_key(CODE_HASH_KEY_PREVIOUS),
         }

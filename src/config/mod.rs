@@ -281,6 +281,7 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// IPv6 clients are counted by their network of this prefix length.
     pub rate_limit_ipv6_prefix: u8,
+    pub rate_limit_nat64_prefixes: Vec<ipnet::Ipv6Net>,
     pub shutdown_timeout: Duration,
     pub policy: Policy,
     pub log_format: LogFormat,

@@ -107,6 +107,9 @@ variables! {
     TRUSTED_PROXIES = "AUTHSESSION_TRUSTED_PROXIES", None;
     /// IPv6 clients are counted by this prefix (one window per /64 by default).
     RATE_LIMIT_IPV6_PREFIX = "AUTHSESSION_RATE_LIMIT_IPV6_PREFIX", Some("64");
+    /// NAT64 prefixes (comma list; lengths 32, 40, 48, 56, 64 or 96) whose addresses are counted
+    /// as the IPv4 client they embed (RFC 6052), e.g. a local-use one from `64:ff9b:1::/48`.
+    RATE_LIMIT_NAT64_PREFIXES = "AUTHSESSION_RATE_LIMIT_NAT64_PREFIXES", Some("64:ff9b::/96");
     /// Idle keep-alive connections close after this.
     HTTP_IDLE_TIMEOUT = "AUTHSESSION_HTTP_IDLE_TIMEOUT", Some("60s");
     /// Most open connections per listener; one more is closed at once.

@@ -53,13 +53,12 @@ pub struct ConnectionLimits {
     /// Longest a connection may stay open with no request in flight.
     pub idle_timeout: Duration,
     pub max_connections: usize,
-    /// Most open connections of one client address (IPv6: its network of `ipv6_prefix` bits).
+    /// Most open connections of one client address (IPv6: its network, as [`Addressing`] says).
     pub max_connections_per_client: usize,
     /// Most requests of one client address in flight at once, over all its connections (an
     /// HTTP/2 connection carries several): each pins its stream's state and handler until it is
     /// answered, so a client with unfinished bodies holds at most this many.
     pub max_requests_per_client: usize,
-    pub ipv6_prefix: u8,
 }
 
 /// What each client holds open of something shared (connections, requests in flight), for its
@@ -85,7 +84,7 @@ pub struct Shares {
 }
 
 impl Shares {
-    pub fn new(limits: ConnectionLimits, trusted: Arc<Vec<ipnet::IpNet>>) -> Self {
+    pub fn new(limits: ConnectionLimits, addressing: Addressing) -> Self {
         let share = |limit| {
             Arc::new(ClientShares {
                 open: Mutex::new(HashMap::new()),
@@ -95,10 +94,7 @@ impl Shares {
         Self {
             connections: share(limits.max_connections_per_client),
             requests: share(limits.max_requests_per_client),
-            addressing: Addressing {
-                trusted_proxies: trusted,
-                ipv6_prefix: limits.ipv6_prefix,
-            },
+            addressing,
         }
     }
 
@@ -108,8 +104,7 @@ impl Shares {
     fn client_of(&self, peer: IpAddr) -> Option<IpAddr> {
         let peer = peer.to_canonical();
         let a = &self.addressing;
-        (!super::client_ip::is_trusted(&peer, &a.trusted_proxies))
-            .then(|| super::client_ip::admission_subject(peer, a.ipv6_prefix))
+        (!super::client_ip::is_trusted(&peer, &a.trusted_proxies)).then(|| a.subject(peer))
     }
 }
 

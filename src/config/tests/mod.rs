@@ -214,3 +214,17 @@ fn the_event_format_is_snapshot_or_compact() {
         "{err}"
     );
 }
+
+/// NAT64 prefixes take RFC 6052's lengths only (no other has a defined IPv4 embedding).
+#[test]
+fn nat64_prefixes_have_an_rfc_6052_length() {
+    let config = Config::from_source(&env(&[(
+        RATE_LIMIT_NAT64_PREFIXES,
+        "64:ff9b::/96, 64:ff9b:1:fffe::/96,2001:db8::/32",
+    )]))
+    .unwrap();
+    assert_eq!(config.rate_limit_nat64_prefixes.len(), 3);
+    let err = Config::from_source(&env(&[(RATE_LIMIT_NAT64_PREFIXES, "64:ff9b:1::/50")]))
+        .unwrap_err();
+    assert_eq!(err.0[0].variable, RATE_LIMIT_NAT64_PREFIXES);
+}
