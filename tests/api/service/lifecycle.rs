@@ -234,3 +234,55 @@ async fn text_logs_in_a_pipe_have_no_colour_codes() {
         "a span field printed twice: {lines:?}"
     );
 }
+
+/// Issue 37, item 8: every first use of a script on a fresh Redis (the normal path after a
+/// restart or failover) logged `NOSCRIPT: loading script` at INFO, which a newcomer reads as
+/// trouble. The reload is logged at DEBUG, without the error word: at the default level a first
+/// send logs nothing about it, at `debug` it says "loading it".
+#[tokio::test]
+async fn loading_a_script_on_first_use_is_no_news_at_the_default_level() {
+    for level in ["info", "debug"] {
+        let redis = RedisServer::start().await;
+        let env: Vec<(String, String)> = [
+            (config::REDIS_ADDR, redis.addr()),
+            (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0".into()),
+            (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0".into()),
+            (config::LOG_LEVEL, level.into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let process = ServiceProcess::spawn(
+            std::path::Path::new(env!("CARGO_BIN_EXE_authsession")),
+            &[],
+            &env,
+        );
+        let public = process.listener_addr("public").await;
+        let answer = reqwest::Client::new()
+            .post(format!(
+                "http://{public}{}",
+                authsession::http::public::SEND_EMAIL_CODE
+            ))
+            .json(&serde_json::json!({ "email": crate::helpers::unique_email() }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let lines = process.lines();
+        let reload: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("script not cached") || l.contains("NOSCRIPT"))
+            .collect();
+        if level == "info" {
+            assert!(reload.is_empty(), "at info: {reload:?}");
+        } else {
+            assert!(!reload.is_empty(), "the first send loads its scripts: {lines:?}");
+            assert!(
+                reload
+                    .iter()
+                    .all(|l| l.contains("DEBUG") && !l.contains("NOSCRIPT")),
+                "{reload:?}"
+            );
+        }
+    }
+}
