@@ -224,7 +224,7 @@ fn nat64_prefixes_have_an_rfc_6052_length() {
     )]))
     .unwrap();
     assert_eq!(config.rate_limit_nat64_prefixes.len(), 3);
-    let err = Config::from_source(&env(&[(RATE_LIMIT_NAT64_PREFIXES, "64:ff9b:1::/50")]))
-        .unwrap_err();
+    let err =
+        Config::from_source(&env(&[(RATE_LIMIT_NAT64_PREFIXES, "64:ff9b:1::/50")])).unwrap_err();
     assert_eq!(err.0[0].variable, RATE_LIMIT_NAT64_PREFIXES);
 }

@@ -173,3 +173,155 @@ async fn the_image_serves_a_login_and_shuts_down_as_the_runbook_says() {
     let complete = log_line(&service, "shutdown complete", Duration::ZERO).await;
     assert_eq!(complete["level"], "INFO", "{complete}");
 }
+
+/// Removes the named containers and image when the test ends, however it ends.
+struct Cleanup(Vec<String>, String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "--force", name])
+                .output();
+        }
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "--force", &self.1])
+            .output();
+    }
+}
+
+/// Issue 37, item 6: the container section failed in the order written (a first block needing a
+/// registry, a build and a `docker run` left out, a Redis never started). docs/operations.md now
+/// has one self-contained block; this test runs it as written, with only what a test must change:
+/// the binary (this build's, not a release build), the ports, and the container and image names.
+/// It logs in through the container, stops it, and checks the runbook's shutdown and that the
+/// block removed its Redis.
+#[tokio::test]
+async fn the_documented_container_block_runs_as_written() {
+    engine::ensure();
+    let docs = include_str!("../../../docs/operations.md");
+    let start = docs
+        .find("```sh\ncargo build --release --bin authsession")
+        .expect("docs/operations.md has the container block");
+    let block = &docs[start + "```sh\n".len()..];
+    let block = block[..block.find("\n```").unwrap()].trim().to_owned();
+    let build = "cargo build --release --bin authsession && mkdir -p target/image && \
+                 cp target/release/authsession target/image/ && ";
+    assert!(
+        block.starts_with(build),
+        "the block builds the release binary first: {block}"
+    );
+
+    let context = tempfile::tempdir().unwrap();
+    let binary = env!("CARGO_BIN_EXE_authsession");
+    let target = context.path().join("authsession");
+    let stripped = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&target)
+        .arg(binary)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(binary, &target).unwrap();
+    }
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let (redis_name, service_name) = (
+        format!("authsession-redis-{suffix}"),
+        format!("authsession-{suffix}"),
+    );
+    let tag = format!("authsession-test/block:{suffix}");
+    let _cleanup = Cleanup(vec![redis_name.clone(), service_name.clone()], tag.clone());
+    let (redis_port, public, internal) = (free_port(), free_port(), free_port());
+    let script = block[build.len()..]
+        .replace("target/image", &context.path().display().to_string())
+        .replace("authsession-redis", &redis_name)
+        .replace("--name authsession ", &format!("--name {service_name} "))
+        .replace("authsession:0.1.0", &tag)
+        .replace("6391", &redis_port.to_string())
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{public}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{internal}"));
+    let block_run = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let http = reqwest::Client::new();
+    let email = unique_email();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let sent = loop {
+        let answer = http
+            .post(format!("http://127.0.0.1:{public}{SEND_EMAIL_CODE}"))
+            .json(&json!({ "email": email }))
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            break body_of(answer).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the block's service never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let logs = String::from_utf8(
+        std::process::Command::new("docker")
+            .args(["logs", &service_name])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let line = logs
+        .lines()
+        .rfind(|l| l.contains("login code delivered"))
+        .expect("the stub mail sender's line");
+    let code: String = line
+        .split("code=")
+        .nth(1)
+        .expect("the line names the code")
+        .trim_start_matches('"')
+        .chars()
+        .take(6)
+        .collect();
+    let confirmed = body(
+        http.post(format!("http://127.0.0.1:{public}{CONFIRM_EMAIL_CODE}"))
+            .json(&json!({
+                "challenge_id": sent["challenge_id"],
+                "code": code,
+                "client_public_key": public_key(),
+            })),
+    )
+    .await;
+    assert!(confirmed["device_session_id"].is_string(), "{confirmed}");
+
+    let stopped = std::process::Command::new("docker")
+        .args(["stop", &service_name])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let output = tokio::time::timeout(Duration::from_secs(60), block_run.wait_with_output())
+        .await
+        .expect("the block ends once its service stops")
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the block failed: {printed}");
+    assert!(printed.contains("shutdown complete"), "{printed}");
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name={redis_name}")])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the block leaves its Redis running");
+}
+
+/// A reply's JSON body.
+async fn body_of(reply: reqwest::Response) -> Value {
+    reply.json().await.unwrap()
+}

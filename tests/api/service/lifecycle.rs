@@ -276,7 +276,10 @@ async fn loading_a_script_on_first_use_is_no_news_at_the_default_level() {
         if level == "info" {
             assert!(reload.is_empty(), "at info: {reload:?}");
         } else {
-            assert!(!reload.is_empty(), "the first send loads its scripts: {lines:?}");
+            assert!(
+                !reload.is_empty(),
+                "the first send loads its scripts: {lines:?}"
+            );
             assert!(
                 reload
                     .iter()
