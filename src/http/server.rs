@@ -217,7 +217,7 @@ pub async fn serve(
     let builder = hyper_builder();
     let bodies = bodies.on(surface);
     let graceful = GracefulShutdown::new();
-    let slots = Slots::new(limits.max_connections);
+    let slots = Slots::new(limits.max_connections, limits.header_read_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -247,7 +247,7 @@ pub async fn serve(
         };
         if evicted {
             metrics().refused(surface, "evicted_idle");
-            tracing::debug!(%peer, "connection limit reached: closed the connection idle longest");
+            tracing::debug!(%peer, "connection limit reached: closed an idle connection");
         }
         let _ = stream.set_nodelay(true);
         let service = connection_service(

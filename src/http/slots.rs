@@ -1,13 +1,16 @@
 //! A listener's connection slots. At most the cap of connections hold one; when all are held, a
-//! new connection takes the slot of the connection idle longest — a kept-alive (or new) one with
-//! no request in flight and no request head on its way — which is closed. So a new client always
-//! gets in while anyone merely idles: holding slots costs an attacker a request in flight or a
-//! head in progress on each (issue 36, finding 2: 32 addresses × 128 idle connections held every
-//! slot of the default cap, for one request per connection per idle timeout).
+//! new connection takes the slot of the connection idle longest, provided it has idled (no
+//! request in flight, no request head on its way) for at least the header timeout; that one is
+//! closed. So a new client gets in while anyone merely idles, and holding slots costs an attacker
+//! a request in flight or a head in progress on each, or a request per header timeout (issue 36,
+//! finding 2: 32 addresses × 128 idle connections held every slot of the default cap, for one
+//! request per connection per idle timeout). A client between two requests is not evicted: a
+//! flood of stalling connections must not cost a served client its connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +26,8 @@ struct Held {
 
 pub(super) struct Slots {
     free: Arc<Semaphore>,
+    /// How long a connection must have idled to give its slot up.
+    min_idle: Duration,
     held: Mutex<HashMap<u64, Held>>,
     next: AtomicU64,
 }
@@ -36,9 +41,10 @@ pub(super) struct Slot {
 }
 
 impl Slots {
-    pub(super) fn new(cap: usize) -> Arc<Self> {
+    pub(super) fn new(cap: usize, min_idle: Duration) -> Arc<Self> {
         Arc::new(Self {
             free: Arc::new(Semaphore::new(cap)),
+            min_idle,
             held: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
         })
@@ -51,9 +57,11 @@ impl Slots {
         let (permit, evicted) = match self.free.clone().try_acquire_owned() {
             Ok(permit) => (permit, false),
             Err(_) => {
+                let cutoff = Instant::now().checked_sub(self.min_idle)?;
                 let idlest = held
                     .iter()
                     .filter_map(|(id, h)| h.activity.idle_since().map(|since| (since, *id)))
+                    .filter(|(since, _)| *since <= cutoff)
                     .min()?
                     .1;
                 let victim = held.remove(&idlest).expect("the idlest is held");

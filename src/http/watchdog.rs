@@ -114,8 +114,8 @@ impl Activity {
         {
             return None;
         }
-        let idle_ms = self.idle_since_ms.load(Ordering::Relaxed).saturating_sub(1);
-        Some(self.opened + Duration::from_millis(idle_ms))
+        let idle_ms = self.idle_since_ms.load(Ordering::Relaxed);
+        Some(self.opened + Duration::from_millis(idle_ms.saturating_sub(1)))
     }
 
     /// Resolves when the connection has outlived its deadline: `"deadline"` when a request head

@@ -154,8 +154,9 @@ async fn one_client_cannot_hold_every_connection_slot() {
 /// Issue 36, finding 2: the shares held (one address cannot starve anyone), but 32 addresses ×
 /// 128 filled the listener's 4,096 slots with idle kept-alive connections, one free request per
 /// connection per idle timeout, and every new connection was reset. Scaled down: four addresses ×
-/// 5 fill a cap of 20, each connection idle after one answered request; another client's 20 sends,
-/// each on a new connection, are all served, each closing one idle connection to take its slot.
+/// 5 fill a cap of 20, each connection idle (past the header timeout, here 1 s) after one answered
+/// request; another client's 20 sends, each on a new connection, are all served, each closing
+/// one idle connection to take its slot.
 #[tokio::test]
 async fn addresses_holding_idle_connections_cannot_lock_a_new_client_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -163,6 +164,7 @@ async fn addresses_holding_idle_connections_cannot_lock_a_new_client_out() {
     let h = crate::helpers::harness(&[
         (config::HTTP_MAX_CONNECTIONS, "20"),
         (config::HTTP_MAX_CONNECTIONS_PER_CLIENT, "5"),
+        (config::HTTP_HEADER_READ_TIMEOUT, "1s"),
     ])
     .await;
     let addr: std::net::SocketAddr = h
@@ -189,6 +191,8 @@ async fn addresses_holding_idle_connections_cannot_lock_a_new_client_out() {
         }
     }
 
+    // Merely idling: longer than a client needs between two requests.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let newcomer = reqwest::Client::builder()
         .local_address("127.0.0.25".parse::<std::net::IpAddr>().unwrap())
         .pool_max_idle_per_host(0)

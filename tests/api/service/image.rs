@@ -240,9 +240,16 @@ async fn the_documented_container_block_runs_as_written() {
         .replace("6391", &redis_port.to_string())
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{public}"))
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{internal}"));
-    let block_run = tokio::process::Command::new("bash")
+    let mut block_run = tokio::process::Command::new("bash");
+    block_run
         .args(["-c", &script])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // As a user runs it: the docker client straight to the engine (the bench's API-version
+    // forwarder passes no attached streams, which the block's foreground `docker run` uses).
+    if std::env::var("DOCKER_HOST").is_ok_and(|h| h.contains("authsession-engine-")) {
+        block_run.env_remove("DOCKER_HOST");
+    }
+    let block_run = block_run
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

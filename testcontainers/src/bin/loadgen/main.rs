@@ -7,6 +7,7 @@
 mod ceiling;
 mod memory;
 mod partitioned;
+mod profile;
 mod propagation;
 mod recorder;
 mod redis_stats;
@@ -71,6 +72,14 @@ struct Args {
     /// Run scenario 0 (the leaner-per-login targets against the reference script).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     targets: bool,
+    /// Run scenario 0 only (with `--perf-dir`, the profiling run).
+    #[arg(long)]
+    only_targets: bool,
+    /// Profile the service during scenario 0's `wrk` runs: `perf record` (DWARF call graphs)
+    /// and `perf stat` of its system calls, one file pair per route in this directory
+    /// (docs/performance.md says how the flamegraphs are drawn from them).
+    #[arg(long)]
+    perf_dir: Option<std::path::PathBuf>,
     /// Worker threads of the service's runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
@@ -156,7 +165,11 @@ fn main() {
         args.users,
         args.duration
     );
-    if args.targets {
+    if let Some(dir) = &args.perf_dir {
+        std::fs::create_dir_all(dir).expect("the --perf-dir directory");
+        profile::PERF_DIR.set(dir.clone()).expect("set once");
+    }
+    if args.targets || args.only_targets {
         driver.block_on(async {
             let mut conn = redis.connection().await;
             let service = targets::Service {
@@ -181,7 +194,9 @@ fn main() {
             .await;
         });
     }
-    driver.block_on(run(args, redis, mail, public, internal, config));
+    if !args.only_targets {
+        driver.block_on(run(args, redis, mail, public, internal, config));
+    }
     stop.cancel();
     drop(service_rt);
 }

@@ -287,6 +287,7 @@ fn wrk(
     args: &[String],
 ) -> Option<(f64, f64)> {
     let script = format!("{}/wrk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let profiled = crate::profile::Profiled::start(what);
     let out = std::process::Command::new("wrk")
         .args(["-t2", "-c64", "--latency"])
         .arg(format!("-d{}s", duration.as_secs().max(1)))
@@ -294,6 +295,7 @@ fn wrk(
         .args(args)
         .output()
         .ok()?;
+    drop(profiled);
     let text = String::from_utf8_lossy(&out.stdout);
     let after = |label: &str| {
         text.lines()
