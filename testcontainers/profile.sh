@@ -28,7 +28,8 @@ for data in "$out"/*.perf.data; do
   perf script -i "$data" 2>/dev/null | inferno-collapse-perf >"$out/$route.folded"
   inferno-flamegraph --title "$route: the service's CPU" <"$out/$route.folded" >"$out/$route.svg"
   # The frames where the samples land (self time), the table docs/performance.md keeps.
-  perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null |
-    grep -E '^ +[0-9.]+%' | head -25 >"$out/$route.top.txt"
+  # (`head` closes the pipe early: not a failure.)
+  { perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null |
+    grep -E '^ +[0-9.]+%' | sed 's/ *$//' | head -25 >"$out/$route.top.txt"; } || true
   say "$out/$route.svg, $out/$route.top.txt, $out/$route.syscalls.txt"
 done

@@ -21,8 +21,10 @@ impl Profiled {
         let data = dir.join(format!("{route}.perf.data"));
         let stat = dir.join(format!("{route}.syscalls.txt"));
         let record = std::process::Command::new("perf")
+            // `--no-inherit`: not `wrk`, which this process spawns once they are attached.
             .args([
                 "record",
+                "--no-inherit",
                 "-F",
                 "499",
                 "--call-graph",
@@ -46,7 +48,7 @@ impl Profiled {
         ]
         .join(",");
         let stat = std::process::Command::new("perf")
-            .args(["stat", "-e", &events, "-p", &pid, "-o"])
+            .args(["stat", "--no-inherit", "-e", &events, "-p", &pid, "-o"])
             .arg(&stat)
             .spawn();
         // Both attach before the load starts.
