@@ -387,18 +387,18 @@ async fn a_challenge_of_the_window_tells_its_holder_nothing_of_the_owners_login(
 #[tokio::test]
 async fn a_follower_answers_as_an_opener_of_its_age() {
     let h = harness(&[
-        (config::CHALLENGE_TTL, "3s"),
+        (config::CHALLENGE_TTL, "4s"),
         (config::RESEND_COOLDOWN, "10s"),
     ])
     .await;
     let email = unique_email();
     let opening = sent(&h, &email).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     let follower = sent(&h, &email).await;
     let code = inbox(&h, &email).pop().unwrap();
     let wrong = if code == "000001" { "000002" } else { "000001" };
-    // The opening challenge has expired; the follower has not.
-    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    // The opening challenge has expired (at 4 s); the follower has not (at 6 s).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_error(
         &h.app.confirm(&opening, wrong, &public_key()).await,
         410,
@@ -419,7 +419,7 @@ async fn a_follower_answers_as_an_opener_of_its_age() {
     let email = unique_email();
     sent(&h, &email).await;
     let follower = sent(&h, &email).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
     assert_error(
         &h.app.confirm(&follower, "000001", &public_key()).await,
         410,
