@@ -53,7 +53,7 @@
 --!include projection.lua: projection_compact, projection_json, projection_write
 --!include planned.lua: planned_keys, planned_all, planned_need
 --!include session_open.lua: SESSION_OPEN_GHOST_SCAN, session_open_plan, session_open_apply
---!include challenge.lua: challenge_code_ok, challenge_decide
+--!include challenge.lua: challenge_via, challenge_code_ok, challenge_decide
 
 local code_hash, client_key, user_id, id = arg_str(1), arg_str(2), arg_str(3), arg_str(4)
 local max_attempts = arg_int(5, 1, 1000)
@@ -67,13 +67,7 @@ local code_hash_previous = arg_opt(12)
 local verified_at = arg_int(13, 0, MAX_INT)
 local max_verdict_age = arg_int(14, 1, MAX_MS)
 local compact = projection_compact(15)
-local via = arg_opt(16)
-local via_expires_at
-if via ~= '' then
-  via_expires_at = arg_int(17, 0, MAX_INT)
-elseif arg_opt(17) ~= '' then
-  fail('ARGV via_expires_at_ms without via')
-end
+local via, via_expires_at = challenge_via(16)
 local planned = planned_keys(SHAPE_PLANNED_KEY, SHAPE_PLANNED_ARG, SHAPE_PLANNED, 2)
 
 local c = read('HMGET', KEYS[1], 'status', 'code_hash', 'attempts', 'expires_at_ms',

@@ -44,7 +44,7 @@
 --!include common.lua: MAX_MS, MAX_INT, now_ms, int, fail, strict_int, stored_int, arg_int, arg_str, arg_opt
 --!include commit.lua: DECLARED, declared, WRITE_TYPES, READ_TYPES, SEEN, WRITES, STREAM_LAST_MS, read, write, commit_stream_check, commit
 --!include rate_limit.lua: rate_check, rate_count
---!include challenge.lua: challenge_code_ok, challenge_decide
+--!include challenge.lua: challenge_via, challenge_code_ok, challenge_decide
 --!include planned.lua: planned_keys
 
 local code_hash, code_hash_previous, client_key = arg_str(1), arg_opt(2), arg_str(3)
@@ -53,13 +53,7 @@ local budget = arg_int(5, 1, 1000000)
 local window = arg_int(6, 1, MAX_MS)
 local attempt_id = arg_str(7)
 local attempt_field = 'attempt:' .. attempt_id
-local via = arg_opt(8)
-local via_expires_at
-if via ~= '' then
-  via_expires_at = arg_int(9, 0, MAX_INT)
-elseif arg_opt(9) ~= '' then
-  fail('ARGV via_expires_at_ms without via')
-end
+local via, via_expires_at = challenge_via(8)
 local admits = SHAPE_OPTIONAL
 local client_limit, client_window
 if admits then

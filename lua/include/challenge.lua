@@ -13,6 +13,19 @@ local function challenge_code_ok(stored, code_hash, code_hash_previous)
   return stored ~= nil and stored ~= '' and (stored == code_hash or stored == code_hash_previous)
 end
 
+-- ARGV[i] via and ARGV[i + 1] via_expires_at_ms: the throttled challenge a code was presented
+-- through ('' when presented to the challenge itself) and its expiry, which then stands for the
+-- challenge's own (a follower answers as an opener of its age).
+local function challenge_via(i)
+  local via = arg_opt(i)
+  if via ~= '' then
+    return via, arg_int(i + 1, 0, MAX_INT)
+  elseif arg_opt(i + 1) ~= '' then
+    fail('ARGV via_expires_at_ms without via')
+  end
+  return via, nil
+end
+
 -- The verdict word for a challenge in `status` ('confirmed_pending_expire', 'sent',
 -- 'pending_delivery' or 'delivery_throttled'), and whether the presented code is a wrong guess
 -- that spends an attempt. `code_ok`: the code matches the stored hash; `same_key`: the presenter's

@@ -32,6 +32,16 @@ fn documents() -> Vec<(PathBuf, String)> {
         .collect()
 }
 
+/// Every run of `text` that starts with `prefix` and goes on with ASCII alphanumerics or `extra`.
+fn named<'a>(text: &'a str, prefix: &'a str, extra: &'a str) -> impl Iterator<Item = String> + 'a {
+    text.match_indices(prefix).map(move |(at, _)| {
+        text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || extra.contains(*c))
+            .collect()
+    })
+}
+
 /// The text outside fenced code blocks (a link or heading inside one is an example).
 fn prose(text: &str) -> String {
     let mut fenced = false;
@@ -226,11 +236,7 @@ fn same_route(named: &str, route: &str) -> bool {
 fn every_route_the_docs_name_exists_and_the_api_doc_names_every_route() {
     let routes = routes();
     for (path, text) in documents() {
-        for (at, _) in text.match_indices("/api/v1/") {
-            let named: String = text[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || "/_-{}<>".contains(*c))
-                .collect();
+        for named in named(&text, "/api/v1/", "/_-{}<>") {
             assert!(
                 routes.iter().any(|r| same_route(&named, r)),
                 "{}: no route {named}",
@@ -240,14 +246,8 @@ fn every_route_the_docs_name_exists_and_the_api_doc_names_every_route() {
     }
     let api = include_str!("../../docs/api.md");
     for route in &routes {
-        let named = api.match_indices("/api/v1/").any(|(at, _)| {
-            let named: String = api[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || "/_-{}<>".contains(*c))
-                .collect();
-            same_route(&named, route)
-        });
-        assert!(named, "docs/api.md lacks {route}");
+        let documented = named(api, "/api/v1/", "/_-{}<>").any(|named| same_route(&named, route));
+        assert!(documented, "docs/api.md lacks {route}");
     }
 }
 
@@ -312,11 +312,7 @@ fn every_error_code_the_docs_name_exists_and_the_api_doc_names_every_code() {
 fn every_script_the_docs_name_exists() {
     let names: BTreeSet<&str> = scripts().all().iter().map(|s| s.name).collect();
     for (path, text) in documents() {
-        for (at, _) in text.match_indices("lua/") {
-            let named: String = text[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || "/_.".contains(*c))
-                .collect();
+        for named in named(&text, "lua/", "/_.") {
             if named.ends_with(".lua") {
                 assert!(
                     root().join(&named).is_file(),
