@@ -170,12 +170,16 @@ impl RedisSentinel {
     }
 
     /// Until every Sentinel lists the replica on `port` as up (not `s_down`, connected): only
-    /// then can it be promoted.
+    /// then can it be promoted. Under load the Sentinels (down after 1 s) may already have failed
+    /// over again, to this very node: serving as the primary, it is as much back in the group.
     async fn wait_until_sentinels_see_replica(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = String::new();
         'retry: while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.primary_port().await == port {
+                return;
+            }
             for sentinel in &self.sentinels {
                 let Some(mut conn) = connect(sentinel.port).await else {
                     continue 'retry;
