@@ -225,7 +225,7 @@ impl PolicySection {
                         .filter(|c| !c.is_empty())
                         .map(|c| {
                             let net = c.parse::<ipnet::Ipv6Net>().ok()?;
-                            // (A length check without the http layer: RFC 6052's lengths.)
+                            // RFC 6052's lengths, the ones with a defined IPv4 embedding.
                             matches!(net.prefix_len(), 32 | 40 | 48 | 56 | 64 | 96)
                                 .then(|| net.trunc())
                         })

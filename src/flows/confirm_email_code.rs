@@ -62,8 +62,7 @@ async fn confirm(
     client: IpAddr,
 ) -> Result<(DeviceSessionId, Confirmation), Error> {
     let limits = ctx.runtime_config.limits().await;
-    let presented = challenge_id;
-    let (challenge_id, code_hashes, verified, via_expires) = verify(
+    let (challenge_id, code_hashes, verified, via) = verify(
         ctx,
         challenge_id,
         code,
@@ -73,10 +72,6 @@ async fn confirm(
     )
     .await?;
     let challenge_id = &challenge_id;
-    let via = via_expires.map(|expires_at_ms| Via {
-        challenge_id: presented,
-        expires_at_ms,
-    });
     let (email, verified_at_ms) = match verified {
         Verified::Rejected(rejection) => return Err(rejection.into()),
         Verified::RateLimited(after) => return Err(admission::rate_limited(after)),
@@ -168,17 +163,17 @@ pub async fn open_session(
 /// address's resend window (SPEC §2: the code the owner received works for the challenge the
 /// owner holds; attempts, budget and the one confirmation are that challenge's). Returns the
 /// challenge the confirm goes on with, the code's hashes under its id, the verdict, and, when
-/// the code was presented through a throttled challenge, that challenge's expiry (the opening
-/// challenge is judged as an open challenge of that age would be, and as if still open when it
-/// was confirmed through another challenge of the window).
-async fn verify(
+/// the code was presented through a throttled challenge, that challenge and its expiry (the
+/// opening challenge is judged as an open challenge of that age would be, and as if still open
+/// when it was confirmed through another challenge of the window).
+async fn verify<'a>(
     ctx: &Context,
-    challenge_id: &ChallengeId,
+    challenge_id: &'a ChallengeId,
     code: &LoginCode,
     client_public_key: &ClientPublicKey,
     max_attempts: u32,
     client: IpAddr,
-) -> Result<(ChallengeId, CodeHashes, Verified, Option<u64>), Error> {
+) -> Result<(ChallengeId, CodeHashes, Verified, Option<Via<'a>>), Error> {
     // One attempt id for both calls: the client's admission counts the confirm once.
     let attempt_id = RequestId::generate();
     let client = ctx.codes.client_key(client);
@@ -228,7 +223,7 @@ async fn verify(
         }
         verified => verified,
     };
-    Ok((opening, code_hashes, verified, Some(via.expires_at_ms)))
+    Ok((opening, code_hashes, verified, Some(via)))
 }
 
 /// What the verify calls of one confirm share: the presented code, key and attempt id, and the

@@ -173,23 +173,14 @@ fn variables_named(text: &str) -> BTreeSet<String> {
     names
 }
 
-/// The source of the repository's tests and bench, where development variables are read.
+/// The Rust source of the repository, tests and bench included, where development variables
+/// are read.
 fn development_sources() -> String {
-    fn walk(dir: &Path, out: &mut String) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs" || e == "sh") {
-                out.push_str(&std::fs::read_to_string(&path).unwrap());
-            }
-        }
-    }
-    let mut out = String::new();
-    for tree in ["src", "tests", "testcontainers"] {
-        walk(&root().join(tree), &mut out);
-    }
-    out
+    ["src", "tests", "testcontainers"]
+        .iter()
+        .flat_map(|tree| super::files(&root().join(tree)))
+        .map(|file| std::fs::read_to_string(file).unwrap())
+        .collect()
 }
 
 #[test]

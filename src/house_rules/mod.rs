@@ -39,22 +39,30 @@ fn code_map() -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-/// Every `.rs` file of a module (a file, or a directory's tree).
+/// Every `.rs` file of a module: its file, its directory's tree, or both.
 fn files(module: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
     let file = module.with_extension("rs");
     if file.is_file() {
-        return vec![file];
+        found.push(file);
     }
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(module).unwrap() {
+    // Both can exist (`lua.rs` and its `lua/tests.rs`): the directory is walked whole.
+    if module.is_dir() {
+        walk(module, &mut found);
+    }
+    found
+}
+
+/// Every `.rs` file under `dir`.
+fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            found.extend(files(&path));
+            walk(&path, found);
         } else if path.extension().is_some_and(|e| e == "rs") {
             found.push(path);
         }
     }
-    found
 }
 
 #[test]

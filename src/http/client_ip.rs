@@ -100,11 +100,6 @@ pub fn admission_subject(ip: IpAddr, ipv6_prefix: u8, nat64: &[Ipv6Net]) -> IpAd
     IpAddr::V6(network)
 }
 
-/// Whether `len` is a NAT64 prefix length RFC 6052 defines an embedding for.
-pub fn nat64_prefix_len(len: u8) -> bool {
-    matches!(len, 32 | 40 | 48 | 56 | 64 | 96)
-}
-
 /// One `X-Forwarded-For` hop: an address, or one with a port as some proxies write it
 /// (`a.b.c.d:port`, `[v6]:port`, `[v6]`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {

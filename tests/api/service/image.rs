@@ -23,23 +23,29 @@ impl Drop for BuiltImage {
     }
 }
 
-/// `docker build` of the repository's `Dockerfile` with this build's binary (stripped of its
-/// debug information, as a release build ships) as the whole context.
-async fn build_image() -> BuiltImage {
-    engine::ensure();
+/// A directory holding this build's binary, stripped of its debug information as a release
+/// build ships: the whole context of an image build.
+fn build_context() -> tempfile::TempDir {
     let context = tempfile::tempdir().unwrap();
     let binary = env!("CARGO_BIN_EXE_authsession");
     let target = context.path().join("authsession");
-    let stripped = tokio::process::Command::new("strip")
+    let stripped = std::process::Command::new("strip")
         .arg("-o")
         .arg(&target)
         .arg(binary)
         .status()
-        .await
         .is_ok_and(|s| s.success());
     if !stripped {
         std::fs::copy(binary, &target).unwrap();
     }
+    context
+}
+
+/// `docker build` of the repository's `Dockerfile` with this build's binary (stripped of its
+/// debug information, as a release build ships) as the whole context.
+async fn build_image() -> BuiltImage {
+    engine::ensure();
+    let context = build_context();
     let tag = format!("authsession-test/service:{:08x}", rand::random::<u32>());
     let runtime = engine::image_name(engine::RUNTIME_IMAGE_VAR, engine::DEFAULT_RUNTIME_IMAGE);
     let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile");
@@ -212,18 +218,7 @@ async fn the_documented_container_block_runs_as_written() {
         "the block builds the release binary first: {block}"
     );
 
-    let context = tempfile::tempdir().unwrap();
-    let binary = env!("CARGO_BIN_EXE_authsession");
-    let target = context.path().join("authsession");
-    let stripped = std::process::Command::new("strip")
-        .arg("-o")
-        .arg(&target)
-        .arg(binary)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !stripped {
-        std::fs::copy(binary, &target).unwrap();
-    }
+    let context = build_context();
     let suffix = format!("{:08x}", rand::random::<u32>());
     let (redis_name, service_name) = (
         format!("authsession-redis-{suffix}"),

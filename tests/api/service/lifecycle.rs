@@ -243,19 +243,15 @@ async fn text_logs_in_a_pipe_have_no_colour_codes() {
 async fn loading_a_script_on_first_use_is_no_news_at_the_default_level() {
     for level in ["info", "debug"] {
         let redis = RedisServer::start().await;
-        let env: Vec<(String, String)> = [
-            (config::REDIS_ADDR, redis.addr()),
-            (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0".into()),
-            (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0".into()),
-            (config::LOG_LEVEL, level.into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
         let process = ServiceProcess::spawn(
-            std::path::Path::new(env!("CARGO_BIN_EXE_authsession")),
+            binary(),
             &[],
-            &env,
+            &env(&[
+                (config::REDIS_ADDR, &redis.addr()),
+                (config::PUBLIC_HTTP_ADDR, "127.0.0.1:0"),
+                (config::INTERNAL_HTTP_ADDR, "127.0.0.1:0"),
+                (config::LOG_LEVEL, level),
+            ]),
         );
         let public = process.listener_addr("public").await;
         let answer = reqwest::Client::new()
