@@ -111,12 +111,35 @@ impl RedisServer {
         );
         let container = Arc::new(engine::run(&command, &dirs).await);
         *self.container.lock().unwrap() = Some(container.clone());
-        if engine::serves(&container, self.port).await {
+        if engine::serves(&container, self.port).await && self.answers_as_itself().await {
             return true;
         }
         drop(container);
         self.stop();
         false
+    }
+
+    /// Whether the server answering on this port is this one (`CONFIG GET dir` names its
+    /// directory): between picking a free port and the container binding it, another test's
+    /// server (a cluster node) can take it, and would answer `PING` as well. Only a reply naming
+    /// another directory says so; a refused `CONFIG` (a password, an ACL) is taken as ours.
+    async fn answers_as_itself(&self) -> bool {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)) else {
+            return true;
+        };
+        let connect = client.get_multiplexed_async_connection();
+        let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
+            return true;
+        };
+        let dir: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("dir")
+            .query_async(&mut conn)
+            .await;
+        match dir {
+            Ok(dir) => dir.get(1).map(String::as_str) == Some(&*self.dir.path().to_string_lossy()),
+            Err(_) => true,
+        }
     }
 
     /// A server that also listens with TLS (certificate for 127.0.0.1 and localhost, signed by
