@@ -55,6 +55,37 @@ enum Command {
     Partitions,
     /// Print the OpenAPI 3.1 document of both HTTP surfaces.
     Openapi,
+    /// The reference client: log in with an e-mail code, then sign requests with the session's
+    /// device key (docs/gateway.md "Authenticating requests").
+    Client {
+        #[command(subcommand)]
+        action: ClientAction,
+        /// Where the key and the device_session_id are kept (created mode 0600).
+        #[arg(long, global = true, default_value = "authsession-session.json")]
+        session_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientAction {
+    /// Send a code to ADDR, read it from standard input, confirm with a new Ed25519 key.
+    Login {
+        #[arg(long)]
+        base_url: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Sign one request with the saved session and print the answer.
+    Request {
+        method: String,
+        url: String,
+        /// The request body (sent as application/json, with its Content-Digest).
+        #[arg(long)]
+        data: Option<String>,
+        /// A DPoP proof (RFC 9449) instead of an HTTP message signature.
+        #[arg(long)]
+        dpop: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +137,10 @@ fn main() -> ExitCode {
                     .map_err(Into::into),
             )
         }
+        Command::Client {
+            action,
+            session_file,
+        } => return client(action, session_file),
         _ => {}
     }
     let Some(config) = load_config() else {
@@ -158,12 +193,47 @@ fn main() -> ExitCode {
             Command::Scripts {
                 action: ScriptsAction::Check,
             } => cli::scripts::check(&config, &mut out).await,
-            Command::Serve | Command::Openapi | Command::Partitions | Command::Scripts { .. } => {
+            Command::Serve
+            | Command::Openapi
+            | Command::Partitions
+            | Command::Scripts { .. }
+            | Command::Client { .. } => {
                 unreachable!("handled above")
             }
         }
     });
     report("command", outcome)
+}
+
+/// `authsession client ...`: needs no configuration, only the service's URL.
+fn client(action: &ClientAction, file: &std::path::Path) -> ExitCode {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let outcome = runtime().block_on(async {
+        match action {
+            ClientAction::Login { base_url, email } => {
+                let mut input = std::io::stdin().lock();
+                cli::client::login(base_url, email, file, &mut input, &mut err).await
+            }
+            ClientAction::Request {
+                method,
+                url,
+                data,
+                dpop,
+            } => {
+                cli::client::request(
+                    file,
+                    method,
+                    url,
+                    data.as_deref(),
+                    *dpop,
+                    &mut out,
+                    &mut err,
+                )
+                .await
+            }
+        }
+    });
+    report("client", outcome)
 }
 
 /// Exit 0 when the command found everything healthy, 1 when it did not or could not answer.

@@ -36,6 +36,16 @@ need_schemathesis() {
   target/schemathesis-venv/bin/pip install -q 'schemathesis>=4,<5'
 }
 
+# The independent RFC 9421 and DPoP implementations the edge tests run against, from PyPI, in a
+# venv of their own under target/ (service::edge_auth::interop).
+need_interop() {
+  test -x target/interop-venv/bin/python3 && target/interop-venv/bin/python3 -c 'import http_message_signatures, jwt' 2>/dev/null && return
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+  say "installing http-message-signatures and PyJWT into target/interop-venv"
+  python3 -m venv target/interop-venv
+  target/interop-venv/bin/pip install -q 'http-message-signatures>=3,<4' 'pyjwt[crypto]>=2.10,<3' 'requests>=2.31,<3'
+}
+
 engine() { bash testcontainers/with-engine.sh "$@"; }
 
 case "$tier" in
@@ -46,6 +56,7 @@ case "$tier" in
     ;;
   service)
     need_schemathesis
+    need_interop
     engine cargo test --test api -- "service::$narrow"
     ;;
   topologies)
@@ -54,11 +65,13 @@ case "$tier" in
   full)
     need_luacheck
     need_schemathesis
+    need_interop
     engine cargo test --workspace
     ;;
   torture)
     need_luacheck
     need_schemathesis
+    need_interop
     TORTURE_FAILOVERS="${TORTURE_FAILOVERS:-20}" engine cargo test --workspace -- --include-ignored
     AUTHSESSION_PROTOCOL_BOUND=large cargo test --release --test api -- \
       unit::protocol::every_property_holds_in_the_larger_bound_when_asked --nocapture

@@ -9,16 +9,19 @@
 #     test process, label authsession.testbench.pid, is gone: a concurrent run's stay);
 #   - builds the local images when they are missing (no registry is reachable here): the Redis
 #     image (Debian 12's redis-server, redis-sentinel, redis-cli) and a stand-in for the service
-#     image's distroless runtime base, both from one debootstrap of Debian's packages.
+#     image's distroless runtime base and the nginx image the edge tests run (Debian 12's nginx,
+#     with auth_request), all from one debootstrap of Debian's packages.
 # For `cargo test ...` the setup runs while the test binaries compile (`cargo test --no-run`).
 # Usage: bash testcontainers/with-engine.sh cargo test --workspace
 set -euo pipefail
 
 REDIS_IMAGE="${AUTHSESSION_TEST_REDIS_IMAGE:-authsession-test/redis:bookworm}"
 RUNTIME_IMAGE="${AUTHSESSION_TEST_RUNTIME_IMAGE:-authsession-local/cc-debian12:nonroot}"
+NGINX_IMAGE="${AUTHSESSION_TEST_NGINX_IMAGE:-authsession-test/nginx:bookworm}"
 # The images the build below makes; any other name is pulled.
 LOCAL_REDIS=authsession-test/redis:bookworm
 LOCAL_RUNTIME=authsession-local/cc-debian12:nonroot
+LOCAL_NGINX=authsession-test/nginx:bookworm
 SUITE="${DEBIAN_SUITE:-bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
@@ -67,10 +70,10 @@ setup() {
   # An image named other than the local defaults (an official `redis:7`, the distroless base) is
   # pulled when missing; a missing local default is built.
   build=
-  for image in "$REDIS_IMAGE" "$RUNTIME_IMAGE"; do
+  for image in "$REDIS_IMAGE" "$RUNTIME_IMAGE" "$NGINX_IMAGE"; do
     docker image inspect "$image" >/dev/null 2>&1 && continue
     case "$image" in
-      "$LOCAL_REDIS" | "$LOCAL_RUNTIME") build=1 ;;
+      "$LOCAL_REDIS" | "$LOCAL_RUNTIME" | "$LOCAL_NGINX") build=1 ;;
       *) docker pull "$image" ;;
     esac
   done
@@ -78,13 +81,18 @@ setup() {
   if [[ -n "$build" ]]; then
     root=$(mktemp -d)
     base=$(mktemp -d)
-    say "building $LOCAL_REDIS and $LOCAL_RUNTIME from Debian $SUITE (debootstrap, about a minute)"
-    debootstrap --variant=minbase --include=redis-server,redis-sentinel,ca-certificates \
+    say "building $LOCAL_REDIS, $LOCAL_NGINX and $LOCAL_RUNTIME from Debian $SUITE (debootstrap, about a minute)"
+    debootstrap --variant=minbase --include=redis-server,redis-sentinel,nginx-light,ca-certificates \
       "$SUITE" "$root" "$MIRROR" >/dev/null
     tar -C "$root" --exclude=./var/cache/apt --exclude=./var/lib/apt/lists \
       --exclude=./usr/share/doc --exclude=./usr/share/man -c . |
       docker import -c 'CMD ["redis-server"]' -c 'USER 64999:64999' -c 'LABEL org.opencontainers.image.description="Debian redis-server for authsession tests"' \
         - "$LOCAL_REDIS" >/dev/null
+    # The same root runs nginx (the edge tests give it their configuration and a user).
+    tar -C "$root" --exclude=./var/cache/apt --exclude=./var/lib/apt/lists \
+      --exclude=./usr/share/doc --exclude=./usr/share/man -c . |
+      docker import -c 'CMD ["nginx", "-g", "daemon off;"]' -c 'USER 64999:64999' -c 'LABEL org.opencontainers.image.description="Debian nginx for authsession tests"' \
+        - "$LOCAL_NGINX" >/dev/null
     # The distroless cc base holds glibc, libgcc, CA certificates and a nonroot user; so does this.
     mkdir -p "$base"/lib/x86_64-linux-gnu "$base"/lib64 "$base"/etc/ssl/certs "$base"/tmp
     cp -L "$root"/lib/x86_64-linux-gnu/{libc.so.6,libm.so.6,libgcc_s.so.1} "$base"/lib/x86_64-linux-gnu/

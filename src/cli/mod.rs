@@ -1,6 +1,7 @@
 //! Operator subcommands beside `serve`: the runbook's steps as commands. Each writes a readable
 //! report to `out` and returns whether everything it checked was healthy (exit 0 or 1).
 
+pub mod client;
 pub mod inspect;
 pub mod openapi;
 pub mod partitions;

@@ -18,6 +18,8 @@
 //! older than `max_age` (then the snapshot key is read again), and the cache holds at most
 //! `capacity` sessions (the oldest cached first out).
 
+pub mod edge;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -315,25 +317,32 @@ impl GatewayConsumer {
         })
     }
 
+    /// A session's snapshot: from the cache, else from its snapshot key (then cached); `None`
+    /// when there is no such session.
+    pub async fn session(
+        &self,
+        conn: &mut impl ConnectionLike,
+        device_session_id: &str,
+    ) -> redis::RedisResult<Option<Snapshot>> {
+        if let Some(snapshot) = self.cached(device_session_id) {
+            return Ok(Some(snapshot));
+        }
+        let key = format!("{}{device_session_id}", self.names.snapshot_prefix);
+        let raw: Option<String> = redis::cmd("GET").arg(key).query_async(conn).await?;
+        let parsed = raw.and_then(|json| serde_json::from_str::<Snapshot>(&json).ok());
+        if let Some(snapshot) = &parsed {
+            self.apply(snapshot.clone());
+        }
+        Ok(parsed)
+    }
+
     /// The verdict for a session: from the cache, else from its snapshot key (then cached).
     pub async fn verdict(
         &self,
         conn: &mut impl ConnectionLike,
         device_session_id: &str,
     ) -> redis::RedisResult<Verdict> {
-        let snapshot = match self.cached(device_session_id) {
-            Some(snapshot) => Some(snapshot),
-            None => {
-                let key = format!("{}{device_session_id}", self.names.snapshot_prefix);
-                let raw: Option<String> = redis::cmd("GET").arg(key).query_async(conn).await?;
-                let parsed = raw.and_then(|json| serde_json::from_str::<Snapshot>(&json).ok());
-                if let Some(snapshot) = &parsed {
-                    self.apply(snapshot.clone());
-                }
-                parsed
-            }
-        };
-        Ok(match snapshot {
+        Ok(match self.session(conn, device_session_id).await? {
             Some(s) if s.is_active() => Verdict::Active {
                 client_public_key: s.client_public_key,
             },

@@ -166,6 +166,17 @@ impl Keys {
         format!("{}config", self.prefix)
     }
 
+    /// `P edge_proof:<device_session_id>:<digest of the nonce>` (a gateway's replay marker, in
+    /// the session's slot: `store::edge`). The nonce is hashed so a key's length is bounded
+    /// whatever the client sent.
+    pub fn edge_proof(&self, device_session_id: &DeviceSessionId, once: &str) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(once.as_bytes());
+        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
+        format!("{}edge_proof:{device_session_id}:{digest}", self.prefix)
+    }
+
     /// `G<device_session_id>` (gateway snapshot JSON).
     pub fn gateway_session(&self, device_session_id: &DeviceSessionId) -> String {
         format!("{}{device_session_id}", self.gateway_prefix)
@@ -219,6 +230,9 @@ impl Keys {
         }
         if rest.starts_with("rate:confirm:") {
             return Some("rate_confirm_client");
+        }
+        if rest.starts_with("edge_proof:") {
+            return Some("edge_proof");
         }
         if let Some(user) = rest.strip_prefix(USER) {
             // (Partitioned) `{t}<user_id>:suffix`: the suffix alone tells the kind.

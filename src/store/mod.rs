@@ -4,6 +4,7 @@
 pub mod challenges;
 pub mod config_provider;
 mod connection;
+pub mod edge;
 mod engine;
 pub mod keys;
 pub mod layout;

@@ -75,7 +75,17 @@ fn split_name(name: &str) -> (String, String) {
 /// keys) read-only. Returns once the engine started
 /// it; whether the process serves is the caller's check.
 pub async fn run(command: &[String], dirs: &[(&Path, AccessMode)]) -> Container {
-    let (repo, tag) = split_name(&image_name(REDIS_IMAGE_VAR, DEFAULT_REDIS_IMAGE));
+    run_in(
+        &image_name(REDIS_IMAGE_VAR, DEFAULT_REDIS_IMAGE),
+        command,
+        dirs,
+    )
+    .await
+}
+
+/// [`run`] in another image of the bench (nginx's).
+pub async fn run_in(image: &str, command: &[String], dirs: &[(&Path, AccessMode)]) -> Container {
+    let (repo, tag) = split_name(image);
     let (uid, gid) = container_user();
     let mut request = host_container(repo, tag, "redis")
         .with_cmd(command.iter().cloned())
@@ -87,7 +97,7 @@ pub async fn run(command: &[String], dirs: &[(&Path, AccessMode)]) -> Container 
     request
         .start()
         .await
-        .unwrap_or_else(|e| panic!("cannot start a Redis container ({e}); {SETUP_HINT}"))
+        .unwrap_or_else(|e| panic!("cannot start a container of {image} ({e}); {SETUP_HINT}"))
 }
 
 /// Starts `image` (`repository:tag`) with its own entry point and `env`, on the host network.

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod chaos;
+pub mod edge;
 pub mod engine;
 pub mod fakes;
 pub mod invariants;

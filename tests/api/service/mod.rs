@@ -6,6 +6,7 @@ mod consistency;
 mod containers;
 mod contract;
 mod edge;
+mod edge_auth;
 mod faults;
 mod fuzz;
 pub(crate) mod gateway;

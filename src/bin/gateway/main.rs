@@ -5,6 +5,10 @@
 //! or `{"active": false}`. A session it has no event for is looked up at its snapshot key, so a
 //! restart (cache empty, following from now) never answers from stale state. It serves through
 //! the service's accept loop and limits, and with `--token-file` requires a bearer token.
+//! With `--edge-listen` it also authenticates requests for nginx (`edge.rs`).
+
+mod edge;
+mod lookups;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use clap::Parser;
 use serde_json::json;
@@ -21,8 +25,9 @@ use authsession::config::Config;
 use authsession::gateway::{GatewayConsumer, GatewayNames, Verdict};
 use authsession::http::extract::BodyBudget;
 use authsession::http::server::{serve, Shares};
-use authsession::store::{Dedicated, Keys, Redis};
+use authsession::store::{Keys, Redis};
 use authsession::telemetry;
+use lookups::Shared;
 use secrecy::SecretString;
 
 #[derive(Parser)]
@@ -55,47 +60,19 @@ struct Args {
     /// it); without this, such a `--listen` needs `--token-file`.
     #[arg(long)]
     unauthenticated: bool,
-}
-
-#[derive(Clone)]
-struct Shared {
-    consumer: Arc<GatewayConsumer>,
-    redis: Redis,
-    /// The connection snapshot lookups share (multiplexed), replaced after an error.
-    lookups: Arc<tokio::sync::Mutex<Lookups>>,
-}
-
-/// The lookup connection and when it was last opened: after an error it is opened again at most
-/// once per [`REOPEN_EVERY`], so a failing Redis is not met with a new connection per request.
-#[derive(Default)]
-struct Lookups {
-    conn: Option<Dedicated>,
-    opened: Option<std::time::Instant>,
-}
-
-const REOPEN_EVERY: Duration = Duration::from_secs(1);
-
-impl Shared {
-    /// The lookup connection, opened on first use and after a failure (at most once a second).
-    async fn lookups(&self) -> Result<Dedicated, String> {
-        let mut held = self.lookups.lock().await;
-        if let Some(conn) = &held.conn {
-            return Ok(conn.clone());
-        }
-        if held.opened.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
-            return Err(
-                "redis unavailable; the lookup connection reopens at most once a second".into(),
-            );
-        }
-        held.opened = Some(std::time::Instant::now());
-        let conn = self.redis.dedicated().await.map_err(|e| e.to_string())?;
-        held.conn = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn forget_lookups(&self) {
-        self.lookups.lock().await.conn = None;
-    }
+    /// Where to serve nginx: `/auth` (for `auth_request`) and the relay for requests with a
+    /// body (docs/gateway.md "Authenticating requests"); off when not given.
+    #[arg(long)]
+    edge_listen: Option<SocketAddr>,
+    /// Where the relay sends authenticated requests with a body (the upstream's base URL).
+    #[arg(long)]
+    upstream: Option<url::Url>,
+    /// A signature `created` (or DPoP `iat`) longer ago than this is stale.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    max_age: Duration,
+    /// How far ahead of this gateway's clock a proof may be created.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    clock_skew: Duration,
 }
 
 /// Shortest token accepted, as for the service's internal surface.
@@ -151,6 +128,16 @@ async fn main() -> ExitCode {
         }
     };
     let keys = Keys::new(&config.redis, &config.gateway);
+    let edge_listener = match args.edge_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("cannot listen on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     let consumer = Arc::new(GatewayConsumer::with_limits(
         GatewayNames {
             snapshot_prefix: keys.gateway_session_prefix().to_owned(),
@@ -166,13 +153,15 @@ async fn main() -> ExitCode {
         let (consumer, redis, from) = (consumer.clone(), redis.clone(), args.from.clone());
         tokio::spawn(follow(consumer, redis, stream, from, block_ms));
     }
+    let shared = Shared {
+        consumer,
+        keys,
+        redis,
+        lookups: Arc::default(),
+    };
     let mut app = Router::new()
         .route("/sessions/{device_session_id}", get(session))
-        .with_state(Shared {
-            consumer,
-            redis,
-            lookups: Arc::default(),
-        });
+        .with_state(shared.clone());
     if let Some(token) = &token {
         app = authsession::http::internal::with_bearer(app, token, "gateway");
     }
@@ -189,16 +178,44 @@ async fn main() -> ExitCode {
     let limits = authsession::app::connection_limits(&config);
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(authsession::app::stop_on_signal(shutdown.clone()));
-    serve(
-        "gateway",
-        listener,
-        app,
-        limits,
-        Shares::new(limits, authsession::app::addressing(&config)),
-        BodyBudget::new(config.http_body_buffer_bytes, config.http_body_read_timeout),
-        shutdown,
-    )
-    .await;
+    let bodies = BodyBudget::new(config.http_body_buffer_bytes, config.http_body_read_timeout);
+    let shares = || Shares::new(limits, authsession::app::addressing(&config));
+    let edge = edge_listener.map(|listener| {
+        let edge = edge::Edge {
+            shared,
+            policy: authsession::gateway::edge::Policy {
+                max_age: args.max_age,
+                clock_skew: args.clock_skew,
+            },
+            upstream: args.upstream.clone(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(edge::UPSTREAM_TIMEOUT)
+                .build()
+                .expect("an HTTP client with no TLS settings builds"),
+        };
+        let router = Router::new()
+            .route("/auth", get(edge::auth))
+            .fallback(any(edge::relay))
+            .with_state(edge);
+        tracing::info!(addr = ?listener.local_addr().ok(), "edge authentication listening");
+        serve(
+            "edge",
+            listener,
+            router,
+            limits,
+            shares(),
+            bodies.clone(),
+            shutdown.clone(),
+        )
+    });
+    let lookups = serve("gateway", listener, app, limits, shares(), bodies, shutdown);
+    match edge {
+        Some(edge) => {
+            tokio::join!(lookups, edge);
+        }
+        None => lookups.await,
+    }
     tracing::info!("gateway consumer stopped");
     ExitCode::SUCCESS
 }
