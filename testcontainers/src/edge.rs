@@ -76,6 +76,34 @@ impl Nginx {
     }
 }
 
+/// The nginx configuration docs/gateway.md gives ("The nginx configuration", verbatim), its
+/// example addresses replaced: the gateway's edge listener, the upstream, nginx's port.
+pub fn documented_config(edge: &str, upstream: &str, port: u16) -> String {
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gateway.md"),
+    )
+    .expect("docs/gateway.md");
+    let section = docs
+        .split("### The nginx configuration")
+        .nth(1)
+        .expect("the docs' nginx section");
+    let block = section
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("an nginx block");
+    for example in ["127.0.0.1:8091", "127.0.0.1:9000", "listen 8080;"] {
+        assert!(
+            block.contains(example),
+            "the documented configuration no longer names {example}"
+        );
+    }
+    block
+        .replace("127.0.0.1:8091", edge)
+        .replace("127.0.0.1:9000", upstream)
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
+}
+
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
 pub struct Reached {
@@ -101,8 +129,21 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Self {
+        Self::serve(true).await
+    }
+
+    /// An upstream that keeps nothing (load runs): it answers as [`Upstream::start`]'s does.
+    pub async fn start_quiet() -> Self {
+        Self::serve(false).await
+    }
+
+    async fn serve(recording: bool) -> Self {
         let reached: Arc<Mutex<Vec<Reached>>> = Arc::default();
-        let router = Router::new().fallback(record).with_state(reached.clone());
+        let router = if recording {
+            Router::new().fallback(record).with_state(reached.clone())
+        } else {
+            Router::new().fallback(answer)
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -118,6 +159,13 @@ impl Upstream {
     pub fn clear(&self) {
         self.reached.lock().unwrap().clear();
     }
+}
+
+async fn answer(headers: HeaderMap) -> axum::Json<serde_json::Value> {
+    let user = headers
+        .get("x-authsession-user-id")
+        .and_then(|v| v.to_str().ok());
+    axum::Json(serde_json::json!({"user_id": user}))
 }
 
 async fn record(

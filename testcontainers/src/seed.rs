@@ -20,6 +20,17 @@ pub async fn active_sessions(
     user_id: &UserId,
     count: usize,
 ) -> Vec<DeviceSessionId> {
+    active_sessions_with_key(store, user_id, count, None).await
+}
+
+/// [`active_sessions`] bound to `client_public_key` (standard base64) when given, else each to a
+/// random one: sessions whose private key the caller holds, to sign requests with.
+pub async fn active_sessions_with_key(
+    store: &Store,
+    user_id: &UserId,
+    count: usize,
+    client_public_key: Option<&str>,
+) -> Vec<DeviceSessionId> {
     assert!(
         count <= MAX_ACTIVE_SESSIONS_CEILING as usize,
         "a user holds at most {MAX_ACTIVE_SESSIONS_CEILING} active sessions"
@@ -51,7 +62,8 @@ pub async fn active_sessions(
                 .keys
                 .layout()
                 .device_session_id(&challenge_id, user_id);
-            let key = ClientPublicKey::parse(&public_key()).expect("a valid key");
+            let key = client_public_key.map_or_else(public_key, str::to_owned);
+            let key = ClientPublicKey::parse(&key).expect("a valid key");
             let request = ConfirmRequest {
                 challenge_id: &challenge_id,
                 code_hashes: &hashes,

@@ -4,7 +4,9 @@
 -- Usage: wrk -t2 -c64 -d5s -s confirm.lua http://127.0.0.1:PORT -- FILE THREADS
 local threads = {}
 local counter = 0
-local thread_id = 0
+-- A global: `thread:set` in `setup` writes the thread state's globals (a `local` here would
+-- stay 0 in every thread, and both threads would send the same lines).
+thread_id = 0
 local pairs_of = {}
 
 function setup(thread)

@@ -3,7 +3,9 @@
 -- Usage: wrk -t2 -c64 -d5s -s send.lua http://127.0.0.1:PORT
 local threads = {}
 local counter = 0
-local thread_id = 0
+-- A global: `thread:set` in `setup` writes the thread state's globals (a `local` here would
+-- stay 0 in every thread, and both threads would send the same lines).
+thread_id = 0
 
 function setup(thread)
   thread:set("thread_id", #threads)

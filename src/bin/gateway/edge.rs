@@ -3,18 +3,19 @@
 //! auth subrequest carries no body, so the body is checked where it passes). docs/gateway.md
 //! "Authenticating requests" is the contract.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde_json::json;
 
 use authsession::domain::DeviceSessionId;
-use authsession::gateway::edge::{self, digest, Policy, Reason, Request, Scheme, Target};
+use authsession::gateway::edge::{
+    self, digest, Policy, Reason, Request, Scheme, SessionKeys, Target,
+};
 use authsession::store;
 
 use crate::lookups::Shared;
@@ -30,6 +31,8 @@ pub struct Edge {
     /// Where the relay sends requests with a body (`--upstream`).
     pub upstream: Option<url::Url>,
     pub client: reqwest::Client,
+    /// Session keys decoded once (as many as the consumer caches sessions).
+    pub keys: Arc<SessionKeys>,
 }
 
 /// Who a request is from, once authenticated.
@@ -145,18 +148,14 @@ impl Edge {
             Ok(snapshot) => snapshot.ok_or(refuse(Reason::UnknownSession))?,
             Err(error) => {
                 tracing::warn!(%error, "session lookup failed");
-                self.shared.forget_lookups().await;
+                self.shared.forget_lookups();
                 return Err(Refusal::Unavailable);
             }
         };
         if !snapshot.is_active() {
             return Err(refuse(Reason::Revoked));
         }
-        let key: [u8; 32] = STANDARD
-            .decode(&snapshot.client_public_key)
-            .ok()
-            .and_then(|k| k.try_into().ok())
-            .ok_or(refuse(Reason::BadSignature))?;
+        let key = self.keys.get(&snapshot.client_public_key).map_err(refuse)?;
         proof.verify(&key).map_err(refuse)?;
         if let Some(body) = body.filter(|_| request.has_body) {
             let field = request
@@ -173,7 +172,7 @@ impl Edge {
             Ok(false) => Err(refuse(Reason::Replayed)),
             Err(error) => {
                 tracing::warn!(%error, "replay marker failed");
-                self.shared.forget_lookups().await;
+                self.shared.forget_lookups();
                 Err(Refusal::Unavailable)
             }
         }
@@ -235,9 +234,9 @@ fn relayed(name: &HeaderName) -> bool {
         && !name.starts_with("x-authsession-")
 }
 
-/// Every other path of the edge listener: a request with a body, authenticated with its body's
-/// digest checked, then sent to `--upstream` at its original method and URI with the identity
-/// headers; the upstream's answer is passed back.
+/// `/relay` (nginx rewrites every request with a body to it): the request authenticated with its
+/// body's digest checked, then sent to `--upstream` at its original method and URI with the
+/// identity headers; the upstream's answer is passed back.
 pub async fn relay(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(upstream) = edge.upstream.clone() else {
         return Refusal::Misconfigured("the relay has no --upstream").into_response();

@@ -188,6 +188,9 @@ async fn main() -> ExitCode {
                 clock_skew: args.clock_skew,
             },
             upstream: args.upstream.clone(),
+            keys: Arc::new(authsession::gateway::edge::SessionKeys::new(
+                args.cache_entries,
+            )),
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(edge::UPSTREAM_TIMEOUT)
@@ -196,7 +199,7 @@ async fn main() -> ExitCode {
         };
         let router = Router::new()
             .route("/auth", get(edge::auth))
-            .fallback(any(edge::relay))
+            .route("/relay", any(edge::relay))
             .with_state(edge);
         tracing::info!(addr = ?listener.local_addr().ok(), "edge authentication listening");
         serve(
@@ -275,7 +278,7 @@ async fn session(
         Err(e) => Err(e),
     };
     if verdict.is_err() {
-        shared.forget_lookups().await;
+        shared.forget_lookups();
     }
     Json(match verdict {
         Ok(Verdict::Active { client_public_key }) => {

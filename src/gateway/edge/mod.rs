@@ -14,9 +14,12 @@ pub mod dpop;
 pub mod signature;
 mod target;
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 pub use target::Target;
 
 /// How old (and how far ahead) a proof may be.
@@ -137,15 +140,63 @@ pub struct Proof {
 }
 
 impl Proof {
-    /// Checks the signature with the session's key (RFC 8032 strict verification: no
-    /// small-order key or non-canonical signature passes).
-    pub fn verify(&self, session_key: &[u8; 32]) -> Result<(), Reason> {
-        if self.named_key.is_some_and(|named| &named != session_key) {
+    /// Checks the signature with the session's key, as [`SessionKeys`] decoded it (RFC 8032
+    /// verification with a canonical `S`; the key was refused there if of small order).
+    pub fn verify(&self, session_key: &VerifyingKey) -> Result<(), Reason> {
+        if self
+            .named_key
+            .is_some_and(|named| &named != session_key.as_bytes())
+        {
             return Err(Reason::BadSignature);
         }
-        let key = VerifyingKey::from_bytes(session_key).map_err(|_| Reason::BadSignature)?;
-        key.verify_strict(&self.message, &self.signature)
+        // Not `verify_strict`: its one further check, a small-order `R`, guards against
+        // malleable signatures (two valid signatures of one message), which the nonce store
+        // makes harmless here, at the price of a point decompression (about 10 us) per request.
+        session_key
+            .verify(&self.message, &self.signature)
             .map_err(|_| Reason::BadSignature)
+    }
+}
+
+/// Session keys decoded once: base64, the point decompressed (the most expensive step after
+/// the signature check itself), small-order keys refused (anyone can sign for those). At most
+/// `capacity` held; past it, the oldest decoded is dropped.
+pub struct SessionKeys {
+    held: std::sync::Mutex<(HashMap<String, VerifyingKey>, VecDeque<String>)>,
+    capacity: usize,
+}
+
+impl SessionKeys {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            held: Default::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The key of a snapshot's `client_public_key` (standard base64 of 32 bytes).
+    pub fn get(&self, client_public_key: &str) -> Result<VerifyingKey, Reason> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = held.0.get(client_public_key) {
+            return Ok(*key);
+        }
+        let bytes: [u8; 32] = STANDARD
+            .decode(client_public_key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or(Reason::BadSignature)?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| Reason::BadSignature)?;
+        if key.is_weak() {
+            return Err(Reason::BadSignature);
+        }
+        if held.1.len() >= self.capacity {
+            if let Some(oldest) = held.1.pop_front() {
+                held.0.remove(&oldest);
+            }
+        }
+        held.0.insert(client_public_key.to_owned(), key);
+        held.1.push_back(client_public_key.to_owned());
+        Ok(key)
     }
 }
 

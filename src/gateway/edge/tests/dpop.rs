@@ -57,7 +57,7 @@ fn dpop_request(
         has_body: false,
     };
     let proof = read(&request, NOW, &Policy::default())?;
-    proof.verify(key().verifying_key().as_bytes())?;
+    proof.verify(&key().verifying_key())?;
     Ok(proof)
 }
 

@@ -113,7 +113,7 @@ fn signed(
         has_body: body.is_some(),
     };
     let proof = read(&request, NOW, &Policy::default())?;
-    proof.verify(key().verifying_key().as_bytes())?;
+    proof.verify(&key().verifying_key())?;
     Ok(proof)
 }
 
@@ -342,4 +342,30 @@ fn content_digest_binds_the_body() {
     assert_eq!(digest::check(&field, b"{\"a\":1}"), Ok(()));
     assert_eq!(digest::check(&field, b"{\"a\":2}"), Err(Reason::Digest));
     assert_eq!(digest::check("sha-512=:AAAA:", b""), Err(Reason::Malformed));
+}
+
+#[test]
+fn session_keys_are_decoded_once_and_small_order_keys_refused() {
+    let keys = SessionKeys::new(2);
+    let encode = |bytes: &[u8]| STANDARD.encode(bytes);
+    let good = encode(key().verifying_key().as_bytes());
+    assert_eq!(keys.get(&good).unwrap(), key().verifying_key());
+    // The identity point (small order): anyone could sign for it.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    assert_eq!(keys.get(&encode(&identity)), Err(Reason::BadSignature));
+    assert_eq!(keys.get("not base64"), Err(Reason::BadSignature));
+    for seed in 1..=3u8 {
+        keys.get(&encode(
+            SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .as_bytes(),
+        ))
+        .unwrap();
+    }
+    assert_eq!(
+        keys.held.lock().unwrap().0.len(),
+        2,
+        "at most the capacity is held"
+    );
 }

@@ -5,6 +5,7 @@
 //!     cargo run --release -p authsession-testbench --bin loadgen -- --help
 
 mod ceiling;
+mod edge;
 mod memory;
 mod partitioned;
 mod profile;
@@ -80,6 +81,16 @@ struct Args {
     /// (docs/performance.md says how the flamegraphs are drawn from them).
     #[arg(long)]
     perf_dir: Option<std::path::PathBuf>,
+    /// Run scenario 11 (requests authenticated at the edge: nginx, the gateway binary beside
+    /// this one, an upstream).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    edge: bool,
+    /// Run scenario 11 only.
+    #[arg(long)]
+    only_edge: bool,
+    /// Revokes timed at the edge, from their `200` to the first refused request (scenario 11).
+    #[arg(long, default_value_t = 1000)]
+    edge_revokes: usize,
     /// Worker threads of the service's runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
@@ -169,6 +180,12 @@ fn main() {
         std::fs::create_dir_all(dir).expect("the --perf-dir directory");
         profile::PERF_DIR.set(dir.clone()).expect("set once");
     }
+    if args.only_edge {
+        driver.block_on(edge_scenario(&args, &env, &config, &internal));
+        stop.cancel();
+        drop(service_rt);
+        return;
+    }
     if args.targets || args.only_targets {
         driver.block_on(async {
             let mut conn = redis.connection().await;
@@ -195,10 +212,31 @@ fn main() {
         });
     }
     if !args.only_targets {
+        if args.edge {
+            driver.block_on(edge_scenario(&args, &env, &config, &internal));
+        }
         driver.block_on(run(args, redis, mail, public, internal, config));
     }
     stop.cancel();
     drop(service_rt);
+}
+
+/// Scenario 11 against the first service's Redis and names.
+async fn edge_scenario(
+    args: &Args,
+    env: &std::collections::HashMap<String, String>,
+    config: &Config,
+    internal: &str,
+) {
+    let store = Store::new(
+        Redis::new(&config.redis).unwrap(),
+        &config.redis,
+        &config.gateway,
+        &config.policy,
+    );
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let duration = Duration::from_secs(args.duration);
+    edge::measure(&store, &env, internal, duration, args.edge_revokes).await;
 }
 
 /// The Redis version the bench's image runs (`INFO server`).

@@ -13,11 +13,16 @@ pub struct Profiled(Vec<std::process::Child>);
 
 impl Profiled {
     pub fn start(what: &str) -> Self {
+        Self::start_process(what, std::process::id())
+    }
+
+    /// [`Profiled::start`] of another process (the gateway binary of scenario 11).
+    pub fn start_process(what: &str, pid: u32) -> Self {
         let Some(dir) = PERF_DIR.get() else {
             return Self(Vec::new());
         };
         let route = what.split(',').next().unwrap_or(what).trim();
-        let pid = std::process::id().to_string();
+        let pid = pid.to_string();
         let data = dir.join(format!("{route}.perf.data"));
         let stat = dir.join(format!("{route}.syscalls.txt"));
         let record = std::process::Command::new("perf")

@@ -44,7 +44,7 @@ fn forwarded(n: u64) -> String {
 }
 
 /// What one request took, or why it failed.
-type Outcome = Result<Duration, String>;
+pub type Outcome = Result<Duration, String>;
 
 /// Latencies and failures of one run.
 #[derive(Default)]
@@ -67,6 +67,12 @@ impl Tally {
 
     /// Prints the run's line; returns (answers per second, p99 ms).
     fn report(&self, what: &str, elapsed: Duration) -> (f64, f64) {
+        let (rate, _, p99) = self.report_all(what, elapsed);
+        (rate, p99)
+    }
+
+    /// Prints the run's line; returns (answers per second, p50 ms, p99 ms).
+    fn report_all(&self, what: &str, elapsed: Duration) -> (f64, f64, f64) {
         let mut micros = self.micros.lock().unwrap();
         micros.sort_unstable();
         let pct = |p: f64| {
@@ -88,7 +94,7 @@ impl Tally {
                 format!("{failures:?}")
             }
         );
-        (rate, pct(0.99))
+        (rate, pct(0.5), pct(0.99))
     }
 }
 
@@ -123,8 +129,24 @@ where
     tally.report(what, started.elapsed())
 }
 
-/// Requests started at `rate` per second for `duration`, whatever their latency.
+/// Requests started at `rate` per second for `duration`, whatever their latency: (answers per
+/// second, p99 ms).
 async fn open<F, Fut>(what: &str, rate: f64, duration: Duration, request: F) -> (f64, f64)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<Outcome>> + Send + 'static,
+{
+    let (rate, _, p99) = open_loop(what, rate, duration, request).await;
+    (rate, p99)
+}
+
+/// [`open`], with the median too: (answers per second, p50 ms, p99 ms).
+pub async fn open_loop<F, Fut>(
+    what: &str,
+    rate: f64,
+    duration: Duration,
+    request: F,
+) -> (f64, f64, f64)
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Option<Outcome>> + Send + 'static,
@@ -147,7 +169,7 @@ where
     for task in tasks {
         task.await.unwrap();
     }
-    tally.report(what, started.elapsed())
+    tally.report_all(what, started.elapsed())
 }
 
 /// One POST with a JSON body from client `n`; the answer's status must be `want`.
@@ -297,6 +319,16 @@ fn wrk(
         .ok()?;
     drop(profiled);
     let text = String::from_utf8_lossy(&out.stdout);
+    let (rate, p50, p99, failures) = wrk_figures(&text)?;
+    let requests = rate * duration.as_secs_f64();
+    println!(
+        "  | {what} (wrk) | {requests:.0} | {rate:.0} | {p50:.2} | {p99:.2} | | non-2xx: {failures} |"
+    );
+    Some((rate, p99))
+}
+
+/// What `wrk --latency` printed: (requests per second, p50 ms, p99 ms, non-2xx answers).
+pub fn wrk_figures(text: &str) -> Option<(f64, f64, f64, String)> {
     let after = |label: &str| {
         text.lines()
             .find_map(|line| line.trim().strip_prefix(label).map(str::trim))
@@ -315,12 +347,8 @@ fn wrk(
     };
     let p50 = after("50%").and_then(millis).unwrap_or(f64::NAN);
     let p99 = after("99%").and_then(millis).unwrap_or(f64::NAN);
-    let requests = after("Requests/sec:").map_or(0.0, |_| rate * duration.as_secs_f64());
     let failures = after("Non-2xx or 3xx responses:").unwrap_or_else(|| "none".to_owned());
-    println!(
-        "  | {what} (wrk) | {requests:.0} | {rate:.0} | {p50:.2} | {p99:.2} | | non-2xx: {failures} |"
-    );
-    Some((rate, p99))
+    Some((rate, p50, p99, failures))
 }
 
 /// The reference script's calls per second by `redis-benchmark`, as the bench README runs it.

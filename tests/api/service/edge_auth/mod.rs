@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authsession::gateway::edge::{digest, dpop, signature, Request, Target};
-use authsession_testbench::edge::{Nginx, Upstream};
+use authsession_testbench::edge::{documented_config, Nginx, Upstream};
 use authsession_testbench::{free_port, unique_email, ServiceProcess};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,31 +20,6 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::helpers::{harness, Harness};
-
-/// The nginx configuration docs/gateway.md gives, with its example addresses.
-fn documented_nginx_config() -> String {
-    let docs =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/gateway.md"))
-            .unwrap();
-    let section = docs
-        .split("### The nginx configuration")
-        .nth(1)
-        .expect("the docs' nginx section");
-    let block = section
-        .split("```nginx\n")
-        .nth(1)
-        .expect("an nginx block")
-        .split("\n```")
-        .next()
-        .unwrap();
-    for example in ["127.0.0.1:8091", "127.0.0.1:9000", "listen 8080;"] {
-        assert!(
-            block.contains(example),
-            "the documented configuration no longer names {example}"
-        );
-    }
-    block.to_owned()
-}
 
 /// One gateway with its edge listener and the nginx in front of it.
 pub struct Front {
@@ -134,10 +109,7 @@ pub async fn front(h: &Harness, upstream: &Upstream, extra: &[&str]) -> Front {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let config = documented_nginx_config()
-        .replace("127.0.0.1:8091", &edge)
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", upstream.port))
-        .replace("listen 8080;", &format!("listen 127.0.0.1:{nginx_port};"));
+    let config = documented_config(&edge, &format!("127.0.0.1:{}", upstream.port), nginx_port);
     let nginx = Nginx::start(&config, nginx_port).await;
     Front { gateway, nginx }
 }

@@ -119,4 +119,18 @@ async fn without_redis_the_edge_fails_closed() {
         );
     }
     assert_eq!(edge.upstream.reached().len(), 1);
+    // The gateway gone too: nginx answers 5xx, never lets a request through.
+    edge.fronts[0]
+        .gateway
+        .signal(nix::sys::signal::Signal::SIGKILL);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for (method, body) in [("GET", None), ("POST", Some(&body[..]))] {
+        let url = edge.url("/v1/me");
+        let answer = send(method, &url, session.sign(method, &url, body), body).await;
+        assert!(
+            answer.status >= 500,
+            "{method} with the gateway down: {answer:?}"
+        );
+    }
+    assert_eq!(edge.upstream.reached().len(), 1);
 }

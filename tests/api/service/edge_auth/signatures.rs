@@ -25,17 +25,27 @@ async fn signed_requests_reach_the_upstream_as_the_sessions_user() {
     );
     let body = br#"{"name":"first"}"#;
     let url_post = edge.url("/v1/items");
-    let answer = send(
-        "POST",
-        &url_post,
-        session.sign("POST", &url_post, Some(body)),
-        Some(body),
-    )
-    .await;
+    let mut fields = session.sign("POST", &url_post, Some(body));
+    fields.insert(
+        "x-authsession-user-id",
+        HeaderValue::from_static("someone-else"),
+    );
+    let answer = send("POST", &url_post, fields, Some(body)).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 
+    // A chunked body (no Content-Length) goes through the relay too.
+    let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(&body[..5]), Ok(&body[5..])];
+    let answer = reqwest::Client::new()
+        .post(&url_post)
+        .headers(session.sign("POST", &url_post, Some(body)))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
     let reached = edge.upstream.reached();
-    assert_eq!(reached.len(), 2, "{reached:?}");
+    assert_eq!(reached.len(), 3, "{reached:?}");
+    assert_eq!(reached[2].body, body, "the chunked body");
     let (get, post) = (&reached[0], &reached[1]);
     assert_eq!(
         (get.method.as_str(), get.uri.as_str()),
