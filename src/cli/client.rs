@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Error;
-use crate::gateway::edge::{digest, dpop, signature, Request, Target};
+use crate::gateway::edge::{dpop, signature, Request, Target};
 use crate::http::public::{CONFIRM_EMAIL_CODE, SEND_EMAIL_CODE};
 
 /// What the session file holds.
@@ -143,25 +143,24 @@ pub async fn request(
     let target = Target::from_url(&url).map_err(|_| usage("the URL cannot be signed"))?;
     let mut fields = http::HeaderMap::new();
     let body = data.map(|d| d.as_bytes().to_vec());
-    if let Some(body) = &body {
-        fields.insert("content-digest", header(&digest::sha256_field(body))?);
+    if body.is_some() {
         fields.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
     }
-    let request = Request {
-        method: &method,
-        target: &target,
-        fields: &fields,
-        has_body: body.is_some(),
-    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs() as i64;
     let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
     if use_dpop {
+        let request = Request {
+            method: &method,
+            target: &target,
+            fields: &fields,
+            has_body: body.is_some(),
+        };
         let proof = dpop::prove(&request, &key, &saved.device_session_id, now, &nonce);
         fields.insert(
             http::header::AUTHORIZATION,
@@ -169,10 +168,19 @@ pub async fn request(
         );
         fields.insert("dpop", header(&proof)?);
     } else {
-        let signed = signature::sign(&request, &key, &saved.device_session_id, (now, &nonce), &[])
+        let signer = signature::Signer {
+            key: &key,
+            keyid: &saved.device_session_id,
+        };
+        signer
+            .sign_fields(
+                (&method, &target),
+                &mut fields,
+                body.as_deref(),
+                (now, &nonce),
+                &[],
+            )
             .map_err(|_| usage("the request cannot be signed"))?;
-        fields.insert("signature-input", header(&signed.signature_input)?);
-        fields.insert("signature", header(&signed.signature)?);
     }
     let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| usage("the method"))?;
     let mut outgoing = reqwest::Client::new().request(method, url).headers(fields);

@@ -102,6 +102,18 @@ struct Original {
     has_body: bool,
 }
 
+impl Original {
+    /// The request to authenticate: this target, with the client's `fields`.
+    fn request<'a>(&'a self, fields: &'a HeaderMap, has_body: bool) -> Request<'a> {
+        Request {
+            method: &self.method,
+            target: &self.target,
+            fields,
+            has_body,
+        }
+    }
+}
+
 fn original(headers: &HeaderMap) -> Result<Original, Refusal> {
     let get = |name: &'static str| -> Result<&str, Refusal> {
         headers
@@ -184,12 +196,7 @@ impl Edge {
 pub async fn auth(State(edge): State<Edge>, headers: HeaderMap) -> Response {
     let outcome = async {
         let original = original(&headers)?;
-        let request = Request {
-            method: &original.method,
-            target: &original.target,
-            fields: &headers,
-            has_body: original.has_body,
-        };
+        let request = original.request(&headers, original.has_body);
         edge.authenticate(&request, None).await
     }
     .await;
@@ -243,12 +250,7 @@ pub async fn relay(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) ->
     };
     let outcome = async {
         let original = original(&headers)?;
-        let request = Request {
-            method: &original.method,
-            target: &original.target,
-            fields: &headers,
-            has_body: original.has_body || !body.is_empty(),
-        };
+        let request = original.request(&headers, original.has_body || !body.is_empty());
         let identity = edge.authenticate(&request, Some(&body)).await?;
         Ok::<_, Refusal>((original, identity))
     }

@@ -2,10 +2,10 @@
 //! [`Proof`], and the signature base both the gateway (to verify) and the reference client (to
 //! sign) build with [`base`].
 
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use sfv::{BareItem, Dictionary, FieldType, InnerList, Item, ListEntry, Parameters, Parser};
 
-use super::{fresh, nonce_ok, Policy, Proof, Reason, Request, Scheme};
+use super::{fresh, nonce_ok, Policy, Proof, Reason, Request, Scheme, Target};
 
 /// Reads the request's signature (`Signature-Input` and `Signature`): exactly one, with
 /// `keyid`, `created` and `nonce`, `alg` absent or `ed25519`, covering what the rules require.
@@ -177,6 +177,40 @@ pub fn sign(
         signature_input: input.serialize().ok_or(Reason::Malformed)?,
         signature: signed.serialize().ok_or(Reason::Malformed)?,
     })
+}
+
+/// Who signs: a session's key and its `device_session_id`.
+pub struct Signer<'a> {
+    pub key: &'a SigningKey,
+    pub keyid: &'a str,
+}
+
+impl Signer<'_> {
+    /// Signs a request in place as the reference client does: `Content-Digest` when it has a
+    /// body, then `Signature-Input` and `Signature` ([`sign`], covering `extra` too).
+    pub fn sign_fields(
+        &self,
+        (method, target): (&str, &Target),
+        fields: &mut http::HeaderMap,
+        body: Option<&[u8]>,
+        stamp: (i64, &str),
+        extra: &[&str],
+    ) -> Result<(), Reason> {
+        let value = |v: &str| http::HeaderValue::from_str(v).map_err(|_| Reason::Malformed);
+        if let Some(body) = body {
+            fields.insert("content-digest", value(&super::digest::sha256_field(body))?);
+        }
+        let request = Request {
+            method,
+            target,
+            fields,
+            has_body: body.is_some(),
+        };
+        let signed = sign(&request, self.key, self.keyid, stamp, extra)?;
+        fields.insert("signature-input", value(&signed.signature_input)?);
+        fields.insert("signature", value(&signed.signature)?);
+        Ok(())
+    }
 }
 
 /// A Dictionary field of the request, every line of it.

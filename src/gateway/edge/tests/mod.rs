@@ -83,28 +83,20 @@ fn signed(
 ) -> Result<Proof, Reason> {
     let target = Target::from_original("https", "api.example.com", uri).unwrap();
     let mut fields = fields(&[("x-extra", "one")]);
-    if let Some(body) = body {
-        fields.insert(
-            "content-digest",
-            HeaderValue::from_str(&digest::sha256_field(body)).unwrap(),
-        );
-    }
-    let request = Request {
-        method,
-        target: &target,
-        fields: &fields,
-        has_body: body.is_some(),
+    let signer = signature::Signer {
+        key: &key(),
+        keyid: ID,
     };
-    let signed = signature::sign(&request, &key(), ID, (NOW as i64, NONCE), &[]).unwrap();
+    signer
+        .sign_fields(
+            (method, &target),
+            &mut fields,
+            body,
+            (NOW as i64, NONCE),
+            &[],
+        )
+        .unwrap();
     let (mut method, mut target) = (method.to_owned(), target.clone());
-    fields.insert(
-        "signature-input",
-        HeaderValue::from_str(&signed.signature_input).unwrap(),
-    );
-    fields.insert(
-        "signature",
-        HeaderValue::from_str(&signed.signature).unwrap(),
-    );
     change(&mut method, &mut target, &mut fields);
     let request = Request {
         method: &method,

@@ -331,11 +331,7 @@ async fn revocation_delay(
         }
     }
     delays.sort_unstable();
-    let pct = |p: f64| {
-        delays
-            .get(((delays.len().max(1) - 1) as f64 * p) as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
+    let pct = |p: f64| crate::propagation::percentile_ms(&delays, p);
     println!(
         "\n  revocation at the edge ({} revokes, one at a time): first 401 after the revoke's 200: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
          not used or not revoked: {unused}; never refused within 5 s: {never}",

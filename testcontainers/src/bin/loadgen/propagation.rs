@@ -96,11 +96,7 @@ pub async fn propagation(store: &Store, internal: &str, revokes: usize) {
         }
     }
     delays.sort_unstable();
-    let pct = |p: f64| {
-        delays
-            .get(((delays.len().max(1) - 1) as f64 * p) as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
+    let pct = |p: f64| percentile_ms(&delays, p);
     println!(
         "  revokes acknowledged: {}; seen by the consumer: {}; before their 200 arrived: {before_ack}; never seen: {missing}",
         acked.len(),
@@ -112,6 +108,13 @@ pub async fn propagation(store: &Store, internal: &str, revokes: usize) {
         pct(0.99),
         pct(1.0)
     );
+}
+
+/// The `p` quantile of `sorted` delays, in milliseconds (0 for none).
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p) as usize)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 async fn follow(

@@ -10,7 +10,7 @@ mod signatures;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use authsession::gateway::edge::{digest, dpop, signature, Request, Target};
+use authsession::gateway::edge::{dpop, signature, Request, Target};
 use authsession_testbench::edge::{documented_config, Nginx, Upstream};
 use authsession_testbench::{free_port, unique_email, ServiceProcess};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -234,27 +234,19 @@ impl Session {
         extra: &[&str],
     ) -> HeaderMap {
         let target = Target::from_url(&url::Url::parse(url).unwrap()).unwrap();
-        if let Some(body) = body {
-            fields.insert(
-                "content-digest",
-                HeaderValue::from_str(&digest::sha256_field(body)).unwrap(),
-            );
-        }
-        let request = Request {
-            method,
-            target: &target,
-            fields: &fields,
-            has_body: body.is_some(),
+        let signer = signature::Signer {
+            key: &self.key,
+            keyid,
         };
-        let signed = signature::sign(&request, &self.key, keyid, (created, nonce), extra).unwrap();
-        fields.insert(
-            "signature-input",
-            HeaderValue::from_str(&signed.signature_input).unwrap(),
-        );
-        fields.insert(
-            "signature",
-            HeaderValue::from_str(&signed.signature).unwrap(),
-        );
+        signer
+            .sign_fields(
+                (method, &target),
+                &mut fields,
+                body,
+                (created, nonce),
+                extra,
+            )
+            .unwrap();
         fields
     }
 
