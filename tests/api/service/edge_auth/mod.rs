@@ -3,6 +3,7 @@
 //! --edge-listen` in front of Redis, the service, and an upstream that records what reached it.
 //! Sessions come from the reference client (`authsession client login`).
 
+mod acl;
 mod interop;
 mod sessions;
 mod signatures;
@@ -41,7 +42,7 @@ impl Edge {
         let upstream = Upstream::start().await;
         let mut fronts = Vec::new();
         for _ in 0..gateways {
-            fronts.push(front(&h, &upstream, &[]).await);
+            fronts.push(front(&upstream, &h.app.cli_env()).await);
         }
         Self {
             h,
@@ -81,8 +82,8 @@ impl Edge {
     }
 }
 
-/// A gateway with `--edge-listen` (and `extra` arguments) and nginx configured for it.
-pub async fn front(h: &Harness, upstream: &Upstream, extra: &[&str]) -> Front {
+/// A gateway with `--edge-listen`, its environment `env`, and nginx configured for it.
+pub async fn front(upstream: &Upstream, env: &[(String, String)]) -> Front {
     let (edge_port, nginx_port, lookup_port) = (free_port(), free_port(), free_port());
     let binary = Path::new(env!("CARGO_BIN_EXE_authsession-gateway"));
     let (edge, lookup, up) = (
@@ -90,7 +91,7 @@ pub async fn front(h: &Harness, upstream: &Upstream, extra: &[&str]) -> Front {
         format!("127.0.0.1:{lookup_port}"),
         format!("http://127.0.0.1:{}", upstream.port),
     );
-    let mut args = vec![
+    let args = [
         "--listen",
         &lookup,
         "--edge-listen",
@@ -98,8 +99,7 @@ pub async fn front(h: &Harness, upstream: &Upstream, extra: &[&str]) -> Front {
         "--upstream",
         &up,
     ];
-    args.extend_from_slice(extra);
-    let gateway = ServiceProcess::spawn(binary, &args, &h.app.cli_env());
+    let gateway = ServiceProcess::spawn(binary, &args, env);
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(&edge).await.is_err() {
         assert!(
