@@ -65,6 +65,43 @@ fn weak_ed25519_keys_are_refused() {
     assert!(ClientPublicKey::parse(&STANDARD.encode(basepoint)).is_ok());
 }
 
+/// The small-order list is exactly the encodings whose decompression is of small order: each
+/// entry is one, and random encodings (and every spelling near the torsion points') agree.
+#[test]
+fn the_small_order_list_agrees_with_decompression() {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let small = |bytes: &[u8; 32]| {
+        CompressedEdwardsY(*bytes)
+            .decompress()
+            .is_some_and(|p| p.is_small_order())
+    };
+    for weak in super::SMALL_ORDER.iter() {
+        assert!(small(weak), "{weak:?}");
+    }
+    // Five y values (the identity's 1, the order-2 point's p - 1, the order-4 points' 0, two for
+    // the order-8 points), 0 and 1 with a second spelling: seven, each with both sign bits.
+    assert_eq!(super::SMALL_ORDER.len(), 14);
+    let mut candidates: Vec<[u8; 32]> = (0..20_000).map(|_| rand::random()).collect();
+    for low in 0..=255u8 {
+        let mut near = [0u8; 32];
+        near[0] = low;
+        candidates.push(near);
+        let mut high = [0xff; 32];
+        high[0] = low;
+        high[31] = 0x7f;
+        candidates.push(high);
+        high[31] = 0xff;
+        candidates.push(high);
+    }
+    for candidate in candidates {
+        assert_eq!(
+            super::SMALL_ORDER.contains(&candidate),
+            small(&candidate),
+            "{candidate:?}"
+        );
+    }
+}
+
 #[test]
 fn locales_are_bcp47_shaped() {
     assert!(Locale::parse("en-GB").is_ok());
