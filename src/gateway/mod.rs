@@ -18,12 +18,14 @@
 //! older than `max_age` (then the snapshot key is read again), and the cache holds at most
 //! `capacity` sessions (the oldest cached first out).
 
+mod bounded;
 pub mod edge;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use bounded::Bounded;
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
@@ -84,17 +86,11 @@ pub struct Applied {
 pub struct GatewayConsumer {
     names: GatewayNames,
     cache: RwLock<Cache>,
-    capacity: usize,
     max_age: Duration,
 }
 
-/// Snapshots with when each was cached, and the order they were first cached in (for
-/// eviction); both hold the same sessions.
-#[derive(Debug, Default)]
-struct Cache {
-    held: HashMap<String, (Snapshot, Instant)>,
-    order: VecDeque<String>,
-}
+/// Snapshots with when each was cached, the first cached first out.
+type Cache = Bounded<(Snapshot, Instant)>;
 
 /// A stream id, for ordering (`ms-seq`).
 fn stream_id(id: &str) -> Option<(u64, u64)> {
@@ -114,25 +110,20 @@ impl GatewayConsumer {
     pub fn with_limits(names: GatewayNames, capacity: usize, max_age: Duration) -> Self {
         Self {
             names,
-            cache: RwLock::default(),
-            capacity: capacity.max(1),
+            cache: RwLock::new(Bounded::new(capacity)),
             max_age,
         }
     }
 
     /// Sessions cached now.
     pub fn cached_count(&self) -> usize {
-        self.cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .held
-            .len()
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Empties the cache: answers come from the snapshot keys until events fill it again.
     pub fn resync(&self) {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        *cache = Cache::default();
+        cache.clear();
     }
 
     /// Whether events of `stream` after `last_id` may have been missed, and where to read from:
@@ -192,7 +183,7 @@ impl GatewayConsumer {
     pub fn apply(&self, snapshot: Snapshot) -> bool {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         let id = snapshot.device_session_id.clone();
-        match cache.held.get_mut(&id) {
+        match cache.get_mut(&id) {
             Some((held, at)) if held.version >= snapshot.version => {
                 // The same version read again (an aged-out answer checked at its key) is fresh
                 // again; an older one changes nothing.
@@ -201,19 +192,8 @@ impl GatewayConsumer {
                 }
                 false
             }
-            Some(_) => {
-                cache.held.insert(id, (snapshot, Instant::now()));
-                true
-            }
-            None => {
-                while cache.held.len() >= self.capacity {
-                    let Some(oldest) = cache.order.pop_front() else {
-                        break;
-                    };
-                    cache.held.remove(&oldest);
-                }
-                cache.held.insert(id.clone(), (snapshot, Instant::now()));
-                cache.order.push_back(id);
+            _ => {
+                cache.insert(id, (snapshot, Instant::now()));
                 true
             }
         }
@@ -224,7 +204,6 @@ impl GatewayConsumer {
         self.cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .held
             .get(device_session_id)
             .filter(|(_, at)| at.elapsed() < self.max_age)
             .map(|(snapshot, _)| snapshot.clone())
@@ -309,7 +288,7 @@ impl GatewayConsumer {
         let (id, status) = (field("device_session_id")?, field("status")?);
         let version = field("version")?.parse().ok()?;
         let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        let (held, _) = cache.held.get(id)?;
+        let (held, _) = cache.get(id)?;
         Some(Snapshot {
             status: status.to_owned(),
             version,

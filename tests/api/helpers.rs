@@ -188,3 +188,31 @@ pub fn user_id(id: &str) -> authsession::domain::UserId {
 pub fn challenge_id(id: &str) -> authsession::domain::ChallengeId {
     authsession::domain::ChallengeId::parse(id).expect("a challenge id")
 }
+
+/// The documented ACL grant of `user` (docs/operations.md, "Shared Redis deployments"),
+/// verbatim: `ACL SETUSER` and its arguments, the placeholders `<P>`, `<G>`, `<S>` and
+/// `PASSWORD` still in.
+pub(crate) fn documented_acl(user: &str) -> Vec<&'static str> {
+    let readme = include_str!("../../docs/operations.md");
+    let start = readme
+        .find(&format!("ACL SETUSER {user} "))
+        .unwrap_or_else(|| panic!("docs/operations.md documents the ACL user {user}"));
+    let block = &readme[start..];
+    block[..block.find("```").expect("the ACL block ends")]
+        .split_whitespace()
+        .collect()
+}
+
+/// The grant's arguments after `ACL`, the placeholders filled with a deployment's key prefix,
+/// gateway prefix, stream and the password.
+pub(crate) fn filled(words: &[&str], (p, g, s): (&str, &str, &str), password: &str) -> Vec<String> {
+    words[1..]
+        .iter()
+        .map(|word| {
+            word.replace("<P>", p)
+                .replace("<G>", g)
+                .replace("<S>", s)
+                .replace("PASSWORD", password)
+        })
+        .collect()
+}

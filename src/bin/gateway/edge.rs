@@ -135,6 +135,14 @@ fn original(headers: &HeaderMap) -> Result<Original, Refusal> {
 }
 
 impl Edge {
+    /// A Redis error mid-request: logged, the lookup connection dropped (it reopens at most once
+    /// a second), and the request answered `503`.
+    fn unavailable(&self, what: &'static str, error: &redis::RedisError) -> Refusal {
+        tracing::warn!(%error, "{what}");
+        self.shared.forget_lookups();
+        Refusal::Unavailable
+    }
+
     /// The proof read, its session found active, its signature verified, the body (when the
     /// relay has it) matched to its digest, and its nonce accepted once across gateways.
     async fn authenticate(
@@ -158,11 +166,7 @@ impl Edge {
             .map_err(|_| Refusal::Unavailable)?;
         let snapshot = match self.shared.consumer.session(&mut conn, id.as_str()).await {
             Ok(snapshot) => snapshot.ok_or(refuse(Reason::UnknownSession))?,
-            Err(error) => {
-                tracing::warn!(%error, "session lookup failed");
-                self.shared.forget_lookups();
-                return Err(Refusal::Unavailable);
-            }
+            Err(error) => return Err(self.unavailable("session lookup failed", &error)),
         };
         if !snapshot.is_active() {
             return Err(refuse(Reason::Revoked));
@@ -182,11 +186,7 @@ impl Edge {
                 device_session_id: snapshot.device_session_id,
             }),
             Ok(false) => Err(refuse(Reason::Replayed)),
-            Err(error) => {
-                tracing::warn!(%error, "replay marker failed");
-                self.shared.forget_lookups();
-                Err(Refusal::Unavailable)
-            }
+            Err(error) => Err(self.unavailable("replay marker failed", &error)),
         }
     }
 }

@@ -14,12 +14,13 @@ pub mod dpop;
 pub mod signature;
 mod target;
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+
+use super::bounded::Bounded;
 pub use target::Target;
 
 /// How old (and how far ahead) a proof may be.
@@ -162,22 +163,20 @@ impl Proof {
 /// the signature check itself), small-order keys refused (anyone can sign for those). At most
 /// `capacity` held; past it, the oldest decoded is dropped.
 pub struct SessionKeys {
-    held: std::sync::Mutex<(HashMap<String, VerifyingKey>, VecDeque<String>)>,
-    capacity: usize,
+    held: std::sync::Mutex<Bounded<VerifyingKey>>,
 }
 
 impl SessionKeys {
     pub fn new(capacity: usize) -> Self {
         Self {
-            held: Default::default(),
-            capacity: capacity.max(1),
+            held: std::sync::Mutex::new(Bounded::new(capacity)),
         }
     }
 
     /// The key of a snapshot's `client_public_key` (standard base64 of 32 bytes).
     pub fn get(&self, client_public_key: &str) -> Result<VerifyingKey, Reason> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(key) = held.0.get(client_public_key) {
+        if let Some(key) = held.get(client_public_key) {
             return Ok(*key);
         }
         let bytes: [u8; 32] = STANDARD
@@ -189,13 +188,7 @@ impl SessionKeys {
         if key.is_weak() {
             return Err(Reason::BadSignature);
         }
-        if held.1.len() >= self.capacity {
-            if let Some(oldest) = held.1.pop_front() {
-                held.0.remove(&oldest);
-            }
-        }
-        held.0.insert(client_public_key.to_owned(), key);
-        held.1.push_back(client_public_key.to_owned());
+        held.insert(client_public_key.to_owned(), key);
         Ok(key)
     }
 }

@@ -10,19 +10,13 @@ use authsession_testbench::app::test_env;
 use authsession_testbench::{free_port, RedisCluster, RedisServer, ServiceProcess};
 use serde_json::{json, Value};
 
-use crate::helpers::{harness, harness_on, public_key, unique_email, Harness};
+use crate::helpers::{
+    documented_acl, filled, harness, harness_on, public_key, unique_email, Harness,
+};
 
-/// The documented ACL grant (docs/operations.md, "Shared Redis deployments"), verbatim: `ACL SETUSER` and its
-/// arguments, the placeholders `<P>`, `<G>`, `<S>` and `PASSWORD` still in.
+/// The service's grant.
 fn readme_acl() -> Vec<&'static str> {
-    let readme = include_str!("../../../docs/operations.md");
-    let start = readme
-        .find("ACL SETUSER authsession")
-        .expect("docs/operations.md documents the ACL user");
-    let block = &readme[start..];
-    block[..block.find("```").expect("the ACL block ends")]
-        .split_whitespace()
-        .collect()
+    documented_acl("authsession")
 }
 
 /// The commands the documented grant gives (`+cmd`), which every command the scripts run must be among.
@@ -43,13 +37,8 @@ pub(crate) async fn create_readme_acl_user(
     let words = readme_acl();
     assert_eq!(&words[..3], ["ACL", "SETUSER", "authsession"]);
     let mut cmd = redis::cmd("ACL");
-    for word in &words[1..] {
-        cmd.arg(
-            word.replace("<P>", p)
-                .replace("<G>", g)
-                .replace("<S>", s)
-                .replace("PASSWORD", password),
-        );
+    for word in filled(&words, (p, g, s), password) {
+        cmd.arg(word);
     }
     for node in nodes {
         let () = cmd

@@ -356,7 +356,7 @@ fn session_keys_are_decoded_once_and_small_order_keys_refused() {
         .unwrap();
     }
     assert_eq!(
-        keys.held.lock().unwrap().0.len(),
+        keys.held.lock().unwrap().len(),
         2,
         "at most the capacity is held"
     );

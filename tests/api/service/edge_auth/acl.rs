@@ -1,28 +1,8 @@
 //! The gateway under the least ACL docs/operations.md grants it, verbatim: it authenticates,
 //! records nonces, follows revokes.
 
-use std::time::{Duration, Instant};
-
-use super::{front, send, Edge};
-
-/// The documented `ACL SETUSER authsession-gateway ...`, its words with the placeholders filled.
-fn documented_grant(p: &str, g: &str, s: &str, password: &str) -> Vec<String> {
-    let docs = include_str!("../../../../docs/operations.md");
-    let start = docs
-        .find("ACL SETUSER authsession-gateway")
-        .expect("docs/operations.md documents the gateway's ACL user");
-    let block = &docs[start..];
-    block[..block.find("```").expect("the block ends")]
-        .split_whitespace()
-        .skip(1)
-        .map(|w| {
-            w.replace("<P>", p)
-                .replace("<G>", g)
-                .replace("<S>", s)
-                .replace("PASSWORD", password)
-        })
-        .collect()
-}
+use super::{front, refused, send, Edge};
+use crate::helpers::{documented_acl, filled};
 
 #[tokio::test]
 async fn the_gateway_runs_under_the_documented_acl_verbatim() {
@@ -40,7 +20,8 @@ async fn the_gateway_runs_under_the_documented_acl_verbatim() {
         get("AUTHSESSION_GATEWAY_SESSION_EVENTS_STREAM"),
     );
     let mut cmd = redis::cmd("ACL");
-    for word in documented_grant(&p, &g, &s, "gateway-secret-123") {
+    let grant = documented_acl("authsession-gateway");
+    for word in filled(&grant, (&p, &g, &s), "gateway-secret-123") {
         cmd.arg(word);
     }
     let () = cmd
@@ -96,18 +77,12 @@ async fn the_gateway_runs_under_the_documented_acl_verbatim() {
         )
         .await;
     assert_eq!(reply.status, 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = send("GET", &url, session.sign("GET", &url, None), None).await;
-        if answer.reason.as_deref() == Some("revoked") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the revoke never reached the gateway: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let answer = refused(&url, &session).await;
+    assert_eq!(
+        answer.reason.as_deref(),
+        Some("revoked"),
+        "the revoke never reached the gateway: {answer:?}"
+    );
     let lines = front.gateway.lines();
     assert!(
         !lines

@@ -285,6 +285,19 @@ impl Session {
     }
 }
 
+/// Signs `GET url` as `session` and sends it until the answer is not `200` (a revoke's event
+/// may take a moment to reach the gateway), for at most 5 s: the first refusal.
+pub async fn refused(url: &str, session: &Session) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = send("GET", url, session.sign("GET", url, None), None).await;
+        if answer.status != 200 || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An answer through nginx: status, the 401's reason, the body.
 #[derive(Debug)]
 pub struct Answer {

@@ -1,25 +1,9 @@
 //! The session behind a proof: revoked, blocked, unknown and evicted sessions are refused at the
 //! edge, and a gateway that cannot reach Redis never lets a request through.
 
-use std::time::{Duration, Instant};
-
 use authsession_testbench::unique_email;
 
-use super::{send, Answer, Edge, Session};
-
-/// Signs and sends until the answer is not `200` (the revoke's event may take a moment), for at
-/// most 5 s.
-async fn refused(edge: &Edge, session: &Session) -> Answer {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let url = edge.url("/v1/me");
-        let answer = send("GET", &url, session.sign("GET", &url, None), None).await;
-        if answer.status != 200 || Instant::now() > deadline {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use super::{refused, send, Edge, Session};
 
 async fn accepted(edge: &Edge, session: &Session) {
     let url = edge.url("/v1/me");
@@ -49,7 +33,7 @@ async fn revoked_blocked_unknown_and_evicted_sessions_are_refused() {
         )
         .await;
     assert_eq!(reply.status, 200);
-    let answer = refused(&edge, &revoked).await;
+    let answer = refused(&edge.url("/v1/me"), &revoked).await;
     assert_eq!(
         (answer.status, answer.reason.as_deref()),
         (401, Some("revoked")),
@@ -65,7 +49,7 @@ async fn revoked_blocked_unknown_and_evicted_sessions_are_refused() {
         )
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    let answer = refused(&edge, &blocked).await;
+    let answer = refused(&edge.url("/v1/me"), &blocked).await;
     assert_eq!(
         (answer.status, answer.reason.as_deref()),
         (401, Some("revoked")),
@@ -90,7 +74,7 @@ async fn revoked_blocked_unknown_and_evicted_sessions_are_refused() {
     let first = edge.login_as(&email).await;
     accepted(&edge, &first).await;
     let _second = edge.login_as(&email).await;
-    let answer = refused(&edge, &first).await;
+    let answer = refused(&edge.url("/v1/me"), &first).await;
     assert_eq!(
         (answer.status, answer.reason.as_deref()),
         (401, Some("revoked")),
