@@ -52,6 +52,10 @@ async fn build_image() -> BuiltImage {
     let output = tokio::process::Command::new("docker")
         .arg("build")
         .arg("--quiet")
+        // Layers of its own: two tests build the same layers at once, and the legacy builder
+        // failed one with "unknown parent image ID" when the other removed its image (and the
+        // cached layer both shared) first.
+        .arg("--no-cache")
         .arg("-f")
         .arg(&dockerfile)
         .args(["--build-arg", &format!("RUNTIME_IMAGE={runtime}")])
