@@ -151,7 +151,8 @@ fn main() -> ExitCode {
     }
     if let Command::Serve = command {
         let budget = config.shutdown_timeout;
-        let telemetry = telemetry::init(config.log_format, &config.log_level);
+        // Kept to the end: dropped, it writes the last log lines.
+        let mut telemetry = telemetry::init(config.log_format, &config.log_level);
         let served = runtime().block_on(serve(config));
         // Telemetry last: the runtime (and every task that could still emit) is gone by now.
         let flushed = telemetry.shutdown(budget);

@@ -20,7 +20,7 @@ use crate::clients::{
 use crate::config::{Config, ServiceMode};
 use crate::domain::CodeHasher;
 use crate::flows::pacing::SendPacing;
-use crate::flows::Context;
+use crate::flows::{Context, Services};
 use crate::http::server::ConnectionLimits;
 use crate::store::{config_provider::ConfigProvider, Redis, Store};
 
@@ -100,7 +100,7 @@ impl App {
             internal_addr: internal.local_addr().expect("bound socket has an address"),
             public,
             internal,
-            ctx: Context {
+            ctx: Context::new(Services {
                 store,
                 users,
                 mail,
@@ -108,7 +108,7 @@ impl App {
                 codes,
                 block_marker_ttl: config.policy.block_marker_ttl,
                 pacing: Arc::new(SendPacing::new(longest_delivery(&config))),
-            },
+            }),
             addressing: addressing(&config),
             internal_token: config.internal_token,
             connection_limits,

@@ -17,9 +17,27 @@ use crate::domain::CodeHasher;
 use crate::store::challenges::Rejection;
 use crate::store::{self, config_provider::ConfigProvider, Store};
 
-/// What every flow needs.
+/// What every flow needs, behind one reference count: the router clones the state for every
+/// request (more than once), so a clone is one atomic increment rather than one per service.
 #[derive(Clone)]
-pub struct Context {
+pub struct Context(Arc<Services>);
+
+impl Context {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for Context {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services and settings a [`Context`] shares.
+pub struct Services {
     pub store: Store,
     pub users: Arc<dyn UserDirectory>,
     pub mail: Arc<dyn MailSender>,

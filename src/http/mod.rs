@@ -91,7 +91,9 @@ fn finish(router: Router, surface: &'static str) -> Router {
                 })
                 .on_request(())
                 .on_response(|res: &Response, latency: Duration, span: &tracing::Span| {
-                    span.record("status", res.status().as_u16());
+                    if crate::telemetry::traces_exported() {
+                        span.record("status", res.status().as_u16());
+                    }
                     tracing::info!(
                         status = res.status().as_u16(),
                         latency_ms = latency.as_millis() as u64,

@@ -55,7 +55,13 @@ impl Redis {
         );
         if let Err(error) = &result {
             let _entered = span.enter();
-            tracing::warn!(%error, elapsed_ms = elapsed.as_millis() as u64, "script call failed");
+            tracing::warn!(
+                script = script.name,
+                version = script.version,
+                %error,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "script call failed"
+            );
         }
         result
     }
@@ -81,7 +87,10 @@ impl Redis {
         }
         reloaded.store(true, Ordering::Relaxed);
         metrics().noscript_reload(script.name);
-        tracing::debug!("script not cached on the node: loading it");
+        tracing::debug!(
+            script = script.name,
+            "script not cached on the node: loading it"
+        );
         self.load(script, call.first_key()).await?;
         let second = self.send_script(&evalsha, acks).await;
         if !noscript(&second) || !matches!(self.backend, Backend::Cluster { .. }) {

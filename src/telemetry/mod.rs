@@ -5,7 +5,9 @@
 //! Nothing here ever records a login code, an e-mail address or a bearer token: spans carry route
 //! templates (never raw paths with query strings), ids and outcomes only.
 
+mod json_line;
 pub mod metrics;
+mod stdout;
 
 use std::time::Duration;
 
@@ -19,10 +21,21 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
+/// Whether spans are exported (OTLP on): fields that only traces need are recorded then only.
+static TRACES_EXPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when spans go to an OTLP endpoint. A field recorded on an open span costs the JSON log
+/// layer a parse and a rewrite of the span's fields, so a field the logs carry anyway (a
+/// request's `status`, on its access line) is recorded on the span for traces only.
+pub fn traces_exported() -> bool {
+    TRACES_EXPORTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// An `OTEL_EXPORTER_OTLP_PROTOCOL` this build cannot speak (only HTTP is built in).
 static UNSUPPORTED_PROTOCOL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// The exporters to flush at shutdown (none when OTLP is off).
+/// The exporters to flush at shutdown (none when OTLP is off); dropped, it writes the log lines
+/// still pending.
 #[derive(Default)]
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
@@ -69,24 +82,32 @@ pub fn init(format: LogFormat, level: &str) -> Telemetry {
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let fmt = match format {
+        // One object per line: the event's fields flattened, and the current span (see
+        // `json_line`).
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(std::io::stdout)
+            .event_format(json_line::JsonLine)
+            .with_writer(stdout::Lines)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(false)
             // Colour only on a terminal: escape codes in a file or a pipe are noise.
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_writer(std::io::stdout)
+            .with_writer(stdout::Lines)
             .boxed(),
     };
+    // The log layer sees the `request` span only (every line carries its `request_id`): a span
+    // the log layer sees is formatted as JSON when it opens and parsed and rewritten at each
+    // field recorded, which made the per-script spans (two per login request) the largest cost
+    // of a request. They go to traces, when exported; a script's failure line names the script.
+    let fmt = fmt.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        !meta.is_span() || meta.name() == "request"
+    }));
     let otel = telemetry
         .tracer
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("authsession")));
+    TRACES_EXPORTED.store(otel.is_some(), std::sync::atomic::Ordering::Relaxed);
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -144,20 +165,28 @@ fn build_providers(
 impl Telemetry {
     /// Flushes and shuts the exporters down, last thing before exit, within `budget` each.
     /// Returns false when an exporter failed or overran.
-    pub fn shutdown(self, budget: Duration) -> bool {
+    pub fn shutdown(&mut self, budget: Duration) -> bool {
         let mut clean = true;
-        if let Some(tracer) = self.tracer {
+        if let Some(tracer) = self.tracer.take() {
             if let Err(error) = tracer.shutdown_with_timeout(budget) {
                 tracing::error!(%error, "trace exporter shutdown failed");
                 clean = false;
             }
         }
-        if let Some(meter) = self.meter {
+        if let Some(meter) = self.meter.take() {
             if let Err(error) = meter.shutdown_with_timeout(budget) {
                 tracing::error!(%error, "metric exporter shutdown failed");
                 clean = false;
             }
         }
         clean
+    }
+}
+
+/// Log lines still pending (see `stdout`) are written when the telemetry goes, last thing before
+/// exit: keep it until then.
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        stdout::flush();
     }
 }

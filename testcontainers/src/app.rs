@@ -67,7 +67,11 @@ pub async fn spawn_app(redis: &RedisServer, overrides: &[(&str, &str)]) -> TestA
 
 pub async fn spawn_app_with_env(redis: &RedisServer, env: HashMap<String, String>) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
-        authsession::telemetry::init(config::LogFormat::Text, "debug");
+        // Never dropped: the test process's log lines are written until it exits.
+        std::mem::forget(authsession::telemetry::init(
+            config::LogFormat::Text,
+            "debug",
+        ));
     }
     let config = Config::from_source(&env).expect("test configuration is valid");
     let requested = env.clone();

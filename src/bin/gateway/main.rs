@@ -102,7 +102,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    telemetry::init(config.log_format, &config.log_level);
+    // Kept to the end: dropped, it writes the last log lines.
+    let _telemetry = telemetry::init(config.log_format, &config.log_level);
     authsession::app::raise_open_files_limit(&config);
     let token = match args.token_file.as_deref().map(read_token).transpose() {
         Ok(token) => token,
