@@ -17,6 +17,17 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Runs `binary args...` with a clean `AUTHSESSION_*` environment plus `env`.
     pub fn spawn(binary: &Path, args: &[&str], env: &[(String, String)]) -> Self {
+        Self::spawn_keeping(binary, args, env, usize::MAX)
+    }
+
+    /// [`ServiceProcess::spawn`], keeping only the first `keep` lines: a service under load logs
+    /// a line or more per request, which are read (as a log shipper would) and dropped.
+    pub fn spawn_keeping(
+        binary: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        keep: usize,
+    ) -> Self {
         let mut command = Command::new(binary);
         command
             .args(args)
@@ -38,12 +49,16 @@ impl ServiceProcess {
             Box::new(stderr),
         ] {
             let lines = lines.clone();
+            let echo = std::env::var_os("TEST_LOG").is_some();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if std::env::var_os("TEST_LOG").is_some() {
+                    if echo {
                         eprintln!("[authsession] {line}");
                     }
-                    lines.lock().unwrap().push(line);
+                    let mut lines = lines.lock().unwrap();
+                    if lines.len() < keep {
+                        lines.push(line);
+                    }
                 }
             });
         }
@@ -129,17 +144,22 @@ impl ServiceProcess {
     /// CPU seconds the child has used so far, user and system (`/proc/<pid>/stat`, in clock
     /// ticks of 10 ms).
     pub fn cpu_seconds(&self) -> f64 {
+        let (user, system) = self.cpu_seconds_split();
+        user + system
+    }
+
+    /// [`ServiceProcess::cpu_seconds`] as (user, system): the kernel's share is the system calls
+    /// (sockets, the log pipe) and the scheduling.
+    pub fn cpu_seconds_split(&self) -> (f64, f64) {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
         let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let ticks: u64 = rest
+        let mut ticks = rest
             .split_whitespace()
             .skip(11)
-            .take(2)
-            .filter_map(|t| t.parse::<u64>().ok())
-            .sum();
-        ticks as f64 / 100.0
+            .map(|t| t.parse::<u64>().unwrap_or(0) as f64 / 100.0);
+        (ticks.next().unwrap_or(0.0), ticks.next().unwrap_or(0.0))
     }
 
     pub fn signal(&self, signal: Signal) {

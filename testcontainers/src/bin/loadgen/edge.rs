@@ -43,15 +43,6 @@ fn sign(key: &SigningKey, id: &str, authority: &str, path: &str) -> (String, Str
     (signed.signature_input, signed.signature)
 }
 
-/// The gateway binary beside this one (`cargo build --release --bins` builds both).
-fn gateway_binary() -> Option<std::path::PathBuf> {
-    let path = std::env::current_exe()
-        .ok()?
-        .parent()?
-        .join("authsession-gateway");
-    path.exists().then_some(path)
-}
-
 pub async fn measure(
     store: &Store,
     env: &[(String, String)],
@@ -60,7 +51,7 @@ pub async fn measure(
     revokes: usize,
 ) {
     println!("\n## 11. Requests authenticated at the edge: nginx -> gateway -> upstream vs nginx -> upstream\n");
-    let Some(binary) = gateway_binary() else {
+    let Some(binary) = crate::binary_beside("authsession-gateway") else {
         println!("  skipped: no authsession-gateway beside the loadgen (run `cargo build --release --bins` first)");
         return;
     };

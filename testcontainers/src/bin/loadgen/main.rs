@@ -70,7 +70,8 @@ struct Args {
     /// The yardstick script of scenarios 0 and 10 (`testcontainers/bench`, kept as it was given).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/reference-confirm.lua"))]
     reference_script: std::path::PathBuf,
-    /// Run scenario 0 (the leaner-per-login targets against the reference script).
+    /// Run scenario 0 (the per-request targets against the reference script; the service binary
+    /// beside the loadgen, `cargo build --release --bins`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     targets: bool,
     /// Run scenario 0 only (with `--perf-dir`, the profiling run).
@@ -91,6 +92,10 @@ struct Args {
     /// Revokes timed at the edge, from their `200` to the first refused request (scenario 11).
     #[arg(long, default_value_t = 1000)]
     edge_revokes: usize,
+    /// The service binary scenario 0 runs (default: `authsession` beside the loadgen), so two
+    /// builds are measured with the same command.
+    #[arg(long)]
+    service_binary: Option<std::path::PathBuf>,
     /// Worker threads of the service's runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
@@ -137,10 +142,12 @@ fn main() {
     env.insert(config::MAIL_SERVICE_BASE_URL.into(), mail.base_url());
     env.insert(config::MAIL_SERVICE_REQUEST_TIMEOUT.into(), "2s".into());
     env.insert(config::LOG_LEVEL.into(), "error".into());
-    // Scenario 0's service: per-IP limits at their defaults, every request through a trusted
-    // proxy naming a client address of its own; a namespace of its own on the same Redis.
+    // Scenario 0's service: the release binary in a process of its own, configured as a user
+    // runs it (JSON logs at `info` on its stdout, read by this process as a log shipper would;
+    // per-IP limits at their defaults, every request through a trusted proxy naming a client
+    // address of its own); a namespace of its own on the same Redis.
     let mut limited = authsession_testbench::app::test_env(&redis);
-    limited.insert(config::LOG_LEVEL.into(), "error".into());
+    limited.remove(config::SHUTDOWN_TIMEOUT);
     limited.remove(config::SEND_RATE_LIMIT_PER_IP);
     limited.remove(config::CONFIRM_RATE_LIMIT_PER_IP);
     limited.insert(config::TRUSTED_PROXIES.into(), "127.0.0.1/32".into());
@@ -154,18 +161,15 @@ fn main() {
         limited.insert(name, value);
     }
     let config = Config::from_source(&env).unwrap();
-    let limited = Config::from_source(&limited).unwrap();
-    let limited_config = limited.clone();
+    let limited_config = Config::from_source(&limited).unwrap();
+    let limited_env: Vec<(String, String)> = limited.into_iter().collect();
     let stop = CancellationToken::new();
-    let (public, internal, limited_public) = service_rt.block_on(async {
+    let (public, internal) = service_rt.block_on(async {
         let app = App::build(config.clone()).await.expect("service starts");
         let public = format!("http://{}", app.public_addr());
         let internal = format!("http://{}", app.internal_addr());
         tokio::spawn(app.run_until_stopped(stop.clone()));
-        let limited = App::build(limited).await.expect("service starts");
-        let limited_public = format!("http://{}", limited.public_addr());
-        tokio::spawn(limited.run_until_stopped(stop.clone()));
-        (public, internal, limited_public)
+        (public, internal)
     });
     println!("# authsession load run\n");
     println!(
@@ -188,10 +192,19 @@ fn main() {
     }
     if args.targets || args.only_targets {
         driver.block_on(async {
+            let binary = args
+                .service_binary
+                .clone()
+                .or_else(|| binary_beside("authsession"));
+            let Some(process) = binary.map(|b| targets::spawn_service(&b, &limited_env)) else {
+                println!("\n## 0. skipped: no authsession binary beside the loadgen (run `cargo build --release --bins` first)");
+                return;
+            };
             let mut conn = redis.connection().await;
             let service = targets::Service {
                 http: reqwest::Client::new(),
-                public: limited_public,
+                public: format!("http://{}", process.listener_addr("public").await),
+                process,
                 store: Store::new(
                     Redis::new(&limited_config.redis).unwrap(),
                     &limited_config.redis,
@@ -219,6 +232,12 @@ fn main() {
     }
     stop.cancel();
     drop(service_rt);
+}
+
+/// A binary of this workspace's release build, beside the loadgen (`cargo build --release --bins`).
+fn binary_beside(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::current_exe().ok()?.parent()?.join(name);
+    path.exists().then_some(path)
 }
 
 /// Scenario 11 against the first service's Redis and names.

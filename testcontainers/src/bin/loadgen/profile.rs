@@ -1,22 +1,18 @@
-//! `--perf-dir`: the service profiled while scenario 0's `wrk` runs load it (issue 39: profile
-//! first, as pictures). `wrk` runs outside this process, so the samples are the service's.
+//! `--perf-dir`: the service profiled while scenario 0's `wrk` runs load it (profile first, as
+//! pictures). The service is a process of its own, so the samples are all the service's.
 
 use std::time::Duration;
 
 /// Where `--perf-dir` puts the profiles of the `wrk` runs, when set.
 pub static PERF_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
-/// `perf record` (DWARF call graphs, 499 Hz) and `perf stat` of the system calls of this process
-/// (the service: `wrk` runs outside it) while `what` runs, into `PERF_DIR/<route>.*`; stopped
-/// (SIGINT, so they write their files) when dropped.
+/// `perf record` (DWARF call graphs, 499 Hz) and `perf stat` of the system calls of a process
+/// (the service of scenario 0, the gateway of scenario 11: the load comes from outside both)
+/// while `what` runs, into `PERF_DIR/<route>.*`; stopped (SIGINT, so they write their files) when
+/// dropped.
 pub struct Profiled(Vec<std::process::Child>);
 
 impl Profiled {
-    pub fn start(what: &str) -> Self {
-        Self::start_process(what, std::process::id())
-    }
-
-    /// [`Profiled::start`] of another process (the gateway binary of scenario 11).
     pub fn start_process(what: &str, pid: u32) -> Self {
         let Some(dir) = PERF_DIR.get() else {
             return Self(Vec::new());
@@ -26,7 +22,7 @@ impl Profiled {
         let data = dir.join(format!("{route}.perf.data"));
         let stat = dir.join(format!("{route}.syscalls.txt"));
         let record = std::process::Command::new("perf")
-            // `--no-inherit`: not `wrk`, which this process spawns once they are attached.
+            // `--no-inherit`: the process's threads only.
             .args([
                 "record",
                 "--no-inherit",
