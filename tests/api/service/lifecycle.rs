@@ -264,6 +264,11 @@ async fn loading_a_script_on_first_use_is_no_news_at_the_default_level() {
             .await
             .unwrap();
         assert_eq!(answer.status(), 200);
+        // Log lines reach stdout in batches: the request's access line comes after its others.
+        process
+            .wait_for_line("\"message\":\"request\"", Duration::from_secs(5))
+            .await
+            .expect("the send's access line");
         let lines = process.lines();
         let reload: Vec<&String> = lines
             .iter()
