@@ -7,9 +7,8 @@
 //! lines never interleave, however long. A line reaches stdout within about `FLUSH_AFTER`; the
 //! service flushes what is pending when it exits, and a `SIGKILL` loses at most that much.
 
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::io::{self, Write};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -22,32 +21,33 @@ pub const FLUSH_AFTER: Duration = Duration::from_millis(2);
 /// would).
 const MAX_PENDING: usize = 1 << 20;
 
-/// Lines bound for one file descriptor.
-struct Batches {
+/// Lines bound for `W`.
+struct Batches<W> {
     pending: Mutex<Vec<u8>>,
     /// Signalled when `pending` stops being empty.
     ready: Condvar,
-    /// The buffer being written; its lock orders the writes.
-    writing: Mutex<Vec<u8>>,
+    /// The buffer being written and where it goes; its lock orders the writes, so `W`'s own lock
+    /// (stdout's) is never contended.
+    writing: Mutex<(Vec<u8>, W)>,
 }
 
-impl Batches {
-    const fn new() -> Self {
+impl<W: Write> Batches<W> {
+    fn new(out: W) -> Self {
         Self {
             pending: Mutex::new(Vec::new()),
             ready: Condvar::new(),
-            writing: Mutex::new(Vec::new()),
+            writing: Mutex::new((Vec::new(), out)),
         }
     }
 
-    fn push(&self, fd: BorrowedFd<'_>, line: &[u8]) -> io::Result<()> {
+    fn push(&self, line: &[u8]) -> io::Result<()> {
         let mut pending = lock(&self.pending);
         let first = pending.is_empty();
         pending.extend_from_slice(line);
         let full = pending.len() >= MAX_PENDING;
         drop(pending);
         if full {
-            self.flush(fd)
+            self.flush()
         } else {
             if first {
                 self.ready.notify_one();
@@ -57,16 +57,17 @@ impl Batches {
     }
 
     /// Writes everything pending, after anything already being written.
-    fn flush(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+    fn flush(&self) -> io::Result<()> {
         let mut writing = lock(&self.writing);
-        std::mem::swap(&mut *lock(&self.pending), &mut *writing);
-        let written = write_out(fd, &writing);
-        writing.clear();
+        let (batch, out) = &mut *writing;
+        std::mem::swap(&mut *lock(&self.pending), batch);
+        let written = out.write_all(batch).and_then(|()| out.flush());
+        batch.clear();
         written
     }
 
     /// The flusher's loop: wait for a line, gather for [`FLUSH_AFTER`], write.
-    fn run(&self, fd: BorrowedFd<'_>) -> ! {
+    fn run(&self) -> ! {
         loop {
             let mut pending = lock(&self.pending);
             while pending.is_empty() {
@@ -75,7 +76,7 @@ impl Batches {
             drop(pending);
             std::thread::sleep(FLUSH_AFTER);
             // Nowhere to report a failed write of the log itself; the next batch tries again.
-            let _ = self.flush(fd);
+            let _ = self.flush();
         }
     }
 }
@@ -85,24 +86,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write_out(fd: BorrowedFd<'_>, mut rest: &[u8]) -> io::Result<()> {
-    while !rest.is_empty() {
-        match nix::unistd::write(fd, rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => rest = &rest[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-static STDOUT: Batches = Batches::new();
+static STDOUT: LazyLock<Batches<io::Stdout>> = LazyLock::new(|| Batches::new(io::stdout()));
 static FLUSHER: OnceLock<()> = OnceLock::new();
 
 /// Writes what is pending to stdout now (at exit).
 pub fn flush() {
-    let _ = STDOUT.flush(io::stdout().as_fd());
+    let _ = STDOUT.flush();
 }
 
 /// The log layer's writer: standard output, through the batches.
@@ -126,10 +115,10 @@ impl io::Write for Lines {
         FLUSHER.get_or_init(|| {
             std::thread::Builder::new()
                 .name("authsession-log".into())
-                .spawn(|| STDOUT.run(io::stdout().as_fd()))
+                .spawn(|| STDOUT.run())
                 .expect("spawn the log flusher thread");
         });
-        STDOUT.push(io::stdout().as_fd(), line)
+        STDOUT.push(line)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -162,12 +151,15 @@ mod tests {
             }
             lines
         });
-        let (batches, done) = (Batches::new(), AtomicBool::new(false));
+        let (batches, done) = (
+            Batches::new(std::fs::File::from(write)),
+            AtomicBool::new(false),
+        );
         std::thread::scope(|scope| {
-            let (batches, done, fd) = (&batches, &done, write.as_fd());
+            let (batches, done) = (&batches, &done);
             scope.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
-                    batches.flush(fd).unwrap();
+                    batches.flush().unwrap();
                     std::thread::sleep(Duration::from_millis(1));
                 }
             });
@@ -178,7 +170,7 @@ mod tests {
                         for n in 0..300usize {
                             let len = if n % 5 == 0 { 70_000 } else { 100 };
                             let line = format!("{n:04}{}\n", letter.to_string().repeat(len));
-                            batches.push(fd, line.as_bytes()).unwrap();
+                            batches.push(line.as_bytes()).unwrap();
                         }
                     })
                 })
@@ -188,8 +180,9 @@ mod tests {
             }
             done.store(true, Ordering::Relaxed);
         });
-        batches.flush(write.as_fd()).unwrap();
-        drop(write);
+        batches.flush().unwrap();
+        // Closing the pipe's write end ends the reader.
+        drop(batches);
         let lines = reader.join().unwrap();
         assert_eq!(lines.len(), 1200);
         let mut next = std::collections::HashMap::new();
